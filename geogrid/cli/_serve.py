@@ -1,0 +1,28 @@
+"""``geogrid serve``: run the web service on a store (or on the demo district)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from geogrid.cli._common import handle_errors, main
+
+
+@main.command()
+@click.argument("store", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
+@click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
+@handle_errors
+def serve(store: Path | None, host: str, port: int) -> None:
+    """Serve STORE (a GeoPackage) as maps and an API; with no STORE, the demo district."""
+    import uvicorn
+
+    if store is not None and not store.exists():
+        msg = f"{store} does not exist: build one with `geogrid demo {store}`"
+        raise click.BadParameter(msg, param_hint="STORE")
+    if store is not None:
+        os.environ["GEOGRID_STORE"] = str(store.resolve())
+    click.echo(f"geogrid: serving {store or 'the demo district'} on http://{host}:{port}/", err=True)
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
