@@ -217,15 +217,23 @@ class GeoPackageStore(Store):
 
 
 def open_store(location: str | os.PathLike[str]) -> Store:
-    """Open a store from a path (``.gpkg``).
+    """Open a store: a GeoPackage path, or a PostGIS URL (``postgresql://user@host/db``).
 
-    PostGIS connection strings (``postgresql://...``) are recognised and refused with
-    a clear message until that backend lands.
+    A PostGIS URL may name the schema with ``?schema=NAME`` (default ``geogrid``).
+
+    Examples
+    --------
+    >>> open_store("district.gpkg")
+    GeoPackageStore('district.gpkg')
     """
     loc = str(location)
-    if loc.startswith(("postgresql://", "postgres://", "PG:")):
-        msg = (
-            f"PostGIS stores are not available in this version; use a GeoPackage file instead of {loc.split('@')[-1]!r}"
-        )
-        raise StoreError(msg)
+    if loc.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+        from layers.postgis import PostGISStore
+
+        parts = urlsplit(loc)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        schema = query.pop("schema", "geogrid")
+        return PostGISStore(urlunsplit(parts._replace(query=urlencode(query))), schema=schema)
     return GeoPackageStore(loc)

@@ -33,9 +33,13 @@ def test_reading_a_missing_layer_lists_the_layers(tmp_store, tiny_grids):
         tmp_store.read("cameras")
 
 
-def test_postgis_is_refused_clearly():
-    with pytest.raises(StoreError, match="PostGIS"):
-        open_store("postgresql://u:secret@db/geo")
+def test_postgis_urls_open_a_postgis_store():
+    from layers.postgis import PostGISStore
+
+    store = open_store("postgresql://u:secret@db/geo?schema=hq")
+    assert isinstance(store, PostGISStore)
+    assert store.schema == "hq"
+    assert "secret" not in repr(store)
 
 
 def test_writer_killed_mid_write_leaves_store_unchanged(tmp_store, tiny_grids, tmp_path):
