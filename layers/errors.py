@@ -56,7 +56,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = ""
-        if self.rows:
+        if self.rows and " row" not in self.message:  # messages that name their rows say so themselves
             shown = ", ".join(str(r) for r in self.rows[:10])
             more = f" (+{len(self.rows) - 10} more)" if len(self.rows) > 10 else ""
             where = f" [rows {shown}{more}]"

@@ -11,5 +11,6 @@ from geogrid.cli._common import main
 
 # Importing a command module registers its commands on ``main``.
 from geogrid.cli import _serve  # noqa: F401  isort: skip
+from geogrid.cli import _import  # noqa: F401  isort: skip
 
 __all__ = ["main"]

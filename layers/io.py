@@ -1,0 +1,557 @@
+"""Reading and writing layers: GeoPackage, GeoJSON, GeoParquet, Shapefile and CSV.
+
+:func:`read_layer` is the door every file goes through:
+
+1. guards on the bytes (file size, feature count, GeoJSON bracket depth, then the
+   nesting depth and vertex count of every WKB geometry) before any geometry is
+   built (see :mod:`layers._guards`);
+2. the column mapping (``columns={"id": "编号", "x": "经度", ...}``);
+3. every check of :mod:`layers.validate`, collected into one ValidationError;
+4. datum conversion (GCJ-02 / BD-09 to WGS-84, :mod:`layers.datum`);
+5. reprojection to the storage CRS, EPSG:4326 (EPSG:4490 is relabelled: the two
+   differ by centimetres) and the canonical dtypes.
+
+:func:`write_layer` writes GeoPackage, GeoJSON or GeoParquet, chosen by extension.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import geopandas as gpd
+import pyogrio
+import shapely
+from pyproj import CRS
+from pyproj.exceptions import CRSError as _PyprojCRSError
+
+from layers._guards import Limits, check_file_size, check_json_depth, check_wkb
+from layers.datum import DATUMS, to_wgs84
+from layers.errors import InputTooLargeError, Problem, StoreError, ValidationError
+from layers.schema import SCHEMAS, LayerKind
+from layers.validate import OPTION_FOR_COLUMN, check_frame, finish_frame
+
+__all__ = ["FORMATS", "MAPPING_KEYS", "Limits", "describe", "read_layer", "write_layer"]
+
+FORMATS: dict[str, str] = {
+    ".gpkg": "gpkg",
+    ".geojson": "geojson",
+    ".json": "geojson",
+    ".parquet": "parquet",
+    ".geoparquet": "parquet",
+    ".shp": "shapefile",
+    ".zip": "shapefile",
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "csv",
+}
+"""File extension -> format read by :func:`read_layer`."""
+
+MAPPING_KEYS = (*dict.fromkeys(OPTION_FOR_COLUMN.values()), "x", "y")
+"""Keys of the column mapping (the CLI's ``--KEY-col`` options)."""
+
+_X_NAMES = ("lon", "lng", "long", "longitude", "经度", "x")
+_Y_NAMES = ("lat", "latitude", "纬度", "y")
+_LONLAT_NAMES = {"lon", "lng", "long", "longitude", "lat", "latitude", "经度", "纬度"}
+
+
+def _format_of(path: Path) -> str:
+    if path.is_dir():
+        return "shapefile"
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        msg = f"{path.name}: unknown file type {path.suffix!r}; geogrid reads {known}"
+        raise ValidationError(path.name, [Problem("unknown_format", msg)])
+    return fmt
+
+
+def _target_of(key: str, kind: LayerKind) -> str | None:
+    """Return the schema column a mapping key stands for in a layer kind (None: not for this kind)."""
+    schema = SCHEMAS[kind]
+    if key == "id":
+        return schema.id_column
+    for col, k in OPTION_FOR_COLUMN.items():
+        if k == key and col in schema.names:
+            return col
+    return None
+
+
+def _apply_mapping(
+    frame: pd.DataFrame, columns: Mapping[str, str], kind: LayerKind, problems: list[Problem]
+) -> pd.DataFrame:
+    rename: dict[str, str] = {}
+    has = ", ".join(repr(c) for c in frame.columns) or "none"
+    for key, src in columns.items():
+        if key in ("x", "y"):
+            continue
+        if key not in MAPPING_KEYS:
+            msg = f"unknown mapping key {key!r}: use {', '.join(MAPPING_KEYS)}"
+            problems.append(Problem("unknown_mapping_key", msg))
+            continue
+        target = _target_of(key, kind)
+        if target is None:
+            msg = f"--{key.replace('_', '-')}-col does not apply to a {kind.value} layer"
+            problems.append(Problem("mapping_not_for_kind", msg))
+            continue
+        if src not in frame.columns:
+            msg = f"--{key.replace('_', '-')}-col {src!r}: no such column; the file has {has}"
+            problems.append(Problem("unknown_mapped_column", msg))
+            continue
+        rename[src] = target
+    # An explicitly mapped column replaces a column that already has the target name.
+    clash = [t for s, t in rename.items() if t in frame.columns and t != s and t not in rename]
+    frame = frame.drop(columns=clash)
+    return frame.rename(columns=rename)
+
+
+def _pick_layer(path: Path, layer: str | None, kind: LayerKind) -> str | None:
+    try:
+        layers = pyogrio.list_layers(path)
+    except pyogrio.errors.DataSourceError as err:
+        msg = f"{path.name} cannot be opened as a vector file: {err}"
+        raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
+    names = [str(n) for n in layers[:, 0]]
+    if layer is not None:
+        if layer not in names:
+            msg = f"layer {layer!r} not found; the file has layers {', '.join(map(repr, names))}"
+            raise ValidationError(path.name, [Problem("unknown_layer", msg)])
+        return layer
+    if len(names) <= 1:
+        return names[0] if names else None
+    if kind.value in names:
+        return kind.value
+    msg = (
+        f"the file has several layers ({', '.join(map(repr, names))}): choose one with --layer NAME (Python: layer=...)"
+    )
+    raise ValidationError(path.name, [Problem("ambiguous_layer", msg)])
+
+
+def _check_count(n: int, limits: Limits, source: str) -> None:
+    if n > limits.max_features:
+        msg = (
+            f"{source} has {n:,} features, more than the limit of {limits.max_features:,}: split it, or raise "
+            "the limit with Limits(max_features=...)"
+        )
+        raise InputTooLargeError(msg)
+
+
+def _geoms_from_wkb(
+    wkbs: list[bytes | None] | np.ndarray, limits: Limits, source: str, ids: np.ndarray | None, problems: list[Problem]
+) -> np.ndarray:
+    """Guard every WKB value, then parse the ones that passed (unreadable ones become problems)."""
+    malformed = check_wkb(wkbs, limits, source=source, ids=None if ids is None else list(ids))
+    arr = np.empty(len(wkbs), dtype=object)
+    arr[:] = list(wkbs)
+    arr[malformed] = None
+    with np.errstate(invalid="ignore"):  # NaN coordinates are reported by the checks
+        geoms = shapely.from_wkb(arr, on_invalid="ignore")
+    unreadable = malformed | (np.array([w is not None for w in arr], dtype=bool) & shapely.is_missing(geoms))
+    if unreadable.any():
+        rows = tuple(int(r) for r in np.flatnonzero(unreadable))
+        id_list = tuple(str(ids[r]) for r in rows) if ids is not None else ()
+        shown = ", ".join(str(r) for r in rows[:10]) + (f" (+{len(rows) - 10} more)" if len(rows) > 10 else "")
+        msg = (
+            f"geometry cannot be read at rows {shown} (truncated or malformed, e.g. a ring with fewer than "
+            "4 points): fix or drop those features"
+        )
+        problems.append(Problem("unreadable_geometry", msg, rows, id_list))
+    return np.asarray(geoms, dtype=object)
+
+
+def _id_values(frame: pd.DataFrame, columns: Mapping[str, str], kind: LayerKind) -> np.ndarray | None:
+    name = columns.get("id", SCHEMAS[kind].id_column)
+    return frame[name].to_numpy(dtype=object) if name in frame.columns else None
+
+
+def _read_ogr(
+    path: Path,
+    kind: LayerKind,
+    fmt: str,
+    layer: str | None,
+    columns: Mapping[str, str],
+    limits: Limits,
+    encoding: str | None,
+    problems: list[Problem],
+) -> tuple[pd.DataFrame, np.ndarray, object]:
+    if fmt == "geojson":
+        check_json_depth(path, limits)
+    layer = _pick_layer(path, layer, kind)
+    try:
+        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
+        _check_count(int(info.get("features", 0) or 0), limits, path.name)
+        meta, _, wkbs, field_data = pyogrio.raw.read(path, layer=layer, encoding=encoding, datetime_as_string=True)
+    except pyogrio.errors.DataSourceError as err:
+        msg = f"{path.name} cannot be read: {err}"
+        raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
+    frame = pd.DataFrame({str(name): values for name, values in zip(meta["fields"], field_data, strict=True)})
+    if wkbs is None:
+        wkbs = np.full(len(frame), None, dtype=object)
+    geoms = _geoms_from_wkb(wkbs, limits, path.name, _id_values(frame, columns, kind), problems)
+    return frame, geoms, meta.get("crs")
+
+
+def _read_parquet(
+    path: Path, kind: LayerKind, columns: Mapping[str, str], limits: Limits, problems: list[Problem]
+) -> tuple[pd.DataFrame, np.ndarray, object]:
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, ValueError) as err:
+        msg = f"{path.name} is not a readable Parquet file: {err}"
+        raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
+    _check_count(pf.metadata.num_rows, limits, path.name)
+    raw_geo = (pf.schema_arrow.metadata or {}).get(b"geo")
+    if raw_geo is None:
+        msg = "the Parquet file has no GeoParquet 'geo' metadata: write it with geopandas .to_parquet() or GDAL"
+        raise ValidationError(path.name, [Problem("not_geoparquet", msg)])
+    geo = json.loads(raw_geo)
+    gcol = geo.get("primary_column", "geometry")
+    gmeta = geo.get("columns", {}).get(gcol, {})
+    # GeoParquet: an absent "crs" means OGC:CRS84; an explicit null means unknown.
+    crs: object = gmeta.get("crs", "OGC:CRS84")
+    if isinstance(crs, dict):
+        crs = CRS.from_json_dict(crs)
+    table = pf.read()
+    frame = table.drop([gcol]).to_pandas()
+    if str(gmeta.get("encoding", "WKB")).upper() == "WKB":
+        wkbs = table.column(gcol).to_pylist()
+        geoms = _geoms_from_wkb(wkbs, limits, path.name, _id_values(frame, columns, kind), problems)
+    else:
+        # GeoArrow native encodings hold no collections (nothing to nest); vertices are checked later.
+        geoms = np.asarray(gpd.read_parquet(path, columns=[gcol]).geometry.array, dtype=object)
+    return frame, geoms, crs
+
+
+def _find_column(names: list[str], candidates: tuple[str, ...]) -> str | None:
+    lower = {n.strip().lower(): n for n in names}
+    for c in candidates:
+        if c in lower:
+            return lower[c]
+    return None
+
+
+def _read_csv(
+    path: Path,
+    kind: LayerKind,
+    columns: Mapping[str, str],
+    crs: object,
+    limits: Limits,
+    encoding: str | None,
+    problems: list[Problem],
+) -> tuple[pd.DataFrame, np.ndarray, object, bool]:
+    if kind is LayerKind.GRIDS:
+        msg = "a CSV holds points; grids need polygons: give a GeoPackage, GeoJSON, GeoParquet or Shapefile"
+        raise ValidationError(path.name, [Problem("wrong_format", msg)])
+    enc = encoding or "utf-8-sig"
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        frame = pd.read_csv(path, dtype="string", encoding=enc, sep=sep, nrows=limits.max_features + 1)
+    except UnicodeDecodeError as err:
+        msg = (
+            f"{path.name} is not valid {enc} text at byte {err.start:,}: save it as UTF-8, or name its "
+            "encoding with --encoding gbk (Python: encoding='gbk')"
+        )
+        raise ValidationError(path.name, [Problem("bad_encoding", msg)]) from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        msg = f"{path.name} cannot be parsed as CSV: {err}"
+        raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
+    _check_count(len(frame), limits, path.name)
+    names = [str(c) for c in frame.columns]
+    has = ", ".join(repr(c) for c in names) or "none"
+    xy: dict[str, str | None] = {}
+    for key, candidates in (("x", _X_NAMES), ("y", _Y_NAMES)):
+        if key in columns:
+            if columns[key] not in frame.columns:
+                msg = f"--{key}-col {columns[key]!r}: no such column; the file has {has}"
+                problems.append(Problem("unknown_mapped_column", msg))
+                xy[key] = None
+            else:
+                xy[key] = columns[key]
+        else:
+            xy[key] = _find_column(names, candidates)
+            if xy[key] is None:
+                what = "longitude / x" if key == "x" else "latitude / y"
+                msg = f"no {what} column found: name it with --{key}-col NAME (Python: columns={{{key!r}: NAME}}); the file has {has}"
+                problems.append(Problem("missing_column", msg))
+    n = len(frame)
+    coords = {}
+    for key in ("x", "y"):
+        name = xy[key]
+        if name is None:
+            coords[key] = np.full(n, np.nan)
+            continue
+        text = frame[name].str.strip()
+        num = pd.to_numeric(text, errors="coerce").astype("float64")
+        bad = (text.notna() & (text != "") & num.isna()).to_numpy(dtype=bool)
+        if bad.any():
+            rows = tuple(int(r) for r in np.flatnonzero(bad))
+            sample = ", ".join(repr(str(v)) for v in text[bad].unique()[:3])
+            shown = ", ".join(str(r) for r in rows[:10]) + (f" (+{len(rows) - 10} more)" if len(rows) > 10 else "")
+            msg = f"column {name!r} is not a number ({sample}) at rows {shown}: write decimal degrees such as 117.2"
+            problems.append(Problem("bad_coordinate", msg, rows))
+        coords[key] = num.to_numpy()
+    geoms = np.asarray(shapely.points(coords["x"], coords["y"]), dtype=object)
+    assumed = False
+    xname, yname = xy["x"], xy["y"]
+    if (
+        crs is None
+        and xname is not None
+        and yname is not None
+        and xname.strip().lower() in _LONLAT_NAMES
+        and yname.strip().lower() in _LONLAT_NAMES
+    ):
+        crs, assumed = "EPSG:4326", True
+    used = [c for c in (xy["x"], xy["y"]) if c is not None]
+    return frame.drop(columns=used), geoms, crs, assumed
+
+
+def read_layer(
+    src: str | os.PathLike[str],
+    kind: LayerKind | str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    layer: str | None = None,
+    crs: object = None,
+    datum: str = "wgs84",
+    limits: Limits | None = None,
+    tz: str | None = None,
+    encoding: str | None = None,
+) -> gpd.GeoDataFrame:
+    r"""Read a grid, incident or camera layer from a file, checked at the door.
+
+    Parameters
+    ----------
+    src
+        A GeoPackage, GeoJSON, GeoParquet, Shapefile (``.shp``, a zipped one, or a
+        folder) or CSV file.
+    kind
+        ``"grids"``, ``"incidents"`` or ``"cameras"``.
+    columns
+        Schema name -> source column, for files that use other names, e.g.
+        ``{"id": "编号", "parent": "上级", "x": "经度", "y": "纬度"}`` (keys:
+        :data:`MAPPING_KEYS`). A mapped column replaces a column that already has
+        the target name. Without ``x``/``y``, CSV readers look for lon/lng/longitude/经度
+        and lat/latitude/纬度 (or x/y).
+    layer
+        Layer of a multi-layer file (GeoPackage). Defaults to the only layer, or to the
+        layer named like ``kind``.
+    crs
+        The CRS the data is in, for files that do not say (CSV, Shapefile without
+        ``.prj``). If the file declares a different CRS, that is a problem. A CSV whose
+        coordinate columns are named lon/lat (经度/纬度) is taken as EPSG:4326 (reported
+        in ``attrs["crs_assumed"]``); one with x/y columns needs ``crs``.
+    datum
+        ``"wgs84"`` (default), ``"gcj02"`` (Gaode/AMap, Tencent) or ``"bd09"`` (Baidu):
+        coordinates are converted to WGS-84. Needs lon/lat coordinates.
+    limits
+        Safety limits (depth, vertices, features, bytes); defaults to :class:`Limits`.
+    tz
+        Timezone of naive timestamps, e.g. ``"Asia/Shanghai"``.
+    encoding
+        Text encoding of CSV / Shapefile attributes (e.g. ``"gbk"``); CSV defaults to UTF-8.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        In EPSG:4326 with the schema's dtypes, schema columns first (extra columns
+        kept). ``attrs`` holds ``invalid_geometries`` (count of invalid polygons kept),
+        ``invalid_geometry_ids``, ``source_crs``, ``crs_assumed``, ``datum``, ``source``.
+
+    Raises
+    ------
+    ValidationError
+        Listing every problem of the file, each with its rows and the fix.
+    InputTooLargeError
+        If the file breaks a limit (size, features, nesting depth, vertices).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "cams.csv"
+    >>> _ = p.write_text("编号,经度,纬度,朝向,视角,距离,状态\nC1,117.2,39.1,90,60,50,online\n", encoding="utf-8")
+    >>> cams = read_layer(p, "cameras", columns={"id": "编号", "heading": "朝向", "fov": "视角",
+    ...                                           "range": "距离", "status": "状态"})
+    >>> cams[["camera_id", "fov_deg"]].values.tolist(), cams.crs.to_epsg()
+    ([['C1', 60.0]], 4326)
+    """
+    path = Path(src)
+    source = path.name
+    try:
+        kind = LayerKind(kind)
+    except ValueError as err:
+        msg = f"unknown layer kind {kind!r}: use one of {', '.join(k.value for k in LayerKind)}"
+        raise ValidationError(source, [Problem("unknown_kind", msg)]) from err
+    d = str(datum).lower().replace("-", "").replace("_", "")
+    if d not in DATUMS:
+        msg = f"unknown datum {datum!r}: use one of {', '.join(DATUMS)}"
+        raise ValidationError(source, [Problem("unknown_datum", msg)])
+    limits = limits or Limits()
+    columns = dict(columns or {})
+    if not path.exists():
+        msg = f"{path} does not exist"
+        raise StoreError(msg)
+    fmt = _format_of(path)
+    if path.is_file():
+        check_file_size(path, limits)
+    problems: list[Problem] = []
+    assumed = False
+    if fmt == "csv":
+        frame, geoms, file_crs, assumed = _read_csv(path, kind, columns, crs, limits, encoding, problems)
+        if assumed:
+            crs = None
+    else:
+        for key in ("x", "y"):
+            if key in columns:
+                problems.append(Problem("mapping_not_for_format", f"--{key}-col applies to CSV files only"))
+        if fmt == "parquet":
+            frame, geoms, file_crs = _read_parquet(path, kind, columns, limits, problems)
+        else:
+            frame, geoms, file_crs = _read_ogr(path, kind, fmt, layer, columns, limits, encoding, problems)
+    use_crs: object = file_crs
+    if crs is not None:
+        if file_crs is not None:
+            try:
+                same = CRS.from_user_input(file_crs).equals(CRS.from_user_input(crs), ignore_axis_order=True)
+            except _PyprojCRSError:  # an unparsable CRS is reported by the CRS check
+                same = False
+            if not same:
+                msg = f"the file declares CRS {file_crs} but crs={crs} was given: drop --crs, or fix the file's CRS"
+                problems.append(Problem("crs_conflict", msg))
+        use_crs = crs
+    frame = _apply_mapping(frame, columns, kind, problems)
+    frame = frame.reset_index(drop=True)
+    checked = check_frame(
+        frame,
+        geoms,
+        kind,
+        crs=use_crs,
+        tz=tz,
+        limits=limits,
+        from_file=True,
+        count_vertices=fmt == "parquet",
+        extra=problems,
+    )
+    if d != "wgs84" and checked.crs is not None and not checked.crs.is_geographic:
+        checked.problems.append(
+            Problem(
+                "datum_needs_lonlat",
+                f"--datum {d} converts lon/lat, but the data is in the projected CRS {checked.crs.to_string()}: "
+                "give the lon/lat file",
+            )
+        )
+    if checked.problems:
+        raise ValidationError(source, checked.problems)
+
+    transform = None
+    if d != "wgs84":
+
+        def transform(xy: np.ndarray) -> np.ndarray:
+            lon, lat = to_wgs84(xy[:, 0], xy[:, 1], d)
+            return np.column_stack([lon, lat])
+
+    return finish_frame(
+        frame,
+        geoms,
+        kind,
+        checked,
+        transform=transform,
+        attrs={"source": str(path), "datum": d, "crs_assumed": assumed},
+    )
+
+
+_WRITE_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+
+
+def write_layer(gdf: gpd.GeoDataFrame, dst: str | os.PathLike[str], *, layer: str | None = None) -> Path:
+    """Write a layer to a GeoPackage, GeoJSON or GeoParquet file, chosen by extension.
+
+    A GeoPackage keeps its other layers (``layer`` is replaced, default: the file stem).
+    GeoJSON and GeoParquet files are written to a temporary file and renamed over
+    ``dst``, so a failed write leaves any previous file intact. Text is UTF-8.
+
+    Parameters
+    ----------
+    gdf
+        The layer (its CRS is kept).
+    dst
+        ``.gpkg``, ``.geojson`` / ``.json`` or ``.parquet`` / ``.geoparquet``.
+    layer
+        Layer name inside a GeoPackage.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    StoreError
+        If the extension is not one of those, the frame has no CRS, or writing fails.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, geopandas as gpd, shapely
+    >>> g = gpd.GeoDataFrame({"name": ["网格一"]}, geometry=[shapely.Point(117.2, 39.1)], crs="EPSG:4326")
+    >>> out = write_layer(g, pathlib.Path(tempfile.mkdtemp()) / "g.geojson")
+    >>> gpd.read_file(out)["name"].tolist()
+    ['网格一']
+    """
+    path = Path(dst)
+    ext = path.suffix.lower()
+    if gdf.crs is None:
+        msg = f"cannot write {path.name}: the layer has no CRS; set it with gdf.set_crs(...)"
+        raise StoreError(msg)
+    if ext not in (*_WRITE_DRIVERS, ".parquet", ".geoparquet"):
+        msg = f"cannot write {path.name}: geogrid writes .gpkg, .geojson, .json, .parquet and .geoparquet"
+        raise StoreError(msg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if ext == ".gpkg":
+            pyogrio.write_dataframe(
+                gdf,
+                path,
+                layer=layer or path.stem,
+                driver="GPKG",
+                use_arrow=False,
+                layer_options={"OVERWRITE": "YES"},
+            )
+            return path
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=ext, dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if ext in (".parquet", ".geoparquet"):
+                gdf.to_parquet(tmp)
+            else:
+                tmp.unlink()
+                pyogrio.write_dataframe(gdf, tmp, driver="GeoJSON", use_arrow=False)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.FieldError, OSError, ValueError) as err:
+        msg = f"cannot write {path}: {err}"
+        raise StoreError(msg) from err
+    return path
+
+
+def describe(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
+    """Summarise what :func:`read_layer` did, from ``gdf.attrs`` (for CLI output)."""
+    return {
+        "rows": len(gdf),
+        "source_crs": gdf.attrs.get("source_crs"),
+        "crs_assumed": bool(gdf.attrs.get("crs_assumed", False)),
+        "datum": gdf.attrs.get("datum", "wgs84"),
+        "invalid_geometries": int(gdf.attrs.get("invalid_geometries", 0)),
+        "invalid_geometry_ids": list(gdf.attrs.get("invalid_geometry_ids", [])),
+    }
