@@ -45,7 +45,8 @@ NAN_POINT = shapely.points(np.nan, np.nan)
 
 INF_POINT = shapely.points(np.inf, Y0)
 
-NAN_POLYGON = shapely.polygons([(X0, Y0), (X0 + D, Y0), (np.nan, Y0 + D), (X0, Y0)])
+with np.errstate(invalid="ignore"):  # GEOS warns about the NaN vertex, which is the point
+    NAN_POLYGON = shapely.polygons([(X0, Y0), (X0 + D, Y0), (np.nan, Y0 + D), (X0, Y0)])
 """A triangle with one NaN vertex."""
 
 POINT = shapely.Point(X0 + D / 2, Y0 + D / 2)
