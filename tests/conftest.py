@@ -52,3 +52,21 @@ def tiny_grids() -> gpd.GeoDataFrame:
         geometry=[boxes[i] for i in ids],
         crs="EPSG:4326",
     )
+
+
+@pytest.fixture(scope="session")
+def demo_district():
+    """The demo district as built by default (seed 0, 200,000 incidents), in memory."""
+    from geogrid.demo import build_demo
+
+    return build_demo(seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_gpkg(tmp_path_factory, demo_district):
+    """The demo district written to a GeoPackage store (session-wide; treat as read-only)."""
+    from layers.store import GeoPackageStore
+
+    path = tmp_path_factory.mktemp("demo") / "demo.gpkg"
+    GeoPackageStore(path).write(demo_district.layers(), metadata=demo_district.metadata)
+    return path

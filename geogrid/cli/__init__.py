@@ -10,6 +10,7 @@ from __future__ import annotations
 from geogrid.cli._common import main
 
 # Importing a command module registers its commands on ``main``.
+from geogrid.cli import _demo  # noqa: F401  isort: skip
 from geogrid.cli import _serve  # noqa: F401  isort: skip
 from geogrid.cli import _import  # noqa: F401  isort: skip
 
