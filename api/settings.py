@@ -18,6 +18,12 @@ class Settings(BaseSettings):
     store: Path | None = None
     """The GeoPackage store to serve; None serves the demo district (built on first use)."""
 
+    tiles: str | None = None
+    """URL template of a local basemap tile server (``http://tiles.local/{z}/{x}/{y}.png``); None: no basemap."""
+
+    tiles_attribution: str | None = None
+    """Attribution shown for ``tiles``."""
+
 
 @lru_cache
 def get_settings() -> Settings:

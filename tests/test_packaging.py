@@ -36,3 +36,12 @@ def test_wheel_declares_the_console_script(wheel):
     zf = zipfile.ZipFile(wheel)
     (ep,) = [n for n in zf.namelist() if n.endswith("entry_points.txt")]
     assert "geogrid = geogrid.cli:main" in zf.read(ep).decode()
+
+
+def test_wheel_ships_the_vendored_browser_assets(wheel):
+    from geogrid.maps import VENDORED_ASSETS
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for rel in VENDORED_ASSETS.values():
+        assert f"api/static/vendor/{rel}" in names
+    assert "api/static/vendor/leaflet-1.9.3/images/layers.png" in names

@@ -1,0 +1,151 @@
+"""The map page in a real headless Chromium: Leaflet starts, nothing leaves localhost, no script runs from names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api import Settings, create_app
+from tests.api._support import HOSTILE_LEVEL_NAME
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _require_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package (pip install -e '.[dev]')")
+    if missing:
+        msg = f"browser test needs {', '.join(missing)} (Debian: apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture
+def server(store_path: Path) -> Iterator[str]:
+    """The app on a free localhost port, served by uvicorn in a thread."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(Settings(store=store_path)), lifespan="off", ws="none", log_level="warning", access_log=False
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start within 10 s")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1024,768",
+        # A request to any other host fails at once instead of waiting for a closed network.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_grid_map_works_offline(server, browser, grids):
+    browser.get(server + "/")
+    browser.set_script_timeout(10)
+    ready = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const t0 = Date.now();
+        (function poll() {
+            if (document.querySelectorAll('.leaflet-interactive').length >= arguments[0]) return done(true);
+            if (Date.now() - t0 > 8000) return done(false);
+            setTimeout(poll, 25);
+        })();
+        """.replace("arguments[0]", str(len(grids)))
+    )
+    assert ready, "Leaflet drew no polygons within 8 s"
+
+    # One interactive path per grid of every level, and the three overlays in the layer control.
+    assert browser.execute_script("return typeof L") == "object"
+    assert browser.execute_script("return L.version") == "1.9.3"
+    assert browser.execute_script("return document.querySelectorAll('.leaflet-interactive').length") == len(grids)
+    labels = browser.execute_script(
+        "return [...document.querySelectorAll('.leaflet-control-layers-overlays label')].map(l => l.textContent.trim())"
+    )
+    assert labels == [f"2 · {HOSTILE_LEVEL_NAME}", "1 · street", "0 · district"]
+
+    # Open each grid's tooltip in turn (folium binds one per overlay): the names go through
+    # innerHTML, where an unescaped payload would run.
+    tooltips = browser.execute_script(
+        """
+        const shown = [];
+        for (const key of Object.keys(window)) {
+            const group = window[key];
+            if (!key.startsWith('geo_json_') || !(group instanceof L.GeoJSON)) continue;
+            group.eachLayer(layer => {
+                const latlng = layer.getBounds().getCenter();
+                layer.fire('mouseover', {latlng}, true);  // as a hover does; the group opens its tooltip
+                const tip = group.isTooltipOpen() ? group.getTooltip().getElement() : null;
+                shown.push(tip && tip.isConnected ? tip.textContent.replace(/\\s+/g, ' ').trim() : null);
+                layer.fire('mouseout', {latlng}, true);
+            });
+        }
+        return shown;
+        """
+    )
+    assert len(tooltips) == len(grids)
+    expected = {f"名称 {n} 编号 {g}" for n, g in zip(grids["name"], grids["grid_id"], strict=True)}
+    assert set(tooltips) == expected, tooltips  # every name shown as the text it is, Chinese and hostile alike
+    assert browser.execute_script("return window.__xss") is None
+
+    # Nothing was fetched from anywhere but this server.
+    origin = browser.execute_script("return location.origin")
+    assert origin == server
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert any(u.endswith("/leaflet.js") for u in fetched)
+    assert [u for u in fetched if not u.startswith(server + "/")] == []
+
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
