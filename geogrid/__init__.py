@@ -4,6 +4,7 @@ Map a city's nested grid hierarchy, keep its boundaries sound, and analyse the
 incidents and camera coverage inside it.
 """
 
+from geogrid.hierarchy import FINDING_KINDS, CheckResult, check_grids
 from layers import (
     CRSError,
     EditConflict,
@@ -22,7 +23,9 @@ from layers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "FINDING_KINDS",
     "CRSError",
+    "CheckResult",
     "EditConflict",
     "GeoPackageStore",
     "GeogridError",
@@ -33,6 +36,7 @@ __all__ = [
     "TopologyError",
     "ValidationError",
     "__version__",
+    "check_grids",
     "metric_crs",
     "open_store",
 ]

@@ -13,5 +13,6 @@ from geogrid.cli._common import main
 from geogrid.cli import _demo  # noqa: F401  isort: skip
 from geogrid.cli import _serve  # noqa: F401  isort: skip
 from geogrid.cli import _import  # noqa: F401  isort: skip
+from geogrid.cli import _check  # noqa: F401  isort: skip
 
 __all__ = ["main"]

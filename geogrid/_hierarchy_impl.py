@@ -1,0 +1,638 @@
+"""Private core of :mod:`geogrid.hierarchy`: the checks on plain arrays.
+
+Topology is computed in a *local affine frame*: the input's own coordinates, shifted
+to the data's centre and scaled to metres (for lon/lat: metres per degree at the
+centre). An affine map keeps straight edges straight, so grids that nest exactly in
+the input's coordinates still nest exactly here. Projecting vertices into a
+transverse Mercator would not: a parallel between two district corners bends by
+~5 cm over 2 km, enough to make an exactly nested street layer look like it leaks.
+Every reported area and length is then measured in the explicit metric CRS.
+
+Linear-ish plan per level (n cells):
+
+- ``shapely.coverage_invalid_edges(gap_width)`` (GEOS, linear) gives the
+  ``edge_mismatch`` lines and the *dirty* cells. A cell with no invalid edge overlaps
+  nothing, so only pairs with a dirty cell are intersected for ``overlap``.
+- The union of a level is ``coverage_union_all`` of the clean cells (a valid coverage)
+  plus ``union_all`` of the few dirty ones; ``gap`` = jurisdiction - union - exempt.
+- ``outside_parent``: prepared ``covers(parent, child)``; differences only for failures.
+- ``parent_not_tiled``: a parent whose children are clean, inside it and whose areas
+  sum to its area is tiled; differences only for the others.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+import shapely
+from pyproj import CRS, Transformer
+from shapely.errors import GEOSException
+
+from layers.errors import format_ids
+
+__all__: list[str] = []
+
+KINDS = ("invalid", "overlap", "gap", "edge_mismatch", "outside_parent", "parent_not_tiled", "hierarchy")
+"""Finding kinds, in the order findings are sorted."""
+
+_POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
+_REASON_POINT = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
+
+Progress = Callable[[str], None]
+
+
+# -- coordinates ------------------------------------------------------------------
+@dataclass
+class Frame:
+    """The local affine frame (topology) and the metric CRS (measurement) of one input."""
+
+    crs: CRS
+    metric: CRS
+    origin: tuple[float, float]
+    scale: tuple[float, float]
+    _to_metric: Transformer = field(repr=False)
+    _to_wgs84: Transformer | None = field(repr=False)
+
+    @classmethod
+    def build(cls, crs: CRS, bounds: np.ndarray, metric: CRS | None, choose: Callable[[float, float], CRS]) -> Frame:
+        """Frame centred on ``bounds`` (minx, miny, maxx, maxy in ``crs``)."""
+        x0, y0 = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+        wgs = CRS.from_epsg(4326)
+        same_as_wgs = crs.equals(wgs, ignore_axis_order=True) or crs.equals(CRS.from_epsg(4490), ignore_axis_order=True)
+        to_wgs = None if same_as_wgs else Transformer.from_crs(crs, wgs, always_xy=True)
+        lon, lat = (x0, y0) if to_wgs is None else to_wgs.transform(x0, y0)
+        if metric is None:
+            metric = choose(float(lon), float(lat))
+        if crs.is_geographic:
+            a, f = 6378137.0, 1 / 298.257223563
+            e2 = f * (2 - f)
+            phi = math.radians(float(y0))
+            w = 1 - e2 * math.sin(phi) ** 2
+            kx = a / math.sqrt(w) * math.cos(phi) * math.pi / 180
+            ky = a * (1 - e2) / w**1.5 * math.pi / 180
+        else:
+            kx = ky = float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
+        return cls(
+            crs=crs,
+            metric=metric,
+            origin=(float(x0), float(y0)),
+            scale=(kx, ky),
+            _to_metric=Transformer.from_crs(crs, metric, always_xy=True),
+            _to_wgs84=to_wgs,
+        )
+
+    def local(self, geoms: np.ndarray) -> np.ndarray:
+        """Input CRS -> local metres."""
+        o, k = np.array(self.origin), np.array(self.scale)
+        return shapely.transform(geoms, lambda xy: (xy - o) * k)
+
+    def unlocal(self, geoms: np.ndarray) -> np.ndarray:
+        """Local metres -> input CRS."""
+        o, k = np.array(self.origin), np.array(self.scale)
+        return shapely.transform(geoms, lambda xy: xy / k + o)
+
+    def _metric_xy(self, xy: np.ndarray) -> np.ndarray:
+        x, y = self._to_metric.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    def to_wgs84(self, geoms: np.ndarray) -> np.ndarray:
+        """Input CRS -> EPSG:4326."""
+        tr = self._to_wgs84
+        if tr is None:
+            return geoms
+
+        def f(xy: np.ndarray) -> np.ndarray:
+            x, y = tr.transform(xy[:, 0], xy[:, 1])
+            return np.column_stack([x, y])
+
+        return shapely.transform(geoms, f)
+
+    def measure(self, local_geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Area (m²) and length (m) of local geometries, measured in the metric CRS."""
+        g = shapely.transform(self.unlocal(local_geoms), self._metric_xy)
+        return shapely.area(g), shapely.length(g)
+
+
+# -- geometry helpers -------------------------------------------------------------
+def polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Keep the polygonal part of each geometry (lines and points of collections dropped)."""
+    geoms = np.asarray(geoms, dtype=object)
+    out = geoms.copy()
+    types = shapely.get_type_id(geoms)
+    mixed = np.flatnonzero((types != _POLYGON) & (types != _MULTIPOLYGON))
+    if mixed.size == 0:
+        return out
+    parts, idx = shapely.get_parts(geoms[mixed], return_index=True)
+    ptypes = shapely.get_type_id(parts)
+    multi = ptypes == _MULTIPOLYGON
+    if multi.any():
+        sub, sidx = shapely.get_parts(parts[multi], return_index=True)
+        parts = np.concatenate([parts[~multi], sub])
+        idx = np.concatenate([idx[~multi], idx[multi][sidx]])
+        ptypes = shapely.get_type_id(parts)
+    keep = ptypes == _POLYGON
+    built = np.empty(mixed.size, dtype=object)
+    built[:] = [shapely.MultiPolygon() for _ in range(mixed.size)]
+    if keep.any():
+        shapely.multipolygons(parts[keep], indices=idx[keep], out=built)
+    # Single polygons need no MultiPolygon wrapper.
+    single = shapely.get_num_geometries(built) == 1
+    built[single] = shapely.get_geometry(built[single], 0)
+    out[mixed] = built
+    return out
+
+
+def union_level(geoms: np.ndarray, dirty: np.ndarray) -> shapely.Geometry:
+    """Union of a level: fast coverage union of the clean cells, overlay union of the rest."""
+    clean = geoms[~dirty]
+    base = shapely.Polygon()
+    if clean.size:
+        try:
+            base = shapely.coverage_union_all(clean)
+        except GEOSException:  # not a valid coverage after all: the slow, safe path
+            base = shapely.union_all(clean)
+    if dirty.any():
+        return shapely.union_all(np.concatenate([[base], geoms[dirty]]))
+    return base
+
+
+def fill_holes(geom: shapely.Geometry) -> shapely.Geometry:
+    """Return the polygon(s) bounded by the exterior rings of ``geom``."""
+    polys = shapely.get_parts(polygonal(np.array([geom], dtype=object)))
+    if polys.size == 0:
+        return shapely.Polygon()
+    return shapely.union_all(shapely.polygons(shapely.get_exterior_ring(polys)))
+
+
+def holes_of(geoms: np.ndarray) -> shapely.Geometry:
+    """Union of the interior rings (as polygons) of every polygon in ``geoms``."""
+    polys = shapely.get_parts(polygonal(geoms))
+    if polys.size == 0:
+        return shapely.Polygon()
+    n = shapely.get_num_interior_rings(polys)
+    rings = [shapely.get_interior_ring(p, i) for p, k in zip(polys, n, strict=True) for i in range(k)]
+    if not rings:
+        return shapely.Polygon()
+    return shapely.union_all(shapely.polygons(np.array(rings, dtype=object)))
+
+
+def reason_point(reason: str) -> shapely.Point | None:
+    """Parse the location out of an ``is_valid_reason`` text such as ``Self-intersection[1 2]``."""
+    m = _REASON_POINT.search(reason)
+    return shapely.Point(float(m.group(1)), float(m.group(2))) if m else None
+
+
+# -- findings ---------------------------------------------------------------------
+@dataclass
+class Findings:
+    """Collects findings column-wise. Geometry is local (measured) or input-CRS (not)."""
+
+    frame: Frame
+    kind: list[str] = field(default_factory=list)
+    level: list[int] = field(default_factory=list)
+    grid_ids: list[tuple[str, ...]] = field(default_factory=list)
+    area_m2: list[float] = field(default_factory=list)
+    length_m: list[float] = field(default_factory=list)
+    message: list[str] = field(default_factory=list)
+    geometry: list[shapely.Geometry | None] = field(default_factory=list)  # input CRS
+
+    def add(
+        self,
+        kind: str,
+        level: int,
+        ids: Sequence[str],
+        message: str,
+        geometry: shapely.Geometry | None,
+        area_m2: float = math.nan,
+        length_m: float = math.nan,
+    ) -> None:
+        """Add one finding whose geometry is already in the input CRS (or None)."""
+        self.kind.append(kind)
+        self.level.append(int(level))
+        self.grid_ids.append(tuple(ids))
+        self.area_m2.append(float(area_m2))
+        self.length_m.append(float(length_m))
+        self.message.append(message)
+        self.geometry.append(geometry)
+
+    def add_local(
+        self,
+        kind: str,
+        level: int,
+        ids: Sequence[Sequence[str]],
+        local: np.ndarray,
+        message: Callable[[int, float, float], str],
+        *,
+        measure: str = "area",
+    ) -> None:
+        """Add a batch with local geometries; ``message(i, area_m2, length_m)`` words each one."""
+        if len(local) == 0:
+            return
+        area, length = self.frame.measure(local)
+        geoms = self.frame.unlocal(local)
+        for i in range(len(local)):
+            a = float(area[i]) if measure == "area" else math.nan
+            ln = float(length[i]) if measure == "length" else math.nan
+            self.add(kind, level, ids[i], message(i, float(area[i]), float(length[i])), geoms[i], a, ln)
+
+
+def area_text(a: float) -> str:
+    """'1,234.5 m²' / '0.0123 m²'."""
+    return f"{a:,.1f} m²" if a >= 1 else f"{a:.4g} m²"
+
+
+def _ids_text(ids: Sequence[str]) -> str:
+    return format_ids(ids, limit=5)
+
+
+# -- hierarchy --------------------------------------------------------------------
+def hierarchy_findings(
+    ids: np.ndarray, parents: np.ndarray, levels: np.ndarray, geoms: np.ndarray, out: Findings
+) -> np.ndarray:
+    """Report parent_id problems and empty levels; return each grid's usable parent row (-1: none).
+
+    ``parents`` holds ``None`` where a grid has no parent_id.
+    """
+    n = len(ids)
+    has = np.array([p is not None for p in parents], dtype=bool) if n else np.zeros(0, dtype=bool)
+    prow = np.full(n, -1, dtype=np.int64)
+    if has.any():
+        prow[has] = pd.Index(ids).get_indexer(parents[has].astype(str))
+    plevel = np.where(prow >= 0, levels[np.maximum(prow, 0)], -1)
+    top = levels == 0
+    ok = has & ~top & (prow >= 0) & (plevel == levels - 1)
+    for r in np.flatnonzero(~ok & (has | ~top)):
+        gid, p, lv = str(ids[r]), parents[r], int(levels[r])
+        if lv == 0:
+            out.add("hierarchy", lv, (gid, p), f"level-0 grid {gid!r} has parent_id {p!r}: leave it empty", geoms[r])
+        elif p is None:
+            msg = (
+                f"grid {gid!r} on level {lv} has no parent_id: give it the id of the level-{lv - 1} grid containing it"
+            )
+            out.add("hierarchy", lv, (gid,), msg, geoms[r])
+        elif prow[r] < 0:
+            out.add("hierarchy", lv, (gid, p), f"grid {gid!r}: parent_id {p!r} does not exist", geoms[r])
+        else:
+            msg = f"grid {gid!r} is on level {lv} but its parent {p!r} is on level {plevel[r]}, not {lv - 1}"
+            out.add("hierarchy", lv, (gid, p), msg, geoms[r])
+    if (has & (prow >= 0) & ~ok).any():
+        # A cycle needs a link that breaks the level rule, so only then is there one to find.
+        parent_of = {str(ids[r]): str(ids[prow[r]]) for r in np.flatnonzero(prow >= 0)}
+        row_of = {str(i): r for r, i in enumerate(ids)}
+        state: dict[str, int] = {}
+        for begin in sorted(parent_of):
+            if state.get(begin):
+                continue
+            path: list[str] = []
+            node: str | None = begin
+            while node is not None and not state.get(node):
+                state[node] = 1
+                path.append(node)
+                node = parent_of.get(node)
+            if node is not None and state.get(node) == 1:
+                cycle = sorted(path[path.index(node) :])
+                lv = int(min(levels[row_of[c]] for c in cycle))
+                msg = f"parent_id links form a cycle through {_ids_text(cycle)}: every chain must end at level 0"
+                out.add("hierarchy", lv, cycle, msg, None)
+            for v in path:
+                state[v] = 2
+    present = {int(v) for v in np.unique(levels)}
+    for lv in range(max(present) + 1 if present else 0):
+        if lv not in present:
+            out.add("hierarchy", lv, (), f"level {lv} has no grids (levels present: {sorted(present)})", None)
+    prow[~ok] = -1
+    return prow
+
+
+# -- per-level checks -------------------------------------------------------------
+@dataclass
+class Level:
+    """The usable cells of one level, in local coordinates."""
+
+    level: int
+    rows: np.ndarray  # rows of the input
+    ids: np.ndarray  # str
+    geoms: np.ndarray  # local, valid, polygonal
+    tree: shapely.STRtree
+    dirty: np.ndarray
+    edges: np.ndarray
+    segs: Segments = field(default_factory=lambda: Segments.of(np.empty(0, dtype=object)))
+    union: shapely.Geometry | None = None
+    _pos: dict[str, int] | None = None
+
+    def position(self, gid: str) -> int:
+        """Position of grid ``gid`` in this level."""
+        if self._pos is None:
+            self._pos = {str(i): k for k, i in enumerate(self.ids)}
+        return self._pos[gid]
+
+
+@dataclass
+class Segments:
+    """Every edge segment of a set of cells, undirected key plus direction (rings oriented alike)."""
+
+    key: np.ndarray  # (m, 4) float: lexicographically smaller end first
+    forward: np.ndarray  # bool: the ring runs from the smaller end
+    cell: np.ndarray  # int: the cell each segment belongs to
+
+    @classmethod
+    def of(cls, geoms: np.ndarray) -> Segments:
+        """Segments of ``geoms`` (exteriors counter-clockwise, holes clockwise)."""
+        if len(geoms) == 0:
+            return cls(np.zeros((0, 4)), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
+        rings, ring_cell = shapely.get_rings(shapely.orient_polygons(geoms), return_index=True)
+        xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+        same = ring_of[1:] == ring_of[:-1]
+        p, q = xy[:-1][same], xy[1:][same]
+        cell = ring_cell[ring_of[:-1][same]]
+        moved = (p != q).any(axis=1)  # repeated points are not segments
+        p, q, cell = p[moved], q[moved], cell[moved]
+        fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
+        key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)])
+        return cls(key, fwd, cell)
+
+
+def twinned(key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
+    """Whether each segment occurs exactly twice in its group, once in each direction."""
+    if len(key) == 0:
+        return np.zeros(0, dtype=bool)
+    cols = (key[:, 3], key[:, 2], key[:, 1], key[:, 0]) + (() if group is None else (group,))
+    order = np.lexsort(cols)
+    k = key[order]
+    start = np.ones(len(k), dtype=bool)
+    start[1:] = (k[1:] != k[:-1]).any(axis=1)
+    if group is not None:
+        start[1:] |= group[order][1:] != group[order][:-1]
+    run = np.cumsum(start) - 1
+    count = np.bincount(run)
+    fwd = np.bincount(run, weights=forward[order])
+    out = np.empty(len(k), dtype=bool)
+    out[order] = ((count == 2) & (fwd == 1))[run]
+    return out
+
+
+def untwinned(geoms: np.ndarray, segs: Segments | None = None) -> np.ndarray:
+    """Cells with an edge segment that is not shared exactly once, in the opposite direction.
+
+    In a coverage whose shared edges are exactly noded, every interior segment occurs
+    exactly twice with opposite directions (rings oriented alike). Cells whose every
+    segment does are never flagged by ``coverage_invalid_edges``: GEOS treats matched
+    segments as valid. This numpy pass is linear and much cheaper than GEOS.
+    """
+    segs = segs or Segments.of(geoms)
+    out = np.zeros(len(geoms), dtype=bool)
+    out[segs.cell[~twinned(segs.key, segs.forward)]] = True
+    return out
+
+
+def exactly_tiled(parents: Level, children: Level, child_parent: np.ndarray) -> np.ndarray:
+    """Parents whose children's rings, with the parent's ring reversed, twin exactly.
+
+    Then the children tile the parent with no overlap and nothing outside: the case of
+    a hierarchy built by dissolving children. Parents that fail go to the GEOS tests.
+    """
+    n = len(parents.geoms)
+    cs, ps = children.segs, parents.segs
+    group_c = child_parent[cs.cell]
+    keep = group_c >= 0
+    key = np.concatenate([cs.key[keep], ps.key])
+    fwd = np.concatenate([cs.forward[keep], ~ps.forward])
+    group = np.concatenate([group_c[keep], ps.cell])
+    ok = twinned(key, fwd, group)
+    bad = np.zeros(n, dtype=bool)
+    bad[group[~ok]] = True
+    has_child = np.bincount(child_parent[child_parent >= 0], minlength=n) > 0
+    return has_child & ~bad
+
+
+def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray, gap_width: float) -> Level:
+    """Index a level and validate it as a coverage.
+
+    GEOS validates only the cells with an untwinned segment (outer boundary, suspects)
+    and their neighbours within the gap width, so it sees every cell that can matter
+    to them; the result for those cells equals a run on the whole level.
+    """
+    g = geoms[rows]
+    tree = shapely.STRtree(g)
+    segs = Segments.of(g)
+    core = np.flatnonzero(untwinned(g, segs))
+    edges = np.empty(len(g), dtype=object)
+    edges[:] = shapely.LineString()
+    if core.size:
+        near = np.union1d(core, tree.query(g[core], predicate="dwithin", distance=gap_width)[1])
+        found = shapely.coverage_invalid_edges(g[near], gap_width=gap_width)
+        pos = np.searchsorted(near, core)
+        edges[core] = found[pos]
+    dirty = ~shapely.is_empty(edges)
+    return Level(level, rows, ids[rows], g, tree, dirty, edges, segs=segs)
+
+
+def edge_findings(lv: Level, gap_width: float, out: Findings) -> None:
+    """Edge lines of each cell that do not match a neighbour's."""
+    d = np.flatnonzero(lv.dirty)
+    ids = [(str(lv.ids[i]),) for i in d]
+
+    def msg(i: int, _a: float, length: float) -> str:
+        return (
+            f"grid {ids[i][0]!r}: {length:,.1f} m of edge do not match a neighbour's exactly "
+            f"(an overlap, a sliver narrower than {gap_width:g} m, or a vertex missing where a neighbour's edge ends)"
+        )
+
+    out.add_local("edge_mismatch", lv.level, ids, lv.edges[d], msg, measure="length")
+
+
+def overlap_findings(lv: Level, min_area: float, out: Findings) -> None:
+    """One finding per pair of cells whose interiors overlap (only pairs with a dirty cell)."""
+    d = np.flatnonzero(lv.dirty)
+    if d.size == 0:
+        return
+    src, hit = lv.tree.query(lv.geoms[d], predicate="intersects")
+    a, b = d[src], hit
+    keep = a != b
+    a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    if a.size == 0:
+        return
+    pairs = np.unique(np.column_stack([a, b]), axis=0)
+    a, b = pairs[:, 0], pairs[:, 1]
+    interior = shapely.relate_pattern(lv.geoms[a], lv.geoms[b], "T********")
+    a, b = a[interior], b[interior]
+    shared = polygonal(shapely.intersection(lv.geoms[a], lv.geoms[b]))
+    area, _ = out.frame.measure(shared)
+    big = area >= min_area
+    a, b, shared = a[big], b[big], shared[big]
+    ids = [tuple(sorted((str(lv.ids[i]), str(lv.ids[j])))) for i, j in zip(a, b, strict=True)]
+
+    def msg(i: int, area: float, _ln: float) -> str:
+        return f"grids {ids[i][0]!r} and {ids[i][1]!r} overlap by {area_text(area)}"
+
+    out.add_local("overlap", lv.level, ids, shared, msg)
+
+
+def _explode(geom: shapely.Geometry) -> np.ndarray:
+    return shapely.get_parts(polygonal(np.array([geom], dtype=object)))
+
+
+def _neighbours(lv: Level, parts: np.ndarray) -> list[tuple[str, ...]]:
+    if parts.size == 0:
+        return []
+    src, hit = lv.tree.query(parts, predicate="intersects")
+    found: list[list[str]] = [[] for _ in range(parts.size)]
+    for s, h in zip(src, hit, strict=True):
+        found[s].append(str(lv.ids[h]))
+    return [tuple(sorted(f)) for f in found]
+
+
+def gap_findings(
+    lv: Level,
+    jurisdiction: shapely.Geometry,
+    exempt: shapely.Geometry | None,
+    gap_width: float,
+    min_area: float,
+    out: Findings,
+) -> None:
+    """Parts of the jurisdiction that no cell of the level covers (exempt areas excluded)."""
+    assert lv.union is not None
+    rest = shapely.difference(jurisdiction, lv.union)
+    if exempt is not None and not shapely.is_empty(rest):
+        rest = shapely.difference(rest, exempt)
+    parts = _explode(rest)
+    if parts.size == 0:
+        return
+    area, _ = out.frame.measure(parts)
+    parts = parts[area >= min_area]
+    if parts.size == 0:
+        return
+    sliver = shapely.is_empty(shapely.buffer(parts, -gap_width / 2))
+    ids = _neighbours(lv, parts)
+
+    def msg(i: int, area: float, _ln: float) -> str:
+        what = f"a sliver gap narrower than {gap_width:g} m" if sliver[i] else "a gap"
+        nb = f", next to {_ids_text(ids[i])}" if ids[i] else ""
+        return f"{what} of {area_text(area)} on level {lv.level} that no grid covers{nb}"
+
+    out.add_local("gap", lv.level, ids, parts, msg)
+
+
+def nesting_findings(
+    parents: Level,
+    children: Level,
+    parent_row: np.ndarray,
+    exempt: shapely.Geometry | None,
+    min_area: float,
+    out: Findings,
+    *,
+    report_outside: bool,
+    report_untiled: bool,
+) -> None:
+    """``outside_parent`` for the children, ``parent_not_tiled`` for the parents."""
+    pr = parent_row[children.rows]
+    at = np.clip(np.searchsorted(parents.rows, pr), 0, max(len(parents.rows) - 1, 0))
+    child_parent = np.where((pr >= 0) & (parents.rows[at] == pr), at, -1) if len(parents.rows) else np.full(len(pr), -1)
+    has = child_parent >= 0
+    ci = np.flatnonzero(has)
+    exact = exactly_tiled(parents, children, child_parent)
+    test = ci[~exact[child_parent[ci]]]  # children of exactly tiled parents are inside them
+    shapely.prepare(parents.geoms)
+    outside_child = np.zeros(len(children.rows), dtype=bool)
+    try:
+        covered = shapely.covers(parents.geoms[child_parent[test]], children.geoms[test])
+    finally:
+        shapely.destroy_prepared(parents.geoms)
+    cand = test[~covered]
+    if cand.size:
+        parts = polygonal(shapely.difference(children.geoms[cand], parents.geoms[child_parent[cand]]))
+        area, _ = out.frame.measure(parts)
+        big = area >= min_area
+        cand, parts = cand[big], parts[big]
+        outside_child[cand] = True
+        if report_outside and cand.size:
+            ids: list[tuple[str, ...]] = []
+            into: list[list[str]] = []
+            for c, part in zip(cand, parts, strict=True):
+                p = child_parent[c]
+                ids.append((str(children.ids[c]), str(parents.ids[p])))
+                others = parents.tree.query(part, predicate="intersects")
+                others = [o for o in others if o != p]
+                if others:
+                    shared = polygonal(shapely.intersection(parents.geoms[others], part))
+                    a_other, _ = out.frame.measure(shared)
+                    others = [o for o, a in zip(others, a_other, strict=True) if a >= min_area]
+                into.append(sorted(str(parents.ids[o]) for o in others))
+
+            def msg(i: int, area: float, _ln: float) -> str:
+                where = f" (into {_ids_text(into[i])})" if into[i] else ""
+                return f"grid {ids[i][0]!r} extends {area_text(area)} outside its parent {ids[i][1]!r}{where}"
+
+            out.add_local("outside_parent", children.level, ids, parts, msg)
+    if not report_untiled:
+        return
+    n_par = len(parents.rows)
+    child_area = shapely.area(children.geoms)
+    sums = np.bincount(child_parent[ci], weights=child_area[ci], minlength=n_par)
+    counts = np.bincount(child_parent[ci], minlength=n_par)
+    suspect = np.bincount(child_parent[ci], weights=(children.dirty | outside_child)[ci], minlength=n_par) > 0
+    parea = shapely.area(parents.geoms)
+    off = np.abs(parea - sums) > min_area + 1e-9 * parea
+    cand_p = np.flatnonzero((suspect | off | (counts == 0)) & ~exact)
+    if cand_p.size == 0:
+        return
+    order = np.argsort(child_parent[ci], kind="stable")
+    by_parent = np.split(ci[order], np.cumsum(counts)[:-1])
+    all_parts: list[shapely.Geometry] = []
+    all_ids: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for p in cand_p:
+        kids = by_parent[p]
+        pid = str(parents.ids[p])
+        if kids.size == 0:
+            rest = parents.geoms[p]
+        else:
+            rest = shapely.difference(parents.geoms[p], union_level(children.geoms[kids], children.dirty[kids]))
+        if exempt is not None:
+            rest = shapely.difference(rest, exempt)
+        parts = _explode(rest)
+        if parts.size == 0:
+            continue
+        area, _ = out.frame.measure(parts)
+        parts = parts[area >= min_area]
+        if parts.size == 0:
+            continue
+        covering = _neighbours(children, parts)
+        own = {str(children.ids[k]) for k in kids}
+        for part, cov in zip(parts, covering, strict=True):
+            # Children of other parents (or of none) that cover this part straddle into it.
+            strad = [c for c in cov if c not in own]
+            if strad:
+                g = children.geoms[[children.position(c) for c in strad]]
+                shared, _ = out.frame.measure(polygonal(shapely.intersection(g, part)))
+                strad = sorted(c for c, a in zip(strad, shared, strict=True) if a >= min_area)
+            all_parts.append(part)
+            all_ids.append((pid, *[str(s) for s in strad]))
+            if kids.size == 0:
+                notes.append(f"has no children on level {children.level}")
+            elif strad:
+                notes.append(f"is covered there by {_ids_text(strad)}, not by its own children")
+            else:
+                notes.append(f"is not covered by any of its {kids.size} children")
+
+    def untiled_msg(i: int, area: float, _ln: float) -> str:
+        return f"{area_text(area)} of grid {all_ids[i][0]!r} {notes[i]}"
+
+    out.add_local("parent_not_tiled", parents.level, all_ids, np.array(all_parts, dtype=object), untiled_msg)
+
+
+def jurisdiction_of(top: Level | None, outline: shapely.Geometry | None) -> shapely.Geometry:
+    """Return the outline, or the top level's union with inter-grid holes kept and enclaves removed."""
+    if outline is not None:
+        return outline
+    if top is None or top.union is None:
+        return shapely.Polygon()
+    filled = fill_holes(top.union)
+    enclaves = shapely.difference(holes_of(top.geoms), top.union)
+    return shapely.difference(filled, enclaves) if not shapely.is_empty(enclaves) else filled

@@ -1,0 +1,385 @@
+"""Hierarchy and topology checks: every finding kind on small hand-made hierarchies.
+
+Expected areas come from the geodesic area of the shapes drawn (pyproj.Geod), not from
+the code under test; the checks measure in a Gauss–Krüger zone, within 0.1 %.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import geopandas as gpd
+import shapely
+from geopandas.testing import assert_geodataframe_equal
+from pyproj import Geod
+
+from geogrid.hierarchy import FINDING_KINDS, check_grids
+from layers.errors import CRSError, ValidationError
+from tests import geometries as geo
+
+X0, Y0, D = 117.20, 39.10, 0.01
+GEOD = Geod(ellps="WGS84")
+M_PER_DEG_LAT = 111_000.0  # near 39°N, to turn "1 m" into degrees when drawing
+
+
+def geod_area(g: shapely.Geometry) -> float:
+    return abs(GEOD.geometry_area_perimeter(g)[0])
+
+
+def geod_length(g: shapely.Geometry) -> float:
+    return GEOD.geometry_length(g)
+
+
+def with_geom(g: gpd.GeoDataFrame, gid: str, geom: shapely.Geometry) -> gpd.GeoDataFrame:
+    g = g.copy()
+    g.loc[g["grid_id"] == gid, "geometry"] = geom
+    return g
+
+
+def box(x0: float, y0: float, x1: float, y1: float) -> shapely.Polygon:
+    return shapely.box(x0, y0, x1, y1)
+
+
+def kinds_of(result) -> list[tuple[str, int, tuple[str, ...]]]:
+    f = result.findings
+    return list(zip(f["kind"], f["level"], f["grid_ids"], strict=True))
+
+
+def one(result, kind: str):
+    f = result.findings[result.findings["kind"] == kind]
+    assert len(f) == 1, f"expected one {kind}, got {len(f)}: {list(f['message'])}"
+    return f.iloc[0]
+
+
+# -- the valid fixture and the shape of the result --------------------------------
+def test_valid_hierarchy_is_sound(tiny_grids):
+    result = check_grids(tiny_grids)
+    assert result.sound
+    assert len(result.findings) == 0
+    assert list(result.findings.columns) == ["kind", "level", "grid_ids", "area_m2", "length_m", "message", "geometry"]
+    assert result.findings.crs == "EPSG:4326"
+    assert result.summary["levels"] == {0: 1, 1: 2, 2: 4}
+    assert result.summary["metric_crs"] == "EPSG:4548"  # CGCS2000 GK zone of Tianjin
+
+
+def test_missing_crs_raises(tiny_grids):
+    with pytest.raises(CRSError, match="no CRS"):
+        check_grids(tiny_grids.set_crs(None, allow_override=True))
+
+
+def test_unusable_layer_raises_with_the_rows(tiny_grids):
+    g = tiny_grids.copy()
+    g.loc[g["grid_id"] == "G4", "grid_id"] = "G3"
+    with pytest.raises(ValidationError, match="duplicate grid_id 'G3'"):
+        check_grids(g)
+
+
+# -- one finding kind at a time, with hand-computed areas ------------------------
+def test_overlap_of_two_siblings(tiny_grids):
+    rise = D / 10
+    g = with_geom(tiny_grids, "G1", box(X0, Y0, X0 + D, Y0 + D / 2 + rise))
+    result = check_grids(g)
+    f = one(result, "overlap")
+    assert (f["level"], f["grid_ids"]) == (2, ("G1", "G2"))
+    assert f["area_m2"] == pytest.approx(geod_area(box(X0, Y0 + D / 2, X0 + D, Y0 + D / 2 + rise)), rel=1e-3)
+    assert "overlap by" in f["message"]
+    assert f["geometry"].geom_type == "Polygon"
+    assert not result.sound
+    assert {k for k, _, _ in kinds_of(result)} == {"overlap", "edge_mismatch"}
+
+
+def test_sliver_gap_from_a_vertex_moved_1_m(tiny_grids):
+    up = 1.0 / M_PER_DEG_LAT
+    g2 = shapely.Polygon([(X0, Y0 + D / 2 + up), (X0 + D, Y0 + D / 2), (X0 + D, Y0 + D), (X0, Y0 + D)])
+    result = check_grids(with_geom(tiny_grids, "G2", g2), gap_width_m=2.0)
+    triangle = shapely.Polygon([(X0, Y0 + D / 2), (X0 + D, Y0 + D / 2), (X0, Y0 + D / 2 + up)])
+    expected = geod_area(triangle)  # ~ 864 m x 1 m / 2
+    gap = one(result, "gap")
+    assert gap["level"] == 2
+    assert {"G1", "G2"} <= set(gap["grid_ids"])
+    assert gap["area_m2"] == pytest.approx(expected, rel=1e-3)
+    assert "sliver" in gap["message"]
+    edges = result.findings[result.findings["kind"] == "edge_mismatch"]
+    assert {"G1", "G2"} <= {i for ids in edges["grid_ids"] for i in ids}
+    untiled = one(result, "parent_not_tiled")
+    assert (untiled["level"], untiled["grid_ids"]) == (1, ("S1",))
+    assert untiled["area_m2"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_t_junction_is_an_edge_mismatch_without_area(tiny_grids):
+    # Split G2 into two: their shared vertex lies on G1's top edge, which lacks it.
+    g = tiny_grids[tiny_grids["grid_id"] != "G2"]
+    halves = gpd.GeoDataFrame(
+        {"grid_id": ["G2a", "G2b"], "parent_id": ["S1", "S1"], "level": [2, 2]},
+        geometry=[box(X0, Y0 + D / 2, X0 + D / 2, Y0 + D), box(X0 + D / 2, Y0 + D / 2, X0 + D, Y0 + D)],
+        crs="EPSG:4326",
+    )
+    g = gpd.GeoDataFrame(gpd.pd.concat([g, halves], ignore_index=True), geometry="geometry", crs="EPSG:4326")
+    result = check_grids(g)
+    assert {k for k, _, _ in kinds_of(result)} == {"edge_mismatch"}
+    f = result.findings.set_index(result.findings["grid_ids"].map(lambda t: t[0]))
+    assert set(f.index) == {"G1", "G2a", "G2b"}
+    top_edge = geod_length(shapely.LineString([(X0, Y0 + D / 2), (X0 + D, Y0 + D / 2)]))
+    assert f.loc["G1", "length_m"] == pytest.approx(top_edge, rel=1e-3)
+    assert f.loc["G2a", "length_m"] == pytest.approx(top_edge / 2, rel=1e-3)
+    assert np.isnan(f.loc["G1", "area_m2"])
+
+
+def test_child_poking_outside_its_parent(tiny_grids):
+    poke = D / 10
+    g = with_geom(tiny_grids, "G3", box(X0 + D - poke, Y0, X0 + 2 * D, Y0 + D / 2))
+    result = check_grids(g)
+    expected = geod_area(box(X0 + D - poke, Y0, X0 + D, Y0 + D / 2))
+    f = one(result, "outside_parent")
+    assert (f["level"], f["grid_ids"]) == (2, ("G3", "S2"))
+    assert f["area_m2"] == pytest.approx(expected, rel=1e-3)
+    assert "into 'S1'" in f["message"]
+    assert one(result, "overlap")["grid_ids"] == ("G1", "G3")
+    assert "parent_not_tiled" not in set(result.findings["kind"])
+
+
+def test_parent_not_tiled_by_its_children(tiny_grids):
+    result = check_grids(tiny_grids[tiny_grids["grid_id"] != "G4"])
+    expected = geod_area(box(X0 + D, Y0 + D / 2, X0 + 2 * D, Y0 + D))
+    untiled = one(result, "parent_not_tiled")
+    assert (untiled["level"], untiled["grid_ids"]) == (1, ("S2",))
+    assert untiled["area_m2"] == pytest.approx(expected, rel=1e-3)
+    gap = one(result, "gap")
+    assert gap["level"] == 2
+    assert gap["grid_ids"] == ("G1", "G2", "G3")  # the grids around the hole
+    assert gap["area_m2"] == pytest.approx(expected, rel=1e-3)
+    assert "sliver" not in gap["message"]
+
+
+def test_child_straddling_into_another_parent(tiny_grids):
+    g = tiny_grids.copy()
+    g.loc[g["grid_id"] == "G3", "parent_id"] = "S1"  # G3 lies in S2
+    result = check_grids(g)
+    g3_area = geod_area(box(X0 + D, Y0, X0 + 2 * D, Y0 + D / 2))
+    out = one(result, "outside_parent")
+    assert out["grid_ids"] == ("G3", "S1")
+    assert out["area_m2"] == pytest.approx(g3_area, rel=1e-3)
+    untiled = one(result, "parent_not_tiled")
+    assert untiled["grid_ids"] == ("S2", "G3")
+    assert untiled["area_m2"] == pytest.approx(g3_area, rel=1e-3)
+    assert "'G3'" in untiled["message"]
+
+
+HOLE = box(X0 + 0.003, Y0 + 0.001, X0 + 0.005, Y0 + 0.003)  # inside G1, S1 and D
+
+
+def _punch(g: gpd.GeoDataFrame, ids: list[str]) -> gpd.GeoDataFrame:
+    for gid in ids:
+        g = with_geom(g, gid, g.loc[g["grid_id"] == gid, "geometry"].iloc[0].difference(HOLE))
+    return g
+
+
+@pytest.mark.parametrize(
+    ("punched", "expected"),
+    [
+        pytest.param(["D", "S1", "G1"], [], id="enclave-in-every-level-is-not-a-gap"),
+        pytest.param(["D"], [("outside_parent", 1, ("S1", "D"))], id="enclave-only-in-district-streets-leak"),
+        pytest.param(["G1"], [("gap", 2, ("G1",)), ("parent_not_tiled", 1, ("S1",))], id="hole-in-a-grid-is-a-gap"),
+    ],
+)
+def test_holes_enclaves_and_gaps(tiny_grids, punched, expected):
+    result = check_grids(_punch(tiny_grids, punched))
+    assert kinds_of(result) == expected
+    for area in result.findings["area_m2"]:
+        assert area == pytest.approx(geod_area(HOLE), rel=1e-3)
+
+
+def test_exempt_area_is_not_a_gap(tiny_grids):
+    missing = box(X0 + D, Y0 + D / 2, X0 + 2 * D, Y0 + D)
+    g = tiny_grids[tiny_grids["grid_id"] != "G4"]
+    assert not check_grids(g).sound
+    assert check_grids(g, exempt=missing).sound
+    assert check_grids(g, exempt=gpd.GeoSeries([missing], crs="EPSG:4326").to_crs("EPSG:4548")).sound
+
+
+def test_outline_larger_than_the_district_leaves_gaps_on_every_level(tiny_grids):
+    outline = box(X0, Y0, X0 + 2 * D, Y0 + 1.5 * D)
+    result = check_grids(tiny_grids, outline=outline)
+    expected = geod_area(box(X0, Y0 + D, X0 + 2 * D, Y0 + 1.5 * D))
+    gaps = result.findings[result.findings["kind"] == "gap"]
+    assert list(gaps["level"]) == [0, 1, 2]
+    assert gaps["area_m2"].to_numpy() == pytest.approx([expected] * 3, rel=1e-3)
+
+
+def test_bow_tie_is_reported_and_the_other_checks_still_run(tiny_grids):
+    result = check_grids(with_geom(tiny_grids, "G1", geo.BOW_TIE))
+    inv = one(result, "invalid")
+    assert (inv["level"], inv["grid_ids"]) == (2, ("G1",))
+    assert "Self-intersection" in inv["message"]
+    assert inv["geometry"].distance(shapely.Point(X0 + D / 2, Y0 + D / 2)) < 1e-6  # where it crosses
+    # make_valid gives two triangles meeting at the centre: half of each lies in G2.
+    s1 = geod_area(box(X0, Y0, X0 + D, Y0 + D))
+    assert one(result, "overlap")["grid_ids"] == ("G1", "G2")
+    assert one(result, "overlap")["area_m2"] == pytest.approx(s1 / 4, rel=1e-3)
+    assert one(result, "gap")["area_m2"] == pytest.approx(s1 / 4, rel=1e-3)
+
+
+def test_empty_geometry_is_reported_not_raised(tiny_grids):
+    result = check_grids(with_geom(tiny_grids, "G2", shapely.Polygon()))
+    assert ("invalid", 2, ("G2",)) in kinds_of(result)
+    assert one(result, "gap")["area_m2"] == pytest.approx(geod_area(box(X0, Y0 + D / 2, X0 + D, Y0 + D)), rel=1e-3)
+
+
+# -- the hierarchy of parent links ------------------------------------------------
+def _reparent(g: gpd.GeoDataFrame, **parents: str | None) -> gpd.GeoDataFrame:
+    g = g.copy()
+    for gid, p in parents.items():
+        g.loc[g["grid_id"] == gid, "parent_id"] = p
+    return g
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected", "words"),
+    [
+        pytest.param(lambda g: _reparent(g, G3="nope"), ("G3", "nope"), "does not exist", id="unknown-parent"),
+        pytest.param(lambda g: _reparent(g, G3=None), ("G3",), "no parent_id", id="missing-parent"),
+        pytest.param(lambda g: _reparent(g, G3="D"), ("G3", "D"), "on level 0, not 1", id="parent-on-wrong-level"),
+        pytest.param(lambda g: _reparent(g, D="G1"), ("D", "G1"), "level-0 grid", id="top-level-with-parent"),
+    ],
+)
+def test_parent_link_problems_are_findings(tiny_grids, edit, expected, words):
+    result = check_grids(edit(tiny_grids))
+    h = result.findings[result.findings["kind"] == "hierarchy"]
+    assert expected in list(h["grid_ids"])
+    assert h["message"].str.contains(words).any()
+
+
+def test_cycle_is_reported_once_with_its_members(tiny_grids):
+    result = check_grids(_reparent(tiny_grids, D="G1"))
+    cycles = result.findings[result.findings["message"].str.contains("cycle")]
+    assert list(cycles["grid_ids"]) == [("D", "G1", "S1")]
+
+
+def test_a_level_with_no_grids(tiny_grids):
+    g = tiny_grids.copy()
+    g.loc[g["level"] == 2, "level"] = 3
+    result = check_grids(g)
+    h = result.findings[result.findings["kind"] == "hierarchy"]
+    assert (2, ()) in list(zip(h["level"], h["grid_ids"], strict=True))
+    assert h["message"].str.contains("level 2 has no grids").any()
+
+
+# -- determinism, options ---------------------------------------------------------
+def _broken(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    g = with_geom(g, "G1", box(X0, Y0, X0 + D, Y0 + D / 2 + D / 10))
+    g = _reparent(g, G4="nope")
+    return g[g["grid_id"] != "G3"]
+
+
+def test_findings_are_ordered_the_same_whatever_the_row_order(tiny_grids):
+    g = _broken(tiny_grids)
+    a = check_grids(g).findings
+    b = check_grids(g.sample(frac=1, random_state=3)).findings
+    assert len(a) > 4
+    assert_geodataframe_equal(a, b)
+    order = [FINDING_KINDS.index(k) for k in a["kind"]]
+    assert order == sorted(order)
+
+
+def test_levels_option_reports_only_those_levels(tiny_grids):
+    result = check_grids(_broken(tiny_grids), levels=[1])
+    assert set(result.findings["level"][result.findings["kind"] != "hierarchy"]) == {1}
+
+
+def test_metric_crs_is_explicit_and_areas_agree(tiny_grids):
+    g = tiny_grids[tiny_grids["grid_id"] != "G4"]
+    gk = check_grids(g)
+    utm = check_grids(g, metric_crs="EPSG:32650")
+    assert utm.summary["metric_crs"] == "EPSG:32650"
+    assert utm.findings["area_m2"].to_numpy() == pytest.approx(gk.findings["area_m2"].to_numpy(), rel=1e-3)
+
+
+def test_progress_is_called(tiny_grids):
+    seen: list[str] = []
+    check_grids(tiny_grids, progress=seen.append)
+    assert seen[:2] == ["validity", "hierarchy"]
+    assert "nesting 1/2" in seen
+
+
+def test_to_dict_is_the_json_contract(tiny_grids):
+    d = check_grids(tiny_grids[tiny_grids["grid_id"] != "G4"]).to_dict()
+    assert set(d) == {"sound", "summary", "findings"}
+    assert d["summary"]["counts"] == {"gap": {"2": 1}, "parent_not_tiled": {"1": 1}}
+    f = d["findings"][0]
+    assert set(f) == {"kind", "level", "grid_ids", "area_m2", "length_m", "message", "geometry"}
+    assert f["length_m"] is None
+    assert f["geometry"]["type"] == "Polygon"
+
+
+# -- property: nested rectangular subdivisions ------------------------------------
+UNIT = 1e-4  # degrees (~9-11 m)
+
+
+@st.composite
+def subdivisions(draw):
+    """3 levels: a district, vertical strips, cells stacked in each strip; exactly noded."""
+    widths = draw(st.lists(st.integers(5, 20), min_size=1, max_size=4))
+    height = draw(st.integers(2, 5)) * 5
+    cuts = [sorted(draw(st.sets(st.integers(1, height // 5 - 1), max_size=3))) for _ in widths]
+    return widths, height, [[c * 5 for c in cs] for cs in cuts]
+
+
+def build(widths, height, cuts, *, move=None):
+    xs = np.concatenate([[0], np.cumsum(widths)])
+    pt = lambda x, y: (X0 + x * UNIT, Y0 + y * UNIT)  # noqa: E731
+    rows = [("D", None, 0, shapely.box(*pt(0, 0), *pt(xs[-1], height)))]
+    cells = []
+    for s, cs in enumerate(cuts):
+        rows.append((f"S{s}", "D", 1, shapely.box(*pt(xs[s], 0), *pt(xs[s + 1], height))))
+        ys = [0, *cs, height]
+        left = cuts[s - 1] if s > 0 else []
+        right = cuts[s + 1] if s + 1 < len(cuts) else []
+        for k in range(len(ys) - 1):
+            y0, y1 = ys[k], ys[k + 1]
+            ring = [(xs[s], y0), (xs[s + 1], y0)]
+            ring += [(xs[s + 1], y) for y in right if y0 < y < y1]
+            ring += [(xs[s + 1], y1), (xs[s], y1)]
+            ring += [(xs[s], y) for y in reversed(left) if y0 < y < y1]
+            cells.append((f"C{s}_{k}", f"S{s}", ring))
+    for n, (gid, parent, ring) in enumerate(cells):
+        coords = [pt(x, y) for x, y in ring]
+        if move is not None and n == move[0]:
+            i, (dx, dy) = move[1], move[2]
+            coords[i] = (coords[i][0] + dx, coords[i][1] + dy)
+        rows.append((gid, parent, 2, shapely.Polygon(coords)))
+    g = gpd.GeoDataFrame(
+        {"grid_id": [r[0] for r in rows], "parent_id": [r[1] for r in rows], "level": [r[2] for r in rows]},
+        geometry=[r[3] for r in rows],
+        crs="EPSG:4326",
+    )
+    return g, cells, xs[-1]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subdivisions())
+def test_property_nested_rectangular_subdivisions_are_sound(sub):
+    g, _, _ = build(*sub)
+    result = check_grids(g)
+    assert result.sound, list(result.findings["message"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subdivisions(), st.data(), st.floats(1.5, 20.0), st.floats(0, 2 * np.pi))
+def test_property_moving_one_shared_vertex_beyond_the_gap_width_is_reported(sub, data, shift_m, angle):
+    _, cells, _ = build(*sub)
+    count = Counter(p for _, _, ring in cells for p in ring)
+    inner = [(n, i) for n, (_, _, ring) in enumerate(cells) for i, p in enumerate(ring) if count[p] > 1]
+    assume(inner)
+    n, i = data.draw(st.sampled_from(inner))
+    dx = shift_m * np.cos(angle) / (111_320 * np.cos(np.radians(Y0)))
+    dy = shift_m * np.sin(angle) / M_PER_DEG_LAT
+    g, _, _ = build(*sub, move=(n, i, (dx, dy)))
+    result = check_grids(g, gap_width_m=1.0)
+    assert not result.sound
+    level2 = result.findings[result.findings["level"] == 2]
+    assert cells[n][0] in {gid for ids in level2["grid_ids"] for gid in ids}

@@ -1,0 +1,123 @@
+"""``geogrid check``: exit status 0/1/2, the readable table and the JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import geopandas as gpd
+
+from layers.store import GeoPackageStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geogrid", "check", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+
+
+def test_sound_store_exits_0(tiny_grids, tmp_path):
+    store = GeoPackageStore(tmp_path / "city.gpkg")
+    store.write({"grids": tiny_grids})
+    out = run(store.path)
+    assert out.returncode == 0, out.stderr
+    assert "sound: no findings" in out.stdout
+    assert "7 grids" in out.stdout
+
+
+def test_findings_exit_1_with_a_table_and_the_worst_items(tiny_grids, tmp_path):
+    src = tmp_path / "grids.geojson"
+    tiny_grids[tiny_grids["grid_id"] != "G4"].to_file(src)
+    out = run(src)
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("gap") and line.split()[1:3] == ["0", "1"] for line in lines)  # level 1: 0, level 2: 1
+    assert any(line.startswith("parent_not_tiled") for line in lines)
+    assert "worst 2 of 2 findings" in out.stdout
+    assert "'S2'" in out.stdout
+
+
+def test_json_contract_in_utf8(tiny_grids, tmp_path):
+    g = tiny_grids.copy()
+    g.loc[g["grid_id"] == "G3", "parent_id"] = "不存在"  # an orphan: a finding, not a refusal
+    src = tmp_path / "网格.gpkg"
+    g.to_file(src, layer="grids")
+    out = run(src, "--json")
+    assert out.returncode == 1, out.stderr
+    assert "不存在" in out.stdout  # ensure_ascii=False
+    doc = json.loads(out.stdout)
+    assert set(doc) == {"sound", "summary", "findings"}
+    assert doc["sound"] is False
+    assert doc["summary"]["counts"]["hierarchy"] == {"2": 1}
+    keys = {"kind", "level", "grid_ids", "area_m2", "length_m", "message", "geometry"}
+    assert all(set(f) == keys for f in doc["findings"])
+    orphan = next(f for f in doc["findings"] if f["kind"] == "hierarchy")
+    assert orphan["grid_ids"] == ["G3", "不存在"]
+    assert orphan["area_m2"] is None
+    straddle = next(f for f in doc["findings"] if f["kind"] == "parent_not_tiled")
+    assert straddle["geometry"]["type"] == "Polygon"
+    lon, lat = straddle["geometry"]["coordinates"][0][0]
+    assert 117 < lon < 118 and 39 < lat < 40  # WGS-84
+
+
+def test_column_mapping_and_level_option(tiny_grids, tmp_path):
+    g = tiny_grids.rename(columns={"grid_id": "编号", "parent_id": "上级", "level": "层级"})
+    g = g[g["编号"] != "G4"]
+    src = tmp_path / "mapped.geojson"
+    g.to_file(src)
+    out = run(src, "--id-col", "编号", "--parent-col", "上级", "--level-col", "层级", "--level", "1", "--json")
+    assert out.returncode == 1, out.stderr
+    doc = json.loads(out.stdout)
+    assert [(f["kind"], f["level"], f["grid_ids"]) for f in doc["findings"]] == [("parent_not_tiled", 1, ["S2"])]
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        pytest.param(lambda p, g: p / "absent.gpkg", "does not exist", id="missing-file"),
+        pytest.param(
+            lambda p, g: (g.drop(columns="level").to_file(p / "nolevel.geojson"), p / "nolevel.geojson")[1],
+            "--level-col",
+            id="missing-level-column",
+        ),
+        pytest.param(
+            lambda p, g: ((p / "bad.geojson").write_text("{not json", encoding="utf-8"), p / "bad.geojson")[1],
+            "bad.geojson",
+            id="unreadable-file",
+        ),
+    ],
+)
+def test_unusable_input_exits_2_with_the_reason(tiny_grids, tmp_path, make, words):
+    src = make(tmp_path, tiny_grids)
+    out = run(src)
+    assert out.returncode == 2
+    assert words in out.stderr
+    assert out.stdout == ""
+
+
+def test_help_describes_the_exit_status():
+    out = run("--help")
+    assert out.returncode == 0
+    assert "0 sound, 1 findings, 2 unusable" in out.stdout.replace("\n", " ").replace("  ", " ")
+
+
+def test_read_back_geojson_of_a_finding(tiny_grids, tmp_path):
+    """The JSON findings load straight into geopandas (a planner's next step)."""
+    src = tmp_path / "g.geojson"
+    tiny_grids[tiny_grids["grid_id"] != "G4"].to_file(src)
+    doc = json.loads(run(src, "--json").stdout)
+    features = [{"type": "Feature", "geometry": f.pop("geometry"), "properties": f} for f in doc["findings"]]
+    back = gpd.GeoDataFrame.from_features(features, crs="EPSG:4326")
+    assert list(back["kind"]) == ["gap", "parent_not_tiled"]
+    assert back.to_crs("EPSG:4548").area.iloc[0] == pytest.approx(doc["findings"][0]["area_m2"], rel=1e-6)
