@@ -77,6 +77,11 @@ def out_of_china(lon: ArrayLike, lat: ArrayLike) -> npt.NDArray[np.bool_]:
 
 def _delta(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Pair:
     """GCJ-02 offset (dlon, dlat) in degrees at WGS-84 (x, y); zero outside China."""
+    with np.errstate(invalid="ignore"):  # sin(inf) is NaN, quietly: NaN/inf in, NaN out
+        return _delta_raw(x, y)
+
+
+def _delta_raw(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Pair:
     dx = x - 105.0
     dy = y - 35.0
     t_lat = (
@@ -131,17 +136,17 @@ def _invert(
 ) -> Pair:
     """Solve forward(w) = target for w by fixed-point iteration (the Jacobian is ~identity)."""
     tx, ty = _as_arrays(lon, lat)
-    fx, fy = forward(tx, ty)
-    wx, wy = tx - (fx - tx), ty - (fy - ty)
-    for _ in range(max_iter):
-        fx, fy = forward(wx, wy)
-        ex, ey = fx - tx, fy - ty
-        wx = wx - ex
-        wy = wy - ey
-        with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN, quietly: non-finite in, NaN out
+        fx, fy = forward(tx, ty)
+        wx, wy = tx - (fx - tx), ty - (fy - ty)
+        for _ in range(max_iter):
+            fx, fy = forward(wx, wy)
+            ex, ey = fx - tx, fy - ty
+            wx = wx - ex
+            wy = wy - ey
             worst = np.nanmax(np.abs(np.concatenate([ex.ravel(), ey.ravel()])), initial=0.0)
-        if worst < tol:
-            break
+            if worst < tol:
+                break
     return np.asarray(wx), np.asarray(wy)
 
 
@@ -168,9 +173,10 @@ def gcj02_to_bd09(lon: ArrayLike, lat: ArrayLike) -> Pair:
     (0.0065, 0.0058)
     """
     x, y = _as_arrays(lon, lat)
-    z = np.sqrt(x * x + y * y) + 0.00002 * np.sin(y * _X_PI)
-    theta = np.arctan2(y, x) + 0.000003 * np.cos(x * _X_PI)
-    return np.asarray(z * np.cos(theta) + 0.0065), np.asarray(z * np.sin(theta) + 0.006)
+    with np.errstate(invalid="ignore"):  # sin(inf) is NaN, quietly
+        z = np.sqrt(x * x + y * y) + 0.00002 * np.sin(y * _X_PI)
+        theta = np.arctan2(y, x) + 0.000003 * np.cos(x * _X_PI)
+        return np.asarray(z * np.cos(theta) + 0.0065), np.asarray(z * np.sin(theta) + 0.006)
 
 
 def bd09_to_gcj02(lon: ArrayLike, lat: ArrayLike, *, tol: float = 1e-9, max_iter: int = 30) -> Pair:

@@ -214,16 +214,25 @@ def _read_parquet(
     if raw_geo is None:
         msg = "the Parquet file has no GeoParquet 'geo' metadata: write it with geopandas .to_parquet() or GDAL"
         raise ValidationError(path.name, [Problem("not_geoparquet", msg)])
-    geo = json.loads(raw_geo)
-    gcol = geo.get("primary_column", "geometry")
-    gmeta = geo.get("columns", {}).get(gcol, {})
-    # GeoParquet: an absent "crs" means OGC:CRS84; an explicit null means unknown.
-    crs: object = gmeta.get("crs", "OGC:CRS84")
-    if isinstance(crs, dict):
-        crs = CRS.from_json_dict(crs)
+    try:
+        geo = json.loads(raw_geo)
+        gcol = str(geo.get("primary_column", "geometry"))
+        gmeta = geo.get("columns", {}).get(gcol, {})
+    except (ValueError, AttributeError) as err:
+        msg = f"the GeoParquet 'geo' metadata is not valid ({err}): write the file with geopandas .to_parquet() or GDAL"
+        raise ValidationError(path.name, [Problem("bad_geoparquet_metadata", msg)]) from err
+    if gcol not in pf.schema_arrow.names:
+        msg = (
+            f"the GeoParquet metadata names the geometry column {gcol!r}, but the file has columns "
+            f"{', '.join(map(repr, pf.schema_arrow.names))}: fix the 'geo' metadata"
+        )
+        raise ValidationError(path.name, [Problem("bad_geoparquet_metadata", msg)])
+    # GeoParquet: an absent "crs" means OGC:CRS84; an explicit null means unknown. PROJJSON
+    # (a dict) is parsed by the CRS check, which reports it if pyproj does not understand it.
+    crs: object = gmeta.get("crs", "OGC:CRS84") if isinstance(gmeta, dict) else None
     table = pf.read()
     frame = table.drop([gcol]).to_pandas()
-    if str(gmeta.get("encoding", "WKB")).upper() == "WKB":
+    if not isinstance(gmeta, dict) or str(gmeta.get("encoding", "WKB")).upper() == "WKB":
         wkbs = table.column(gcol).to_pylist()
         geoms = _geoms_from_wkb(wkbs, limits, path.name, _id_values(frame, columns, kind), problems)
     else:
@@ -419,11 +428,14 @@ def read_layer(
             frame, geoms, file_crs = _read_ogr(path, kind, fmt, layer, columns, limits, encoding, problems)
     use_crs: object = file_crs
     if crs is not None:
-        if file_crs is not None:
+        # A CSV declares no CRS (file_crs is crs itself). A CRS that does not parse is not a
+        # conflict: the given one is reported by the CRS check, and a file's unreadable CRS
+        # is exactly what crs= overrides.
+        if fmt != "csv" and file_crs is not None:
             try:
                 same = CRS.from_user_input(file_crs).equals(CRS.from_user_input(crs), ignore_axis_order=True)
-            except _PyprojCRSError:  # an unparsable CRS is reported by the CRS check
-                same = False
+            except _PyprojCRSError:
+                same = True
             if not same:
                 msg = f"the file declares CRS {file_crs} but crs={crs} was given: drop --crs, or fix the file's CRS"
                 problems.append(Problem("crs_conflict", msg))

@@ -71,7 +71,8 @@ _TYPE_NAMES = {
     7: "GeometryCollection",
 }
 _TYPE_IDS = {v: k for k, v in _TYPE_NAMES.items()}
-_TZ_SUFFIX = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?|\s*UTC)$"
+# An offset counts only after a time of day: "2024-05-01" ends in "-01", which is a day, not UTC-1.
+_TZ_SUFFIX = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?|UTC|GMT)$"
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _check_geometry(
     wrong = ~right_type & ~missing
     if wrong.any():
         seen = sorted({_TYPE_NAMES.get(int(t), str(t)) for t in type_ids[wrong]})
-        fix = f"a {schema.kind.value} layer holds {' or '.join(schema.geometry_types)}"
+        fix = f"{schema.kind.value} layers hold {' or '.join(schema.geometry_types)}"
         if "Point" in schema.geometry_types and "MultiPoint" in seen:
             fix += " (split multi-points with gdf.explode())"
         problems.append(_problem("wrong_geometry_type", f"geometry type {', '.join(seen)}", wrong, ids, fix))
@@ -254,8 +255,20 @@ def _check_geometry(
 
 # -- attributes -------------------------------------------------------------------
 def _to_str(s: pd.Series) -> pd.Series:
-    out = s.astype("string")
-    return out
+    """Text of a column; whole floats print as integers.
+
+    An integer column with blanks reads as float64 (a ``parent_id`` of 1 becomes 1.0),
+    and "1.0" would not match the grid_id "1".
+    """
+    if pd.api.types.is_float_dtype(s):
+        vals = s.to_numpy(dtype="float64", na_value=np.nan)
+        present = ~np.isnan(vals)
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(vals[present]).all() and (np.abs(vals[present]) < 2.0**53).all()
+            whole = bool(whole and (vals[present] == np.floor(vals[present])).all())
+        if whole:
+            return s.astype("Int64").astype("string")
+    return s.astype("string")
 
 
 def _parse_numbers(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -397,7 +410,7 @@ def _check_columns(
                     f"{col.name} is missing",
                     ~present,
                     ids,
-                    f"every row needs a {col.name} ({col.description})",
+                    f"fill in {col.name} on every row ({col.description})",
                 )
             )
         if col.dtype == "str":
@@ -607,7 +620,11 @@ def check_frame(
     limits = limits or Limits()
     checked = _Checked(problems=list(extra))
     checked.crs = _check_crs(crs, checked.problems, from_file)
-    ids = frame[schema.id_column].to_numpy(dtype=object) if schema.id_column in frame.columns else None
+    ids = (
+        _to_str(frame[schema.id_column]).to_numpy(dtype=object, na_value=None)
+        if schema.id_column in frame.columns
+        else None
+    )
     _check_geometry(geoms, schema, checked.crs, ids, limits, checked, count_vertices=count_vertices)
     _check_columns(frame, schema, ids, tz, from_file, checked)
     _check_ids(frame, schema, ids, checked)
