@@ -91,16 +91,26 @@ def merge_into_store(
     help="replace the store's layer, or append to it (ids must be new)",
 )
 @click.option(
-    "--max-vertices", type=int, default=Limits.max_vertices, show_default=True, help="most vertices per feature"
+    "--max-vertices",
+    type=click.IntRange(min=1),
+    default=Limits.max_vertices,
+    show_default=True,
+    help="most vertices per feature",
 )
 @click.option(
     "--max-depth",
-    type=int,
+    type=click.IntRange(min=1),
     default=Limits.max_depth,
     show_default=True,
     help="deepest nesting (GeoJSON brackets, geometry collections)",
 )
-@click.option("--max-file-bytes", type=int, default=Limits.max_file_bytes, show_default=True, help="largest input file")
+@click.option(
+    "--max-file-bytes",
+    type=click.IntRange(min=1),
+    default=Limits.max_file_bytes,
+    show_default=True,
+    help="largest input file",
+)
 @handle_errors
 def import_layer(
     src: Path,
