@@ -1,18 +1,20 @@
 """The ``geogrid`` command-line interface.
 
-One module per command family (``_demo``, ``_import``, ``_check`` ...), each adding its
-commands to :data:`main`. Exit status: 0 success, 1 findings (``check``), 2 unusable
-input or usage error, with the reason on stderr.
+One private module per command family (``_demo``, ``_import``, ``_check`` ...), each adding
+its commands to :data:`main`; every ``geogrid/cli/_*.py`` module is imported here, so a new
+command family needs no registration. Exit status: 0 success, 1 findings (``check``),
+2 unusable input or usage error, with the reason on stderr.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from geogrid.cli._common import main
 
 # Importing a command module registers its commands on ``main``.
-from geogrid.cli import _demo  # noqa: F401  isort: skip
-from geogrid.cli import _serve  # noqa: F401  isort: skip
-from geogrid.cli import _import  # noqa: F401  isort: skip
-from geogrid.cli import _check  # noqa: F401  isort: skip
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("_") and m.name != "_common"):
+    importlib.import_module(f"{__name__}.{_mod}")
 
 __all__ = ["main"]
