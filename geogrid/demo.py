@@ -40,6 +40,7 @@ import geopandas as gpd
 import shapely
 from pyproj import Transformer
 
+from geogrid._demo_buildings import _buildings
 from geogrid._demo_city import (
     AREA_M2,
     CENTRE_LONLAT,
@@ -67,7 +68,7 @@ __all__ = [
     "write_demo",
 ]
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 """Bumped whenever the generator's output changes, so cached demo stores are rebuilt."""
 
 
@@ -81,6 +82,9 @@ class DemoDistrict:
         The three standard layers, in their canonical schema and dtypes.
     streets
         The street centre lines (``name``, ``road_class``: arterial / local, ``width_m``).
+    buildings
+        Building footprints inside the blocks, set back from the streets (``building_id``,
+        ``kind``: slab / tower / low_rise, ``floors``, ``height_m``): occluders for camera views.
     metadata
         Seed, version and the planted hot spots (``demo_hotspots``).
     """
@@ -90,10 +94,17 @@ class DemoDistrict:
     cameras: gpd.GeoDataFrame
     streets: gpd.GeoDataFrame
     metadata: dict[str, Any]
+    buildings: gpd.GeoDataFrame
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
         """Return the layers by store name."""
-        return {"grids": self.grids, "incidents": self.incidents, "cameras": self.cameras, "streets": self.streets}
+        return {
+            "grids": self.grids,
+            "incidents": self.incidents,
+            "cameras": self.cameras,
+            "streets": self.streets,
+            "buildings": self.buildings,
+        }
 
 
 # -- public ------------------------------------------------------------------------------
@@ -120,7 +131,7 @@ def build_demo(
     Returns
     -------
     DemoDistrict
-        Grids (1 / 9 / 114 / 990 on levels 0–3), incidents, cameras and streets in
+        Grids (1 / 9 / 114 / 990 on levels 0–3), incidents, cameras, streets and buildings in
         EPSG:4326 with the schema's dtypes, and metadata.
 
     Examples
@@ -156,6 +167,8 @@ def build_demo(
     incidents, truth = _incidents(rng, outline, density, n_incidents)
     tick("incidents")
     streets = _street_layer(lines, is_art, outline, rng)
+    # A generator of its own, so the other layers stay as they were before buildings existed.
+    buildings = _buildings(np.random.default_rng([seed, 2]), blocks, lines, is_art)
 
     def place(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         moved = gdf.set_geometry(shapely.transform(gdf.geometry.values, lambda c: c + np.array([cx, cy])))
@@ -188,6 +201,7 @@ def build_demo(
         cameras=cameras,
         streets=place(streets),
         metadata=metadata,
+        buildings=place(buildings),
     )
 
 
@@ -201,7 +215,7 @@ def write_demo(
 ) -> GeoPackageStore:
     """Build the demo district and write it into the GeoPackage ``path`` (atomically).
 
-    The file holds the layers ``grids``, ``incidents``, ``cameras`` and ``streets`` and
+    The file holds the layers ``grids``, ``incidents``, ``cameras``, ``streets`` and ``buildings`` and
     opens directly in QGIS. Returns the store.
     """
     demo = build_demo(seed, n_incidents=n_incidents, n_cameras=n_cameras, progress=progress)

@@ -172,7 +172,7 @@ def test_demo_store_builds_once_and_reads_back(tmp_path, monkeypatch):
     assert demo_store(tmp_path) == path
     assert calls == [1]
     store = GeoPackageStore(path)
-    assert set(store.layer_names()) == {"grids", "incidents", "cameras", "streets"}
+    assert set(store.layer_names()) == {"grids", "incidents", "cameras", "streets", "buildings"}
     assert store.metadata()["demo"]["seed"] == 0
 
 
