@@ -1,0 +1,294 @@
+"""Private core of :mod:`geogrid.repair`: one level rebuilt from its noded linework.
+
+Plan per level, parents first (a level is repaired against its repaired parents):
+
+1. *Snap*: vertices of the level (and of the parents' outlines) closer than the snap
+   distance are clustered (an STRtree ``dwithin`` query, then connected components);
+   each cluster moves to one representative: a parent vertex if there is one, else the
+   coordinate most grids already share, else the smallest.
+2. *Arrange*: the outlines of the snapped grids and of their parents are noded
+   together (``union_all`` of the rings) and polygonized into faces. Faces come from
+   one noded arrangement, so any union of them shares its edges exactly with the
+   union of the others: the rebuilt level is a valid coverage by construction.
+3. *Assign*: each face lies in one parent (or in none: outside the jurisdiction) and
+   is covered by 0, 1 or more grids. Covered once by a child of its parent: that
+   child keeps it. Covered by grids of another parent: they lose it (clipped). Covered
+   by several siblings (an overlap) or by none (a gap): it goes to the sibling -- among
+   those covering it, or among all children of that parent for a gap -- with the
+   longest shared edge, in rounds, so a piece enclosed by other pieces waits for them.
+
+Topology is done in the input's own coordinates (an unchanged vertex keeps its exact
+value, so untouched edges still coincide with the parents' edges); distances and
+lengths are measured in the local metric frame of :mod:`geogrid._hierarchy_impl`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import shapely
+
+from geogrid._hierarchy_impl import Frame, fill_holes, holes_of, polygonal
+
+__all__: list[str] = []
+
+NO_GROUP = -1
+
+
+@dataclass
+class Change:
+    """Rows of the change log, collected column-wise (geometry in the input CRS)."""
+
+    action: list[str] = field(default_factory=list)
+    level: list[int] = field(default_factory=list)
+    grid_id: list[str] = field(default_factory=list)
+    parent_id: list[str | None] = field(default_factory=list)
+    other_ids: list[tuple[str, ...]] = field(default_factory=list)
+    area_m2: list[float] = field(default_factory=list)
+    distance_m: list[float] = field(default_factory=list)
+    message: list[str] = field(default_factory=list)
+    geometry: list[shapely.Geometry | None] = field(default_factory=list)
+
+    def add(
+        self,
+        action: str,
+        level: int,
+        grid_id: str,
+        parent_id: str | None,
+        other: Sequence[str],
+        message: str,
+        geometry: shapely.Geometry | None,
+        area_m2: float = float("nan"),
+        distance_m: float = float("nan"),
+    ) -> None:
+        """Add one change."""
+        self.action.append(action)
+        self.level.append(int(level))
+        self.grid_id.append(grid_id)
+        self.parent_id.append(parent_id)
+        self.other_ids.append(tuple(other))
+        self.area_m2.append(float(area_m2))
+        self.distance_m.append(float(distance_m))
+        self.message.append(message)
+        self.geometry.append(geometry)
+
+
+@dataclass
+class Refusal:
+    """Something repair will not fix, with the reason and the fix."""
+
+    kind: str
+    level: int
+    grid_ids: tuple[str, ...]
+    message: str
+    area_m2: float = float("nan")
+    geometry: shapely.Geometry | None = None
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label (smallest member) of ``n`` nodes linked by pairs ``a``-``b``."""
+    label = np.arange(n)
+    if a.size == 0:
+        return label
+    while True:
+        lo = np.minimum(label[a], label[b])
+        before = label.copy()
+        np.minimum.at(label, a, lo)
+        np.minimum.at(label, b, lo)
+        label = label[label]  # pointer jumping
+        if np.array_equal(label, before):
+            return label
+
+
+def snap_vertices(
+    geoms: np.ndarray, anchors: np.ndarray, frame: Frame, snap_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Snap the vertices of ``geoms`` that lie within ``snap_m`` of each other or of ``anchors``.
+
+    Returns the snapped geometries (possibly invalid: only their linework is used),
+    the number of moved vertices and the largest move (m) per geometry, and the new
+    positions of the moved vertices per geometry.
+    """
+    n = len(geoms)
+    moved_n = np.zeros(n, dtype=np.int64)
+    moved_d = np.zeros(n)
+    where: list[np.ndarray] = [np.zeros((0, 2)) for _ in range(n)]
+    if n == 0 or snap_m <= 0:
+        return geoms, moved_n, moved_d, where
+    xy, owner = shapely.get_coordinates(geoms, return_index=True)
+    axy = shapely.get_coordinates(anchors) if anchors.size else np.zeros((0, 2))
+    allxy = np.concatenate([axy, xy])
+    is_anchor = np.arange(len(allxy)) < len(axy)
+    o, k = np.array(frame.origin), np.array(frame.scale)
+    loc = (allxy - o) * k
+    # Exact duplicates first (shared vertices): the query then runs on distinct points.
+    uniq, inverse, counts = np.unique(loc, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    pts = shapely.points(uniq)
+    tree = shapely.STRtree(pts)
+    a, b = tree.query(pts, predicate="dwithin", distance=snap_m)
+    keep = a < b
+    a, b = a[keep], b[keep]
+    # Only vertices of different grids are near-coincident; a grid's own short edges stay.
+    # (Owner ids: grids 0..n-1, the anchors' rings n..; two vertices link when no grid or
+    # ring owns both.)
+    _, aowner = shapely.get_coordinates(anchors, return_index=True) if anchors.size else (None, np.zeros(0, int))
+    who = np.concatenate([aowner + n, owner]).astype(np.int64)
+    m = int(who.max()) + 1
+    pair_keys = np.unique(inverse.astype(np.int64) * m + who)
+    u_of, o_of = np.divmod(pair_keys, m)
+    start = np.searchsorted(u_of, np.arange(len(uniq)))
+    stop = np.searchsorted(u_of, np.arange(len(uniq)), side="right")
+    shared = np.zeros(a.size, dtype=bool)
+    for t in range(a.size):
+        shared[t] = np.isin(o_of[start[a[t]] : stop[a[t]]], o_of[start[b[t]] : stop[b[t]]]).any()
+    a, b = a[~shared], b[~shared]
+    if a.size == 0:
+        return geoms, moved_n, moved_d, where
+    label = components(len(uniq), a, b)
+    # Representative per cluster: an anchor vertex, else the most shared, else the smallest.
+    anchor_u = np.zeros(len(uniq), dtype=bool)
+    anchor_u[inverse[is_anchor]] = True
+    order = np.lexsort((uniq[:, 1], uniq[:, 0], -counts, ~anchor_u, label))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = label[order][1:] != label[order][:-1]
+    rep_of_label = np.full(len(uniq), -1)
+    rep_of_label[label[order][first]] = order[first]
+    rep = rep_of_label[label]  # unique point -> representative unique point
+    # Back to input coordinates: the representative's original coordinates (exact).
+    orig_of_uniq = np.empty((len(uniq), 2))
+    orig_of_uniq[inverse] = allxy
+    new_all = orig_of_uniq[rep[inverse]]
+    new_xy = new_all[len(axy) :]
+    changed = (new_xy != xy).any(axis=1)
+    if not changed.any():
+        return geoms, moved_n, moved_d, where
+    dist = np.hypot(*(((new_xy - xy) * k).T))
+    moved_n = np.bincount(owner[changed], minlength=n)
+    moved_d = np.zeros(n)
+    np.maximum.at(moved_d, owner[changed], dist[changed])
+    for i in np.flatnonzero(moved_n):
+        where[i] = new_xy[changed & (owner == i)]
+    out = shapely.set_coordinates(geoms.copy(), new_xy)
+    return out, moved_n, moved_d, where
+
+
+@dataclass
+class Arrangement:
+    """Faces of a level's noded linework, with the grids covering each and its group."""
+
+    faces: np.ndarray
+    cover: list[list[int]]  # grid positions covering each face
+    group: np.ndarray  # parent position of each face (NO_GROUP outside)
+    area: np.ndarray  # m²
+    held: np.ndarray  # covered by a frozen (refused, left as is) grid: not a gap
+
+
+def arrange(
+    cells: np.ndarray,
+    parents: np.ndarray | None,
+    frame: Frame,
+    exempt: shapely.Geometry | None,
+    frozen: np.ndarray,
+) -> Arrangement:
+    """Node the outlines of ``cells`` (and ``parents``) and classify the faces.
+
+    ``frozen`` grids (refused, left as they are) cut the linework and hold their
+    faces: those are no gap. ``parents`` None means the top level: the group of a face is 0 inside the
+    jurisdiction (the cells' union with holes between grids kept and enclaves --
+    holes of single grids nobody fills -- removed), else ``NO_GROUP``.
+    """
+    rings = [shapely.get_rings(polygonal(cells)), shapely.get_rings(frozen)]
+    if parents is not None and len(parents):
+        rings.append(shapely.get_rings(parents))
+    lines = np.concatenate(rings)
+    lines = lines[~shapely.is_empty(lines)]
+    noded = shapely.union_all(lines)
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+    faces = faces[~shapely.is_empty(faces)]
+    reps = shapely.point_on_surface(faces)
+    valid = polygonal(shapely.make_valid(cells))
+    tree = shapely.STRtree(valid)
+    fi, ci = tree.query(reps, predicate="intersects")
+    cover: list[list[int]] = [[] for _ in range(len(faces))]
+    for f, c in zip(fi, ci, strict=True):
+        cover[f].append(int(c))
+    held = np.zeros(len(faces), dtype=bool)
+    if len(frozen):
+        held[np.unique(shapely.STRtree(frozen).query(reps, predicate="intersects")[0])] = True
+    group = np.full(len(faces), NO_GROUP, dtype=np.int64)
+    if parents is None:
+        union = shapely.union_all(valid)
+        filled = fill_holes(union)
+        enclaves = shapely.difference(holes_of(valid), union)
+        inside = shapely.intersects(filled, reps) & ~shapely.intersects(enclaves, reps)
+        group[inside] = 0
+    elif len(parents):
+        ptree = shapely.STRtree(parents)
+        fi, pi = ptree.query(reps, predicate="intersects")
+        group[fi] = pi
+    if exempt is not None:
+        # Exempt faces nobody covers are left alone (they need no grid).
+        out = shapely.intersects(exempt, reps) & np.array([not c for c in cover], dtype=bool)
+        group[out] = NO_GROUP
+    area, _ = frame.measure(frame.local(faces))
+    return Arrangement(faces, cover, group, area, held)
+
+
+def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (pending face, neighbour face) sharing an edge, with the shared length in metres."""
+    if pending.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    tree = shapely.STRtree(faces)
+    a, b = tree.query(faces[pending], predicate="intersects")
+    a = pending[a]
+    keep = a != b
+    a, b = a[keep], b[keep]
+    common = shapely.intersection(shapely.boundary(faces[a]), shapely.boundary(faces[b]))
+    _, length = frame.measure(frame.local(common))
+    keep = length > 0
+    return a[keep], b[keep], length[keep]
+
+
+def assign(
+    arr: Arrangement,
+    candidates: list[list[int]],
+    owner: np.ndarray,
+    frame: Frame,
+) -> np.ndarray:
+    """Give each face with ``owner == -1`` and candidates to the candidate sharing the longest edge.
+
+    Rounds: a face whose neighbours are all still pending waits. Returns ``owner``
+    (faces no candidate neighbours stay -1).
+    """
+    pending = np.flatnonzero((owner < 0) & np.array([bool(c) for c in candidates], dtype=bool))
+    a, b, length = shared_lengths(arr.faces, pending, frame)
+    order = np.argsort(a, kind="stable")
+    a, b, length = a[order], b[order], length[order]
+    starts = np.searchsorted(a, pending)
+    ends = np.searchsorted(a, pending, side="right")
+    todo = list(range(pending.size))
+    while todo:
+        decided: list[tuple[int, int]] = []
+        left: list[int] = []
+        for t in todo:
+            f = int(pending[t])
+            score: dict[int, float] = {}
+            for j in range(starts[t], ends[t]):
+                o = int(owner[b[j]])
+                if o in candidates[f]:
+                    score[o] = score.get(o, 0.0) + float(length[j])
+            if score:
+                best = max(sorted(score), key=lambda c: score[c])  # ties: the lowest position
+                decided.append((f, best))
+            else:
+                left.append(t)
+        if not decided:
+            break
+        for f, c in decided:  # applied after the round: the order of faces does not matter
+            owner[f] = c
+        todo = left
+    return owner

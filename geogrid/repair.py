@@ -1,0 +1,465 @@
+"""Parent-aware repair of a grid layer: fix what is safe, log every change, refuse the rest.
+
+:func:`repair_grids` works level by level, parents first:
+
+- snaps vertices closer than ``snap_m`` (a child's vertex onto its parent's outline
+  first, else onto the vertex its neighbours share);
+- gives each gap piece and each overlap piece to a sibling under the same parent --
+  the one sharing the longest edge with it -- never to a grid of another parent;
+- clips each child to its parent;
+- keeps ids, attributes, index and CRS; repairs invalid polygons (``make_valid``).
+
+It refuses, with the reason and the fix, what it cannot fix safely: a gap larger than
+``max_gap_m2``, a grid with no usable parent (missing, unknown, on the wrong level, in a
+cycle), a grid with no geometry, a grid that would lose most of its area to clipping
+(its ``parent_id`` is probably wrong), a parent with no children to give its area to.
+By default a refusal raises :class:`~layers.errors.TopologyError` listing all of them
+and nothing is changed; with ``errors="skip"`` the rest is repaired and the refusals
+are returned.
+
+After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
+log claims fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+import geopandas as gpd
+import shapely
+
+from geogrid import _hierarchy_impl as _himpl
+from geogrid import _repair_impl as _impl
+from geogrid.hierarchy import _as_geometry, _door
+from layers.crs import ensure_crs, metric_crs, to_crs_object
+from layers.errors import TopologyError, format_ids
+
+__all__ = ["REPAIR_ACTIONS", "RepairResult", "repair_grids"]
+
+REPAIR_ACTIONS: tuple[str, ...] = ("made_valid", "snapped", "noded", "clipped", "overlap_resolved", "gap_filled")
+"""Every change-log action, in the order the log is sorted."""
+
+_LOG_COLUMNS = ["action", "level", "grid_id", "parent_id", "other_ids", "area_m2", "distance_m", "message", "geometry"]
+_REFUSAL_COLUMNS = ["kind", "level", "grid_ids", "area_m2", "message", "geometry"]
+_MOSTLY_OUTSIDE = 0.5
+
+
+@dataclass
+class RepairResult:
+    """What :func:`repair_grids` did.
+
+    Attributes
+    ----------
+    grids
+        The repaired layer: same index, columns, attributes and CRS as the input.
+    log
+        One row per change (GeoDataFrame in the input CRS): ``action`` (one of
+        :data:`REPAIR_ACTIONS`), ``level``, ``grid_id`` (the grid that changed: it
+        received the piece, lost it, or had vertices moved), ``parent_id``, ``other_ids``
+        (the grids the piece was taken from or shared with), ``area_m2`` (pieces),
+        ``distance_m`` (the largest vertex move, for ``snapped``), ``message``,
+        ``geometry`` (the piece, or the moved vertices).
+    refused
+        What was not repaired (only with ``errors="skip"``; else empty): ``kind``,
+        ``level``, ``grid_ids``, ``area_m2``, ``message``, ``geometry``.
+    summary
+        ``changed`` (grid count), counts and areas per action, ``refused`` (count),
+        ``metric_crs``, ``snap_m``, ``max_gap_m2``.
+    """
+
+    grids: gpd.GeoDataFrame
+    log: gpd.GeoDataFrame
+    refused: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_REFUSAL_COLUMNS))
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """True when at least one grid changed."""
+        return len(self.log) > 0
+
+
+def repair_grids(
+    grids: gpd.GeoDataFrame,
+    *,
+    snap_m: float = 0.5,
+    max_gap_m2: float = 5000.0,
+    exempt: object = None,
+    metric_crs: object = None,
+    errors: Literal["raise", "skip"] = "raise",
+) -> RepairResult:
+    """Repair gaps, overlaps, near-misses and leaks of a grid hierarchy, parent-aware.
+
+    Parameters
+    ----------
+    grids
+        A grid layer (all levels): ``grid_id``, ``parent_id``, ``level``, polygons, any
+        other columns; any CRS.
+    snap_m
+        Vertices closer than this (metres) are merged; 0 disables snapping.
+    max_gap_m2
+        A gap piece larger than this is refused, not filled: someone must decide who
+        covers it.
+    exempt
+        Areas that need no grid (as in :func:`~geogrid.hierarchy.check_grids`): gaps
+        there are left open.
+    metric_crs
+        CRS in which areas and distances are measured (default: as ``check_grids``).
+    errors
+        ``"raise"`` (default): any refusal raises and nothing changes. ``"skip"``:
+        refused grids and gaps are left as they are, the rest is repaired.
+
+    Returns
+    -------
+    RepairResult
+        The repaired layer, the change log, the refusals and a summary.
+
+    Raises
+    ------
+    TopologyError
+        Something cannot be repaired safely (``errors="raise"``); the message lists every
+        refusal and ``err.findings`` holds them as a DataFrame.
+    ValidationError
+        The layer is unusable (missing columns, duplicate ids, wrong geometry types ...).
+    CRSError
+        ``grids`` has no CRS.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> g = gpd.GeoDataFrame(
+    ...     {"grid_id": ["D", "a", "b"], "parent_id": [None, "D", "D"], "level": [0, 1, 1]},
+    ...     geometry=[shapely.box(117.2, 39.1, 117.22, 39.11), shapely.box(117.2, 39.1, 117.2101, 39.11),
+    ...               shapely.box(117.21, 39.1, 117.21998, 39.11)], crs="EPSG:4326")
+    >>> result = repair_grids(g)
+    >>> result.log[["action", "grid_id", "other_ids"]].values.tolist()
+    [['overlap_resolved', 'b', ('a',)], ['gap_filled', 'b', ()]]
+    >>> from geogrid.hierarchy import check_grids
+    >>> check_grids(result.grids).sound
+    True
+    """
+    if errors not in ("raise", "skip"):
+        msg = f"errors={errors!r}: pass 'raise' or 'skip'"
+        raise ValueError(msg)
+    crs = ensure_crs(grids.crs, what="grids")
+    _door(grids, source="grids")
+    ids = grids["grid_id"].astype(str).to_numpy(dtype=object)
+    parent_s = grids["parent_id"].astype("string").str.strip()
+    parents = parent_s.mask(parent_s == "").to_numpy(dtype=object, na_value=None)
+    level = pd.to_numeric(grids["level"]).to_numpy(dtype=np.int64)
+    raw = np.asarray(grids.geometry.array, dtype=object)
+    usable = ~(shapely.is_missing(raw) | shapely.is_empty(raw))
+    bounds = shapely.total_bounds(raw[usable]) if usable.any() else np.zeros(4)
+    metric = None if metric_crs is None else to_crs_object(metric_crs, what="metric_crs")
+    frame = _himpl.Frame.build(crs, bounds, metric, _metric_crs_of)
+    exempt_g = _as_geometry(exempt, crs, "exempt")
+    log = _impl.Change()
+    refusals: list[_impl.Refusal] = []
+
+    # 0. what cannot be repaired at all: broken parent links, no geometry
+    found = _himpl.Findings(frame)
+    parent_row = _himpl.hierarchy_findings(ids, parents, level, raw, found)
+    for k, lv, gids, m, g in zip(found.kind, found.level, found.grid_ids, found.message, found.geometry, strict=True):
+        refusals.append(_impl.Refusal(k, lv, gids, f"{m} (repair needs every parent link sound)", geometry=g))
+    for r in np.flatnonzero(~usable):
+        msg = f"grid {ids[r]!r} has no geometry: draw it or delete the row"
+        refusals.append(_impl.Refusal("empty", int(level[r]), (str(ids[r]),), msg))
+    out = raw.copy()
+    valid = np.ones(len(raw), dtype=bool)
+    valid[usable] = shapely.is_valid(raw[usable])
+    bad = np.flatnonzero(~valid)
+    if bad.size:
+        reasons = shapely.is_valid_reason(raw[bad])
+        out[bad] = _himpl.polygonal(shapely.make_valid(raw[bad]))
+        for r, reason in zip(bad, reasons, strict=True):
+            where = _himpl.reason_point(str(reason))
+            log.add("made_valid", int(level[r]), str(ids[r]), parents[r], (), f"made valid ({reason})", where)
+
+    # 1. level by level, parents first, each against its repaired parents
+    ok = usable & ((parent_row >= 0) | (level == 0))
+    for lv in sorted({int(v) for v in level[usable]}):
+        rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
+        above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
+        skip: set[int] = set()
+        while True:
+            use = np.array([r for r in rows if r not in skip], dtype=np.int64)
+            frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
+            outcome = _repair_level(lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g)
+            dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None}
+            if errors == "skip" and dropped - skip:
+                skip |= dropped  # refused grids stay as they are: repair the level again without them
+                continue
+            break
+        refusals += [rf for rf, _ in outcome.refusals]
+        for row, new in outcome.geoms.items():
+            out[row] = new
+        _extend(log, outcome.log)
+
+    refused = _refusal_frame(refusals)
+    if errors == "raise" and len(refused):
+        listed = "\n".join(
+            f"  - [{k}, level {lv}] {m}"
+            for k, lv, m in zip(refused["kind"], refused["level"], refused["message"], strict=True)
+        )
+        msg = (
+            f"repair refused {len(refused)} problem(s); nothing was changed:\n{listed}\n"
+            "fix these by hand, or pass errors='skip' (CLI: the default) to repair the rest"
+        )
+        raise TopologyError(msg, findings=refused)
+
+    result = grids.copy()
+    changed = np.flatnonzero(
+        np.fromiter((a is not b for a, b in zip(out, raw, strict=True)), dtype=bool, count=len(raw))
+    )
+    if changed.size:
+        geo = np.asarray(result.geometry.array, dtype=object).copy()
+        geo[changed] = out[changed]
+        result = result.set_geometry(gpd.GeoSeries(geo, index=result.index, crs=crs), crs=crs)
+        result = result.rename_geometry(grids.geometry.name) if result.geometry.name != grids.geometry.name else result
+    logframe = _log_frame(log, crs)
+    acts = logframe["action"]
+    summary = {
+        "changed": int(changed.size),
+        "counts": {a: int((acts == a).sum()) for a in REPAIR_ACTIONS if (acts == a).any()},
+        "area_m2": {
+            a: float(logframe.loc[acts == a, "area_m2"].sum())
+            for a in ("clipped", "overlap_resolved", "gap_filled")
+            if (acts == a).any()
+        },
+        "refused": len(refused),
+        "metric_crs": frame.metric.to_string(),
+        "snap_m": float(snap_m),
+        "max_gap_m2": float(max_gap_m2),
+    }
+    return RepairResult(result, logframe, refused, summary)
+
+
+def _metric_crs_of(lon: float, lat: float) -> Any:
+    return metric_crs(lon, lat)
+
+
+def _by_id(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows in grid-id order: positions then break ties the same way whatever the row order."""
+    return rows[np.argsort(ids[rows].astype(str), kind="stable")]
+
+
+@dataclass
+class _Outcome:
+    geoms: dict[int, shapely.Geometry]
+    log: _impl.Change
+    refusals: list[tuple[_impl.Refusal, int | None]]
+
+
+def _repair_level(
+    lv: int,
+    rows: np.ndarray,
+    above: np.ndarray,
+    frozen: np.ndarray,
+    ids: np.ndarray,
+    parent_row: np.ndarray,
+    geoms: np.ndarray,
+    frame: _himpl.Frame,
+    snap_m: float,
+    max_gap_m2: float,
+    exempt: shapely.Geometry | None,
+) -> _Outcome:
+    """Repair the grids ``rows`` of level ``lv`` against their parents ``above``."""
+    log = _impl.Change()
+    refusals: list[tuple[_impl.Refusal, int | None]] = []
+    n = rows.size
+    cells = geoms[rows]
+    gid = [str(ids[r]) for r in rows]
+    if lv == 0:
+        cgroup = np.zeros(n, dtype=np.int64)
+        par = None
+        pid: list[str | None] = [None]
+    else:
+        pos = {int(r): i for i, r in enumerate(above)}
+        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        par = geoms[above]
+        pid = [str(ids[r]) for r in above]
+
+    def parent_of(c: int) -> str | None:
+        return pid[cgroup[c]] if cgroup[c] >= 0 else None
+
+    anchors = shapely.get_rings(par) if par is not None and len(par) else np.empty(0, dtype=object)
+    snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(cells, anchors, frame, snap_m)
+    arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen])
+    nf = len(arr.faces)
+    owner = np.full(nf, -1, dtype=np.int64)
+    candidates: list[list[int]] = [[] for _ in range(nf)]
+    kind = np.zeros(nf, dtype=np.int8)  # 0 kept, 1 overlap, 2 gap
+    lost: list[tuple[int, int]] = []  # (cell, face) the cell covers but may not keep
+    children: dict[int, list[int]] = {}
+    for c in range(n):
+        children.setdefault(int(cgroup[c]), []).append(c)
+    for f in range(nf):
+        g = int(arr.group[f])
+        cov = arr.cover[f]
+        own = [c for c in cov if g >= 0 and cgroup[c] == g]
+        lost += [(c, f) for c in cov if c not in own]
+        if g < 0:
+            continue
+        if len(own) == 1:
+            owner[f] = own[0]
+        elif own:
+            candidates[f], kind[f] = own, 1
+        elif not arr.held[f]:
+            candidates[f], kind[f] = children.get(g, []), 2
+
+    # gaps: too large, or in a parent with no children -> refused (left open)
+    gap_faces = np.flatnonzero(kind == 2)
+    if gap_faces.size:
+        groups = arr.group[gap_faces]
+        for g in np.unique(groups):
+            fs = gap_faces[groups == g]
+            parts = shapely.get_parts(shapely.coverage_union_all(arr.faces[fs]))
+            area, _ = frame.measure(frame.local(parts))
+            where = pid[g] if lv else "the jurisdiction"
+            for part, a in zip(parts, area, strict=True):
+                inside = fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]
+                if not children.get(int(g)):
+                    msg = (
+                        f"{_himpl.area_text(a)} of grid {where!r} has no child on level {lv} to take it: "
+                        f"draw a level-{lv} grid there"
+                    )
+                elif a > max_gap_m2:
+                    msg = (
+                        f"a gap of {_himpl.area_text(a)} in {where!r} on level {lv} is larger than "
+                        f"max_gap_m2={max_gap_m2:g}: decide which grid covers it, or raise the limit"
+                    )
+                else:
+                    continue
+                refusals.append((_impl.Refusal("gap", lv, (str(where),), msg, float(a), part), None))
+                for f in inside:
+                    candidates[f] = []
+
+    owner = _impl.assign(arr, candidates, owner, frame)
+    for f in np.flatnonzero((owner < 0) & (kind == 1)).tolist():
+        owner[f] = candidates[f][0]  # an overlap enclosed by overlaps: the first by id
+    for f in np.flatnonzero((owner < 0) & (kind == 2) & np.array([bool(c) for c in candidates], dtype=bool)).tolist():
+        g = int(arr.group[f])
+        msg = f"a gap of {_himpl.area_text(arr.area[f])} in {pid[g]!r} touches none of its children: draw its grid"
+        refusals.append((_impl.Refusal("gap", lv, (str(pid[g]),), msg, float(arr.area[f]), arr.faces[f]), None))
+
+    # grids that would vanish or lose most of their area to clipping: refused
+    cell_area, _ = frame.measure(frame.local(_himpl.polygonal(shapely.make_valid(cells))))
+    clipped_area = np.zeros(n)
+    clipped_into: dict[int, set[str]] = {}
+    for c, f in lost:
+        if owner[f] != c and kind[f] != 1:
+            clipped_area[c] += arr.area[f]
+            g = int(arr.group[f])
+            if lv and g >= 0:
+                clipped_into.setdefault(c, set()).add(str(pid[g]))
+    kept = np.bincount(owner[owner >= 0], minlength=n)
+    for c in range(n):
+        if kept[c] == 0 or clipped_area[c] > _MOSTLY_OUTSIDE * cell_area[c]:
+            into = sorted(clipped_into.get(c, ()))
+            where = f" (it lies in {format_ids(into, 3)})" if into else ""
+            share = 100 * clipped_area[c] / cell_area[c] if cell_area[c] > 0 else 100.0
+            msg = (
+                f"grid {gid[c]!r} would lose {share:.0f}% of its area outside its parent "
+                f"{parent_of(c)!r}{where}: check its parent_id and geometry"
+            )
+            if kept[c] == 0 and share < 100 * _MOSTLY_OUTSIDE:
+                msg = f"grid {gid[c]!r} lies wholly under its siblings: delete it or redraw it"
+            refusals.append(
+                (_impl.Refusal("outside_parent", lv, (gid[c],), msg, float(clipped_area[c]), cells[c]), int(rows[c]))
+            )
+
+    # the log: pieces merged per (action, grid, others), snapped vertices, then the new geometry
+    pieces: dict[tuple[str, int, tuple[str, ...]], list[int]] = {}
+    for c, f in lost:
+        if kind[f] == 1 or owner[f] == c:
+            continue
+        others: tuple[str, ...] = (gid[owner[f]],) if owner[f] >= 0 else ()
+        pieces.setdefault(("clipped", c, others), []).append(f)
+    for f in np.flatnonzero(owner >= 0).tolist():
+        o = int(owner[f])
+        if kind[f] == 1:
+            pieces.setdefault(("overlap_resolved", o, tuple(gid[c] for c in candidates[f] if c != o)), []).append(f)
+        elif kind[f] == 2:
+            pieces.setdefault(("gap_filled", o, ()), []).append(f)
+    touched = {c for f in np.flatnonzero(kind == 1) for c in candidates[f]}
+    for (action, c, others), fs in sorted(pieces.items(), key=lambda kv: (kv[0][0], gid[kv[0][1]], kv[0][2])):
+        touched.add(c)
+        parts = shapely.get_parts(shapely.coverage_union_all(arr.faces[np.array(fs)]))
+        area, _ = frame.measure(frame.local(parts))
+        for part, a in zip(parts, area, strict=True):
+            log.add(action, lv, gid[c], parent_of(c), others, _say(action, gid[c], others, a, parent_of(c)), part, a)
+    geoms_out: dict[int, shapely.Geometry] = {}
+    for c in range(n):
+        fs = np.flatnonzero(owner == c)
+        if fs.size == 0:
+            continue
+        new = shapely.coverage_union_all(arr.faces[fs]) if fs.size > 1 else arr.faces[fs[0]]
+        if moved_n[c]:
+            touched.add(c)
+            msg = f"{moved_n[c]} vertex(es) of grid {gid[c]!r} snapped to a neighbour's or the parent's, by up to {moved_d[c]:.3g} m"
+            log.add(
+                "snapped", lv, gid[c], parent_of(c), (), msg, shapely.multipoints(moved_at[c]), distance_m=moved_d[c]
+            )
+        if c in touched:
+            geoms_out[int(rows[c])] = new
+        elif shapely.get_num_coordinates(new) != shapely.get_num_coordinates(cells[c]):
+            added = shapely.get_num_coordinates(new) - shapely.get_num_coordinates(cells[c])
+            msg = f"grid {gid[c]!r} got {added} vertex(es) where a neighbour's edge ends on its own, so the edges match"
+            log.add("noded", lv, gid[c], parent_of(c), (), msg, None)
+            geoms_out[int(rows[c])] = new
+    return _Outcome(geoms_out, log, refusals)
+
+
+def _say(action: str, grid: str, others: tuple[str, ...], area: float, parent: str | None) -> str:
+    a = _himpl.area_text(area)
+    if action == "clipped":
+        to = f", now {format_ids(others, 3)}'s" if others else ""
+        return f"{a} of grid {grid!r} outside its parent {parent!r} clipped off{to}"
+    if action == "overlap_resolved":
+        return f"grid {grid!r} keeps {a} it overlapped with {format_ids(others, 3)} (longest shared edge)"
+    return f"grid {grid!r} received a gap piece of {a} (longest shared edge under {parent!r})"
+
+
+def _extend(log: _impl.Change, more: _impl.Change) -> None:
+    for name in _LOG_COLUMNS:
+        getattr(log, name).extend(getattr(more, name))
+
+
+def _log_frame(log: _impl.Change, crs: Any) -> gpd.GeoDataFrame:
+    df = pd.DataFrame(
+        {
+            "action": pd.Series(log.action, dtype=object),
+            "level": pd.Series(log.level, dtype="int64"),
+            "grid_id": pd.Series(log.grid_id, dtype=object),
+            "parent_id": pd.Series(log.parent_id, dtype=object),
+            "other_ids": pd.Series(log.other_ids, dtype=object),
+            "area_m2": pd.Series(log.area_m2, dtype="float64"),
+            "distance_m": pd.Series(log.distance_m, dtype="float64"),
+            "message": pd.Series(log.message, dtype=object),
+        }
+    )
+    geoms = np.array(log.geometry, dtype=object) if log.geometry else np.empty(0, dtype=object)
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
+    if len(gdf):
+        order = {a: i for i, a in enumerate(REPAIR_ACTIONS)}
+        key = pd.DataFrame(
+            {"l": gdf["level"], "a": gdf["action"].map(order), "g": gdf["grid_id"], "s": -gdf["area_m2"].fillna(0)}
+        )
+        gdf = gdf.iloc[key.sort_values(["l", "a", "g", "s"], kind="stable").index]
+    return gdf.reset_index(drop=True)[_LOG_COLUMNS]
+
+
+def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "kind": pd.Series([r.kind for r in refusals], dtype=object),
+            "level": pd.Series([r.level for r in refusals], dtype="int64"),
+            "grid_ids": pd.Series([r.grid_ids for r in refusals], dtype=object),
+            "area_m2": pd.Series([r.area_m2 for r in refusals], dtype="float64"),
+            "message": pd.Series([r.message for r in refusals], dtype=object),
+            "geometry": pd.Series([r.geometry for r in refusals], dtype=object),
+        }
+    )
