@@ -187,7 +187,9 @@ def repair_grids(
         while True:
             use = np.array([r for r in rows if r not in skip], dtype=np.int64)
             frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
-            outcome = _repair_level(lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g)
+            outcome = _repair_level(
+                lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid
+            )
             dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None}
             if errors == "skip" and dropped - skip:
                 skip |= dropped  # refused grids stay as they are: repair the level again without them
@@ -265,6 +267,7 @@ def _repair_level(
     snap_m: float,
     max_gap_m2: float,
     exempt: shapely.Geometry | None,
+    made_valid: np.ndarray,
 ) -> _Outcome:
     """Repair the grids ``rows`` of level ``lv`` against their parents ``above``."""
     log = _impl.Change()
@@ -405,9 +408,11 @@ def _repair_level(
             )
         if c in touched:
             geoms_out[int(rows[c])] = new
+        elif made_valid[rows[c]]:
+            geoms_out[int(rows[c])] = new  # logged as made_valid; rebuilt so its edges match
         elif shapely.get_num_coordinates(new) != shapely.get_num_coordinates(cells[c]):
-            added = shapely.get_num_coordinates(new) - shapely.get_num_coordinates(cells[c])
-            msg = f"grid {gid[c]!r} got {added} vertex(es) where a neighbour's edge ends on its own, so the edges match"
+            before, after = shapely.get_num_coordinates(cells[c]), shapely.get_num_coordinates(new)
+            msg = f"grid {gid[c]!r} re-noded where neighbours' edges end on its own ({before} -> {after} vertices)"
             log.add("noded", lv, gid[c], parent_of(c), (), msg, None)
             geoms_out[int(rows[c])] = new
     return _Outcome(geoms_out, log, refusals)
