@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
+from api.auth import Principal, current_principal
+from api.features import LayerCache
 from api.settings import Settings, get_settings
 from layers.store import Store, open_store
 
-__all__ = ["SettingsDep", "StoreDep", "get_store"]
+__all__ = ["CacheDep", "PrincipalDep", "SettingsDep", "StoreDep", "get_layer_cache", "get_store"]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -23,4 +25,14 @@ def get_store(settings: SettingsDep) -> Store:
     return open_store(demo_store())
 
 
+def get_layer_cache(request: Request) -> LayerCache:
+    """Return the app's cache of whole layers (one per app, see :class:`api.features.LayerCache`)."""
+    cache = getattr(request.app.state, "layer_cache", None)
+    if cache is None:
+        cache = request.app.state.layer_cache = LayerCache()
+    return cache
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
+CacheDep = Annotated[LayerCache, Depends(get_layer_cache)]
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

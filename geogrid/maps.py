@@ -69,6 +69,8 @@ _ANY_SRC = re.compile(r"<[a-z]+\b[^>]*?\bsrc\s*=\s*[\"']?([^\"'\s>]+)", re.IGNOR
 _STYLE = re.compile(r"<style\b[^>]*>(.*?)</style>", re.IGNORECASE | re.DOTALL)
 _CSS_IMPORT = re.compile(r"@import|url\(\s*[\"']?[a-z]*:?//", re.IGNORECASE)
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.IGNORECASE | re.DOTALL)
+_OPENING_TAG = re.compile(r"<(script|style)(?=[\s>])", re.IGNORECASE)
+_NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,128}")
 
 
 def escape_text(text: object) -> str:
@@ -186,7 +188,9 @@ def grid_map(
     return m
 
 
-def render_offline(m: folium.Map, *, asset_url: str, assets: Mapping[str, str] | None = None) -> str:
+def render_offline(
+    m: folium.Map, *, asset_url: str, assets: Mapping[str, str] | None = None, nonce: str | None = None
+) -> str:
     """Render a folium map to HTML that loads every script and stylesheet from ``asset_url``.
 
     Works on a copy: neither ``m`` nor folium's class-level link lists change. Links in
@@ -203,6 +207,10 @@ def render_offline(m: folium.Map, *, asset_url: str, assets: Mapping[str, str] |
     assets
         Extra ``external URL → relative path`` pairs for assets vendored beyond Leaflet
         (e.g. for a plugin).
+    nonce
+        A Content-Security-Policy nonce: every ``<script>`` and ``<style>`` tag of the
+        page gets ``nonce="..."``, so a policy of ``script-src 'nonce-...'`` runs the
+        page's own scripts and nothing else. Letters, digits and ``+/=_-`` only.
 
     Returns
     -------
@@ -213,13 +221,21 @@ def render_offline(m: folium.Map, *, asset_url: str, assets: Mapping[str, str] |
     ------
     GeogridError
         The page needs an asset that is not vendored; the message lists the URLs.
+    ValueError
+        ``nonce`` has characters a nonce cannot have.
 
     Examples
     --------
     >>> page = render_offline(folium.Map(tiles=None), asset_url="/static/vendor")
     >>> 'src="/static/vendor/leaflet-1.9.3/leaflet.js"' in page, "https://" in page
     (True, False)
+    >>> page = render_offline(folium.Map(tiles=None), asset_url="/static/vendor", nonce="r4nd0m")
+    >>> page.count("<script") == page.count('<script nonce="r4nd0m"')
+    True
     """
+    if nonce is not None and not _NONCE.fullmatch(nonce):
+        msg = f"nonce {nonce!r} has characters a CSP nonce cannot have: use letters, digits and +/=_- only"
+        raise ValueError(msg)
     base = asset_url.rstrip("/")
     table = {**VENDORED_ASSETS, **(assets or {})}
     dropped: dict[str, str] = {}
@@ -254,6 +270,8 @@ def render_offline(m: folium.Map, *, asset_url: str, assets: Mapping[str, str] |
 
     page = figure.render()
     _check_offline(page, base, dropped)
+    if nonce is not None:
+        page = _OPENING_TAG.sub(lambda t: f'<{t.group(1)} nonce="{nonce}"', page)
     return page
 
 

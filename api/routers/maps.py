@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from api.deps import SettingsDep, StoreDep
+from api.auth import require_viewer
+from api.deps import CacheDep, SettingsDep, StoreDep
+from api.middleware import csp_nonce
 from geogrid.maps import grid_map, render_offline
 
 __all__ = ["ASSET_URL", "router"]
@@ -13,12 +15,17 @@ __all__ = ["ASSET_URL", "router"]
 ASSET_URL = "/static/vendor"
 """Where the app serves the vendored browser assets (``api/static/vendor``)."""
 
-router = APIRouter(tags=["maps"])
+router = APIRouter(prefix="/maps", tags=["maps"], dependencies=[Depends(require_viewer)])
 
 
-@router.get("/", response_class=HTMLResponse, summary="Map of every grid level")
-def grids_page(store: StoreDep, settings: SettingsDep) -> HTMLResponse:
-    """Return an HTML page with every level of the store's grids, one overlay per level."""
-    grids = store.read("grids")
+@router.get("/grids", response_class=HTMLResponse, summary="Map of every grid level")
+def grids_page(request: Request, store: StoreDep, cache: CacheDep, settings: SettingsDep) -> HTMLResponse:
+    """Return an HTML page with every level of the store's grids, one overlay per level.
+
+    Its inline scripts and styles carry the response's CSP nonce; nothing else runs.
+    """
+    grids = cache.get(store, "grids")
+    if grids is None:
+        grids = store.read("grids")
     m = grid_map(grids, tiles=settings.tiles, attribution=settings.tiles_attribution)
-    return HTMLResponse(render_offline(m, asset_url=ASSET_URL))
+    return HTMLResponse(render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope)))

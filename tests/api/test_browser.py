@@ -1,4 +1,4 @@
-"""The map page in a real headless Chromium: Leaflet starts, nothing leaves localhost, no script runs from names."""
+"""The map page in a real headless Chromium: Leaflet starts under the CSP, nothing leaves localhost, no script runs from names."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import shutil
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from api import Settings, create_app
 from tests.api._support import HOSTILE_LEVEL_NAME
@@ -34,17 +38,29 @@ def _require_browser() -> None:
         pytest.skip(msg)
 
 
+# Installed before any page script runs: records every CSP violation the page causes.
+CSP_RECORDER = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+    e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline')));
+"""
+
+
 @pytest.fixture
 def server(store_path: Path) -> Iterator[str]:
     """The app on a free localhost port, served by uvicorn in a thread."""
+    with _serve(create_app(Settings(store=store_path))) as url:
+        yield url
+
+
+@contextmanager
+def _serve(app: FastAPI) -> Iterator[str]:
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(Settings(store=store_path)), lifespan="off", ws="none", log_level="warning", access_log=False
-    )
+    config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -85,6 +101,7 @@ def browser(tmp_path):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     try:
         yield driver
     finally:
@@ -92,7 +109,11 @@ def browser(tmp_path):
 
 
 def test_the_grid_map_works_offline(server, browser, grids):
-    browser.get(server + "/")
+    with urllib.request.urlopen(server + "/maps/grids") as r:
+        csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+
+    browser.get(server + "/maps/grids")
     browser.set_script_timeout(10)
     ready = browser.execute_async_script(
         """
@@ -147,5 +168,30 @@ def test_the_grid_map_works_offline(server, browser, grids):
     assert any(u.endswith("/leaflet.js") for u in fetched)
     assert [u for u in fetched if not u.startswith(server + "/")] == []
 
+    # Every inline script and style carried the nonce: the CSP blocked nothing.
+    assert browser.execute_script("return window.__csp") == []
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == []
+
+
+def test_the_csp_blocks_an_inline_script_without_the_nonce(store_path, browser):
+    # The control for the test above: the recorder sees a violation, and the script does not run.
+    app = create_app(Settings(store=store_path))
+
+    @app.get("/test/unsigned")
+    def unsigned() -> HTMLResponse:
+        return HTMLResponse("<!DOCTYPE html><html><body><script>window.__ran = 1</script></body></html>")
+
+    with _serve(app) as url:
+        browser.get(url + "/test/unsigned")
+        assert browser.execute_script("return window.__ran") is None
+        violations = browser.execute_script("return window.__csp")
+    assert violations and violations[0].startswith("script-src"), violations
+
+
+def test_the_landing_page_links_to_the_map(server, browser):
+    browser.get(server + "/")
+    assert browser.title == "geogrid"
+    hrefs = browser.execute_script("return [...document.querySelectorAll('a')].map(a => a.href)")
+    assert server + "/maps/grids" in hrefs
+    assert browser.execute_script("return window.__csp") == []

@@ -1,4 +1,4 @@
-"""GET / serves the store's grids as a map page whose every asset the app itself serves."""
+"""GET /maps/grids serves the store's grids as a map page whose every asset the app itself serves."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _refs(page: str) -> list[str]:
 
 
 def test_index_is_an_html_map_of_every_grid(client, grids):
-    r = client.get("/")
+    r = client.get("/maps/grids")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     page = r.text
@@ -29,7 +29,7 @@ def test_index_is_an_html_map_of_every_grid(client, grids):
 
 
 def test_index_does_not_echo_hostile_names(client):
-    page = client.get("/").text
+    page = client.get("/maps/grids").text
     for name in [*HOSTILE_NAMES.values(), HOSTILE_LEVEL_NAME]:
         assert name not in page
         assert json.dumps(name)[1:-1] not in page
@@ -37,7 +37,7 @@ def test_index_does_not_echo_hostile_names(client):
 
 
 def test_every_asset_of_the_page_is_served_locally(client):
-    page = client.get("/").text
+    page = client.get("/maps/grids").text
     refs = [u for u in _refs(page) if not u.startswith("data:")]
     assert refs, "the page links Leaflet"
     assert all(u.startswith("/static/vendor/") for u in refs), refs
@@ -56,7 +56,7 @@ def test_dependency_override_swaps_the_store(tmp_path, store_path, tiny_grids):
     app = create_app(Settings(store=store_path))
     app.dependency_overrides[get_settings] = lambda: Settings(store=other)
     with TestClient(app) as c:
-        page = c.get("/").text
+        page = c.get("/maps/grids").text
     assert '"grid_id": "D"' in page
     assert '"grid_id": "G1"' not in page
 
@@ -70,7 +70,7 @@ def test_without_a_store_the_demo_district_is_served(monkeypatch, store_path):
 
     monkeypatch.setitem(sys.modules, "geogrid.demo", types.SimpleNamespace(demo_store=demo_store))
     with TestClient(create_app(Settings(store=None))) as c:
-        r = c.get("/")
+        r = c.get("/maps/grids")
     assert r.status_code == 200
     assert calls == [1]
     assert '"grid_id": "G4"' in r.text
@@ -79,6 +79,6 @@ def test_without_a_store_the_demo_district_is_served(monkeypatch, store_path):
 def test_local_tiles_setting_adds_a_basemap(store_path):
     tiles = "http://tiles.intranet/{z}/{x}/{y}.png"
     with TestClient(create_app(Settings(store=store_path, tiles=tiles, tiles_attribution="<i>区测绘院</i>"))) as c:
-        page = c.get("/").text
+        page = c.get("/maps/grids").text
     assert json.dumps(tiles) in page
     assert "<i>" not in page

@@ -1,0 +1,203 @@
+"""Who may call what: API keys, roles, and one policy dependency per route.
+
+Every route of the app declares exactly one policy from :data:`POLICIES`
+(``dependencies=[Depends(require_viewer)]`` or a router-wide one);
+:func:`check_route_policies` refuses to build an app where a route lacks one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Mount
+
+from api.settings import Role, Settings, get_settings
+
+__all__ = [
+    "POLICIES",
+    "Principal",
+    "RouteInfo",
+    "check_route_policies",
+    "current_principal",
+    "iter_routes",
+    "public",
+    "require_admin",
+    "require_planner",
+    "require_viewer",
+    "route_policy",
+]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: their role, or None for an anonymous caller without read rights."""
+
+    role: Role | None
+    authenticated: bool
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        msg = "the Authorization header must be 'Bearer <key>'"
+        raise _unauthorised(msg)
+    return token.strip()
+
+
+def _unauthorised(message: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _role_of(token: str, settings: Settings) -> Role | None:
+    """Return the role of ``token``; every key is compared in constant time."""
+    found: Role | None = None
+    given = token.encode()
+    for key, role in settings.api_keys.items():
+        if hmac.compare_digest(given, key.encode()):
+            found = role
+    if settings.local_admin_key is not None and hmac.compare_digest(
+        given, settings.local_admin_key.get_secret_value().encode()
+    ):
+        found = Role.ADMIN
+    return found
+
+
+def current_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
+    """Identify the caller from ``Authorization: Bearer <key>``.
+
+    An unknown key is refused (401) even where anonymous reading is allowed, so
+    that a mistyped key fails loudly instead of silently losing its rights.
+    """
+    token = _bearer(request)
+    if token is None:
+        return Principal(role=Role.VIEWER if settings.anonymous_read else None, authenticated=False)
+    role = _role_of(token, settings)
+    if role is None:
+        msg = "unknown API key"
+        raise _unauthorised(msg)
+    return Principal(role=role, authenticated=True)
+
+
+def _require(minimum: Role) -> Callable[[Principal], Principal]:
+    def policy(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role is None:
+            msg = f"this needs the {minimum.label} role: send 'Authorization: Bearer <key>'"
+            raise _unauthorised(msg)
+        if principal.role < minimum:
+            msg = f"this needs the {minimum.label} role; the key has {principal.role.label}"
+            raise HTTPException(status_code=403, detail=msg)
+        return principal
+
+    policy.__name__ = f"require_{minimum.label}"
+    policy.__qualname__ = policy.__name__
+    policy.__doc__ = f"Policy: the caller has at least the {minimum.label} role."
+    return policy
+
+
+def public() -> None:
+    """Policy: anyone, with or without a key (health checks)."""
+
+
+require_viewer = _require(Role.VIEWER)
+require_planner = _require(Role.PLANNER)
+require_admin = _require(Role.ADMIN)
+
+POLICIES: dict[Callable[..., object], str] = {
+    public: "public",
+    require_viewer: "viewer",
+    require_planner: "planner",
+    require_admin: "admin",
+}
+"""Each policy dependency and its name."""
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """One route as the app serves it: full path, methods, dependencies, and the route object."""
+
+    path: str
+    methods: frozenset[str]
+    dependant: Dependant | None
+    route: BaseRoute
+
+
+def iter_routes(app: FastAPI) -> Iterator[RouteInfo]:
+    """Yield every route of ``app`` with its full path, through included routers.
+
+    FastAPI >= 0.16x keeps included routers as lazy entries in ``app.routes``;
+    older versions copy their routes into the app. Both are walked here.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover  (older FastAPI: routes are already flat)
+        for route in app.routes:
+            dependant = route.dependant if isinstance(route, APIRoute) else None
+            methods = frozenset(getattr(route, "methods", None) or ())
+            yield RouteInfo(getattr(route, "path", ""), methods, dependant, route)
+        return
+    for ctx in iter_route_contexts(app.routes):
+        original = ctx.original_route
+        dependant = getattr(ctx, "dependant", None) if isinstance(original, APIRoute) else None
+        yield RouteInfo(str(ctx.path), frozenset(ctx.methods or ()), dependant, original)
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., object]]:
+    stack = list(dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if dep.call is not None:
+            yield dep.call
+        stack.extend(dep.dependencies)
+
+
+def route_policy(route: RouteInfo) -> str:
+    """Return the name of the one policy ``route`` declares.
+
+    Raises
+    ------
+    LookupError
+        The route declares no policy, or more than one.
+    """
+    calls = _calls(route.dependant) if route.dependant is not None else iter(())
+    found = sorted({POLICIES[c] for c in calls if c in POLICIES})
+    if len(found) != 1:
+        what = "no policy" if not found else f"several policies ({', '.join(found)})"
+        msg = (
+            f"route {sorted(route.methods)} {route.path} declares {what}: add exactly one of "
+            "dependencies=[Depends(public | require_viewer | require_planner | require_admin)]"
+        )
+        raise LookupError(msg)
+    return found[0]
+
+
+def check_route_policies(app: FastAPI) -> dict[tuple[str, str], str]:
+    """Check that every route of ``app`` declares one policy; return ``{(method, path): policy}``.
+
+    Mounted apps (``/static``) are public by construction and listed as ``("GET", "/static")``.
+
+    Raises
+    ------
+    LookupError
+        A route declares no policy or several, or is a plain Starlette route that cannot declare one.
+    """
+    table: dict[tuple[str, str], str] = {}
+    for info in iter_routes(app):
+        if isinstance(info.route, APIRoute):
+            policy = route_policy(info)
+            for method in sorted(info.methods):
+                table[(method, info.path)] = policy
+        elif isinstance(info.route, Mount):
+            table[("GET", info.path)] = "public"
+        else:
+            msg = f"route {info.path!r} ({type(info.route).__name__}) cannot declare a policy: add it through a router"
+            raise LookupError(msg)
+    return table

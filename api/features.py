@@ -1,0 +1,457 @@
+"""OGC API – Features on the store: collections, queries and their GeoJSON.
+
+The routes in :mod:`api.routers.ogc` parse the request and call :func:`query_items`
+and the ``*_document`` builders here; nothing here knows about HTTP.
+
+A GeoPackage store is read whole once per layer and kept until the file
+changes (writes replace the file atomically, so its inode, size and mtime
+change); queries then filter in memory with a spatial index. Other stores get
+the bounding box pushed down to :meth:`layers.store.Store.read` per request.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import geopandas as gpd
+import shapely
+
+from layers.errors import NotFoundError
+from layers.schema import CAMERA_STATUSES, INCIDENT_SOURCES, INCIDENT_STATUSES
+from layers.store import GeoPackageStore, Store
+
+__all__ = [
+    "COLLECTIONS",
+    "CONFORMANCE",
+    "CRS84",
+    "EPSG4326",
+    "LIMIT_DEFAULT",
+    "LIMIT_MAX",
+    "CollectionSpec",
+    "InvalidParameterError",
+    "ItemsQuery",
+    "LayerCache",
+    "collection_document",
+    "feature_collection",
+    "parse_bbox",
+    "parse_datetime",
+    "query_items",
+    "read_feature",
+]
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG4326 = "http://www.opengis.net/def/crs/EPSG/0/4326"
+"""EPSG:4326 in its official axis order, latitude first (OGC API – Features Part 2)."""
+
+_TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 10_000
+"""Largest page; a larger ``limit`` is served as this many (OGC: not an error)."""
+
+CONFORMANCE = (
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+)
+
+
+class InvalidParameterError(ValueError):
+    """A query parameter has an invalid value or is not known (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """How one store layer is offered as a collection."""
+
+    id: str
+    title: str
+    description: str
+    id_column: str
+    filters: Mapping[str, tuple[str, tuple[str, ...] | None]]
+    """Property filters: query name → (column dtype ``"str"``/``"int"``, allowed values or None)."""
+    temporal: str | None = None
+    """The column ``datetime`` filters on; None: the collection has no time."""
+
+
+COLLECTIONS: Mapping[str, CollectionSpec] = {
+    "grids": CollectionSpec(
+        id="grids",
+        title="Grids",
+        description="The nested grids of every level (district, street, community, basic grid).",
+        id_column="grid_id",
+        filters={"level": ("int", None), "parent_id": ("str", None), "level_name": ("str", None)},
+    ),
+    "incidents": CollectionSpec(
+        id="incidents",
+        title="Incidents",
+        description="Reported events with time, category, source and status.",
+        id_column="incident_id",
+        filters={
+            "category": ("str", None),
+            "source": ("str", INCIDENT_SOURCES),
+            "status": ("str", INCIDENT_STATUSES),
+        },
+        temporal="reported_at",
+    ),
+    "cameras": CollectionSpec(
+        id="cameras",
+        title="Cameras",
+        description="Cameras with position, heading, field of view and range.",
+        id_column="camera_id",
+        filters={"status": ("str", CAMERA_STATUSES), "owner": ("str", None)},
+    ),
+}
+"""The collections the API offers, when the store holds the layer."""
+
+
+# -- reading, with a cache for GeoPackage files -----------------------------------------
+
+
+@dataclass
+class _Entry:
+    stamp: tuple[int, int, int]
+    frame: gpd.GeoDataFrame
+
+
+@dataclass
+class LayerCache:
+    """Whole layers of GeoPackage stores, kept until their file changes.
+
+    Parameters
+    ----------
+    max_layers
+        How many layers to keep (least recently used ones go first).
+    """
+
+    max_layers: int = 8
+    _entries: OrderedDict[tuple[str, str], _Entry] = field(default_factory=OrderedDict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def get(self, store: Store, name: str) -> gpd.GeoDataFrame | None:
+        """Return layer ``name`` of ``store`` from the cache, reading it if needed; None for uncachable stores."""
+        if not isinstance(store, GeoPackageStore):
+            return None
+        try:
+            st = store.path.stat()
+        except OSError:
+            return None  # the store reports the missing file itself
+        key = (str(store.path.resolve()), name)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit.stamp == stamp:
+                self._entries.move_to_end(key)
+                return hit.frame
+        frame = store.read(name)
+        frame.sindex  # noqa: B018  (built once here, not per request)
+        with self._lock:
+            self._entries[key] = _Entry(stamp, frame)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_layers:
+                self._entries.popitem(last=False)
+        return frame
+
+
+def available(store: Store) -> list[CollectionSpec]:
+    """Return the collections of :data:`COLLECTIONS` that ``store`` holds."""
+    names = set(store.layer_names())
+    return [spec for cid, spec in COLLECTIONS.items() if cid in names]
+
+
+def collection_spec(store: Store, collection_id: str) -> CollectionSpec:
+    """Return the spec of ``collection_id``.
+
+    Raises
+    ------
+    NotFoundError
+        The API offers no such collection or the store lacks the layer.
+    """
+    specs = {s.id: s for s in available(store)}
+    if collection_id not in specs:
+        msg = f"no collection {collection_id!r}; the collections are: {', '.join(specs) or 'none'}"
+        raise NotFoundError(msg)
+    return specs[collection_id]
+
+
+def _layer(
+    store: Store, cache: LayerCache, spec: CollectionSpec, bbox: Sequence[shapely.Polygon] = ()
+) -> gpd.GeoDataFrame:
+    frame = cache.get(store, spec.id)
+    if frame is None:
+        if len(bbox) == 1:
+            return store.read(spec.id, bbox=tuple(bbox[0].bounds))
+        frame = store.read(spec.id)
+    if not bbox:
+        return frame
+    hits = np.unique(np.concatenate([frame.sindex.query(b, predicate="intersects") for b in bbox]))
+    return frame.iloc[hits]
+
+
+# -- parameters -------------------------------------------------------------------------
+
+
+def parse_bbox(value: str, crs: str | None = None) -> list[shapely.Polygon]:
+    """Parse an OGC ``bbox`` into lon/lat boxes (two when it crosses the antimeridian).
+
+    Parameters
+    ----------
+    value
+        ``minx,miny,maxx,maxy`` (or 6 numbers with heights, which are ignored).
+    crs
+        ``bbox-crs``: :data:`CRS84` (default, lon/lat) or :data:`EPSG4326` (lat/lon).
+
+    Raises
+    ------
+    InvalidParameterError
+        Not 4 or 6 finite numbers, out of range, south above north, or an unknown CRS.
+
+    Examples
+    --------
+    >>> [b.bounds for b in parse_bbox("117.1,39.1,117.2,39.2")]
+    [(117.1, 39.1, 117.2, 39.2)]
+    >>> [b.bounds for b in parse_bbox("39.1,117.1,39.2,117.2", EPSG4326)]
+    [(117.1, 39.1, 117.2, 39.2)]
+    """
+    if crs not in (None, "", CRS84, EPSG4326):
+        msg = f"bbox-crs {crs!r} is not supported: use {CRS84} (lon/lat) or {EPSG4326} (lat/lon)"
+        raise InvalidParameterError(msg)
+    try:
+        nums = [float(v) for v in value.split(",")]
+    except ValueError:
+        nums = []
+    if len(nums) not in (4, 6) or not all(math.isfinite(v) for v in nums):
+        msg = f"bbox={value!r} is not 4 (or 6) comma-separated numbers: write minLon,minLat,maxLon,maxLat"
+        raise InvalidParameterError(msg)
+    if len(nums) == 6:
+        nums = [nums[0], nums[1], nums[3], nums[4]]
+    if crs == EPSG4326:
+        nums = [nums[1], nums[0], nums[3], nums[2]]
+    minx, miny, maxx, maxy = nums
+    if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        msg = f"bbox={value!r} is out of range or has south above north: longitudes in [-180, 180], latitudes in [-90, 90]"
+        raise InvalidParameterError(msg)
+    if minx > maxx:  # crosses the antimeridian
+        return [shapely.box(minx, miny, 180, maxy), shapely.box(-180, miny, maxx, maxy)]
+    return [shapely.box(minx, miny, maxx, maxy)]
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _instant(text: str, *, end: bool) -> pd.Timestamp | None:
+    text = text.strip()
+    if text in ("", ".."):
+        return None
+    if _DATE.match(text):
+        try:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError as err:
+            msg = f"{text!r} is not a date"
+            raise InvalidParameterError(msg) from err
+        return pd.Timestamp(day + timedelta(days=1) - timedelta(milliseconds=1) if end else day)
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError as err:
+        msg = f"{text!r} is not an RFC 3339 date-time such as 2025-03-01T08:00:00Z"
+        raise InvalidParameterError(msg) from err
+    if moment.tzinfo is None:
+        msg = f"{text!r} has no time zone: add Z or an offset such as +08:00"
+        raise InvalidParameterError(msg)
+    return pd.Timestamp(moment).tz_convert("UTC")
+
+
+def parse_datetime(value: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Parse an OGC ``datetime``: an instant, or an interval ``start/end`` with ``..`` for open ends.
+
+    A date alone stands for the whole day (UTC). Both ends are inclusive.
+
+    Raises
+    ------
+    InvalidParameterError
+        Not a date-time, an interval whose start is after its end, or a time without a zone.
+
+    Examples
+    --------
+    >>> parse_datetime("2025-03-01T08:00:00Z/..")
+    (Timestamp('2025-03-01 08:00:00+0000', tz='UTC'), None)
+    """
+    parts = value.split("/")
+    if len(parts) == 1:
+        if parts[0].strip() in ("", ".."):
+            msg = f"datetime={value!r}: an instant must be a date or date-time; for all times omit the parameter"
+            raise InvalidParameterError(msg)
+        return _instant(parts[0], end=False), _instant(parts[0], end=True)
+    if len(parts) != 2:
+        msg = f"datetime={value!r} is neither an instant nor an interval start/end"
+        raise InvalidParameterError(msg)
+    start, end = _instant(parts[0], end=False), _instant(parts[1], end=True)
+    if start is not None and end is not None and start > end:
+        msg = f"datetime={value!r} starts after it ends"
+        raise InvalidParameterError(msg)
+    return start, end
+
+
+@dataclass(frozen=True)
+class ItemsQuery:
+    """A parsed ``/collections/{id}/items`` request."""
+
+    bbox: tuple[shapely.Polygon, ...] = ()
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    timed: bool = False
+    filters: Mapping[str, str] = field(default_factory=dict)
+    offset: int = 0
+    limit: int = LIMIT_DEFAULT
+
+
+def build_query(
+    spec: CollectionSpec,
+    *,
+    bbox: str | None,
+    bbox_crs: str | None,
+    datetime_: str | None,
+    filters: Mapping[str, str],
+    offset: int,
+    limit: int,
+) -> ItemsQuery:
+    """Check the parameters against ``spec`` and parse them.
+
+    Raises
+    ------
+    InvalidParameterError
+        A filter the collection does not have, a value outside its choices, or a bad bbox/datetime.
+    """
+    unknown = sorted(set(filters) - set(spec.filters))
+    if unknown:
+        msg = f"{spec.id} has no property filter {', '.join(unknown)}; it has: {', '.join(spec.filters) or 'none'}"
+        raise InvalidParameterError(msg)
+    for name, value in filters.items():
+        dtype, choices = spec.filters[name]
+        if choices is not None and value not in choices:
+            msg = f"{name}={value!r} is not one of {', '.join(choices)}"
+            raise InvalidParameterError(msg)
+        if dtype == "int" and not re.fullmatch(r"\d{1,9}", value):
+            msg = f"{name}={value!r} is not a whole number"
+            raise InvalidParameterError(msg)
+    start = end = None
+    if datetime_ is not None:
+        if spec.temporal is None:
+            msg = f"{spec.id} has no time: datetime applies to incidents (reported_at)"
+            raise InvalidParameterError(msg)
+        start, end = parse_datetime(datetime_)
+    boxes = tuple(parse_bbox(bbox, bbox_crs)) if bbox is not None else ()
+    if bbox is None and bbox_crs not in (None, "", CRS84, EPSG4326):
+        parse_bbox("0,0,0,0", bbox_crs)  # reports the unsupported CRS
+    return ItemsQuery(
+        bbox=boxes,
+        start=start,
+        end=end,
+        timed=datetime_ is not None,
+        filters=dict(filters),
+        offset=offset,
+        limit=min(limit, LIMIT_MAX),
+    )
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def query_items(store: Store, cache: LayerCache, spec: CollectionSpec, q: ItemsQuery) -> tuple[gpd.GeoDataFrame, int]:
+    """Return the page of features ``q`` asks for and how many features match in all."""
+    frame = _layer(store, cache, spec, q.bbox)
+    mask = np.ones(len(frame), dtype=bool)
+    if q.timed and spec.temporal is not None:
+        times = frame[spec.temporal]
+        mask &= times.notna().to_numpy()
+        if q.start is not None:
+            mask &= (times >= q.start).fillna(False).to_numpy()
+        if q.end is not None:
+            mask &= (times <= q.end).fillna(False).to_numpy()
+    for name, value in q.filters.items():
+        dtype, _ = spec.filters[name]
+        column = frame[name] if name in frame.columns else pd.Series(pd.NA, index=frame.index)
+        wanted: object = int(value) if dtype == "int" else value
+        mask &= (column == wanted).fillna(False).to_numpy(dtype=bool)
+    matched = frame[mask] if not mask.all() else frame
+    return matched.iloc[q.offset : q.offset + q.limit], len(matched)
+
+
+def read_feature(store: Store, cache: LayerCache, spec: CollectionSpec, feature_id: str) -> gpd.GeoDataFrame:
+    """Return the one-row frame of feature ``feature_id``.
+
+    Raises
+    ------
+    NotFoundError
+        No feature has that id.
+    """
+    frame = _layer(store, cache, spec)
+    row = frame[(frame[spec.id_column] == feature_id).fillna(False).to_numpy(dtype=bool)]
+    if row.empty:
+        msg = f"{spec.id} has no feature {feature_id!r}"
+        raise NotFoundError(msg)
+    return row.iloc[:1]
+
+
+# -- documents ----------------------------------------------------------------------------
+
+
+def _iso(t: Any) -> str | None:
+    if t is None or pd.isna(t):
+        return None
+    return pd.Timestamp(t).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def feature_collection(page: gpd.GeoDataFrame, spec: CollectionSpec, *, latitude_first: bool = False) -> dict[str, Any]:
+    """GeoJSON of ``page`` with the id column as each feature's ``id`` (lon/lat unless ``latitude_first``)."""
+    out = page.copy()
+    for col in out.columns:
+        if col != out.geometry.name and isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            out[col] = pd.Series([_iso(t) for t in out[col]], index=out.index, dtype=object)
+    if latitude_first and len(out):
+        out = out.set_geometry(shapely.transform(out.geometry.to_numpy(), lambda xy: xy[:, ::-1]), crs=out.crs)
+    out.index = pd.Index(out[spec.id_column].astype(str), name=None)
+    return out.to_geo_dict(na="null", show_bbox=False, drop_id=False)
+
+
+def collection_document(store: Store, cache: LayerCache, spec: CollectionSpec, base: str) -> dict[str, Any]:
+    """Build the ``/collections/{id}`` document: extents from the data, links with media types."""
+    frame = _layer(store, cache, spec)
+    extent: dict[str, Any] = {}
+    if len(frame) and not frame.geometry.is_empty.all():
+        extent["spatial"] = {"bbox": [[float(v) for v in frame.total_bounds]], "crs": CRS84}
+    if spec.temporal is not None and spec.temporal in frame.columns and frame[spec.temporal].notna().any():
+        times = frame[spec.temporal]
+        extent["temporal"] = {"interval": [[_iso(times.min()), _iso(times.max())]], "trs": _TRS}
+    url = f"{base}collections/{spec.id}"
+    doc: dict[str, Any] = {
+        "id": spec.id,
+        "title": spec.title,
+        "description": spec.description,
+        "itemType": "feature",
+        "crs": [CRS84, EPSG4326],
+        "storageCrs": CRS84,
+        "links": [
+            {"href": url, "rel": "self", "type": "application/json", "title": spec.title},
+            {
+                "href": f"{url}/items",
+                "rel": "items",
+                "type": "application/geo+json",
+                "title": f"{spec.title} (GeoJSON)",
+            },
+        ],
+    }
+    if extent:
+        doc["extent"] = extent
+    return doc

@@ -1,0 +1,92 @@
+"""The OpenAPI document, as OpenAPI 3.0 (FastAPI writes 3.1), with what OGC clients look for."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.features import LIMIT_DEFAULT, LIMIT_MAX
+
+__all__ = ["build_openapi", "to_openapi_30"]
+
+
+def to_openapi_30(node: Any) -> Any:
+    """Rewrite the JSON Schema 2020-12 parts FastAPI emits into OpenAPI 3.0 schema objects.
+
+    ``anyOf: [X, {type: null}]`` becomes ``X`` with ``nullable: true``, ``const`` an
+    ``enum`` of one, ``examples`` a single ``example``, and numeric
+    ``exclusiveMinimum``/``exclusiveMaximum`` the 3.0 boolean form.
+
+    Examples
+    --------
+    >>> to_openapi_30({"anyOf": [{"type": "integer"}, {"type": "null"}], "title": "Level"})
+    {'type': 'integer', 'nullable': True, 'title': 'Level'}
+    """
+    if isinstance(node, list):
+        return [to_openapi_30(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("anyOf", "oneOf") and isinstance(value, list):
+            others = [v for v in value if v != {"type": "null"}]
+            if len(others) < len(value):
+                if len(others) == 1:
+                    out.update(to_openapi_30(others[0]))
+                else:
+                    out[key] = to_openapi_30(others)
+                out["nullable"] = True
+                continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "examples" and isinstance(value, list):
+            if value:
+                out["example"] = to_openapi_30(value[0])
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            out[key.replace("exclusiveM", "m")] = value
+            out[key] = True
+        elif key == "type" and isinstance(value, list):
+            kinds = [v for v in value if v != "null"]
+            out["type"] = kinds[0] if len(kinds) == 1 else kinds
+            if len(kinds) < len(value):
+                out["nullable"] = True
+        else:
+            out[key] = to_openapi_30(value)
+    if "$ref" in out and len(out) > 1:  # 3.0 ignores siblings of $ref
+        ref = out.pop("$ref")
+        out = {"allOf": [{"$ref": ref}], **out}
+    return out
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """Return the app's OpenAPI 3.0 document (computed once per app).
+
+    Adds ``components.parameters.limit`` with the largest and default page size,
+    which QGIS's OGC API – Features provider reads to size its requests.
+    """
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    doc = to_openapi_30(copy.deepcopy(doc))
+    doc["openapi"] = "3.0.3"
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": False,
+        "description": f"page size; above {LIMIT_MAX} served as {LIMIT_MAX}",
+        "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_DEFAULT},
+    }
+    doc.setdefault("components", {}).setdefault("parameters", {})["limit"] = limit
+    for path, ops in doc.get("paths", {}).items():
+        if path.endswith("/items"):
+            params = ops.get("get", {}).get("parameters", [])
+            ops["get"]["parameters"] = [
+                {"$ref": "#/components/parameters/limit"} if p.get("name") == "limit" else p for p in params
+            ]
+    app.openapi_schema = doc
+    return doc

@@ -1,0 +1,58 @@
+"""The service itself: health, the OpenAPI document and (when enabled) the interactive docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from api.auth import public, require_viewer
+
+__all__ = ["DOCS_CSP", "OpenAPIResponse", "docs_router", "router"]
+
+router = APIRouter(tags=["meta"])
+
+
+class OpenAPIResponse(JSONResponse):
+    """JSON with the OpenAPI 3.0 media type (the one QGIS looks for in ``service-desc`` links)."""
+
+    media_type = "application/vnd.oai.openapi+json;version=3.0"
+
+
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+"""The looser policy of ``/docs`` alone: Swagger UI comes from a CDN (development only)."""
+
+
+@router.get("/health", dependencies=[Depends(public)], summary="Liveness")
+def health() -> dict[str, str]:
+    """Return ``{"status": "ok"}``: the process is up (nothing else is checked)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/openapi.json",
+    dependencies=[Depends(require_viewer)],
+    summary="The API definition (OpenAPI 3.0)",
+    response_model=dict[str, Any],
+    response_class=OpenAPIResponse,
+)
+def openapi(request: Request) -> OpenAPIResponse:
+    """Return the OpenAPI document: QGIS reads the largest ``limit`` from it."""
+    return OpenAPIResponse(request.app.openapi())
+
+
+docs_router = APIRouter(tags=["meta"], dependencies=[Depends(require_viewer)])
+
+
+@docs_router.get("/docs", response_class=HTMLResponse, summary="Interactive API docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    """Return Swagger UI for ``/openapi.json`` (only with ``GEOGRID_DOCS=true``)."""
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title="geogrid API")
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
