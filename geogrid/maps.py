@@ -11,10 +11,12 @@ attributions) goes through :func:`escape_text` first.
 
 from __future__ import annotations
 
+import base64
 import copy
 import html
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,7 +31,7 @@ from layers import CRSError, GeogridError, NotFoundError, SchemaError
 from layers.crs import is_storage_crs
 from layers.errors import Problem
 
-__all__ = ["LEAFLET_VERSION", "VENDORED_ASSETS", "escape_text", "grid_map", "render_offline"]
+__all__ = ["LEAFLET_VERSION", "VENDORED_ASSETS", "escape_text", "grid_map", "render_offline", "render_standalone"]
 
 LEAFLET_VERSION = "1.9.3"
 """The Leaflet release folium 0.20 links to, and the one vendored next to the web service."""
@@ -272,6 +274,86 @@ def render_offline(
     _check_offline(page, base, dropped)
     if nonce is not None:
         page = _OPENING_TAG.sub(lambda t: f'<{t.group(1)} nonce="{nonce}"', page)
+    return page
+
+
+_INLINE_BASE = "geogrid-inline:"
+_INLINE_JS = re.compile(r'<script src="geogrid-inline:/([^"]+)"></script>')
+_INLINE_CSS = re.compile(r'<link rel="stylesheet" href="geogrid-inline:/([^"]+)"\s*/?>')
+_CSS_URL = re.compile(r"url\((?![\"']?(?:data:|#))[\"']?([^\"')]+)[\"']?\)")
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+
+
+def _default_asset_dir() -> Path:
+    """Return the directory of the vendored browser assets shipped in the wheel (``api/static/vendor``)."""
+    return Path(__file__).resolve().parents[1] / "api" / "static" / "vendor"
+
+
+def render_standalone(m: folium.Map, *, asset_dir: str | Path | None = None) -> str:
+    """Render a folium map to one self-contained HTML file: Leaflet's JS and CSS inlined.
+
+    Like :func:`render_offline`, but the vendored files are copied into the page, so it
+    opens from disk (``file://``, an e-mail attachment, a USB stick) with no server and
+    no network. Images the stylesheet names are inlined as ``data:`` URLs (an empty one
+    when the file is not vendored); CSS comments are dropped.
+
+    Parameters
+    ----------
+    m
+        The map to render.
+    asset_dir
+        Directory holding the vendored files (default: ``api/static/vendor`` of the installed wheel).
+
+    Returns
+    -------
+    str
+        A complete HTML page that fetches nothing.
+
+    Raises
+    ------
+    GeogridError
+        The page needs an asset that is not vendored, or a vendored file is missing.
+
+    Examples
+    --------
+    >>> page = render_standalone(folium.Map(tiles=None))
+    >>> "<script src=" in page, 'rel="stylesheet"' in page, "L.map(" in page
+    (False, False, True)
+    """
+    root = Path(asset_dir) if asset_dir is not None else _default_asset_dir()
+    page = render_offline(m, asset_url=_INLINE_BASE)
+
+    def read(rel: str) -> str:
+        path = root / rel
+        if not path.is_file():
+            msg = f"vendored asset {rel} is missing under {root}: reinstall geogrid or pass asset_dir=..."
+            raise GeogridError(msg)
+        return path.read_text(encoding="utf-8")
+
+    def script(match: re.Match[str]) -> str:
+        js = read(match.group(1)).replace("</script", "<\\/script")
+        return f"<script>{js}</script>"
+
+    def style(match: re.Match[str]) -> str:
+        rel = match.group(1)
+        css = _CSS_COMMENT.sub("", read(rel))
+        base = (root / rel).parent
+
+        def data_url(u: re.Match[str]) -> str:
+            img = base / u.group(1)
+            if not img.is_file():
+                return "url(data:,)"
+            mime = "image/png" if img.suffix == ".png" else "image/svg+xml"
+            return f"url(data:{mime};base64,{base64.b64encode(img.read_bytes()).decode('ascii')})"
+
+        return f"<style>{_CSS_URL.sub(data_url, css)}</style>"
+
+    # Functions as replacements: the inlined text is taken literally (no backslash escapes).
+    page = _INLINE_JS.sub(script, page)
+    page = _INLINE_CSS.sub(style, page)
+    if _INLINE_BASE in page:
+        msg = "the page still links a vendored asset in a form that could not be inlined"
+        raise GeogridError(msg)
     return page
 
 

@@ -126,6 +126,13 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 @click.option(
     "--level", "levels", type=click.IntRange(min=0), multiple=True, help="report only this level (repeatable)"
 )
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="HTML",
+    help="also write a QA report: one self-contained page (map + table) that opens offline",
+)
 @handle_errors
 def check(
     src: Path,
@@ -136,6 +143,7 @@ def check(
     gap_width: float,
     min_area: float,
     levels: tuple[int, ...],
+    report: Path | None,
 ) -> None:
     r"""Check the grid hierarchy in SRC: gaps, overlaps, edges, nesting, parent links.
 
@@ -147,6 +155,7 @@ def check(
     Examples:
       geogrid check demo.gpkg
       geogrid check 网格.geojson --id-col 编号 --parent-col 上级 --level-col 层级 --json
+      geogrid check demo.gpkg --report qa.html
     """
     grids = _load(src, columns, layer, crs)
     from tqdm import tqdm
@@ -161,6 +170,15 @@ def check(
             bar.update(1)
 
         result = check_grids(grids, gap_width_m=gap_width, min_area_m2=min_area, levels=levels or None, progress=step)
+    if report is not None:
+        from geogrid._qa_report import report_html
+
+        page = report_html(grids, result, title=f"{src.name}: grid QA report")
+        try:
+            report.write_text(page, encoding="utf-8")
+        except OSError as err:
+            msg = f"cannot write the report {report}: {err}"
+            raise StoreError(msg) from err
     if as_json:
         out: dict[str, Any] = result.to_dict()
         click.echo(json.dumps(out, ensure_ascii=False))
