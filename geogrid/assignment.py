@@ -1,0 +1,592 @@
+"""Assign points (incidents) to the grid that holds them, at every level, in one pass.
+
+The rule for points on a boundary
+---------------------------------
+Grids are taken as **closed** polygons: a point on a grid's boundary belongs to it. A point that
+lies on the boundary shared by several grids of a level goes to the one with the **lowest
+grid_id** (string order) among them. So every point inside the jurisdiction, boundary or not,
+gets exactly one grid per level, and the answer does not depend on the row order of the grids.
+A point outside every grid of a level gets ``<NA>`` there; ``outside`` is True when it lies in no
+grid of any requested level. Such points are kept and flagged, never dropped.
+
+``geopandas.sjoin(predicate="within")`` agrees with this everywhere except on boundaries, where
+it drops the point (a point on a boundary is not *within* either grid).
+
+How it is fast
+--------------
+Only the finest requested level is located by geometry; coarser levels follow through
+``parent_id`` when the hierarchy nests exactly (see ``nested``), otherwise each level is located
+by geometry on its own. Locating uses an *owner raster* (:class:`GridLocator`): a fine raster of
+cells over the grids, each cell wholly inside one grid storing that grid's index, so most points
+are answered by one array lookup; points in cells that a boundary crosses are tested exactly with
+prepared ``shapely.intersects_xy`` against that cell's few candidate grids. Pure numpy and
+shapely: no Point objects, no compilation.
+
+Grid versions
+-------------
+When the grids carry ``valid_from`` / ``valid_to`` columns (timestamps, ``valid_to`` exclusive,
+missing = open) and ``time`` names a column of the points, each point is assigned with the grids
+valid at its time. Without ``time`` only the current grids (``valid_to`` missing) are used.
+Without those columns, ``time`` is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+import geopandas as gpd
+import shapely
+
+from geogrid._assign_impl import OwnerRaster, build_owner_raster
+from layers.errors import CRSError, SchemaError, format_ids
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+
+__all__ = [
+    "GridLocator",
+    "assign_points",
+    "assign_points_chunked",
+    "assign_points_dask",
+    "assign_xy",
+]
+
+VALID_FROM = "valid_from"
+VALID_TO = "valid_to"
+_NESTING_RTOL = 1e-9
+
+
+class GridLocator:
+    """A reusable index answering "which polygon holds this point?" for many points.
+
+    Parameters
+    ----------
+    polygons
+        Polygons or MultiPolygons (missing or empty entries hold no point). Positions in this
+        array are the answers.
+
+    Notes
+    -----
+    Build once, call :meth:`locate` for every chunk: building costs about as much as locating
+    a few hundred thousand points. The raster and candidate table take :attr:`nbytes` bytes.
+
+    Examples
+    --------
+    >>> import numpy as np, shapely
+    >>> loc = GridLocator([shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)])
+    >>> loc.locate(np.array([0.5, 1.0, 1.5, 3.0]), np.array([0.5, 0.5, 0.5, 0.5])).tolist()
+    [0, 0, 1, -1]
+    """
+
+    def __init__(self, polygons: Sequence[Any] | npt.NDArray[np.object_]) -> None:
+        self._raster: OwnerRaster = build_owner_raster(np.asarray(polygons, dtype=object))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the index (raster and candidate table), in bytes."""
+        return self._raster.nbytes
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Raster cells, cells needing exact tests, candidate entries and cell size."""
+        return dict(self._raster.stats)
+
+    def locate(self, x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Position of the polygon holding each point; -1 outside all (NaN coordinates too).
+
+        On a boundary shared by several polygons the lowest position wins.
+        """
+        xa = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        ya = np.ascontiguousarray(y, dtype=np.float64).ravel()
+        if xa.shape != ya.shape:
+            msg = f"x and y differ in length: {xa.size} and {ya.size}"
+            raise ValueError(msg)
+        return self._raster.locate(xa, ya)
+
+
+def assign_xy(
+    x: npt.ArrayLike, y: npt.ArrayLike, polygons: Sequence[Any] | npt.NDArray[np.object_]
+) -> npt.NDArray[np.int64]:
+    """Locate points among polygons: the pure core of :func:`assign_points`.
+
+    Parameters
+    ----------
+    x, y
+        Point coordinates, in the polygons' CRS.
+    polygons
+        Polygons or MultiPolygons; treated as closed sets.
+
+    Returns
+    -------
+    numpy.ndarray
+        For each point the position of the polygon holding it, -1 if none. A point on the
+        boundary of several polygons gets the lowest position among them.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> assign_xy([0.5, 1.0, 5.0], [0.5, 0.5, 5.0], [shapely.box(1, 0, 2, 1), shapely.box(0, 0, 1, 1)]).tolist()
+    [1, 0, -1]
+    """
+    return GridLocator(polygons).locate(x, y)
+
+
+# -- the adapter ------------------------------------------------------------------------------
+@dataclass
+class _LevelPlan:
+    """How one level is answered: by its own locator or through the finest level's parents."""
+
+    level: int
+    ids: npt.NDArray[np.object_]  # grid_ids of the level, sorted
+    locator: GridLocator | None  # None: derived from the finest level
+    from_finest: npt.NDArray[np.int64] | None  # finest position -> position in ids (-1 none)
+
+
+@dataclass
+class _Plan:
+    levels: list[int]
+    plans: dict[int, _LevelPlan]
+
+    def assign(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> dict[int, npt.NDArray[np.int64]]:
+        out: dict[int, npt.NDArray[np.int64]] = {}
+        finest = self.levels[-1]
+        fp = self.plans[finest]
+        assert fp.locator is not None
+        base = fp.locator.locate(x, y)
+        out[finest] = base
+        for lv in self.levels[:-1]:
+            p = self.plans[lv]
+            if p.locator is not None:
+                out[lv] = p.locator.locate(x, y)
+            else:
+                assert p.from_finest is not None
+                out[lv] = np.where(base >= 0, p.from_finest[np.maximum(base, 0)], -1)
+        return out
+
+
+def _check_crs(points_crs: object, grids_crs: object) -> None:
+    if points_crs is None and grids_crs is None:
+        return
+    if points_crs is None or grids_crs is None or not _crs_equal(points_crs, grids_crs):
+        msg = (
+            f"points have CRS {_crs_name(points_crs)} but grids have CRS {_crs_name(grids_crs)}: "
+            "bring them to one CRS first, e.g. points.to_crs(grids.crs)"
+        )
+        raise CRSError(msg)
+
+
+def _crs_equal(a: object, b: object) -> bool:
+    from pyproj import CRS
+
+    return bool(CRS.from_user_input(a).equals(CRS.from_user_input(b), ignore_axis_order=True))
+
+
+def _crs_name(crs: object) -> str:
+    if crs is None:
+        return "None (not set)"
+    from pyproj import CRS
+
+    c = CRS.from_user_input(crs)
+    epsg = c.to_epsg()
+    return f"EPSG:{epsg}" if epsg else c.name
+
+
+def _require_columns(grids: pd.DataFrame, needed: Sequence[str]) -> None:
+    missing = [c for c in needed if c not in grids.columns]
+    if missing:
+        from layers.errors import Problem
+
+        msg = f"grids lack the column(s) {', '.join(missing)}: rename yours or read them with layers.io.read_layer"
+        source = "grids"
+        raise SchemaError(source, [Problem("missing_column", msg)])
+
+
+def _nests_exactly(finest: gpd.GeoDataFrame, coarse: gpd.GeoDataFrame, anc: npt.NDArray[np.int64]) -> bool:
+    """Cheap test that ``coarse`` is tiled by its descendants in ``finest`` (``anc``: finest -> coarse).
+
+    Holds when every finest grid has an ancestor, every coarse grid has a descendant, each
+    descendant's representative point lies in its ancestor and the descendants' areas add up
+    to the ancestor's (relative tolerance 1e-9).
+    """
+    if (anc < 0).any():
+        return False
+    n = len(coarse)
+    fa = shapely.area(np.asarray(finest.geometry.array))
+    ca = shapely.area(np.asarray(coarse.geometry.array))
+    sums = np.bincount(anc, weights=fa, minlength=n)
+    if not np.allclose(sums, ca, rtol=_NESTING_RTOL, atol=0.0) or (np.bincount(anc, minlength=n) == 0).any():
+        return False
+    reps = shapely.point_on_surface(np.asarray(finest.geometry.array))
+    return bool(shapely.intersects(np.asarray(coarse.geometry.array)[anc], reps).all())
+
+
+def _ancestors(
+    grids: gpd.GeoDataFrame, finest_ids: npt.NDArray[np.object_], level: int, ids: npt.NDArray[np.object_]
+) -> npt.NDArray[np.int64]:
+    """Position in ``ids`` (grids of ``level``) of each finest grid's ancestor at that level, -1 if none."""
+    parent = pd.Series(grids["parent_id"].to_numpy(dtype=object), index=grids["grid_id"].to_numpy(dtype=object))
+    parent = parent[~parent.index.duplicated()]
+    lv = pd.Series(grids["level"].to_numpy(dtype="int64"), index=grids["grid_id"].to_numpy(dtype=object))
+    lv = lv[~lv.index.duplicated()]
+    cur = pd.Series(finest_ids, dtype=object)
+    for _ in range(64):  # deeper than any real hierarchy; stops cycles
+        cur_lv = lv.reindex(cur.to_numpy()).to_numpy()
+        done = (cur_lv == level) | pd.isna(cur_lv) | pd.isna(cur.to_numpy())
+        if done.all():
+            break
+        nxt = parent.reindex(cur.to_numpy()).to_numpy()
+        cur = pd.Series(np.where(done, cur.to_numpy(), nxt), dtype=object)
+    found = pd.Index(ids).get_indexer(cur.to_numpy())
+    cur_lv = lv.reindex(cur.to_numpy()).to_numpy()
+    found[~(cur_lv == level)] = -1
+    return found.astype(np.int64)
+
+
+def _plan(grids: gpd.GeoDataFrame, levels: Sequence[int] | None, nested: bool | Literal["auto"]) -> _Plan:
+    _require_columns(grids, ["grid_id", "level"])
+    have = sorted(int(v) for v in pd.unique(grids["level"].dropna()))
+    wanted = have if levels is None else sorted({int(v) for v in levels})
+    missing = [lv for lv in wanted if lv not in have]
+    if missing or not wanted:
+        msg = f"grids have no level {', '.join(map(str, missing)) or '(none given)'}; levels present: {have}"
+        raise ValueError(msg)
+    by_level: dict[int, gpd.GeoDataFrame] = {}
+    for lv in wanted:
+        g = grids[grids["level"] == lv]
+        g = g.iloc[np.argsort(g["grid_id"].to_numpy(dtype=str), kind="stable")]
+        dup = g["grid_id"][g["grid_id"].duplicated()]
+        if len(dup):
+            msg = f"grid_id not unique on level {lv}: {format_ids(dup.unique())}; give each grid its own id"
+            raise ValueError(msg)
+        by_level[lv] = g
+    finest = wanted[-1]
+    fg = by_level[finest]
+    f_ids = fg["grid_id"].to_numpy(dtype=object)
+    plans = {finest: _LevelPlan(finest, f_ids, GridLocator(np.asarray(fg.geometry.array)), None)}
+    for lv in wanted[:-1]:
+        g = by_level[lv]
+        ids = g["grid_id"].to_numpy(dtype=object)
+        anc = None
+        if nested is not False and "parent_id" in grids.columns:
+            anc = _ancestors(grids, f_ids, lv, ids)
+            if nested == "auto" and not _nests_exactly(fg, g, anc):
+                anc = None
+        if anc is None:
+            plans[lv] = _LevelPlan(lv, ids, GridLocator(np.asarray(g.geometry.array)), None)
+        else:
+            plans[lv] = _LevelPlan(lv, ids, None, anc)
+    return _Plan(wanted, plans)
+
+
+def _to_frame(plan: _Plan, codes: dict[int, npt.NDArray[np.int64]], index: pd.Index) -> pd.DataFrame:
+    cols: dict[str, Any] = {}
+    outside = np.ones(len(index), dtype=bool)
+    for lv in plan.levels:
+        c = codes[lv]
+        outside &= c < 0
+        ids = pa.array(plan.plans[lv].ids.astype(str), type=pa.string())
+        taken = ids.take(pa.array(c, mask=c < 0)) if len(ids) else pa.nulls(len(c), pa.string())
+        cols[f"grid_id_{lv}"] = pd.arrays.ArrowStringArray(pa.chunked_array([taken]))
+    cols["outside"] = outside
+    return pd.DataFrame(cols, index=index)
+
+
+def _xy(points: gpd.GeoDataFrame | gpd.GeoSeries) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    geoms = np.asarray(points.geometry.array) if isinstance(points, gpd.GeoDataFrame) else np.asarray(points.array)
+    kinds = shapely.get_type_id(geoms)
+    bad = np.flatnonzero((kinds != 0) & (kinds != -1))
+    if bad.size:
+        msg = f"points must be Points; rows {format_ids(bad.tolist())} are not: take centroids first if you mean that"
+        raise ValueError(msg)
+    x = np.full(geoms.size, np.nan)
+    y = np.full(geoms.size, np.nan)
+    ok = (kinds == 0) & ~shapely.is_empty(geoms)
+    if ok.any():
+        x[ok] = shapely.get_x(geoms[ok])
+        y[ok] = shapely.get_y(geoms[ok])
+    return x, y
+
+
+def _versions(grids: gpd.GeoDataFrame) -> bool:
+    return VALID_FROM in grids.columns or VALID_TO in grids.columns
+
+
+def _active(grids: gpd.GeoDataFrame, at: pd.Timestamp | None) -> gpd.GeoDataFrame:
+    vf = pd.to_datetime(grids[VALID_FROM], utc=True) if VALID_FROM in grids.columns else None
+    vt = pd.to_datetime(grids[VALID_TO], utc=True) if VALID_TO in grids.columns else None
+    keep = np.ones(len(grids), dtype=bool)
+    if at is None:
+        if vt is not None:
+            keep &= vt.isna().to_numpy()
+        return grids[keep]
+    if vf is not None:
+        keep &= (vf.isna() | (vf <= at)).to_numpy()
+    if vt is not None:
+        keep &= (vt.isna() | (vt > at)).to_numpy()
+    return grids[keep]
+
+
+class _Assigner:
+    """The plan(s) for a grid layer; reused across the chunks of a larger-than-memory input."""
+
+    def __init__(
+        self,
+        grids: gpd.GeoDataFrame,
+        levels: Sequence[int] | None,
+        nested: bool | Literal["auto"],
+        time: str | None,
+    ) -> None:
+        self.crs = grids.crs
+        self.time = time if _versions(grids) else None
+        self.epochs: list[tuple[pd.Timestamp | None, _Plan]] = []
+        if self.time is None:
+            self.current = _plan(_active(grids, None), levels, nested)
+            self.levels = self.current.levels
+            return
+        cuts = pd.concat(
+            [pd.to_datetime(grids[c], utc=True) for c in (VALID_FROM, VALID_TO) if c in grids.columns]
+        ).dropna()
+        self.cuts = sorted(pd.unique(cuts))
+        self.current = _plan(_active(grids, None), levels, nested)
+        self.levels = self.current.levels
+        before = self.cuts[0] - pd.Timedelta(1, "ns") if self.cuts else None
+        starts: list[pd.Timestamp | None] = [before, *self.cuts]
+        for s in starts:
+            active = _active(grids, s)
+            self.epochs.append((s, _plan(active, self.levels, nested) if len(active) else self.current))
+
+    def __call__(self, points: gpd.GeoDataFrame | gpd.GeoSeries) -> pd.DataFrame:
+        _check_crs(points.crs, self.crs)
+        x, y = _xy(points)
+        if self.time is None or not isinstance(points, gpd.GeoDataFrame) or self.time not in points.columns:
+            if self.time is not None:
+                msg = f"points have no column {self.time!r} (time=): name their reported-at column"
+                raise KeyError(msg)
+            return _to_frame(self.current, self.current.assign(x, y), points.index)
+        t = pd.to_datetime(points[self.time], utc=True).to_numpy()
+        frames = []
+        order = np.arange(len(points))
+        epoch = np.searchsorted(np.asarray(self.cuts, dtype=t.dtype), t, side="right")
+        epoch[pd.isna(t)] = -1  # no time: the current grids
+        for e in np.unique(epoch):
+            sel = order[epoch == e]
+            plan = self.current if e < 0 else self.epochs[int(e)][1]
+            codes = plan.assign(x[sel], y[sel])
+            frames.append(_to_frame(plan, codes, points.index[sel]).set_axis(sel, axis=0))
+        out = pd.concat(frames).sort_index()
+        out.index = points.index
+        return out
+
+
+def assign_points(
+    points: gpd.GeoDataFrame | gpd.GeoSeries,
+    grids: gpd.GeoDataFrame,
+    *,
+    levels: Sequence[int] | None = None,
+    nested: bool | Literal["auto"] = "auto",
+    time: str | None = None,
+) -> pd.DataFrame:
+    """Assign each point to its grid at every requested level.
+
+    Parameters
+    ----------
+    points
+        Point geometries (incidents), in the same CRS as ``grids``. Missing or empty
+        geometries are outside.
+    grids
+        The grid layer: ``grid_id``, ``level``, ``parent_id`` and polygon geometry; optional
+        ``valid_from`` / ``valid_to`` (see the module notes on grid versions).
+    levels
+        Levels to assign (default: every level present).
+    nested
+        ``"auto"`` (default): derive coarser levels from the finest through ``parent_id`` when
+        the grids pass a cheap nesting test (every finest grid has an ancestor, descendants'
+        areas add up to their ancestor's within 1e-9, representative points inside it);
+        otherwise locate that level by geometry. ``True`` trusts ``parent_id`` without the
+        test, ``False`` always locates every level by geometry.
+    time
+        Column of ``points`` with the time to pick grid versions by; ignored when the grids
+        have no ``valid_from`` / ``valid_to``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``points``: one column ``grid_id_<level>`` per level (string dtype,
+        ``<NA>`` outside every grid of that level) and a boolean ``outside``. On a boundary
+        shared by several grids the lowest ``grid_id`` wins (see the module notes).
+
+    Raises
+    ------
+    CRSError
+        If points and grids have different CRSs (or only one has a CRS).
+    ValueError
+        If a requested level is absent, a grid_id repeats within a level, or a geometry is
+        not a Point.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> grids = gpd.GeoDataFrame(
+    ...     {"grid_id": ["D", "A", "B"], "parent_id": [None, "D", "D"], "level": [0, 1, 1]},
+    ...     geometry=[shapely.box(0, 0, 2, 1), shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
+    ...     crs="EPSG:3857")
+    >>> pts = gpd.GeoSeries.from_xy([0.5, 1.0, 1.5, 9.0], [0.5, 0.5, 0.5, 9.0], crs="EPSG:3857")
+    >>> assign_points(pts, grids)
+      grid_id_0 grid_id_1  outside
+    0         D         A    False
+    1         D         A    False
+    2         D         B    False
+    3      <NA>      <NA>     True
+    """
+    return _Assigner(grids, levels, nested, time)(points)
+
+
+# -- larger than memory -------------------------------------------------------------------------
+def _iter_file(path: Path, chunksize: int, layer: str | None, columns: list[str]) -> Iterator[gpd.GeoDataFrame]:
+    suffix = path.suffix.lower()
+    start = 0
+    if suffix in (".parquet", ".geoparquet"):
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        meta = pf.schema_arrow.metadata or {}
+        import json
+
+        geo = json.loads(meta.get(b"geo", b"{}"))
+        geom_col = geo.get("primary_column", "geometry")
+        crs = geo.get("columns", {}).get(geom_col, {}).get("crs", "OGC:CRS84") if geo else None
+        for batch in pf.iter_batches(batch_size=chunksize, columns=[*columns, geom_col]):
+            df = batch.to_pandas()
+            geom = shapely.from_wkb(df.pop(geom_col).to_numpy())
+            gdf = gpd.GeoDataFrame(df, geometry=geom, crs=_parquet_crs(crs))
+            gdf.index = pd.RangeIndex(start, start + len(gdf))
+            start += len(gdf)
+            yield gdf
+        return
+    import pyogrio
+
+    info = pyogrio.read_info(path, layer=layer)
+    total = int(info["features"])
+    for skip in range(0, max(total, 0), chunksize):
+        gdf = pyogrio.read_dataframe(
+            path, layer=layer, columns=columns, skip_features=skip, max_features=chunksize, use_arrow=True
+        )
+        gdf.index = pd.RangeIndex(skip, skip + len(gdf))
+        yield gdf
+
+
+def _parquet_crs(crs: object) -> object:
+    if crs is None:
+        return "OGC:CRS84"
+    if isinstance(crs, dict):
+        from pyproj import CRS
+
+        return CRS.from_json_dict(crs)
+    return crs
+
+
+def assign_points_chunked(
+    source: str | os.PathLike[str] | Iterable[gpd.GeoDataFrame],
+    grids: gpd.GeoDataFrame,
+    *,
+    chunksize: int = 1_000_000,
+    layer: str | None = None,
+    levels: Sequence[int] | None = None,
+    nested: bool | Literal["auto"] = "auto",
+    time: str | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Assign points that do not fit in memory, chunk by chunk, with one index built once.
+
+    Parameters
+    ----------
+    source
+        A vector file of points read in chunks (GeoPackage or any OGR format through pyogrio's
+        ``skip_features``/``max_features``; GeoParquet through pyarrow record batches), or an
+        iterable of point GeoDataFrames (e.g. your own reader).
+    grids
+        The grid layer, as for :func:`assign_points`.
+    chunksize
+        Features per chunk read from a file.
+    layer
+        Layer of a multi-layer file (default: the first).
+    levels, nested, time
+        As for :func:`assign_points`.
+
+    Yields
+    ------
+    pandas.DataFrame
+        The assignment of each chunk, as :func:`assign_points` returns it. For a file the index
+        is the feature's position in the file (0-based), as ``pyogrio.read_dataframe`` gives it;
+        ``pandas.concat`` of all chunks equals the in-memory result.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely, pandas as pd
+    >>> grids = gpd.GeoDataFrame({"grid_id": ["A"], "parent_id": [None], "level": [0]},
+    ...                          geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:3857")
+    >>> chunks = [gpd.GeoSeries.from_xy([0.5], [0.5], crs="EPSG:3857"),
+    ...           gpd.GeoSeries.from_xy([2.0], [2.0], index=[1], crs="EPSG:3857")]
+    >>> pd.concat(assign_points_chunked(chunks, grids))["outside"].tolist()
+    [False, True]
+    """
+    if chunksize < 1:
+        msg = f"chunksize must be >= 1, got {chunksize}"
+        raise ValueError(msg)
+    assigner = _Assigner(grids, levels, nested, time)
+    if isinstance(source, str | os.PathLike):
+        chunks: Iterable[gpd.GeoDataFrame] = _iter_file(Path(source), chunksize, layer, [time] if time else [])
+    else:
+        chunks = source
+    for chunk in chunks:
+        yield assigner(chunk)
+
+
+def assign_points_dask(
+    ddf: dd.DataFrame,
+    grids: gpd.GeoDataFrame,
+    *,
+    levels: Sequence[int] | None = None,
+    nested: bool | Literal["auto"] = "auto",
+    time: str | None = None,
+) -> dd.DataFrame:
+    """Assign the points of a dask-geopandas GeoDataFrame, partition by partition.
+
+    The index is built once here and shipped to every partition (``map_partitions``).
+    Needs the optional ``dask-geopandas`` package.
+
+    Parameters
+    ----------
+    ddf
+        A ``dask_geopandas.GeoDataFrame`` of points.
+    grids
+        The grid layer, as for :func:`assign_points`.
+    levels, nested, time
+        As for :func:`assign_points`.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        Lazy; ``.compute()`` gives what :func:`assign_points` gives on the whole data.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely, dask_geopandas
+    >>> grids = gpd.GeoDataFrame({"grid_id": ["A"], "parent_id": [None], "level": [0]},
+    ...                          geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:3857")
+    >>> pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy([0.5, 2.0], [0.5, 2.0]), crs="EPSG:3857")
+    >>> assign_points_dask(dask_geopandas.from_geopandas(pts, npartitions=2), grids).compute()["outside"].tolist()
+    [False, True]
+    """
+    assigner = _Assigner(grids, levels, nested, time)
+    _check_crs(ddf.crs, grids.crs)
+    meta = _to_frame(assigner.current, {lv: np.zeros(0, np.int64) for lv in assigner.levels}, ddf._meta.index)
+    return ddf.map_partitions(assigner, meta=meta)

@@ -1,0 +1,248 @@
+"""Assignment of points to grids: identity with sjoin, the boundary rule, outside points, versions,
+chunked and dask paths equal to the in-memory one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import geopandas as gpd
+import shapely
+
+from geogrid.assignment import GridLocator, assign_points, assign_points_chunked, assign_points_dask, assign_xy
+from layers.errors import CRSError
+
+X0, Y0, D = 117.20, 39.10, 0.01
+
+
+def _sjoin_ids(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, level: int) -> pd.Series:
+    g = grids[grids["level"] == level][["grid_id", "geometry"]]
+    j = gpd.sjoin(points[["geometry"]], g, predicate="within")
+    assert not j.index.duplicated().any()
+    return j["grid_id"].reindex(points.index).astype(object)
+
+
+def _same(ours: pd.Series, theirs: pd.Series) -> None:
+    a = ours.astype(object).where(ours.notna(), None).tolist()
+    b = theirs.where(theirs.notna(), None).tolist()
+    assert a == b
+
+
+def _voronoi(n: int, seed: int) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    pts = shapely.multipoints(np.column_stack([rng.uniform(0, 1, n), rng.uniform(0, 1, n)]))
+    box = shapely.box(0, 0, 1, 1)
+    cells = shapely.intersection(shapely.get_parts(shapely.voronoi_polygons(pts, extend_to=box)), box)
+    return gpd.GeoDataFrame(
+        {"grid_id": [f"v{i:03d}" for i in range(n)], "parent_id": ["top"] * n, "level": [1] * n},
+        geometry=cells,
+        crs="EPSG:3857",
+    )
+
+
+def _with_top(cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    top = gpd.GeoDataFrame(
+        {"grid_id": ["top"], "parent_id": [None], "level": [0]}, geometry=[shapely.box(0, 0, 1, 1)], crs=cells.crs
+    )
+    return pd.concat([top, cells], ignore_index=True)
+
+
+# -- identity with sjoin -----------------------------------------------------------------------
+def test_identical_to_sjoin_on_the_demo_district(demo_district):
+    inc = demo_district.incidents.iloc[:50_000]
+    rng = np.random.default_rng(3)
+    minx, miny, maxx, maxy = demo_district.grids.total_bounds
+    extra = gpd.GeoDataFrame(
+        geometry=gpd.points_from_xy(rng.uniform(minx, maxx, 20_000), rng.uniform(miny, maxy, 20_000)), crs=inc.crs
+    )
+    pts = pd.concat([inc[["geometry"]], extra], ignore_index=True)
+    out = assign_points(pts, demo_district.grids)
+    assert list(out.columns) == ["grid_id_0", "grid_id_1", "grid_id_2", "grid_id_3", "outside"]
+    assert out["outside"].sum() > 1000  # the bounding box holds points outside the district
+    for level in range(4):
+        assert out[f"grid_id_{level}"].dtype == "string"
+        _same(out[f"grid_id_{level}"], _sjoin_ids(pts, demo_district.grids, level))
+    assert (out["outside"] == out["grid_id_3"].isna()).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_cells=st.integers(1, 60), n_pts=st.integers(1, 400))
+def test_identical_to_sjoin_on_random_voronoi_coverages(seed, n_cells, n_pts):
+    grids = _with_top(_voronoi(n_cells, seed))
+    rng = np.random.default_rng(seed + 1)
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(rng.uniform(-0.2, 1.2, n_pts), rng.uniform(-0.2, 1.2, n_pts)))
+    pts = pts.set_crs(grids.crs)
+    out = assign_points(pts, grids)
+    for level in (0, 1):
+        _same(out[f"grid_id_{level}"], _sjoin_ids(pts, grids, level))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_core_agrees_with_brute_force_on_overlapping_polygons_with_holes(seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 10, (8, 2))
+    polys = shapely.buffer(shapely.points(centres), rng.uniform(0.5, 3, 8), quad_segs=rng.integers(1, 6))
+    polys[0] = shapely.difference(polys[0], shapely.buffer(shapely.points(centres[0]), 0.3))  # a hole
+    polys[1] = shapely.union(polys[1], shapely.box(11, 11, 12, 12))  # a multipolygon
+    x, y = rng.uniform(-1, 13, 3000), rng.uniform(-1, 13, 3000)
+    hits = shapely.intersects_xy(polys[:, None], x[None, :], y[None, :])
+    expected = np.where(hits.any(axis=0), hits.argmax(axis=0), -1)
+    np.testing.assert_array_equal(assign_xy(x, y, polys), expected)
+
+
+# -- the boundary rule -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("xy", "expected"),
+    [
+        ((X0 + D, Y0 + D / 4), ("S1", "G1")),  # edge G1|G3 and S1|S2
+        ((X0 + D / 2, Y0 + D / 2), ("S1", "G1")),  # edge G1|G2
+        ((X0 + D, Y0 + D / 2), ("S1", "G1")),  # corner of four grids
+        ((X0 + 1.5 * D, Y0 + D / 2), ("S2", "G3")),  # edge G3|G4
+        ((X0, Y0 + D / 4), ("S1", "G1")),  # outer boundary: still inside (closed grids)
+        ((X0 + 2 * D, Y0 + D), ("S2", "G4")),  # outer corner
+    ],
+    ids=["street-edge", "grid-edge", "four-corner", "edge-in-S2", "outer-edge", "outer-corner"],
+)
+def test_boundary_points_go_to_the_lowest_grid_id(tiny_grids, xy, expected):
+    pts = gpd.GeoSeries.from_xy([xy[0]], [xy[1]], crs=tiny_grids.crs)
+    shuffled = tiny_grids.sample(frac=1, random_state=7)  # the answer must not depend on row order
+    for grids in (tiny_grids, shuffled):
+        out = assign_points(pts, grids, nested=False)
+        assert (out.loc[0, "grid_id_1"], out.loc[0, "grid_id_2"]) == expected
+        assert out.loc[0, "grid_id_0"] == "D"
+        assert not out.loc[0, "outside"]
+
+
+def test_boundary_rule_on_a_diagonal_edge():
+    # two triangles share the diagonal; (0.5, 0.5) lies exactly on it
+    tri = [shapely.Polygon([(0, 0), (1, 0), (1, 1)]), shapely.Polygon([(0, 0), (1, 1), (0, 1)])]
+    for order in ([0, 1], [1, 0]):
+        grids = gpd.GeoDataFrame(
+            {"grid_id": ["b", "a"], "parent_id": [None, None], "level": [0, 0]},
+            geometry=[tri[i] for i in order],
+        )
+        out = assign_points(gpd.GeoSeries.from_xy([0.5, 0.6, 0.3], [0.5, 0.2, 0.9]), grids)
+        expected_lower = "b" if order == [0, 1] else "a"  # the lower-right triangle's id
+        assert out["grid_id_0"].tolist() == ["a", expected_lower, {"a": "b", "b": "a"}[expected_lower]]
+
+
+# -- outside, index, CRS -------------------------------------------------------------------------
+def test_outside_points_are_flagged_not_dropped_and_the_index_is_kept(tiny_grids):
+    geoms = [
+        shapely.Point(X0 + D / 2, Y0 + D / 4),
+        shapely.Point(X0 - 1, Y0),
+        None,
+        shapely.Point(),
+        shapely.Point(np.nan, np.nan),
+    ]
+    pts = gpd.GeoDataFrame({"v": range(5)}, geometry=geoms, index=[10, 3, 7, 99, 5], crs=tiny_grids.crs)
+    out = assign_points(pts, tiny_grids, levels=[2])
+    assert list(out.index) == [10, 3, 7, 99, 5]
+    assert list(out.columns) == ["grid_id_2", "outside"]
+    assert out["outside"].tolist() == [False, True, True, True, True]
+    assert out["grid_id_2"].isna().tolist() == [False, True, True, True, True]
+
+
+def test_mixed_crs_is_an_error(tiny_grids):
+    pts = gpd.GeoSeries.from_xy([X0], [Y0], crs="EPSG:3857")
+    with pytest.raises(CRSError, match=r"EPSG:3857.*EPSG:4326.*to_crs"):
+        assign_points(pts, tiny_grids)
+    with pytest.raises(CRSError, match="not set"):
+        assign_points(gpd.GeoSeries.from_xy([X0], [Y0]), tiny_grids)
+
+
+def test_unknown_level_and_non_points_are_refused(tiny_grids):
+    pts = gpd.GeoSeries.from_xy([X0], [Y0], crs=tiny_grids.crs)
+    with pytest.raises(ValueError, match=r"no level 5.*\[0, 1, 2\]"):
+        assign_points(pts, tiny_grids, levels=[5])
+    with pytest.raises(ValueError, match="must be Points"):
+        assign_points(gpd.GeoSeries([shapely.box(0, 0, 1, 1)], crs=tiny_grids.crs), tiny_grids)
+
+
+# -- hierarchy shortcut and its fallback ----------------------------------------------------------
+def test_levels_follow_parent_ids_only_when_they_nest(tiny_grids):
+    rng = np.random.default_rng(5)
+    pts = gpd.GeoSeries.from_xy(rng.uniform(X0, X0 + 2 * D, 500), rng.uniform(Y0, Y0 + D, 500), crs=tiny_grids.crs)
+    exact = assign_points(pts, tiny_grids, nested=False)
+    pd.testing.assert_frame_equal(assign_points(pts, tiny_grids), exact)
+    wrong = tiny_grids.copy()
+    wrong.loc[wrong["grid_id"] == "G1", "parent_id"] = "S2"  # a parent link that contradicts geometry
+    pd.testing.assert_frame_equal(assign_points(pts, wrong), exact)  # "auto" notices and falls back
+    trusted = assign_points(pts, wrong, nested=True)  # told to trust parent_id, it does
+    in_g1 = exact["grid_id_2"] == "G1"
+    assert in_g1.any()
+    assert (trusted.loc[in_g1, "grid_id_1"] == "S2").all()
+
+
+# -- grid versions ---------------------------------------------------------------------------------
+def test_points_use_the_grid_version_valid_when_reported():
+    t_split = pd.Timestamp("2025-06-01", tz="UTC")
+    grids = gpd.GeoDataFrame(
+        {
+            "grid_id": ["A", "A1", "A2"],
+            "parent_id": [None, None, None],
+            "level": [0, 0, 0],
+            "valid_from": [pd.NaT, t_split, t_split],
+            "valid_to": [t_split, pd.NaT, pd.NaT],
+        },
+        geometry=[shapely.box(0, 0, 2, 1), shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
+    )
+    pts = gpd.GeoDataFrame(
+        {"reported_at": pd.to_datetime(["2025-01-01", "2025-07-01", "2025-07-01", None], utc=True)},
+        geometry=gpd.points_from_xy([1.5, 1.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]),
+        index=[4, 3, 2, 1],
+    )
+    out = assign_points(pts, grids, time="reported_at")
+    assert out["grid_id_0"].tolist() == ["A", "A2", "A1", "A1"]  # no time: the current version
+    assert list(out.index) == [4, 3, 2, 1]
+    assert assign_points(pts, grids)["grid_id_0"].tolist() == ["A2", "A2", "A1", "A1"]
+
+
+# -- larger than memory ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def many_points(demo_district):
+    rng = np.random.default_rng(11)
+    minx, miny, maxx, maxy = demo_district.grids.total_bounds
+    n = 12_345
+    return gpd.GeoDataFrame(
+        {"k": np.arange(n)},
+        geometry=gpd.points_from_xy(rng.uniform(minx, maxx, n), rng.uniform(miny, maxy, n)),
+        crs=demo_district.grids.crs,
+    )
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet"], ids=["geopackage", "geoparquet"])
+def test_chunked_file_equals_in_memory(demo_district, many_points, tmp_path, suffix):
+    path = tmp_path / f"points{suffix}"
+    if suffix == ".gpkg":
+        many_points.to_file(path, layer="points")
+    else:
+        many_points.to_parquet(path)
+    expected = assign_points(many_points, demo_district.grids)
+    chunks = list(assign_points_chunked(path, demo_district.grids, chunksize=4_000))
+    assert len(chunks) == 4
+    pd.testing.assert_frame_equal(pd.concat(chunks), expected)
+
+
+def test_chunked_iterable_equals_in_memory(demo_district, many_points):
+    parts = [many_points.iloc[i : i + 5000] for i in range(0, len(many_points), 5000)]
+    got = pd.concat(assign_points_chunked(iter(parts), demo_district.grids, levels=[1, 3]))
+    pd.testing.assert_frame_equal(got, assign_points(many_points, demo_district.grids, levels=[1, 3]))
+
+
+def test_dask_equals_in_memory(demo_district, many_points):
+    dask_geopandas = pytest.importorskip("dask_geopandas")
+    ddf = dask_geopandas.from_geopandas(many_points, npartitions=3)
+    got = assign_points_dask(ddf, demo_district.grids).compute()
+    pd.testing.assert_frame_equal(got, assign_points(many_points, demo_district.grids))
+
+
+def test_locator_reports_its_size_and_reuses():
+    loc = GridLocator([shapely.box(0, 0, 1, 1), None, shapely.Polygon()])
+    assert loc.nbytes > 0
+    assert loc.locate([0.5, 0.5], [0.5, 2.0]).tolist() == [0, -1]
+    assert assign_xy([0.5], [0.5], []).tolist() == [-1]
