@@ -88,6 +88,13 @@ class Refusal:
     geometry: shapely.Geometry | None = None
 
 
+def rings_of(geoms: np.ndarray) -> np.ndarray:
+    """Every ring (exterior and holes) of the polygons and multipolygons in ``geoms``."""
+    if len(geoms) == 0:
+        return np.empty(0, dtype=object)
+    return shapely.get_rings(shapely.get_parts(polygonal(np.asarray(geoms, dtype=object))))
+
+
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Connected-component label (smallest member) of ``n`` nodes linked by pairs ``a``-``b``."""
     label = np.arange(n)
@@ -125,7 +132,7 @@ def snap_vertices(
     o, k = np.array(frame.origin), np.array(frame.scale)
     loc = (allxy - o) * k
     # Exact duplicates first (shared vertices): the query then runs on distinct points.
-    uniq, inverse, counts = np.unique(loc, axis=0, return_inverse=True, return_counts=True)
+    uniq, inverse = np.unique(loc, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     pts = shapely.points(uniq)
     tree = shapely.STRtree(pts)
@@ -149,6 +156,7 @@ def snap_vertices(
     if a.size == 0:
         return geoms, moved_n, moved_d, where
     label = components(len(uniq), a, b)
+    counts = np.bincount(u_of, minlength=len(uniq))  # distinct grids (and rings) sharing each point
     # Representative per cluster: an anchor vertex, else the most shared, else the smallest.
     anchor_u = np.zeros(len(uniq), dtype=bool)
     anchor_u[inverse[is_anchor]] = True
@@ -201,9 +209,9 @@ def arrange(
     jurisdiction (the cells' union with holes between grids kept and enclaves --
     holes of single grids nobody fills -- removed), else ``NO_GROUP``.
     """
-    rings = [shapely.get_rings(polygonal(cells)), shapely.get_rings(frozen)]
+    rings = [rings_of(cells), rings_of(frozen)]
     if parents is not None and len(parents):
-        rings.append(shapely.get_rings(parents))
+        rings.append(rings_of(parents))
     lines = np.concatenate(rings)
     lines = lines[~shapely.is_empty(lines)]
     noded = shapely.union_all(lines)

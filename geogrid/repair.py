@@ -288,7 +288,7 @@ def _repair_level(
     def parent_of(c: int) -> str | None:
         return pid[cgroup[c]] if cgroup[c] >= 0 else None
 
-    anchors = shapely.get_rings(par) if par is not None and len(par) else np.empty(0, dtype=object)
+    anchors = _impl.rings_of(par) if par is not None else np.empty(0, dtype=object)
     snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(cells, anchors, frame, snap_m)
     arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen])
     nf = len(arr.faces)

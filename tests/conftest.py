@@ -70,3 +70,11 @@ def demo_gpkg(tmp_path_factory, demo_district):
     path = tmp_path_factory.mktemp("demo") / "demo.gpkg"
     GeoPackageStore(path).write(demo_district.layers(), metadata=demo_district.metadata)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_grids():
+    """The demo district's grids only (seed 0; built without the year of incidents: fast)."""
+    from geogrid.demo import build_demo
+
+    return build_demo(seed=0, n_incidents=10, n_cameras=10).grids

@@ -1,0 +1,223 @@
+"""Repair: hand-made defects with exact areas, refusals, the demo with jitter, properties."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import geopandas as gpd
+import shapely
+from pyproj import Geod
+
+from benchmarks.bench_repair import jitter_grids
+from geogrid.hierarchy import check_grids
+from geogrid.repair import REPAIR_ACTIONS, repair_grids
+from layers.errors import TopologyError
+
+X0, Y0, D = 117.20, 39.10, 0.01
+GEOD = Geod(ellps="WGS84")
+
+
+def geod_area(g: shapely.Geometry) -> float:
+    return abs(GEOD.geometry_area_perimeter(g)[0])
+
+
+def with_geom(g: gpd.GeoDataFrame, gid: str, geom: shapely.Geometry) -> gpd.GeoDataFrame:
+    g = g.copy()
+    g.loc[g["grid_id"] == gid, "geometry"] = geom
+    return g
+
+
+def geom_of(g: gpd.GeoDataFrame, gid: str) -> shapely.Geometry:
+    return g.loc[g["grid_id"] == gid, "geometry"].iloc[0]
+
+
+def test_sound_input_is_returned_unchanged(tiny_grids):
+    result = repair_grids(tiny_grids)
+    assert not result.changed
+    assert len(result.log) == 0 and len(result.refused) == 0
+    assert result.grids.geometry.geom_equals_exact(tiny_grids.geometry, tolerance=0).all()
+    assert list(result.grids.columns) == list(tiny_grids.columns)
+
+
+def test_overlap_goes_to_the_sibling_with_the_longest_shared_edge(tiny_grids):
+    # G1 grows a bump into G2: its bottom (D/2) borders G1, its top (D/2) and right side borders G2.
+    rise = D / 10
+    bump = shapely.box(X0, Y0 + D / 2, X0 + D / 2, Y0 + D / 2 + rise)
+    g = with_geom(tiny_grids, "G1", shapely.union(shapely.box(X0, Y0, X0 + D, Y0 + D / 2), bump))
+    result = repair_grids(g)
+    row = result.log[result.log["action"] == "overlap_resolved"]
+    assert len(row) == 1
+    assert row["grid_id"].iloc[0] == "G2"
+    assert row["other_ids"].iloc[0] == ("G1",)
+    assert row["area_m2"].iloc[0] == pytest.approx(geod_area(bump), rel=1e-3)
+    assert geom_of(result.grids, "G1").equals(geom_of(tiny_grids, "G1"))
+    assert check_grids(result.grids).sound
+
+
+def test_overlap_with_equal_shared_edges_goes_to_the_first_id(tiny_grids):
+    rise = D / 10
+    g = with_geom(tiny_grids, "G1", shapely.box(X0, Y0, X0 + D, Y0 + D / 2 + rise))
+    result = repair_grids(g.iloc[::-1])
+    row = result.log[result.log["action"] == "overlap_resolved"]
+    assert list(row["grid_id"]) == ["G1"]
+    assert check_grids(result.grids).sound
+
+
+def test_gap_goes_to_the_neighbour_with_the_longest_shared_edge(tiny_grids):
+    # G2 pulled down from the top: a 1/10 strip under S1's top edge is a gap, bordered by G2 only.
+    strip = D / 20
+    g = with_geom(tiny_grids, "G2", shapely.box(X0, Y0 + D / 2, X0 + D, Y0 + D - strip))
+    result = repair_grids(g, max_gap_m2=1e5)
+    rows = result.log[result.log["action"] == "gap_filled"]
+    assert list(rows["grid_id"]) == ["G2"]
+    assert rows["area_m2"].iloc[0] == pytest.approx(
+        geod_area(shapely.box(X0, Y0 + D - strip, X0 + D, Y0 + D)), rel=1e-3
+    )
+    assert geom_of(result.grids, "G2").equals(geom_of(tiny_grids, "G2"))
+    assert check_grids(result.grids).sound
+
+
+def test_child_is_clipped_to_its_parent_and_the_other_side_keeps_its_area(tiny_grids):
+    poke = D / 10
+    g = with_geom(tiny_grids, "G3", shapely.box(X0 + D - poke, Y0, X0 + 2 * D, Y0 + D / 2))
+    result = repair_grids(g)
+    clipped = result.log[result.log["action"] == "clipped"]
+    assert list(clipped["grid_id"]) == ["G3"]
+    assert clipped["parent_id"].iloc[0] == "S2"
+    assert clipped["other_ids"].iloc[0] == ("G1",)  # the piece lies in S1, where G1 keeps it
+    assert clipped["area_m2"].iloc[0] == pytest.approx(
+        geod_area(shapely.box(X0 + D - poke, Y0, X0 + D, Y0 + D / 2)), rel=1e-3
+    )
+    assert geom_of(result.grids, "G3").equals(geom_of(tiny_grids, "G3"))
+    assert geom_of(result.grids, "G1").equals(geom_of(tiny_grids, "G1"))
+    assert check_grids(result.grids).sound
+
+
+def test_gap_at_a_parent_edge_is_never_given_to_another_parents_child(tiny_grids):
+    # G3 (in S2) shrinks away from the S1/S2 border: the strip is S2's; G1 (S1) is nearer but may not take it.
+    strip = D / 50
+    g = with_geom(tiny_grids, "G3", shapely.box(X0 + D + strip, Y0, X0 + 2 * D, Y0 + D / 2))
+    result = repair_grids(g, max_gap_m2=1e5)
+    rows = result.log[result.log["action"] == "gap_filled"]
+    assert set(rows["grid_id"]) == {"G3"}
+    assert geom_of(result.grids, "G1").equals(geom_of(tiny_grids, "G1"))
+    assert check_grids(result.grids).sound
+
+
+def test_near_coincident_vertex_is_snapped_and_logged(tiny_grids):
+    off = 0.2 / 111_000  # 0.2 m
+    g2 = shapely.Polygon([(X0, Y0 + D / 2 + off), (X0 + D, Y0 + D / 2), (X0 + D, Y0 + D), (X0, Y0 + D)])
+    result = repair_grids(with_geom(tiny_grids, "G2", g2), snap_m=0.5)
+    snapped = result.log[result.log["action"] == "snapped"]
+    assert list(snapped["grid_id"]) == ["G2"]
+    assert snapped["distance_m"].iloc[0] == pytest.approx(0.2, rel=0.05)
+    assert geom_of(result.grids, "G2").equals(geom_of(tiny_grids, "G2"))
+    assert "gap_filled" not in set(result.log["action"])
+    assert check_grids(result.grids, gap_width_m=1.0).sound
+
+
+def test_invalid_geometry_is_made_valid_and_logged(tiny_grids):
+    bow_tie = shapely.Polygon([(X0, Y0), (X0 + D, Y0), (X0, Y0 + D / 2), (X0 + D, Y0 + D / 2)])
+    result = repair_grids(with_geom(tiny_grids, "G1", bow_tie), max_gap_m2=2e5)
+    made = result.log[result.log["action"] == "made_valid"]
+    assert list(made["grid_id"]) == ["G1"]
+    assert "Self-intersection" in made["message"].iloc[0]
+    # make_valid keeps two triangles; the two it drops are gaps given back to G1 (its longest edges).
+    assert set(result.log.loc[result.log["action"] == "gap_filled", "grid_id"]) == {"G1"}
+    assert geom_of(result.grids, "G1").equals(geom_of(tiny_grids, "G1"))
+    assert check_grids(result.grids).sound
+
+
+def test_ids_attributes_index_and_crs_are_kept(tiny_grids):
+    g = with_geom(tiny_grids, "G1", shapely.box(X0, Y0, X0 + D, Y0 + D / 2 + D / 10))
+    g.index = [f"r{i}" for i in range(len(g))]
+    result = repair_grids(g.sample(frac=1, random_state=1))
+    out = result.grids.loc[g.index]
+    assert list(out.index) == list(g.index)
+    assert out.crs == g.crs
+    pd.testing.assert_frame_equal(pd.DataFrame(out.drop(columns="geometry")), pd.DataFrame(g.drop(columns="geometry")))
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        pytest.param(
+            lambda g: g.assign(parent_id=g["parent_id"].where(g["grid_id"] != "G3", "nope")),
+            "does not exist",
+            id="orphan",
+        ),
+        pytest.param(lambda g: g[g["grid_id"] != "G4"], "larger than max_gap_m2", id="large-gap"),
+        pytest.param(
+            lambda g: g.assign(parent_id=g["parent_id"].where(g["grid_id"] != "G3", "S1")), "lose 100%", id="straddler"
+        ),
+        pytest.param(lambda g: g[~g["grid_id"].isin(["G3", "G4"])], "no child on level 2", id="childless-parent"),
+    ],
+)
+def test_refusals_raise_with_the_reason_and_change_nothing(tiny_grids, edit, words):
+    g = edit(tiny_grids)
+    before = g.copy()
+    with pytest.raises(TopologyError, match=words) as info:
+        repair_grids(g, max_gap_m2=100.0)
+    assert "nothing was changed" in str(info.value)
+    assert len(info.value.findings) >= 1
+    assert g.geometry.geom_equals_exact(before.geometry, tolerance=0).all()
+
+
+def test_all_refusals_are_listed_at_once(tiny_grids):
+    g = tiny_grids[tiny_grids["grid_id"] != "G4"].copy()
+    g.loc[g["grid_id"] == "G1", "parent_id"] = "nope"
+    with pytest.raises(TopologyError) as info:
+        repair_grids(g, max_gap_m2=100.0)
+    assert set(info.value.findings["kind"]) == {"hierarchy", "gap"}
+
+
+def test_skip_repairs_the_rest_and_returns_the_refusals(tiny_grids):
+    g = tiny_grids[tiny_grids["grid_id"] != "G4"]
+    g = with_geom(g, "G1", shapely.box(X0, Y0, X0 + D, Y0 + D / 2 + D / 10))
+    result = repair_grids(g, max_gap_m2=100.0, errors="skip")
+    assert list(result.refused["kind"]) == ["gap"]
+    assert "overlap_resolved" in set(result.log["action"])
+    left = check_grids(result.grids)
+    assert set(left.findings["kind"]) == {"gap", "parent_not_tiled"}  # the refused gap only
+
+
+def test_demo_with_planted_jitter_is_repaired_and_checks_sound(demo_grids):
+    g = jitter_grids(demo_grids, 40, shift_m=3.0, seed=1)
+    assert not check_grids(g).sound
+    result = repair_grids(g)
+    assert set(result.log["action"]) <= set(REPAIR_ACTIONS)
+    assert {"gap_filled", "overlap_resolved"} <= set(result.log["action"])
+    assert check_grids(result.grids).sound
+    # Area is conserved per parent: each community is tiled exactly again.
+    basic = result.grids[result.grids["level"] == 3].to_crs(4548)
+    comm = result.grids[result.grids["level"] == 2].to_crs(4548).set_index("grid_id")
+    sums = basic.assign(a=basic.area).groupby("parent_id")["a"].sum()
+    assert (sums - comm.area.loc[sums.index]).abs().max() < 0.01
+
+
+@st.composite
+def jitters(draw):
+    return draw(st.integers(1, 12)), draw(st.floats(0.3, 6.0)), draw(st.integers(0, 2**16))
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(jitters())
+def test_property_after_repair_the_checks_find_nothing_repair_claims_fixed(demo_grids, params):
+    k, shift, seed = params
+    g = jitter_grids(demo_grids, k, shift_m=shift, seed=seed)
+    result = repair_grids(g, snap_m=0.5, errors="skip")
+    assert len(result.refused) == 0
+    after = check_grids(result.grids)
+    assert after.sound, list(after.findings["message"][:5])
+    # Ids, order and attributes survive; only geometries of logged grids changed.
+    assert list(result.grids["grid_id"]) == list(g["grid_id"])
+    moved = ~result.grids.geometry.geom_equals_exact(g.geometry, tolerance=0)
+    named = set(result.log["grid_id"]) | {i for ids in result.log["other_ids"] for i in ids}
+    assert set(result.grids.loc[moved, "grid_id"]) <= named
+    total = lambda x: float(x[x["level"] == 3].to_crs(4548).area.sum())  # noqa: E731
+    assert total(result.grids) == pytest.approx(total(demo_grids), rel=1e-9)
