@@ -87,7 +87,12 @@ class BodyLimitMiddleware:
                 started = True
             await send(message)
 
-        await self.app(scope, limited_receive, guarded_send)
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+            # The client has its 413; what the app raised on the cut-off body (ClientDisconnect) is moot.
 
     async def _refuse_too_large(self, send: Send) -> None:
         await self._refuse(

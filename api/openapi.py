@@ -83,6 +83,15 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     }
     doc.setdefault("components", {}).setdefault("parameters", {})["limit"] = limit
     for path, ops in doc.get("paths", {}).items():
+        for op in ops.values():
+            for param in op.get("parameters", []):
+                # An optional parameter is absent or has a value; "nullable" would invite ?crs=null.
+                param.get("schema", {}).pop("nullable", None)
+            for code, response in op.get("responses", {}).items():
+                content = response.get("content")
+                if code[:1] in ("4", "5") and content:
+                    # Errors are always JSON (api.errors), whatever the route's own media type.
+                    response["content"] = {"application/json": next(iter(content.values()))}
         if path.endswith("/items"):
             params = ops.get("get", {}).get("parameters", [])
             ops["get"]["parameters"] = [

@@ -6,6 +6,7 @@ from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -108,7 +109,8 @@ class Settings(BaseSettings):
                     "(e.g. 'https://command.example.gov'), wildcards are refused"
                 )
                 raise ValueError(msg)
-            if not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
                 msg = f"GEOGRID_CORS_ORIGINS has {origin!r}: write an origin as scheme://host[:port], no path"
                 raise ValueError(msg)
         return value

@@ -7,7 +7,9 @@ from fastapi.responses import HTMLResponse
 
 from api.auth import require_viewer
 from api.deps import CacheDep, SettingsDep, StoreDep
+from api.errors import ErrorBody
 from api.middleware import csp_nonce
+from api.routers.ogc import AUTH_ERRORS
 from geogrid.maps import grid_map, render_offline
 
 __all__ = ["ASSET_URL", "router"]
@@ -15,7 +17,12 @@ __all__ = ["ASSET_URL", "router"]
 ASSET_URL = "/static/vendor"
 """Where the app serves the vendored browser assets (``api/static/vendor``)."""
 
-router = APIRouter(prefix="/maps", tags=["maps"], dependencies=[Depends(require_viewer)])
+router = APIRouter(
+    prefix="/maps",
+    tags=["maps"],
+    dependencies=[Depends(require_viewer)],
+    responses={**AUTH_ERRORS, 503: {"model": ErrorBody, "description": "The store is unavailable"}},
+)
 
 
 @router.get("/grids", response_class=HTMLResponse, summary="Map of every grid level")

@@ -9,6 +9,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.auth import public, require_viewer
+from api.errors import ErrorBody
 
 __all__ = ["DOCS_CSP", "OpenAPIResponse", "docs_router", "router"]
 
@@ -38,6 +39,10 @@ def health() -> dict[str, str]:
 @router.get(
     "/openapi.json",
     dependencies=[Depends(require_viewer)],
+    responses={
+        401: {"model": ErrorBody, "description": "No or unknown API key"},
+        403: {"model": ErrorBody, "description": "The key's role may not do this"},
+    },
     summary="The API definition (OpenAPI 3.0)",
     response_model=dict[str, Any],
     response_class=OpenAPIResponse,

@@ -35,10 +35,16 @@ from api.features import (
 )
 from api.models import Collection, Collections, Conformance, Feature, FeatureCollection, LandingPage
 
-__all__ = ["GEOJSON", "OPENAPI_JSON", "GeoJSONResponse", "router"]
+__all__ = ["AUTH_ERRORS", "GEOJSON", "OPENAPI_JSON", "GeoJSONResponse", "router"]
 
 GEOJSON = "application/geo+json"
 OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or unknown API key"},
+    403: {"model": ErrorBody, "description": "The key's role may not do this"},
+}
+"""The responses every route behind a policy may give."""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid or unknown query parameter"},

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 from pathlib import Path
 
 import click
@@ -11,27 +13,57 @@ from tqdm import tqdm
 from geogrid.cli._common import handle_errors, main
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @main.command()
 @click.argument("store", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
 @click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
+@click.option(
+    "--api-keys",
+    envvar="GEOGRID_API_KEYS",
+    default="",
+    metavar="KEY:ROLE,...",
+    help="API keys and roles (viewer, planner, admin); default from GEOGRID_API_KEYS. "
+    "Without keys the server reads anonymously and binds to loopback only.",
+)
 @handle_errors
-def serve(store: Path | None, host: str, port: int) -> None:
+def serve(store: Path | None, host: str, port: int, api_keys: str) -> None:
     r"""Serve STORE (a GeoPackage) as maps and an API; with no STORE, the demo district.
 
     The demo district is built on first use into the user cache directory (a few
     seconds) and reused afterwards. Everything the pages need is served by geogrid
     itself: the maps work on networks with no internet.
 
+    Without API keys anyone who reaches the server may read, so it only binds to
+    loopback; an admin key is generated and printed for this run (as Jupyter
+    prints its token).
+
     \b
     Examples:
       geogrid serve                      the demo district on http://127.0.0.1:8000/
       geogrid serve city.gpkg --port 9000
+      GEOGRID_API_KEYS="k1:viewer,k2:admin" geogrid serve city.gpkg --host 0.0.0.0
     """
     import uvicorn
 
     from geogrid.demo import demo_store
 
+    keyed = bool(api_keys.strip())
+    if not keyed and not _is_loopback(host):
+        msg = (
+            f"refusing to serve on {host} without API keys: anyone on the network could read every layer. "
+            "Set GEOGRID_API_KEYS='key1:viewer,key2:admin' (or --api-keys), or bind to 127.0.0.1"
+        )
+        raise click.UsageError(msg)
     if store is not None and not store.exists():
         msg = f"{store} does not exist: build one with `geogrid demo {store}`"
         raise click.BadParameter(msg, param_hint="STORE")
@@ -40,5 +72,18 @@ def serve(store: Path | None, host: str, port: int) -> None:
             store = demo_store(progress=lambda _stage: bar.update(1))
     # The app reads its settings (GEOGRID_*) from the environment of the server process.
     os.environ["GEOGRID_STORE"] = str(store.resolve())
-    click.echo(f"geogrid: serving {store} on http://{host}:{port}/", err=True)
+    if keyed:
+        os.environ["GEOGRID_API_KEYS"] = api_keys
+        os.environ.pop("GEOGRID_LOCAL_ADMIN_KEY", None)
+    else:
+        admin_key = secrets.token_urlsafe(24)
+        os.environ["GEOGRID_LOCAL_ADMIN_KEY"] = admin_key
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"geogrid: serving {store} on http://{shown}:{port}/ (maps: http://{shown}:{port}/maps/grids)", err=True)
+    if not keyed:
+        click.echo(
+            "geogrid: no API keys configured: reading is open to this machine only.\n"
+            f"geogrid: admin key for this run:  Authorization: Bearer {admin_key}",
+            err=True,
+        )
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
