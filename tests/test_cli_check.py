@@ -121,3 +121,33 @@ def test_read_back_geojson_of_a_finding(tiny_grids, tmp_path):
     back = gpd.GeoDataFrame.from_features(features, crs="EPSG:4326")
     assert list(back["kind"]) == ["gap", "parent_not_tiled"]
     assert back.to_crs("EPSG:4548").area.iloc[0] == pytest.approx(doc["findings"][0]["area_m2"], rel=1e-6)
+
+
+def test_report_is_one_offline_page_with_every_finding_and_escaped_names(tiny_grids, tmp_path):
+    import re
+
+    g = tiny_grids[tiny_grids["grid_id"] != "G4"].copy()
+    evil = "<img src=x onerror=alert(1)>${x}`"
+    g.loc[g["grid_id"] == "S2", "grid_id"] = evil
+    g.loc[g["parent_id"] == "S2", "parent_id"] = evil
+    g.loc[g["grid_id"] == "G1", "name"] = "<script>alert(2)</script>"
+    src = tmp_path / "g.gpkg"
+    g.to_file(src, layer="grids")
+    report = tmp_path / "qa.html"
+    out = run(src, "--report", report)
+    assert out.returncode == 1, out.stderr
+    page = report.read_text(encoding="utf-8")
+    # Offline: Leaflet is inlined, and outside it the page names no other host at all.
+    leaflet = (ROOT / "api/static/vendor/leaflet-1.9.3/leaflet.js").read_text(encoding="utf-8")
+    assert leaflet in page
+    rest = page.replace(leaflet, "")
+    assert not re.search(r"https?:|//[a-z0-9.-]+\.[a-z]{2,}", rest, re.IGNORECASE)
+    # In Leaflet itself: the SVG namespace and the home-page link of its attribution, never a fetch.
+    assert set(re.findall(r"https?://[a-z0-9./-]+", leaflet)) == {"http://www.w3.org/2000/svg", "https://leafletjs.com"}
+    assert "<script src=" not in page and 'rel="stylesheet"' not in page
+    # Escaped: the raw payloads never appear, their escaped form does.
+    assert "<img src=x" not in page and "<script>alert(2)" not in page and "${x}" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;&#36;{x}&#96;" in page
+    # Every finding is in the table and on the map.
+    assert page.count("<tr><td class=num>") == 2  # the gap on level 2 and the untiled parent
+    assert "parent_not_tiled" in page and "gap (1)" in page
