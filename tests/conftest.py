@@ -78,3 +78,15 @@ def demo_grids():
     from geogrid.demo import build_demo
 
     return build_demo(seed=0, n_incidents=10, n_cameras=10).grids
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """A lighter demo district (seed 0, 20,000 incidents, 100 cameras) and its GeoPackage store (read-only)."""
+    from geogrid.demo import build_demo
+    from layers.store import GeoPackageStore
+
+    demo = build_demo(seed=0, n_incidents=20_000, n_cameras=100)
+    path = tmp_path_factory.mktemp("small_demo") / "small_demo.gpkg"
+    GeoPackageStore(path).write(demo.layers(), metadata=demo.metadata)
+    return demo, path

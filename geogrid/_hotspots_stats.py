@@ -1,0 +1,422 @@
+"""Array cores of the hot-spot statistics (private; the public front is :mod:`geogrid.hotspots`).
+
+Everything here works on numpy arrays and scipy sparse matrices: values per grid (or per
+grid × period), a binary neighbour matrix without its diagonal, and an integer seed. No
+geometry, no pandas.
+
+The conditional permutation engine reproduces esda's (``esda.crand``, non-numba path)
+draw for draw: the permuted neighbour ids come from ``RandomState(seed).choice(n - 1,
+max_card, replace=False)`` once per permutation and are shared by every site, site ``i``
+skipping itself. With the same seed it gives the same pseudo p-values as
+``esda.G_Local(star=True)`` and ``esda.Moran_Local``, but evaluates all sites of a chunk
+in one vectorised step instead of one Python iteration per site.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import stats
+
+__all__: list[str] = []
+
+# Bytes of scratch memory one chunk of the permutation engine may use.
+_CHUNK_BYTES = 64 * 2**20
+
+EHSA_CATEGORIES = (
+    "new hot spot",
+    "consecutive hot spot",
+    "intensifying hot spot",
+    "persistent hot spot",
+    "diminishing hot spot",
+    "sporadic hot spot",
+    "oscillating hot spot",
+    "historical hot spot",
+    "new cold spot",
+    "consecutive cold spot",
+    "intensifying cold spot",
+    "persistent cold spot",
+    "diminishing cold spot",
+    "sporadic cold spot",
+    "oscillating cold spot",
+    "historical cold spot",
+    "no pattern",
+)
+
+
+# -- weights -------------------------------------------------------------------------------
+def _binary_offdiag(adj: Any) -> sp.csr_array:
+    """Return ``adj`` as a binary CSR matrix without its diagonal."""
+    a = sp.csr_array(adj, dtype=np.float64)
+    n = a.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(a.indptr))
+    keep = (a.indices != rows) & (a.data != 0)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
+    # The neighbour order within a row is kept: it is the summation order of the spatial lag.
+    return sp.csr_array((np.ones(int(keep.sum())), a.indices[keep], indptr), shape=a.shape)
+
+
+# -- conditional permutations ------------------------------------------------------------------
+def _permuted_ids(n: int, max_card: int, permutations: int, seed: int) -> np.ndarray:
+    """Draw the neighbour ids of each permutation exactly as esda does (legacy Mersenne Twister)."""
+    rs = np.random.RandomState(seed)
+    out = np.empty((permutations, max_card), dtype=np.int64)
+    for k in range(permutations):
+        out[k] = rs.choice(n - 1, size=max_card, replace=False)
+    return out
+
+
+def _directed_p(observed: np.ndarray, larger: np.ndarray, permutations: int) -> np.ndarray:
+    """Esda's ``directed`` pseudo p: the tail the observed value lies in, ``(M + 1) / (R + 1)``."""
+    larger = larger.astype(np.int64)
+    low = (permutations - larger) < larger
+    larger = np.where(low, permutations - larger, larger)
+    return (larger + 1.0) / (permutations + 1.0)
+
+
+def _permute(
+    z: np.ndarray,
+    adj: sp.csr_array,
+    weights: np.ndarray,
+    self_weights: np.ndarray,
+    observed: np.ndarray,
+    permutations: int,
+    seed: int,
+    stat: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Count, per site, the permuted statistics ``>=`` the observed one (esda's conditional randomisation).
+
+    ``adj`` gives the neighbours (CSR, no diagonal), ``weights`` their weights in CSR
+    order; ``stat(lag, zi, self_w)`` turns the permuted weighted neighbour sums
+    ``(sites, permutations)`` into statistics. Sites without neighbours get ``-1``.
+    """
+    n = z.shape[0]
+    card = np.diff(adj.indptr)
+    max_card = int(card.max()) if n else 0
+    larger = np.full(n, -1, dtype=np.int64)
+    if max_card == 0 or permutations == 0:
+        return larger
+    pids = _permuted_ids(n, max_card, permutations, seed)
+    # Sites are taken in groups of equal cardinality c, so that each site's permuted lag is
+    # the same BLAS product as esda's ``zrand @ other_weights`` ((R, c) @ (c,)): equal
+    # rounding, hence equal decisions on ties (common with counts).
+    for c in np.unique(card[card > 0]):
+        group = np.flatnonzero(card == c)
+        wc = weights[adj.indptr[group][:, None] + np.arange(c)[None, :]]
+        p_c = pids[:, :c]
+        chunk = max(1, _CHUNK_BYTES // (8 * 3 * permutations * int(c)))
+        for start in range(0, group.size, chunk):
+            s = group[start : start + chunk]
+            # z without site i, indexed by the permuted ids: z[p + (p >= i)].
+            idx = p_c[None, :, :] + (p_c[None, :, :] >= s[:, None, None])
+            lag = np.matmul(z[idx], wc[start : start + chunk, :, None])[..., 0]
+            rstats = stat(lag, z[s][:, None], self_weights[s][:, None])
+            larger[s] = (rstats >= observed[s][:, None]).sum(axis=1)
+    return larger
+
+
+# -- Getis–Ord Gi* ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _GiStar:
+    g: np.ndarray
+    z: np.ndarray
+    p_sim: np.ndarray
+    p_norm: np.ndarray
+    islands: np.ndarray
+
+
+def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) -> _GiStar:
+    """Gi* with binary weights and a self-weight of 1, as ``esda.G_Local(y, w, transform="B", star=True)``."""
+    y = np.asarray(y, dtype=np.float64)
+    n = y.size
+    adj = _binary_offdiag(adj)
+    w_star = sp.csr_array(adj + sp.eye_array(n, format="csr"))
+    ysum = y.sum()
+    g = (w_star @ y) / ysum
+    mean = ysum / n
+    var = (y**2).sum() / n - mean**2
+    card = np.asarray(w_star.sum(axis=1)).ravel()
+    expected = card / n
+    expected_var = card * (n - card)
+    expected_var = expected_var / (n - 1)
+    expected_var = expected_var * (1 / n**2)
+    expected_var = expected_var * (var / mean**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (g - expected) / np.sqrt(expected_var)
+    p_norm = stats.norm.sf(np.abs(z))
+    islands = np.diff(adj.indptr) == 0
+    if permutations:
+
+        def stat(lag: np.ndarray, zi: np.ndarray, self_w: np.ndarray) -> np.ndarray:
+            return (lag + self_w * zi) / ysum
+
+        larger = _permute(y, adj, adj.data, np.ones(n), g, permutations, seed, stat)
+        p_sim = _directed_p(g, larger, permutations)
+        p_sim[islands] = np.nan
+    else:
+        p_sim = np.full(n, np.nan)
+    return _GiStar(g=g, z=z, p_sim=p_sim, p_norm=p_norm, islands=islands)
+
+
+# -- Local Moran's I --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _LocalMoran:
+    i: np.ndarray
+    q: np.ndarray
+    p_sim: np.ndarray
+    z_sim: np.ndarray
+
+
+def _local_moran(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) -> _LocalMoran:
+    """Local Moran's I with row-standardised weights, as ``esda.Moran_Local(y, w, transformation="r")``.
+
+    ``q``: 1 HH, 2 LH, 3 LL, 4 HL (esda's quadrants).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = y.size
+    adj = _binary_offdiag(adj)
+    card = np.diff(adj.indptr)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (y - y.mean()) / y.std()
+        row_w = np.repeat(1.0 / np.maximum(card, 1), card)
+    w_r = sp.csr_array((row_w, adj.indices, adj.indptr), shape=adj.shape)
+    lag = w_r @ z
+    den = (z * z).sum()
+    local_i = (n - 1) * z * lag / den
+    zp, lp = z > 0, lag > 0
+    q = np.select([zp & lp, ~zp & lp, ~zp & ~lp], [1, 2, 3], 4)
+    islands = card == 0
+    if permutations:
+        scaling = (n - 1) / den
+
+        def stat(lagp: np.ndarray, zi: np.ndarray, self_w: np.ndarray) -> np.ndarray:
+            return zi * (lagp + self_w * zi) * scaling
+
+        larger = _permute(z, adj, row_w, np.zeros(n), local_i, permutations, seed, stat)
+        p_sim = _directed_p(local_i, larger, permutations)
+        p_sim[islands] = np.nan
+    else:
+        p_sim = np.full(n, np.nan)
+    return _LocalMoran(i=local_i, q=q, p_sim=p_sim, z_sim=np.full(n, np.nan))
+
+
+# -- multiple testing and bins -------------------------------------------------------------------
+def _fdr_bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values); NaN stays NaN and is not counted."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pv = p[ok]
+    order = np.argsort(pv, kind="stable")
+    ranked = pv[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    adj = np.empty(m)
+    adj[order] = np.minimum(q, 1.0)
+    out[ok] = adj
+    return out
+
+
+def _gi_bin(z: np.ndarray, p_two_sided: np.ndarray) -> np.ndarray:
+    """ArcGIS Gi_Bin: ±3 at p < 0.01, ±2 at p < 0.05, ±1 at p < 0.10 (sign of z), else 0."""
+    level = np.select([p_two_sided < 0.01, p_two_sided < 0.05, p_two_sided < 0.10], [3, 2, 1], 0)
+    return (np.sign(np.nan_to_num(z)) * level).astype(np.int8)
+
+
+def _two_sided(p_directed: np.ndarray) -> np.ndarray:
+    """Two-sided p from a one-tailed (directed / folded-normal) p: ``min(1, 2 p)``."""
+    return np.minimum(1.0, 2.0 * p_directed)
+
+
+# -- Mann–Kendall -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _MannKendall:
+    s: np.ndarray
+    var_s: np.ndarray
+    z: np.ndarray
+    p: np.ndarray
+    tau: np.ndarray
+
+
+def _mann_kendall(x: np.ndarray) -> _MannKendall:
+    """Mann–Kendall trend test of each row of ``x`` (rows: series, columns: time), ties corrected.
+
+    ``S = Σ_{i<j} sign(x_j − x_i)``; ``Var S = [n(n−1)(2n+5) − Σ t(t−1)(2t+5)] / 18`` over tie
+    groups of size ``t``; ``Z = (S − sign S) / √Var S`` (continuity correction); two-sided
+    ``p = 2 (1 − Φ(|Z|))``; ``tau = S / (n(n−1)/2)``. The same as ``pymannkendall.original_test``.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    m, n = x.shape
+    s = np.zeros(m)
+    for k in range(n - 1):
+        s += np.sign(x[:, k + 1 :] - x[:, k : k + 1]).sum(axis=1)
+    xs = np.sort(x, axis=1)
+    ties = np.zeros(m)
+    for r in range(m):
+        _, counts = np.unique(xs[r], return_counts=True)
+        t = counts[counts > 1].astype(np.float64)
+        ties[r] = (t * (t - 1) * (2 * t + 5)).sum()
+    var_s = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(var_s > 0, (s - np.sign(s)) / np.sqrt(var_s), 0.0)
+    p = 2 * stats.norm.sf(np.abs(z))
+    tau = s / (0.5 * n * (n - 1)) if n > 1 else np.zeros(m)
+    return _MannKendall(s=s, var_s=var_s, z=z, p=p, tau=tau)
+
+
+# -- emerging hot spots -------------------------------------------------------------------------
+def _space_time_adjacency(adj: sp.csr_array, n_periods: int, time_lag: int) -> sp.csr_array:
+    """Neighbours in the cube (node ``g * T + t``): spatial neighbours and self, at ``t - time_lag .. t``."""
+    n = adj.shape[0]
+    spatial = sp.csr_array(_binary_offdiag(adj) + sp.eye_array(n, format="csr"))
+    t = np.arange(n_periods)
+    lag = (t[:, None] - t[None, :] >= 0) & (t[:, None] - t[None, :] <= time_lag)
+    cube = sp.kron(spatial, sp.csr_array(lag.astype(np.float64)), format="csr")
+    return _binary_offdiag(cube)
+
+
+def _classify_ehsa(
+    hot: np.ndarray,
+    cold: np.ndarray,
+    trend_z: np.ndarray,
+    trend_p: np.ndarray,
+    *,
+    min_share: float,
+    alpha: float,
+    strict: bool = False,
+) -> np.ndarray:
+    """ArcGIS's emerging-hot-spot categories per row (rows: locations, columns: periods, oldest first)."""
+    m, t = hot.shape
+    out = np.full(m, "no pattern", dtype=object)
+    up = (trend_p < alpha) & (trend_z > 0)
+    down = (trend_p < alpha) & (trend_z < 0)
+    for kind, this, other, rising, falling in (
+        ("hot spot", hot, cold, up, down),
+        ("cold spot", cold, hot, down, up),
+    ):
+        for r in range(m):
+            if out[r] != "no pattern":
+                continue
+            h = this[r]
+            share = h.mean()
+            last = bool(h[-1])
+            if share >= min_share:
+                if not last:
+                    out[r] = f"historical {kind}"
+                elif rising[r]:
+                    out[r] = f"intensifying {kind}"
+                elif falling[r]:
+                    out[r] = f"diminishing {kind}"
+                else:
+                    out[r] = f"persistent {kind}"
+                continue
+            if not last:
+                if not strict and falling[r] and _longest_run(h) >= 2:
+                    out[r] = f"historical {kind}"
+                continue
+            before = h[:-1]
+            if not before.any():
+                out[r] = f"new {kind}"
+                continue
+            run = t - (np.flatnonzero(~h)[-1] + 1) if (~h).any() else t
+            if run >= 2 and not h[: t - run].any():
+                out[r] = f"consecutive {kind}"
+            elif other[r, :-1].any():
+                out[r] = f"oscillating {kind}"
+            else:
+                out[r] = f"sporadic {kind}"
+    return out
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    """Length of the longest run of True."""
+    best = run = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+# -- Knox -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Knox:
+    n: int
+    ns: int
+    nt: int
+    nst: int
+    expected: float
+    p_poisson: float
+    p_sim: float
+    sim: np.ndarray
+
+
+def _knox(xy: np.ndarray, t: np.ndarray, *, distance: float, interval: float, permutations: int, seed: int) -> _Knox:
+    """Knox test: pairs close in space (``<= distance``) and time (``<= interval``), times permuted."""
+    from scipy.spatial import cKDTree
+
+    n = xy.shape[0]
+    pairs = cKDTree(xy).query_pairs(r=distance, output_type="ndarray") if n > 1 else np.empty((0, 2), np.int64)
+    i, j = pairs[:, 0], pairs[:, 1]
+    ns = int(i.size)
+    ts = np.sort(t)
+    # temporal pairs: for each event, the events after it (in sorted order) within the interval
+    nt = int((np.searchsorted(ts, ts + interval, side="right") - np.arange(n) - 1).sum())
+    nst = int((np.abs(t[i] - t[j]) <= interval).sum())
+    n_pairs = n * (n - 1) / 2
+    expected = ns * nt / n_pairs if n_pairs else math.nan
+    p_poisson = float(1 - stats.poisson.cdf(nst, expected)) if n_pairs else math.nan
+    rng = np.random.default_rng(seed)
+    sim = np.empty(permutations, dtype=np.int64)
+    for k in range(permutations):
+        tp = t[rng.permutation(n)]
+        sim[k] = int((np.abs(tp[i] - tp[j]) <= interval).sum())
+    p_sim = float(((sim >= nst).sum() + 1) / (permutations + 1)) if permutations else math.nan
+    return _Knox(n=n, ns=ns, nt=nt, nst=nst, expected=expected, p_poisson=p_poisson, p_sim=p_sim, sim=sim)
+
+
+# -- kernel density ---------------------------------------------------------------------------------
+def _scott_bandwidth(xy: np.ndarray) -> float:
+    """Scott's rule in 2-D, ``h = n^(-1/6) · √((σx² + σy²)/2)`` (Silverman's rule is the same in 2-D)."""
+    n = xy.shape[0]
+    sd = math.sqrt(0.5 * (xy[:, 0].var(ddof=1) + xy[:, 1].var(ddof=1)))
+    return float(sd * n ** (-1 / 6))
+
+
+def _kde_grid(
+    xy: np.ndarray, bandwidth: float, cell: float, bounds: tuple[float, float, float, float] | None
+) -> tuple[np.ndarray, tuple[float, float, float, float, float, float]]:
+    """Gaussian kernel density on square cells (points per km²), rows north to south.
+
+    The points are binned on the cells, then smoothed with a Gaussian of standard
+    deviation ``bandwidth`` (truncated at 4 σ). Returns the array and its affine
+    transform ``(a, b, c, d, e, f)`` as rasterio/GDAL use it: ``x = a·col + b·row + c``,
+    ``y = d·col + e·row + f``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if bounds is None:
+        pad = 4 * bandwidth + cell
+        x0, y0 = xy.min(axis=0) - pad
+        x1, y1 = xy.max(axis=0) + pad
+    else:
+        x0, y0, x1, y1 = bounds
+    x0 = math.floor(x0 / cell) * cell
+    y0 = math.floor(y0 / cell) * cell
+    nx = max(1, math.ceil((x1 - x0) / cell))
+    ny = max(1, math.ceil((y1 - y0) / cell))
+    y_top = y0 + ny * cell
+    col = np.floor((xy[:, 0] - x0) / cell).astype(np.int64)
+    row = np.floor((y_top - xy[:, 1]) / cell).astype(np.int64)
+    ok = (col >= 0) & (col < nx) & (row >= 0) & (row < ny)
+    counts = np.zeros((ny, nx))
+    np.add.at(counts, (row[ok], col[ok]), 1.0)
+    dens = gaussian_filter(counts, sigma=bandwidth / cell, mode="constant", truncate=4.0)
+    dens *= 1e6 / (cell * cell)  # points per km²
+    return dens, (cell, 0.0, x0, 0.0, -cell, y_top)

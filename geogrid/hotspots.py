@@ -1,0 +1,721 @@
+"""Hot spots that hold up: Gi*, local Moran, kernel density, emerging hot spots, Knox.
+
+Each analysis has a pure core on arrays (``geogrid._hotspots_stats``) and an adapter on
+grid and incident layers here. Results are GeoDataFrames keyed by ``grid_id`` that keep
+the grids' index and CRS.
+
+Inference. Local statistics use esda's conditional permutation scheme, reproduced draw
+for draw (no numba needed, none used): with the same ``seed`` the pseudo p-values equal
+``esda.G_Local(star=True)`` / ``esda.Moran_Local``'s ``p_sim`` (esda's default
+"directed" alternative: the tail the observed value lies in, ``(M + 1) / (R + 1)``).
+Maps need a two-sided statement, so ``p_fdr`` is the Benjamini–Hochberg adjustment of
+the two-sided ``min(1, 2 p)`` over all grids, and ``bin`` is ArcGIS's Gi_Bin on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import geopandas as gpd
+import shapely
+from pyproj import CRS
+
+from geogrid import _hotspots_data as _data
+from geogrid import _hotspots_stats as _st
+from geogrid._hotspots_data import DEFAULT_TZ, Weights
+
+__all__ = [
+    "EHSA_CATEGORIES",
+    "KernelDensity",
+    "KnoxResult",
+    "adjust_fdr",
+    "closing_time_hotspots",
+    "emerging_hotspots",
+    "gi_star",
+    "incident_hotspots",
+    "kernel_density",
+    "knox_test",
+    "local_moran",
+    "mann_kendall",
+]
+
+EHSA_CATEGORIES: tuple[str, ...] = _st.EHSA_CATEGORIES
+"""The emerging-hot-spot categories, hot then cold, then ``"no pattern"``."""
+
+_QUADRANTS = {1: "HH", 2: "LH", 3: "LL", 4: "HL"}
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def adjust_fdr(p: Any) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values) controlling the false-discovery rate.
+
+    Parameters
+    ----------
+    p
+        p-values; NaN entries stay NaN and are not counted as tests.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``q_(i) = min_{j >= i} p_(j) m / j`` in the original order, capped at 1. Reject
+        where ``q <= alpha`` to control the FDR at ``alpha``.
+
+    Examples
+    --------
+    >>> adjust_fdr([0.01, 0.04, 0.03, 0.5]).round(3).tolist()
+    [0.04, 0.053, 0.053, 0.5]
+    """
+    return _st._fdr_bh(np.asarray(p, dtype=np.float64))
+
+
+def mann_kendall(x: Any) -> pd.DataFrame:
+    """Mann–Kendall trend test of each series (rows of ``x``; time along columns).
+
+    ``S = Σ_{i<j} sign(x_j − x_i)``; ``Var S`` corrected for ties; ``z = (S − sign S) / √Var S``;
+    two-sided ``p``; ``tau = S / (n(n−1)/2)``. Agrees with ``pymannkendall.original_test``.
+
+    Parameters
+    ----------
+    x
+        One series (1-D) or one per row (2-D), oldest first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per series: ``s``, ``var_s``, ``z``, ``p``, ``tau``, ``trend``
+        (``"increasing"`` / ``"decreasing"`` at p < 0.05, else ``"no trend"``).
+
+    Examples
+    --------
+    >>> mann_kendall([1, 2, 3, 4, 5, 7, 6, 8])[["s", "trend"]].values.tolist()
+    [[26.0, 'increasing']]
+    """
+    r = _st._mann_kendall(np.asarray(x, dtype=np.float64))
+    trend = np.where(r.p < 0.05, np.where(r.z > 0, "increasing", "decreasing"), "no trend")
+    return pd.DataFrame({"s": r.s, "var_s": r.var_s, "z": r.z, "p": r.p, "tau": r.tau, "trend": trend})
+
+
+def _frame(grids: gpd.GeoDataFrame, columns: dict[str, Any]) -> gpd.GeoDataFrame:
+    base = {"grid_id": grids["grid_id"].to_numpy(), "level": grids["level"].to_numpy()}
+    return gpd.GeoDataFrame({**base, **columns}, geometry=grids.geometry.values, index=grids.index, crs=grids.crs)
+
+
+def _subset(adj: Any, ok: np.ndarray) -> Any:
+    return adj[ok][:, ok] if not ok.all() else adj
+
+
+# -- Gi* -------------------------------------------------------------------------------------------
+def gi_star(
+    values: Any,
+    grids: gpd.GeoDataFrame,
+    *,
+    weights: Weights = "queen",
+    permutations: int = 999,
+    seed: int = 0,
+    fdr: float | None = 0.05,
+    metric_crs: object = None,
+) -> gpd.GeoDataFrame:
+    """Getis–Ord Gi* hot and cold spots of a value per grid, with permutation inference and FDR.
+
+    Binary weights with the grid itself included (Gi*, as ArcGIS and
+    ``esda.G_Local(y, w, transform="B", star=True)``). Grids whose value is NaN are left
+    out of the analysis (and of their neighbours' neighbourhoods) and get NaN results.
+
+    Parameters
+    ----------
+    values
+        One number per grid: a Series on the grids' index or on ``grid_id`` (its name
+        becomes the column name), or a sequence in the grids' order.
+    grids
+        Grids of one level (``grid_id``, ``level``, polygons).
+    weights
+        ``"queen"`` (shared vertex), ``"rook"`` (shared edge), a distance band in metres
+        between centroids (measured in ``metric_crs``), or a libpysal ``W``/``Graph`` /
+        sparse matrix in the grids' order.
+    permutations
+        Conditional permutations for the pseudo p-value ``p`` (0: none, ``p`` is NaN
+        and ``p_fdr``/``bin`` use ``p_norm``).
+    seed
+        Seed of the permutations (esda's draw: the same seed gives esda's ``p_sim``).
+    fdr
+        False-discovery rate: ``bin`` is computed on ``p_fdr`` and ``significant`` is
+        ``p_fdr <= fdr``. None: ``bin`` on the uncorrected two-sided p, ``significant``
+        at 0.05.
+    metric_crs
+        CRS for distance bands; default: the layer's own if projected, else the
+        CGCS2000 Gauss–Krüger zone (China) or UTM zone of the grids' centre.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        On the grids' index and CRS: ``grid_id``, ``level``, the value column, ``z``
+        (Gi* z-score), ``p`` (permutation pseudo-p, esda's directed one-tailed), ``p_norm``
+        (one-tailed normal p of z, as esda), ``p_fdr`` (BH-adjusted two-sided p), ``bin``
+        (Gi_Bin: +3/+2/+1 hot at 99/95/90 %, −1…−3 cold, 0 not significant),
+        ``significant`` and the geometry.
+
+    Raises
+    ------
+    ValueError
+        ``grids`` holds several levels, values do not match the grids, bad weights.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> cells = [shapely.box(x, y, x + 1, y + 1) for y in range(5) for x in range(5)]
+    >>> g = gpd.GeoDataFrame({"grid_id": [f"g{i}" for i in range(25)], "level": 3}, geometry=cells, crs=3857)
+    >>> counts = [9 if i in (0, 1, 5, 6) else 1 for i in range(25)]
+    >>> r = gi_star(counts, g, permutations=99, seed=0)
+    >>> round(float(r.loc[0, "z"]), 1), int(r.loc[0, "bin"])
+    (4.9, 2)
+    """
+    grids = _data._one_level(grids)
+    y, name = _data._values_for(values, grids)
+    adj = _data._weights_matrix(grids, weights, metric_crs)
+    ok = ~np.isnan(y)
+    n = len(grids)
+    z = np.full(n, np.nan)
+    p = np.full(n, np.nan)
+    p_norm = np.full(n, np.nan)
+    if ok.sum() >= 3:
+        r = _st._gi_star(y[ok], _subset(adj, ok), permutations=permutations, seed=seed)
+        z[ok], p[ok], p_norm[ok] = r.z, r.p_sim, r.p_norm
+    two = _st._two_sided(p if permutations else p_norm)
+    p_fdr = _st._fdr_bh(two)
+    basis = p_fdr if fdr is not None else two
+    out = _frame(
+        grids,
+        {
+            name: y,
+            "z": z,
+            "p": p,
+            "p_norm": p_norm,
+            "p_fdr": p_fdr,
+            "bin": _st._gi_bin(z, basis),
+            "significant": basis <= (0.05 if fdr is None else fdr),
+        },
+    )
+    return out
+
+
+def local_moran(
+    values: Any,
+    grids: gpd.GeoDataFrame,
+    *,
+    weights: Weights = "queen",
+    permutations: int = 999,
+    seed: int = 0,
+    fdr: float | None = 0.05,
+    metric_crs: object = None,
+) -> gpd.GeoDataFrame:
+    """Local Moran's I clusters (HH, LL) and outliers (HL, LH) with permutation significance.
+
+    Row-standardised weights, as ``esda.Moran_Local(y, w, transformation="r")``; the same
+    seed gives esda's ``p_sim``.
+
+    Parameters
+    ----------
+    values, grids, weights, permutations, seed, metric_crs
+        As in :func:`gi_star`.
+    fdr
+        A grid is in a cluster when ``p_fdr <= fdr`` (BH over the two-sided ``min(1, 2p)``);
+        None: when the uncorrected two-sided p <= 0.05.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        ``grid_id``, ``level``, the value, ``i`` (local I), ``quadrant`` (HH high among
+        high, LH low among high, LL, HL), ``p`` (esda's directed pseudo-p), ``p_fdr``,
+        ``cluster`` (the quadrant where significant, else ``"not significant"``).
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> cells = [shapely.box(x, y, x + 1, y + 1) for y in range(5) for x in range(5)]
+    >>> g = gpd.GeoDataFrame({"grid_id": [f"g{i}" for i in range(25)], "level": 3}, geometry=cells, crs=3857)
+    >>> r = local_moran([9 if i in (0, 1, 5, 6) else 1 for i in range(25)], g, permutations=99)
+    >>> r.loc[0, "quadrant"]
+    'HH'
+    """
+    grids = _data._one_level(grids)
+    y, name = _data._values_for(values, grids)
+    adj = _data._weights_matrix(grids, weights, metric_crs)
+    ok = ~np.isnan(y)
+    n = len(grids)
+    local_i = np.full(n, np.nan)
+    p = np.full(n, np.nan)
+    quadrant = np.full(n, None, dtype=object)
+    if ok.sum() >= 3:
+        r = _st._local_moran(y[ok], _subset(adj, ok), permutations=permutations, seed=seed)
+        local_i[ok], p[ok] = r.i, r.p_sim
+        quadrant[ok] = [_QUADRANTS[int(q)] for q in r.q]
+    two = _st._two_sided(p)
+    p_fdr = _st._fdr_bh(two)
+    basis = p_fdr if fdr is not None else two
+    sig = basis <= (0.05 if fdr is None else fdr)
+    cluster = np.where(sig, quadrant, "not significant")
+    return _frame(grids, {name: y, "i": local_i, "quadrant": quadrant, "p": p, "p_fdr": p_fdr, "cluster": cluster})
+
+
+# -- incidents per grid ------------------------------------------------------------------------------
+def incident_hotspots(
+    incidents: gpd.GeoDataFrame,
+    grids: gpd.GeoDataFrame,
+    *,
+    level: int | None = None,
+    category: str | Sequence[str] | None = None,
+    since: Any = None,
+    until: Any = None,
+    tz: str = DEFAULT_TZ,
+    weights: Weights = "queen",
+    permutations: int = 999,
+    seed: int = 0,
+    fdr: float | None = 0.05,
+) -> gpd.GeoDataFrame:
+    """Gi* hot spots of incident counts per grid of one level.
+
+    Incidents are counted in the grid that holds them (points outside every grid are
+    not counted); grids with none count 0. Then :func:`gi_star` on the counts.
+
+    Parameters
+    ----------
+    incidents, grids
+        Incident and grid layers in one CRS.
+    level
+        The grid level (default: the finest).
+    category, since, until, tz
+        Filters: categories; reported from ``since`` to ``until``, both inclusive, dates
+        being whole days in ``tz`` (default Asia/Shanghai).
+    weights, permutations, seed, fdr
+        As in :func:`gi_star`.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        :func:`gi_star`'s columns with the value column ``count``.
+    """
+    level = int(grids["level"].max()) if level is None else level
+    g = _data._one_level(grids, level)
+    inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz)
+    pos = _data._assign(inc, g)
+    counts = np.bincount(pos[pos >= 0], minlength=len(g)).astype(np.float64)
+    return gi_star(
+        pd.Series(counts, index=g.index, name="count"),
+        g,
+        weights=weights,
+        permutations=permutations,
+        seed=seed,
+        fdr=fdr,
+    )
+
+
+def closing_time_hotspots(
+    incidents: gpd.GeoDataFrame,
+    grids: gpd.GeoDataFrame,
+    *,
+    level: int | None = None,
+    min_closed: int = 5,
+    category: str | Sequence[str] | None = None,
+    since: Any = None,
+    until: Any = None,
+    tz: str = DEFAULT_TZ,
+    weights: Weights = "queen",
+    permutations: int = 999,
+    seed: int = 0,
+    fdr: float | None = 0.05,
+) -> gpd.GeoDataFrame:
+    """Gi* hot spots of the median hours to close per grid: where incidents stay open long.
+
+    Parameters
+    ----------
+    incidents, grids, level, category, since, until, tz, weights, permutations, seed, fdr
+        As in :func:`incident_hotspots`.
+    min_closed
+        Grids with fewer closed incidents get NaN (a median of a handful is noise) and
+        are left out of the analysis.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        :func:`gi_star`'s columns with ``median_hours_to_close`` and ``closed`` (count).
+        A hot spot (bin > 0) is a cluster of slow closing.
+    """
+    level = int(grids["level"].max()) if level is None else level
+    g = _data._one_level(grids, level)
+    inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz)
+    if "closed_at" not in inc.columns:
+        msg = "lacks the column 'closed_at'"
+        raise _data._schema_error(msg, source="incidents")
+    closed = inc[inc["closed_at"].notna().to_numpy()]
+    pos = _data._assign(closed, g)
+    hours = ((closed["closed_at"] - closed["reported_at"]).dt.total_seconds() / 3600).to_numpy()
+    df = pd.DataFrame({"pos": pos, "h": hours})[pos >= 0]
+    agg = df.groupby("pos")["h"].agg(["median", "size"])
+    n_closed = np.zeros(len(g))
+    n_closed[agg.index.to_numpy()] = agg["size"].to_numpy()
+    med = np.full(len(g), np.nan)
+    med[agg.index.to_numpy()] = agg["median"].to_numpy()
+    med[n_closed < min_closed] = np.nan
+    out = gi_star(
+        pd.Series(med, index=g.index, name="median_hours_to_close"),
+        g,
+        weights=weights,
+        permutations=permutations,
+        seed=seed,
+        fdr=fdr,
+    )
+    out.insert(3, "closed", n_closed.astype(np.int64))
+    return out
+
+
+# -- emerging hot spots -----------------------------------------------------------------------------
+def emerging_hotspots(
+    incidents: gpd.GeoDataFrame,
+    grids: gpd.GeoDataFrame,
+    *,
+    level: int | None = None,
+    period: str = "M",
+    time_lag: int = 1,
+    weights: Weights = "queen",
+    alpha: float = 0.05,
+    fdr: bool = True,
+    min_share: float = 0.9,
+    strict: bool = False,
+    category: str | Sequence[str] | None = None,
+    since: Any = None,
+    until: Any = None,
+    tz: str = DEFAULT_TZ,
+) -> gpd.GeoDataFrame:
+    """Emerging hot-spot analysis on a space-time cube of incident counts (grid × period).
+
+    The cube. Incidents are counted per grid and period (``"M"`` month, ``"W"`` week,
+    ``"Q"``, ``"D"``, in local time ``tz``), every period from the first to the last
+    included; periods the time window (``since``–``until``, default: the days from the
+    first to the last report) covers only in part are left out, so that a half-empty
+    last week does not read as a hot spot ending. Gi* is computed for every bin over the whole cube (its mean and variance),
+    with binary space-time neighbours as ArcGIS does: the bin itself, the spatial
+    neighbours (``weights``) in the same period, and the grid and its neighbours in the
+    ``time_lag`` preceding periods. A bin is a hot (cold) spot when z > 0 (< 0) and its
+    two-sided normal p — Benjamini–Hochberg adjusted over all bins when ``fdr`` — is
+    below ``alpha``. The trend of each grid is a Mann–Kendall test of its Gi* z-scores
+    over time (significant at ``alpha``).
+
+    The categories (ArcGIS's definitions; "90 %" is ``min_share``), for hot spots —
+    cold spots mirror them:
+
+    - **new**: hot in the final period, never hot before;
+    - **consecutive**: an uninterrupted run of at least two hot periods ending in the final
+      one, never hot before the run, hot in less than 90 % of the periods;
+    - **intensifying**: hot in at least 90 % of the periods including the final one,
+      z-scores rising (Mann–Kendall);
+    - **persistent**: hot in at least 90 % including the final one, no significant trend;
+    - **diminishing**: hot in at least 90 % including the final one, z-scores falling;
+    - **sporadic**: hot in the final period, on and off before, hot in less than 90 %, never
+      a cold spot;
+    - **oscillating**: hot in the final period, a cold spot in some earlier period, hot in
+      less than 90 %;
+    - **historical**: not hot in the final period, hot in at least 90 % of the periods;
+    - **no pattern**: none of these.
+
+    One addition to ArcGIS (off with ``strict=True``): a grid that ArcGIS leaves as "no
+    pattern" although it was hot in an uninterrupted run of at least two periods, is not
+    hot in the final period and whose z-scores fall significantly (Mann–Kendall) is a
+    **historical** hot spot too. ArcGIS calls a hot spot historical only if it was hot in
+    90 % of the periods, so a hot spot that lived for the first half of the year and
+    then ended — the case a planner asks about — would otherwise show no pattern.
+
+    Parameters
+    ----------
+    incidents, grids, level, category, since, until, tz, weights
+        As in :func:`incident_hotspots`.
+    period
+        Length of a time step: ``"M"``, ``"W"``, ``"Q"`` or ``"D"``.
+    time_lag
+        Preceding periods in a bin's neighbourhood (ArcGIS's neighbourhood time step; 0:
+        each period on its own).
+    alpha
+        Significance level of the bins and of the trend.
+    fdr
+        Adjust the bins' p-values for the false-discovery rate (Benjamini–Hochberg).
+    min_share
+        ArcGIS's 90 %: the share of hot periods that makes a hot spot persistent,
+        intensifying, diminishing or historical.
+    strict
+        ArcGIS's rules only, without the addition for ended hot spots.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Per grid: ``grid_id``, ``level``, ``count`` (total), ``pattern`` (the category),
+        ``hot_periods``, ``cold_periods``, ``history`` (one character per period, oldest
+        first: ``H`` hot, ``C`` cold, ``.`` neither), ``trend_z``, ``trend_p``,
+        ``trend_tau`` (Mann–Kendall on the Gi* z-scores), ``count_trend_tau`` and
+        ``count_trend_p`` (Mann–Kendall on the counts). ``attrs["periods"]`` lists the
+        periods.
+    """
+    level = int(grids["level"].max()) if level is None else level
+    g = _data._one_level(grids, level)
+    if time_lag < 0:
+        msg = f"time_lag must be >= 0, got {time_lag}"
+        raise ValueError(msg)
+    if not 0 < min_share <= 1:
+        msg = f"min_share must be in (0, 1], got {min_share}"
+        raise ValueError(msg)
+    inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz)
+    pos = _data._assign(inc, g)
+    per = _data._periods(inc["reported_at"], period, tz)
+    span = _data._whole_periods(inc["reported_at"], period, tz, since, until)
+    counts, axis = _data._cube(pos, per, len(g), span)
+    n, t = counts.shape
+    if t < 3:
+        msg = f"the cube has {t} period(s); emerging hot spots need at least 3: widen the window or use period='W'"
+        raise ValueError(msg)
+    adj = _data._weights_matrix(g, weights, None)
+    cube_adj = _st._space_time_adjacency(adj, t, time_lag)
+    r = _st._gi_star(counts.ravel(), cube_adj, permutations=0, seed=0)
+    z = r.z.reshape(n, t)
+    p2 = _st._two_sided(r.p_norm)
+    p_use = (_st._fdr_bh(p2) if fdr else p2).reshape(n, t)
+    sig = p_use < alpha
+    hot, cold = sig & (z > 0), sig & (z < 0)
+    mk = _st._mann_kendall(np.nan_to_num(z))
+    mk_counts = _st._mann_kendall(counts)
+    pattern = _st._classify_ehsa(hot, cold, mk.z, mk.p, min_share=min_share, alpha=alpha, strict=strict)
+    history = np.where(hot, "H", np.where(cold, "C", "."))
+    out = _frame(
+        g,
+        {
+            "count": counts.sum(axis=1).astype(np.int64),
+            "pattern": pattern,
+            "hot_periods": hot.sum(axis=1),
+            "cold_periods": cold.sum(axis=1),
+            "history": ["".join(row) for row in history],
+            "trend_z": mk.z,
+            "trend_p": mk.p,
+            "trend_tau": mk.tau,
+            "count_trend_tau": mk_counts.tau,
+            "count_trend_p": mk_counts.p,
+        },
+    )
+    out.attrs["periods"] = [str(p) for p in axis]
+    return out
+
+
+# -- Knox ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KnoxResult:
+    """The Knox test of space-time interaction (near repeats).
+
+    Attributes
+    ----------
+    n
+        Events tested.
+    space_pairs, time_pairs, space_time_pairs
+        Pairs close in space, in time, and in both (the Knox statistic).
+    expected
+        Expected ``space_time_pairs`` if space and time were independent.
+    ratio
+        ``space_time_pairs / expected`` (> 1: near repeats).
+    p
+        Permutation pseudo-p (one-sided, ``(M + 1) / (R + 1)``, times shuffled).
+    p_poisson
+        One-sided Poisson approximation.
+    distance_m, days, metric_crs
+        The thresholds and the CRS the distances were measured in.
+    """
+
+    n: int
+    space_pairs: int
+    time_pairs: int
+    space_time_pairs: int
+    expected: float
+    ratio: float
+    p: float
+    p_poisson: float
+    distance_m: float
+    days: float
+    metric_crs: str
+
+
+def knox_test(
+    incidents: gpd.GeoDataFrame,
+    *,
+    distance_m: float,
+    days: float,
+    permutations: int = 999,
+    seed: int = 0,
+    category: str | Sequence[str] | None = None,
+    since: Any = None,
+    until: Any = None,
+    tz: str = DEFAULT_TZ,
+    metric_crs: object = None,
+) -> KnoxResult:
+    """Test for near repeats (Knox): do incidents close in space also come close in time.
+
+    Counts the pairs within ``distance_m`` of each other (in ``metric_crs``) and reported
+    within ``days`` of each other, and compares that count with the counts after
+    shuffling the times among the events (seeded). The same statistic, table and Poisson
+    p as ``pointpats.spacetime.Knox`` (distances and time gaps ``<=`` the thresholds).
+
+    Parameters
+    ----------
+    incidents
+        Incident layer (``reported_at``, points).
+    distance_m, days
+        The space and time thresholds.
+    permutations, seed
+        Time shuffles and their seed.
+    category, since, until, tz
+        Filters as in :func:`incident_hotspots` (near repeats are usually tested per category).
+    metric_crs
+        Default: the layer's own if projected, else the GK/UTM zone of its centre.
+
+    Returns
+    -------
+    KnoxResult
+
+    Examples
+    --------
+    >>> import geopandas as gpd, pandas as pd
+    >>> t = pd.to_datetime(["2025-01-01", "2025-01-02", "2025-06-01", "2025-09-01"]).tz_localize("UTC")
+    >>> inc = gpd.GeoDataFrame({"reported_at": t}, geometry=gpd.points_from_xy([0, 10, 5000, 9000], [0, 0, 0, 0]),
+    ...                        crs=3857)
+    >>> knox_test(inc, distance_m=100, days=7, permutations=9).space_time_pairs
+    1
+    """
+    if not distance_m > 0 or not days > 0:
+        msg = f"distance_m and days must be > 0, got {distance_m} and {days}"
+        raise ValueError(msg)
+    inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz)
+    crs = _data._metric(inc, metric_crs)
+    pts = inc.geometry.to_crs(crs) if not CRS.from_user_input(inc.crs).equals(crs) else inc.geometry
+    xy = shapely.get_coordinates(pts.values)
+    t_days = (inc["reported_at"] - pd.Timestamp("2000-01-01", tz="UTC")).dt.total_seconds().to_numpy() / 86400
+    r = _st._knox(xy, t_days, distance=distance_m, interval=days, permutations=permutations, seed=seed)
+    ratio = r.nst / r.expected if r.expected else math.nan
+    return KnoxResult(
+        n=r.n,
+        space_pairs=r.ns,
+        time_pairs=r.nt,
+        space_time_pairs=r.nst,
+        expected=r.expected,
+        ratio=ratio,
+        p=r.p_sim,
+        p_poisson=r.p_poisson,
+        distance_m=float(distance_m),
+        days=float(days),
+        metric_crs=crs.to_string(),
+    )
+
+
+# -- kernel density -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelDensity:
+    """A kernel density surface on square cells in a metric CRS.
+
+    Attributes
+    ----------
+    density
+        Points per km², rows from north to south.
+    transform
+        Affine ``(a, b, c, d, e, f)``: ``x = a·col + b·row + c``, ``y = d·col + e·row + f``
+        (the cell's upper-left corner; GDAL/rasterio order).
+    crs
+        The metric CRS of the cells.
+    bandwidth_m, cell_m
+        Gaussian kernel standard deviation and cell size, metres.
+    rule
+        How the bandwidth was chosen.
+    """
+
+    density: np.ndarray
+    transform: tuple[float, float, float, float, float, float]
+    crs: CRS
+    bandwidth_m: float
+    cell_m: float
+    rule: str
+
+    def to_gdf(self, *, min_density: float = 0.0) -> gpd.GeoDataFrame:
+        """Cells with a density above ``min_density`` as square polygons (in :attr:`crs`).
+
+        Returns
+        -------
+        geopandas.GeoDataFrame
+            ``density`` (points per km²) and the cell squares; ``.to_crs(4326)`` for web maps.
+        """
+        a, _, c, _, e, f = self.transform
+        rows, cols = np.nonzero(self.density > min_density)
+        x0 = c + cols * a
+        y1 = f + rows * e
+        cells = shapely.box(x0, y1 + e, x0 + a, y1)
+        return gpd.GeoDataFrame({"density": self.density[rows, cols]}, geometry=cells, crs=self.crs)
+
+
+def kernel_density(
+    points: gpd.GeoDataFrame | gpd.GeoSeries,
+    *,
+    bandwidth: float | None = None,
+    cell_m: float = 50.0,
+    metric_crs: object = None,
+    bounds: tuple[float, float, float, float] | None = None,
+) -> KernelDensity:
+    """Gaussian kernel density of points, for maps.
+
+    Parameters
+    ----------
+    points
+        Point layer (any CRS; measured in ``metric_crs``).
+    bandwidth
+        Kernel standard deviation in metres. Default (``rule="scott"``): Scott's rule on
+        the projected coordinates, ``h = n^(-1/6) · √((σx² + σy²)/2)`` (in two dimensions
+        Silverman's rule for a Gaussian kernel gives the same factor). For a district with
+        several hot spots it oversmooths; pass 100–300 m to see them apart.
+    cell_m
+        Cell size in metres.
+    metric_crs
+        Default: the layer's own if projected, else the GK/UTM zone of its centre.
+    bounds
+        ``(minx, miny, maxx, maxy)`` of the surface in ``metric_crs``; default: the
+        points' extent padded by three bandwidths.
+
+    Returns
+    -------
+    KernelDensity
+        The surface in points per km² (it integrates to the number of points inside).
+
+    Examples
+    --------
+    >>> import geopandas as gpd
+    >>> pts = gpd.GeoSeries(gpd.points_from_xy([0, 10, 20, 400], [0, 5, 0, 400]), crs=3857)
+    >>> kd = kernel_density(pts, bandwidth=50, cell_m=10)
+    >>> round(float(kd.density.sum()) * 10 * 10 / 1e6, 3)
+    4.0
+    """
+    gs = points.geometry if isinstance(points, gpd.GeoDataFrame) else points
+    if len(gs) == 0:
+        msg = "no points: nothing to estimate"
+        raise ValueError(msg)
+    if not cell_m > 0:
+        msg = f"cell_m must be > 0, got {cell_m}"
+        raise ValueError(msg)
+    crs = _data._metric(gs, metric_crs)
+    proj = gs.to_crs(crs) if not CRS.from_user_input(gs.crs).equals(crs) else gs
+    xy = shapely.get_coordinates(proj.values)
+    if bandwidth is None:
+        if len(xy) < 2:
+            msg = "Scott's rule needs at least two points: pass bandwidth=..."
+            raise ValueError(msg)
+        h, rule = _st._scott_bandwidth(xy), "scott"
+    else:
+        if not bandwidth > 0:
+            msg = f"bandwidth must be > 0 metres, got {bandwidth}"
+            raise ValueError(msg)
+        h, rule = float(bandwidth), "given"
+    dens, transform = _st._kde_grid(xy, h, float(cell_m), bounds)
+    return KernelDensity(density=dens, transform=transform, crs=crs, bandwidth_m=h, cell_m=float(cell_m), rule=rule)

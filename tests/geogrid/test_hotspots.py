@@ -1,0 +1,434 @@
+"""Hot spots: agreement with esda / pymannkendall / pointpats, FDR, bins, emerging categories, Knox, KDE."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+import geopandas as gpd
+import shapely
+
+from geogrid import _hotspots_stats as _st
+from geogrid.hotspots import (
+    adjust_fdr,
+    closing_time_hotspots,
+    emerging_hotspots,
+    gi_star,
+    incident_hotspots,
+    kernel_density,
+    knox_test,
+    local_moran,
+    mann_kendall,
+)
+from layers.errors import NotFoundError, SchemaError
+
+CELL = 200.0  # metres
+
+
+def lattice(n: int, *, level: int = 3) -> gpd.GeoDataFrame:
+    """An n x n square lattice of 200 m cells in EPSG:3857, on a non-default index."""
+    xs, ys = np.meshgrid(np.arange(n), np.arange(n))
+    x, y = xs.ravel() * CELL, ys.ravel() * CELL
+    return gpd.GeoDataFrame(
+        {"grid_id": [f"g{i:04d}" for i in range(n * n)], "level": level},
+        geometry=shapely.box(x, y, x + CELL, y + CELL),
+        index=pd.RangeIndex(100, 100 + n * n),
+        crs="EPSG:3857",
+    )
+
+
+def esda_weights(grids, kind):
+    from libpysal import graph, weights
+
+    if kind == "distance":
+        g = graph.Graph.build_distance_band(grids.centroid.reset_index(drop=True), 450.0, binary=True)
+        return weights.W.from_sparse(g.sparse), 450.0
+    w = weights.Rook if kind == "rook" else weights.Queen
+    return w.from_dataframe(grids.reset_index(drop=True), use_index=False), kind
+
+
+def esda_call(cls, *args, **kwargs):
+    # esda's conditional randomisation warns that its default alternative will change
+    # (DeprecationWarning); G_Local cannot pass `alternative`, so the warning is silenced here only.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The alternative hypothesis", category=DeprecationWarning)
+        return cls(*args, **kwargs)
+
+
+def values(kind: str, n: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = rng.poisson(3, n).astype(float) if kind == "counts" else rng.lognormal(size=n)
+    y[:5] += 20  # a hot corner
+    return y
+
+
+# -- agreement with esda --------------------------------------------------------------------------------
+@pytest.mark.parametrize("wkind", ["queen", "rook", "distance"])
+@pytest.mark.parametrize("ykind", ["counts", "continuous"])
+def test_gi_star_agrees_with_esda(wkind, ykind):
+    import esda
+
+    grids = lattice(18)
+    w, ours_w = esda_weights(grids, wkind)
+    y = values(ykind, len(grids))
+    ref = esda_call(esda.G_Local, y, w, transform="B", star=True, permutations=999, seed=7, n_jobs=1)
+    got = gi_star(y, grids, weights=ours_w, permutations=999, seed=7)
+    np.testing.assert_allclose(got["z"].to_numpy(), ref.Zs, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got["p_norm"].to_numpy(), ref.p_norm, rtol=0, atol=1e-12)
+    # esda keeps p_sim as float32: compare the permutation counts behind it.
+    np.testing.assert_array_equal(np.rint(got["p"].to_numpy() * 1000), np.rint(ref.p_sim.astype(float) * 1000))
+
+
+def test_gi_star_p_depends_on_seed_and_repeats_with_it():
+    grids = lattice(12)
+    y = values("continuous", len(grids))
+    a = gi_star(y, grids, seed=3)["p"]
+    b = gi_star(y, grids, seed=3)["p"]
+    c = gi_star(y, grids, seed=4)["p"]
+    pd.testing.assert_series_equal(a, b)
+    assert (a != c).any()
+
+
+@pytest.mark.parametrize("ykind", ["counts", "continuous"])
+def test_local_moran_agrees_with_esda(ykind):
+    import esda
+
+    grids = lattice(16)
+    w, _ = esda_weights(grids, "queen")
+    y = values(ykind, len(grids), seed=5)
+    ref = esda_call(esda.Moran_Local, y, w, transformation="r", permutations=999, seed=11, n_jobs=1)
+    got = local_moran(y, grids, permutations=999, seed=11)
+    np.testing.assert_allclose(got["i"].to_numpy(), ref.Is, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(got["p"].to_numpy(), ref.p_sim)
+    quads = np.array(["HH", "LH", "LL", "HL"])[ref.q - 1]
+    np.testing.assert_array_equal(got["quadrant"].to_numpy(), quads)
+
+
+def test_local_moran_finds_the_planted_cluster_and_outlier():
+    grids = lattice(15)
+    y = np.full(len(grids), 5.0) + np.random.default_rng(0).normal(0, 0.5, len(grids))
+    block = [r * 15 + c for r in range(2, 5) for c in range(2, 5)]
+    y[block] = 40.0
+    y[7 * 15 + 10] = 60.0  # a lone high among lows
+    got = local_moran(y, grids, seed=0, fdr=None)
+    assert (got["cluster"].to_numpy()[block] == "HH").all()
+    # the lone high is an outlier by quadrant; among mostly low values it is no surprise
+    assert got["quadrant"].to_numpy()[7 * 15 + 10] == "HL"
+
+
+# -- FDR and bins ---------------------------------------------------------------------------------------
+def test_fdr_on_known_p_values():
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.060, 0.074, 0.205, 0.212, 0.216])
+    q = adjust_fdr(p)
+    # by hand: p_(i) * m / i, then a running minimum from the top
+    expected = np.minimum.accumulate((p * 10 / np.arange(1, 11))[::-1])[::-1]
+    np.testing.assert_allclose(q, expected)
+    np.testing.assert_allclose(q, scipy.stats.false_discovery_control(p, method="bh"))
+    assert (q <= 0.05).sum() == 2
+    shuffled = np.array([5, 0, 9, 3, 1, 8, 2, 7, 4, 6])
+    np.testing.assert_allclose(adjust_fdr(p[shuffled]), q[shuffled])
+    with_nan = adjust_fdr([0.01, np.nan, 0.02])
+    assert np.isnan(with_nan[1])
+    np.testing.assert_allclose(with_nan[[0, 2]], [0.02, 0.02])
+
+
+@pytest.mark.parametrize(
+    ("z", "p", "expected"),
+    [
+        (3.0, 0.005, 3),
+        (3.0, 0.01, 2),
+        (2.0, 0.049, 2),
+        (1.7, 0.05, 1),
+        (1.7, 0.099, 1),
+        (1.0, 0.1, 0),
+        (-2.9, 0.003, -3),
+        (-2.0, 0.04, -2),
+        (-1.7, 0.09, -1),
+    ],
+    ids=lambda v: str(v),
+)
+def test_gi_bin_thresholds(z, p, expected):
+    assert _st._gi_bin(np.array([z]), np.array([p]))[0] == expected
+
+
+def test_gi_star_finds_a_planted_hot_spot_keeps_index_and_crs():
+    grids = lattice(20)
+    rng = np.random.default_rng(2)
+    y = rng.poisson(4, len(grids)).astype(float)
+    block = [r * 20 + c for r in range(12, 15) for c in range(5, 8)]
+    y[block] += 25
+    # 9999 permutations: with 999 the smallest two-sided p is 0.002, too coarse for FDR over 400 grids
+    got = gi_star(pd.Series(y, index=grids.index, name="count"), grids, permutations=9999, seed=0)
+    assert got.index.equals(grids.index)
+    assert got.crs == grids.crs
+    assert list(got.columns[:3]) == ["grid_id", "level", "count"]
+    centre = grids.index[13 * 20 + 6]
+    assert got.loc[centre, "p"] == pytest.approx(1 / 10000)  # no permutation beats it
+    assert got.loc[centre, "bin"] >= 2
+    assert got["bin"].to_numpy()[block].min() >= 1
+    far = got.drop(index=grids.index[block])
+    assert (far["bin"] > 0).sum() <= 12  # only the neighbours of the block light up
+
+
+def test_gi_star_leaves_nan_grids_out():
+    grids = lattice(10)
+    y = values("continuous", len(grids))
+    y[[3, 50]] = np.nan
+    got = gi_star(pd.Series(y, index=grids["grid_id"]), grids, permutations=99)
+    assert got["z"].isna().sum() == 2
+    assert np.isnan(got["z"].to_numpy()[[3, 50]]).all()
+    sub = grids.drop(index=grids.index[[3, 50]])
+    alone = gi_star(np.delete(y, [3, 50]), sub, permutations=99)
+    np.testing.assert_allclose(got["z"].dropna().to_numpy(), alone["z"].to_numpy())
+
+
+def test_gi_star_rejects_bad_input():
+    grids = lattice(4)
+    with pytest.raises(ValueError, match="16 grids"):
+        gi_star([1.0, 2.0], grids)
+    with pytest.raises(ValueError, match="not understood"):
+        gi_star(np.ones(16), grids, weights="bishop")
+    mixed = pd.concat([grids, lattice(2, level=2)])
+    with pytest.raises(ValueError, match="levels \\[2, 3\\]"):
+        gi_star(np.ones(20), mixed)
+    with pytest.raises(SchemaError, match="grid_id"):
+        gi_star(np.ones(16), grids.drop(columns="grid_id"))
+
+
+# -- Mann–Kendall -----------------------------------------------------------------------------------------
+def test_mann_kendall_agrees_with_pymannkendall():
+    import pymannkendall as pmk
+
+    rng = np.random.default_rng(4)
+    series = [
+        np.arange(12.0),
+        np.arange(12.0)[::-1],
+        rng.normal(size=30),
+        rng.normal(size=20) + np.linspace(0, 2, 20),
+        rng.poisson(2, 25).astype(float),  # many ties
+        np.array([1, 1, 2, 2, 2, 3, 1, 4, 4, 5.0]),
+    ]
+    for x in series:
+        ref = pmk.original_test(x)
+        got = mann_kendall(x).iloc[0]
+        assert got["s"] == ref.s
+        assert got["var_s"] == pytest.approx(ref.var_s, rel=1e-12)
+        assert got["z"] == pytest.approx(ref.z, rel=1e-12, abs=1e-12)
+        assert got["p"] == pytest.approx(ref.p, rel=1e-10, abs=1e-12)
+        assert got["tau"] == pytest.approx(ref.Tau, rel=1e-12)
+        assert got["trend"] == ref.trend
+    rows = mann_kendall(np.vstack([series[0], series[1]]))
+    assert rows["trend"].tolist() == ["increasing", "decreasing"]
+
+
+# -- emerging hot spots -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("history", "trend", "expected"),
+    [
+        ("...........H", 0, "new hot spot"),
+        ("........HHHH", 1, "consecutive hot spot"),
+        ("H.......HHHH", 1, "sporadic hot spot"),
+        ("HHHHHHHHHHHH", 1, "intensifying hot spot"),
+        ("HHHHHHHHHHHH", 0, "persistent hot spot"),
+        (".HHHHHHHHHHH", -1, "diminishing hot spot"),
+        ("HHHHHHHHHHH.", 0, "historical hot spot"),
+        ("HH.HH..H..HH", 0, "sporadic hot spot"),
+        ("HH.CC..H..HH", 0, "oscillating hot spot"),
+        ("HHHHH.......", -1, "historical hot spot"),  # geogrid's addition for ended hot spots
+        ("HHHHH.......", 0, "no pattern"),
+        ("H.H.........", -1, "no pattern"),
+        ("............", 0, "no pattern"),
+        ("...........C", 0, "new cold spot"),
+        ("CCCCCCCCCCCC", -1, "intensifying cold spot"),
+        ("CC.HH..C..CC", 0, "oscillating cold spot"),
+    ],
+)
+def test_emerging_rules(history, trend, expected):
+    hot = np.array([[c == "H" for c in history]])
+    cold = np.array([[c == "C" for c in history]])
+    got = _st._classify_ehsa(
+        hot, cold, np.array([3.0 * trend]), np.array([0.001 if trend else 0.5]), min_share=0.9, alpha=0.05
+    )
+    assert got[0] == expected
+
+
+def test_emerging_strict_is_arcgis_only():
+    hot = np.array([[True] * 5 + [False] * 7])
+    got = _st._classify_ehsa(
+        hot, ~hot & False, np.array([-3.0]), np.array([0.001]), min_share=0.9, alpha=0.05, strict=True
+    )
+    assert got[0] == "no pattern"
+
+
+def synthetic_incidents(grids: gpd.GeoDataFrame, rates: np.ndarray, seed: int) -> gpd.GeoDataFrame:
+    """Points uniform in each cell; rates[g, month] incidents expected in 2025."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(rates)
+    b = grids.bounds.to_numpy()
+    g_idx, m_idx = np.nonzero(counts)
+    reps = counts[g_idx, m_idx]
+    g_all, m_all = np.repeat(g_idx, reps), np.repeat(m_idx, reps)
+    x = rng.uniform(b[g_all, 0] + 1, b[g_all, 2] - 1)
+    y = rng.uniform(b[g_all, 1] + 1, b[g_all, 3] - 1)
+    start = pd.to_datetime([f"2025-{m + 1:02d}-01" for m in m_all]).tz_localize("Asia/Shanghai")
+    t = start + pd.to_timedelta(rng.uniform(0, 27, g_all.size), unit="D")
+    closed = t + pd.to_timedelta(rng.lognormal(np.log(24), 0.5, g_all.size), unit="h")
+    return gpd.GeoDataFrame(
+        {
+            "incident_id": [f"e{i}" for i in range(g_all.size)],
+            "reported_at": t.tz_convert("UTC"),
+            "closed_at": closed.tz_convert("UTC"),
+            "category": "环境卫生",
+        },
+        geometry=gpd.points_from_xy(x, y),
+        crs=grids.crs,
+    )
+
+
+def block(n: int, r0: int, c0: int, size: int = 2) -> list[int]:
+    return [r * n + c for r in range(r0, r0 + size) for c in range(c0, c0 + size)]
+
+
+def test_emerging_hotspots_on_planted_patterns():
+    n = 16
+    grids = lattice(n)
+    month = np.arange(12)
+    rates = np.full((n * n, 12), 3.0)
+    emerging, fading, persistent = block(n, 2, 2), block(n, 10, 10), block(n, 2, 11)
+    rates[emerging] += np.where(month >= 8, 6.0 * (month - 6), 0.0)
+    rates[fading] += np.where(month <= 4, 25.0 - 5 * month, 0.0)
+    rates[persistent] += 15.0
+    inc = synthetic_incidents(grids, rates, seed=3)
+    got = emerging_hotspots(inc, grids, period="M", since="2025-01-01", until="2025-12-31")
+    assert got.attrs["periods"][0] == "2025-01"
+    assert len(got.attrs["periods"]) == 12
+    pat = got["pattern"].to_numpy()
+    assert set(pat[emerging]) <= {"new hot spot", "consecutive hot spot", "intensifying hot spot"}
+    assert set(pat[fading]) <= {"diminishing hot spot", "historical hot spot"}
+    assert set(pat[persistent]) <= {"persistent hot spot", "intensifying hot spot", "diminishing hot spot"}
+    others = np.setdiff1d(np.arange(n * n), emerging + fading + persistent)
+    assert (pat[others] != "no pattern").mean() < 0.15  # neighbours of the blocks at most
+    strict = emerging_hotspots(inc, grids, period="M", since="2025-01-01", until="2025-12-31", strict=True)
+    assert set(strict["pattern"].to_numpy()[fading]) == {"no pattern"}
+
+
+def test_emerging_hotspots_rejects_short_cubes_and_unknown_periods():
+    grids = lattice(6)
+    inc = synthetic_incidents(grids, np.full((36, 12), 2.0), seed=1)
+    with pytest.raises(ValueError, match="at least 3"):
+        emerging_hotspots(inc, grids, since="2025-03-01", until="2025-04-30")
+    with pytest.raises(ValueError, match="period="):
+        emerging_hotspots(inc, grids, period="Y")
+    with pytest.raises(NotFoundError, match="level 5"):
+        emerging_hotspots(inc, grids, level=5)
+
+
+def test_demo_emerging_and_fading_hot_spots_are_found(demo_district):
+    grids = demo_district.grids
+    basic = grids[grids["level"] == 3]
+    got = emerging_hotspots(demo_district.incidents, grids, level=3, period="M")
+    truth = pd.DataFrame(demo_district.metadata["demo_hotspots"])
+    pts = gpd.GeoSeries(gpd.points_from_xy(truth["lon"], truth["lat"]), crs=4326)
+    xy = shapely.get_coordinates(pts.to_crs(4548).values)
+    dist = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+    other_kind = truth["kind"].to_numpy()[:, None] != truth["kind"].to_numpy()[None, :]
+    # a spot overlapping a planted spot of another kind carries both profiles
+    alone = ~((dist < 300) & other_kind).any(axis=1)
+    pos = shapely.STRtree(basic.geometry.values).query(pts.values, predicate="within")
+    where = dict(zip(pos[0], pos[1], strict=True))
+    found = {}
+    for k, row in truth.iterrows():
+        if alone[k] and row["kind"] in ("emerging", "fading"):
+            found.setdefault(row["kind"], []).append(got["pattern"].iloc[where[k]])
+    assert len(found["emerging"]) >= 2 and len(found["fading"]) >= 2
+    assert set(found["emerging"]) <= {"new hot spot", "consecutive hot spot", "intensifying hot spot"}
+    assert set(found["fading"]) <= {"diminishing hot spot", "historical hot spot"}
+
+
+def test_closing_time_hotspots_find_slow_grids():
+    n = 14
+    grids = lattice(n)
+    inc = synthetic_incidents(grids, np.full((n * n, 12), 1.0), seed=6)
+    pos = shapely.STRtree(grids.geometry.values).query(inc.geometry.values, predicate="within")[1]
+    slow = np.isin(pos, block(n, 4, 4, 3))
+    inc.loc[slow, "closed_at"] = inc.loc[slow, "reported_at"] + pd.Timedelta(hours=200)
+    got = closing_time_hotspots(inc, grids, permutations=999, seed=0)
+    assert got["median_hours_to_close"].notna().all()
+    assert (got["bin"].to_numpy()[block(n, 4, 4, 3)] > 0).all()
+    assert got.loc[got["bin"] > 0, "grid_id"].isin(grids["grid_id"].to_numpy()[block(n, 3, 3, 5)]).all()
+
+
+def test_incident_hotspots_filters_by_category_and_window():
+    grids = lattice(8)
+    inc = synthetic_incidents(grids, np.full((64, 12), 2.0), seed=2)
+    inc.loc[inc.index[:40], "category"] = "占道经营"
+    got = incident_hotspots(inc, grids, category="占道经营", permutations=0)
+    assert got["count"].sum() == 40
+    jan = incident_hotspots(inc, grids, since="2025-01-01", until="2025-01-31", permutations=0)
+    local = inc["reported_at"].dt.tz_convert("Asia/Shanghai")
+    assert jan["count"].sum() == (local.dt.month == 1).sum()
+    with pytest.raises(NotFoundError, match="does not occur"):
+        incident_hotspots(inc, grids, category="违法建设")
+
+
+# -- Knox ------------------------------------------------------------------------------------------------
+def knox_points(clustered: bool, seed: int) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    n = 400
+    xy = rng.uniform(0, 5000, (n, 2))
+    days = rng.uniform(0, 365, n)
+    if clustered:  # near repeats: each of 80 events gets a follower 0–40 m and 0–5 days later
+        lead = rng.choice(n, 80, replace=False)
+        follow = rng.choice(np.setdiff1d(np.arange(n), lead), 80, replace=False)
+        xy[follow] = xy[lead] + rng.uniform(-40, 40, (80, 2))
+        days[follow] = np.clip(days[lead] + rng.uniform(0, 5, 80), 0, 365)
+    t = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(days, unit="D")
+    return gpd.GeoDataFrame({"reported_at": t}, geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=3857)
+
+
+def test_knox_separates_near_repeats_from_random():
+    near = knox_test(knox_points(True, 0), distance_m=100, days=7, permutations=499, seed=0)
+    rand = knox_test(knox_points(False, 0), distance_m=100, days=7, permutations=499, seed=0)
+    assert near.p <= 0.01 and near.ratio > 3
+    assert rand.p > 0.05
+    assert near.metric_crs == "EPSG:3857"
+
+
+def test_knox_agrees_with_pointpats():
+    from pointpats.spacetime import Knox
+
+    inc = knox_points(True, 1)
+    got = knox_test(inc, distance_m=100, days=7, permutations=99, seed=0)
+    xy = shapely.get_coordinates(inc.geometry.values)
+    t = ((inc["reported_at"] - pd.Timestamp("2000-01-01", tz="UTC")).dt.total_seconds() / 86400).to_numpy()
+    ref = Knox(xy, t[:, None], delta=100, tau=7, permutations=0)
+    assert got.space_time_pairs == ref.nst
+    assert got.space_pairs == ref.observed[0].sum()
+    assert got.time_pairs == ref.observed[:, 0].sum()
+    assert got.expected == pytest.approx(ref.expected[0, 0])
+    assert got.p_poisson == pytest.approx(ref.p_poisson)
+    again = knox_test(inc, distance_m=100, days=7, permutations=99, seed=0)
+    assert again.p == got.p
+
+
+# -- kernel density ------------------------------------------------------------------------------------
+def test_kernel_density_integrates_to_n_and_peaks_at_the_cluster():
+    rng = np.random.default_rng(0)
+    xy = np.vstack([rng.normal(1000, 30, (300, 2)), rng.uniform(0, 4000, (100, 2))])
+    pts = gpd.GeoSeries(gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=3857)
+    kd = kernel_density(pts, cell_m=25)
+    assert kd.rule == "scott"
+    sd = np.sqrt(0.5 * (xy[:, 0].var(ddof=1) + xy[:, 1].var(ddof=1)))
+    assert kd.bandwidth_m == pytest.approx(sd * 400 ** (-1 / 6))
+    assert kd.density.sum() * 25 * 25 / 1e6 == pytest.approx(400, rel=1e-6)
+    row, col = np.unravel_index(kd.density.argmax(), kd.density.shape)
+    a, _, c, _, e, f = kd.transform
+    assert abs(c + (col + 0.5) * a - 1000) < 150 and abs(f + (row + 0.5) * e - 1000) < 150
+    cells = kernel_density(pts, bandwidth=60, cell_m=50).to_gdf(min_density=1.0)
+    assert cells.crs == "EPSG:3857" and (cells["density"] > 1.0).all()
+    with pytest.raises(ValueError, match="bandwidth"):
+        kernel_density(pts, bandwidth=0)

@@ -1,0 +1,101 @@
+"""``geogrid hotspots``: the JSON contract, the report, --out, and exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import geopandas as gpd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: object) -> Result:
+    """Run the command in-process (the entry point itself is tested once, below)."""
+    from geogrid.cli import main
+
+    return CliRunner().invoke(main, ["hotspots", *map(str, args)], catch_exceptions=False)
+
+
+def run_process(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geogrid", "hotspots", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+    )
+
+
+def test_json_lists_every_grid_with_the_contract_fields(small_demo):
+    demo_district, demo_gpkg = small_demo
+    out = run(demo_gpkg, "--level", 2, "--permutations", 999, "--seed", 1, "--json")
+    assert out.exit_code == 0, out.stderr
+    rows = json.loads(out.stdout)
+    communities = demo_district.grids[demo_district.grids["level"] == 2]
+    assert len(rows) == len(communities) == 114
+    assert set(rows[0]) == {"grid_id", "level", "count", "z", "p", "p_fdr", "bin"}
+    assert {r["grid_id"] for r in rows} == set(communities["grid_id"])
+    assert sum(r["count"] for r in rows) == len(demo_district.incidents)
+    assert all(r["level"] == 2 and r["bin"] in range(-3, 4) for r in rows)
+    assert all(0 < r["p"] <= 0.501 for r in rows)  # esda's directed pseudo-p
+    assert min(r["p_fdr"] for r in rows) >= min(r["p"] for r in rows)
+    again = json.loads(run(demo_gpkg, "--level", 2, "--permutations", 999, "--seed", 1, "--json").stdout)
+    assert again == rows
+
+
+def test_filters_change_the_counts(small_demo):
+    demo_district, demo_gpkg = small_demo
+    inc = demo_district.incidents
+    cat = inc["category"].value_counts().index[0]
+    out = run(demo_gpkg, "--level", 1, "--category", cat, "--since", "2025-03-01", "--until", "2025-03-31", "--json")
+    assert out.exit_code == 0, out.stderr
+    local = inc["reported_at"].dt.tz_convert("Asia/Shanghai")
+    expected = ((inc["category"] == cat) & (local.dt.month == 3)).sum()
+    assert sum(r["count"] for r in json.loads(out.stdout)) == expected
+
+
+def test_report_and_out_file(small_demo, tmp_path):
+    _, demo_gpkg = small_demo
+    out = run(demo_gpkg, "--level", 2, "--permutations", 99)
+    assert out.exit_code == 0, out.stderr
+    assert "114 grids on level 2" in out.stdout
+    assert "hot spots:" in out.stdout
+    dst = tmp_path / "hot.geojson"
+    out = run(demo_gpkg, "--level", 2, "--permutations", 99, "--out", dst)
+    assert out.exit_code == 0, out.stderr
+    layer = gpd.read_file(dst)
+    assert len(layer) == 114
+    assert {"grid_id", "count", "z", "p", "p_fdr", "bin"} <= set(layer.columns)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--level", "9"], "level 9 does not occur"),
+        (["--since", "2025-13-01"], "is not a date"),
+        (["--category", "没有这类"], "does not occur in the incidents"),
+        (["--since", "2025-06-01", "--until", "2025-05-01"], "before since"),
+        (["--weights", "bishop"], "--weights"),
+        (["--json", "--out", "x.geojson"], "exclude each other"),
+    ],
+    ids=["level", "date", "category", "window", "weights", "json-and-out"],
+)
+def test_bad_input_exits_2_with_the_reason(small_demo, args, message):
+    _, demo_gpkg = small_demo
+    out = run(demo_gpkg, *args)
+    assert out.exit_code == 2
+    assert message in out.stderr
+    assert out.stdout == ""
+
+
+def test_missing_source_exits_2_from_the_entry_point(tmp_path):
+    out = run_process(tmp_path / "nope.gpkg")
+    assert out.returncode == 2
+    assert "does not exist" in out.stderr
