@@ -1,0 +1,120 @@
+"""``geogrid stats``: the JSON contract, the table, --out, and exit status 2 with the fix named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import geopandas as gpd
+
+from geogrid.cli import main
+from layers.store import GeoPackageStore
+
+ROOT = Path(__file__).resolve().parents[1]
+X0, Y0 = 117.20, 39.10
+
+
+@pytest.fixture
+def store(tiny_grids, tmp_path):
+    g = tiny_grids.copy()
+    g["population"] = pd.array([4000, 2000, 2000, 1000, 1000, 1000, 1000], dtype="Int64")
+    t0 = pd.Timestamp("2025-03-01 08:00", tz="UTC")
+    inc = gpd.GeoDataFrame(
+        {
+            "incident_id": ["E1", "E2", "E3"],
+            "reported_at": [t0, t0 + pd.Timedelta(days=40), t0 + pd.Timedelta(hours=1)],
+            "closed_at": [t0 + pd.Timedelta(hours=5), pd.NaT, pd.NaT],
+            "category": ["噪音扰民", "环境卫生", "环境卫生"],
+            "source": ["hotline", "grid_worker", "grid_worker"],
+            "status": ["closed", "handling", "reported"],
+        },
+        geometry=gpd.points_from_xy([X0 + 0.002, X0 + 0.003, X0 + 0.015], [Y0 + 0.001, Y0 + 0.001, Y0 + 0.008]),
+        crs="EPSG:4326",
+    )
+    path = tmp_path / "城区.gpkg"
+    GeoPackageStore(path).write({"grids": g, "incidents": inc})
+    return path
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(main, ["stats", *map(str, args)])
+
+
+def test_json_contract(store):
+    out = invoke(store, "--level", "2", "--json")
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert [r["grid_id"] for r in doc] == ["G1", "G2", "G3", "G4"]
+    keys = {"grid_id", "level", "count", "small", "per_km2", "per_1000_residents", "per_household", "closed"}
+    keys |= {"closing_rate", "close_hours_median", "close_hours_p90", "open", "overdue", "hotline", "grid_worker"}
+    keys |= {"hotline_ratio", "area_km2"}
+    assert all(set(r) == keys for r in doc)
+    g1 = doc[0]
+    assert (g1["level"], g1["count"], g1["closed"], g1["open"], g1["hotline"], g1["grid_worker"]) == (2, 2, 1, 1, 1, 1)
+    assert g1["close_hours_median"] == 5.0
+    assert g1["per_1000_residents"] == 2.0
+    assert doc[1]["closing_rate"] is None  # no incident: null, not NaN
+    assert doc[3]["overdue"] == 1  # reported 40 days before the latest time in the data
+
+
+def test_filters_window_and_by(store):
+    out = invoke(store, "--level", "1", "--since", "2025-03-02", "--source", "grid_worker", "--json")
+    assert out.exit_code == 0, out.output
+    assert [(r["grid_id"], r["count"]) for r in json.loads(out.stdout)] == [("S1", 1), ("S2", 0)]
+    out = invoke(store, "--level", "0", "--by", "category", "--category", "环境卫生", "--json")
+    doc = json.loads(out.stdout)
+    assert [(r["grid_id"], r["category"], r["count"]) for r in doc] == [("D", "环境卫生", 2)]
+
+
+def test_table_and_out_file(store, tmp_path):
+    out = invoke(store, "--level", "2")
+    assert out.exit_code == 0, out.output
+    assert "top 4 by count" in out.stdout
+    assert out.stdout.splitlines()[5].split()[:3] == ["G1", "2", "2"]
+    dest = tmp_path / "out" / "stats.gpkg"
+    out = invoke(store, "--out", dest, "--smooth")
+    assert out.exit_code == 0, out.output
+    back = gpd.read_file(dest, layer="grid_stats")
+    assert len(back) == 7
+    assert back.crs.to_epsg() == 4326
+    assert "per_km2_eb" in back.columns
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--level", "9"], "no level 9; levels present"),
+        (["--since", "soon"], "not a date"),
+        (["--json", "--out", "x.gpkg"], "either --json or --out"),
+        (["--out", "x.xlsx"], "unknown format"),
+    ],
+    ids=["level", "date", "json-and-out", "out-format"],
+)
+def test_unusable_input_exits_2_with_the_fix(store, args, message):
+    out = invoke(store, *args)
+    assert out.exit_code == 2
+    assert message in out.stderr
+
+
+def test_missing_store_and_layer_exit_2(tiny_grids, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "geogrid", "stats", str(tmp_path / "none.gpkg")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "geogrid demo" in proc.stderr
+    only_grids = tmp_path / "grids.gpkg"
+    GeoPackageStore(only_grids).write({"grids": tiny_grids})
+    out = invoke(only_grids)
+    assert out.exit_code == 2
+    assert "no 'incidents' layer" in out.stderr
