@@ -24,6 +24,7 @@ explicit metric CRS.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import pandas as pd
 
 import geopandas as gpd
 import shapely
+from pyproj import CRS, Transformer
 
 from geogrid import _hierarchy_impl as _h
 from layers.crs import ensure_crs, metric_crs
@@ -43,6 +45,39 @@ from layers.schema import STORAGE_CRS, WORKLOAD_COLUMNS
 __all__: list[str] = []
 
 Decide = Callable[["Arrangement"], np.ndarray]
+
+
+@functools.lru_cache(maxsize=16)
+def _transformer(src: str, dst: str) -> Transformer:
+    """Return a cached Transformer (building one costs ~0.1 s, more than a small edit)."""
+    return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
+
+
+def _frame(crs: CRS, bounds: np.ndarray) -> _h.Frame:
+    """Build the local affine frame of :mod:`geogrid._hierarchy_impl`, with cached transformers."""
+    x0, y0 = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+    wgs = CRS.from_epsg(4326)
+    same = crs.equals(wgs, ignore_axis_order=True) or crs.equals(CRS.from_epsg(4490), ignore_axis_order=True)
+    to_wgs = None if same else _transformer(crs.to_wkt(), wgs.to_wkt())
+    lon, lat = (x0, y0) if to_wgs is None else to_wgs.transform(x0, y0)
+    metric = metric_crs(float(lon), float(lat))
+    if crs.is_geographic:
+        a, f = 6378137.0, 1 / 298.257223563
+        e2 = f * (2 - f)
+        phi = math.radians(float(y0))
+        w = 1 - e2 * math.sin(phi) ** 2
+        kx = a / math.sqrt(w) * math.cos(phi) * math.pi / 180
+        ky = a * (1 - e2) / w**1.5 * math.pi / 180
+    else:
+        kx = ky = float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
+    return _h.Frame(
+        crs=crs,
+        metric=metric,
+        origin=(float(x0), float(y0)),
+        scale=(kx, ky),
+        _to_metric=_transformer(crs.to_wkt(), metric.to_wkt()),
+        _to_wgs84=to_wgs,
+    )
 
 
 # -- the network as plain dicts --------------------------------------------------------
@@ -74,7 +109,7 @@ class Network:
             if p is not None:
                 self.children.setdefault(p, []).append(i)
         bounds = shapely.total_bounds(grids.geometry.values)
-        self.frame = _h.Frame.build(self.crs, bounds, None, lambda lon, lat: metric_crs(lon, lat))
+        self.frame = _frame(self.crs, bounds)
         self.fin_ids = np.array([i for i in ids if self.level[i] == self.finest], dtype=object)
         self.fin_geoms = np.array([self.geom[i] for i in self.fin_ids], dtype=object)
         self.fin_tree = shapely.STRtree(self.fin_geoms)
@@ -426,26 +461,33 @@ def _rebuild(
     by_cell: dict[str, list[int]] = {}
     for f in range(n_f):
         by_cell.setdefault(str(new[f, fin]), []).append(f)
+    in_zone = set(arr.zone_cells)
     for c in touched_fin:
-        fs = by_cell.get(c)
-        geom[c] = None if not fs else _cover(arr.faces[fs])
+        fs = by_cell.get(c, [])
+        # A basic grid outside the zone keeps its own area and gains the faces given to it.
+        kept = [net.geom[c]] if c not in in_zone and c in net.geom else []
+        parts = np.array([*kept, *arr.faces[fs]], dtype=object)
+        geom[c] = _cover(parts) if len(parts) else None
     # coarser levels from children
     children: dict[str, list[str]] = {}
     for g, p in parent_of.items():
         if p is not None:
             children.setdefault(p, []).append(g)
     touched = set(touched_fin)
+    more_parents: set[str] = set()
     for k in range(fin - 1, -1, -1):
-        tk = {str(v) for v in arr.old[:, k]} | {str(v) for v in new[:, k]}
+        tk = {str(v) for v in arr.old[:, k]} | {str(v) for v in new[:, k]} | more_parents
         for g in sorted(tk):
             kids = [c for c in children.get(g, []) if level_of.get(c) == k + 1]
-            parts = []
+            kid_geoms: list[shapely.Geometry] = []
             for c in kids:
                 cg = geom[c] if c in geom else net.geom.get(c)
                 if cg is not None:
-                    parts.append(cg)
-            geom[g] = _cover(np.array(parts, dtype=object)) if parts else None
-        touched |= tk
+                    kid_geoms.append(cg)
+            geom[g] = _cover(np.array(kid_geoms, dtype=object)) if kid_geoms else None
+        renoded_k = _renode_neighbours(net, k, tk, geom)
+        more_parents = {p for n in renoded_k if (p := parent_of.get(n)) is not None}
+        touched |= tk | renoded_k
     touched |= set(extra_removed)
     for g in extra_removed:
         geom.setdefault(g, None)
@@ -483,7 +525,46 @@ def _rebuild(
 def _cover(parts: np.ndarray) -> shapely.Geometry:
     if len(parts) == 1:
         return parts[0]
-    return shapely.coverage_union_all(parts)
+    try:
+        return shapely.coverage_union_all(parts)
+    except shapely.errors.GEOSException:  # not exactly noded: the overlay union (the guard checks the result)
+        return shapely.union_all(parts)
+
+
+def _renode_neighbours(
+    net: Network, level: int, rebuilt: set[str], geom: dict[str, shapely.Geometry | None]
+) -> set[str]:
+    """Insert the new vertices of rebuilt grids into their untouched neighbours on ``level``.
+
+    A parent rebuilt from its children carries every child vertex on its ring; a
+    neighbour whose ring lacked one would meet it in a T-junction.
+    """
+    ids = [g for g in sorted(rebuilt) if geom.get(g) is not None]
+    if not ids:
+        return set()
+    others = np.array([g for g, lv in net.level.items() if lv == level and g not in rebuilt], dtype=object)
+    if others.size == 0:
+        return set()
+    og = np.array([net.geom[g] for g in others], dtype=object)
+    tree = shapely.STRtree(og)
+    new_g = np.array([geom[g] for g in ids], dtype=object)
+    src, hit = tree.query(new_g, predicate="intersects")
+    tiny = net.native_tol(1e-6)
+    out: set[str] = set()
+    for h in np.unique(hit):
+        nb = og[h]
+        have = {tuple(v) for v in shapely.get_coordinates(nb)}
+        pts = np.unique(shapely.get_coordinates(new_g[src[hit == h]]), axis=0)
+        pts = np.array([v for v in pts if tuple(v) not in have])
+        if pts.size == 0:
+            continue
+        near = shapely.dwithin(shapely.points(pts), shapely.boundary(nb), tiny)
+        if not near.any():
+            continue
+        gid = str(others[h])
+        geom[gid] = shapely.snap(nb, shapely.multipoints(pts[near]), tiny)
+        out.add(gid)
+    return out
 
 
 def _same_shape(net: Network, a: shapely.Geometry, b: shapely.Geometry) -> bool:

@@ -1,0 +1,345 @@
+"""Topology-safe edits: hand-checked cases, refusals, and random edit sequences (Hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import geopandas as gpd
+import shapely
+
+from benchmarks.bench_checks import fishnet_levels
+from geogrid.edits import (
+    apply_edit,
+    merge_grids,
+    reparent,
+    reshape_boundary,
+    split_grid,
+    transfer_area,
+    update_attributes,
+)
+from geogrid.hierarchy import check_grids
+from layers.errors import NotFoundError, TopologyError
+
+X0, Y0, D = 117.20, 39.10, 0.01
+METRIC = 4548  # CGCS2000 / 3-degree Gauss-Kruger CM 117E
+
+
+def _areas(g: gpd.GeoDataFrame) -> list[float]:
+    """Planar area per level in the layer's own coordinates (an affine frame: exact, no reprojection bends)."""
+    return pd.Series(shapely.area(g.geometry.array)).groupby(g["level"].to_numpy()).sum().tolist()
+
+
+def _totals(g: gpd.GeoDataFrame, col: str) -> list[int]:
+    return g[col].astype("Int64").groupby(g["level"].to_numpy()).sum().astype(int).tolist()
+
+
+def _with_workloads(g: gpd.GeoDataFrame, seed: int = 0) -> gpd.GeoDataFrame:
+    """Basic grids get random households; parents get the sum of their children."""
+    g = g.copy()
+    rng = np.random.default_rng(seed)
+    fin = g["level"] == g["level"].max()
+    hh = pd.Series(0, index=g["grid_id"], dtype="int64")
+    hh[g.loc[fin, "grid_id"]] = rng.integers(0, 400, int(fin.sum()))
+    for lv in range(int(g["level"].max()) - 1, -1, -1):
+        kids = g[g["level"] == lv + 1]
+        sums = hh[kids["grid_id"]].groupby(kids["parent_id"].to_numpy()).sum()
+        hh[sums.index] = sums.to_numpy()
+    g["households"] = pd.array(hh[g["grid_id"]].to_numpy(), dtype="Int64")
+    return g
+
+
+@pytest.fixture
+def small():
+    """4 levels 1/4/16/64 on a jittered 8 x 8 fishnet (~690 m x 890 m), with households."""
+    return _with_workloads(fishnet_levels(8, (8, 4, 2), seed=3))
+
+
+def _sound(g: gpd.GeoDataFrame) -> None:
+    result = check_grids(g)
+    assert result.sound, result.findings[["kind", "level", "grid_ids", "message"]].to_string()
+
+
+# -- hand-checked cases ---------------------------------------------------------------------
+def test_transfer_area_moves_exactly_the_region(tiny_grids):
+    region = shapely.box(X0 + D / 2, Y0, X0 + D, Y0 + D / 4)  # the lower-right quarter of G1
+    new, cs = transfer_area(tiny_grids, region, "G2")
+    _sound(new)
+    g = new.set_index("grid_id")
+    assert shapely.equals(g.geometry["G1"], shapely.box(X0, Y0, X0 + D, Y0 + D / 2).difference(region))
+    assert cs.changed == ("G1", "G2")
+    expected = gpd.GeoSeries([region], crs=4326).to_crs(METRIC).area.iloc[0]
+    assert cs.moves[["from_id", "to_id"]].values.tolist() == [["G1", "G2"]]
+    assert cs.moves["area_m2"].iloc[0] == pytest.approx(expected, rel=1e-5)
+    assert _areas(new) == pytest.approx(_areas(tiny_grids), rel=1e-12)
+    assert new.index.tolist() == tiny_grids.index.tolist()  # the input's index is kept
+    assert new.crs == tiny_grids.crs
+
+
+def test_transfer_across_parent_is_refused_with_findings(tiny_grids):
+    region = shapely.box(X0 + D * 0.8, Y0, X0 + D * 1.2, Y0 + D / 4)  # reaches from G1 (S1) into G3 (S2)
+    with pytest.raises(TopologyError, match=r"crosses a parent boundary.*cascade=True") as err:
+        transfer_area(tiny_grids, region, "G1")
+    findings = err.value.findings
+    assert isinstance(findings, gpd.GeoDataFrame)
+    assert findings["grid_ids"].tolist() == [("G1", "G3", "S2")]
+    expected = gpd.GeoSeries([shapely.box(X0 + D, Y0, X0 + D * 1.2, Y0 + D / 4)], crs=4326).to_crs(METRIC).area
+    assert findings["area_m2"].iloc[0] == pytest.approx(expected.iloc[0], rel=1e-5)
+
+
+def test_transfer_cascade_moves_the_parents_too(tiny_grids):
+    region = shapely.box(X0 + D * 0.8, Y0, X0 + D * 1.2, Y0 + D / 4)
+    new, cs = transfer_area(tiny_grids, region, "G1", cascade=True)
+    _sound(new)
+    moved = {(r.level, r.from_id, r.to_id) for r in cs.moves.itertuples()}
+    assert moved == {(1, "S2", "S1"), (2, "G3", "G1")}
+    s1 = new.set_index("grid_id").geometry["S1"]
+    assert s1.covers(shapely.box(X0 + D, Y0, X0 + D * 1.2, Y0 + D / 4))
+
+
+def test_transfer_clip_moves_only_the_part_inside_the_parent(tiny_grids):
+    region = shapely.box(X0 + D * 0.8, Y0, X0 + D * 1.2, Y0 + D / 4)
+    new, cs = transfer_area(tiny_grids, region, "G2", clip=True)
+    _sound(new)
+    assert cs.moves[["level", "from_id", "to_id"]].values.tolist() == [[2, "G1", "G2"]]
+    streets = new.set_index("grid_id").geometry.loc[["S1", "S2"]]
+    assert shapely.equals(streets.to_numpy(), tiny_grids.geometry.iloc[1:3].to_numpy()).all()
+
+
+def test_reshape_boundary_moves_the_lens(tiny_grids):
+    # G1 | G3 share x = X0 + D from Y0 to Y0 + D/2; bend it 0.002 deg into G3
+    line = shapely.LineString([(X0 + D, Y0), (X0 + D + 0.002, Y0 + D / 4), (X0 + D, Y0 + D / 2)])
+    new, cs = reshape_boundary(tiny_grids, "G1", "G3", line, cascade=True)
+    _sound(new)
+    lens = shapely.Polygon([(X0 + D, Y0), (X0 + D + 0.002, Y0 + D / 4), (X0 + D, Y0 + D / 2)])
+    expected = gpd.GeoSeries([lens], crs=4326).to_crs(METRIC).area.iloc[0]
+    fin = cs.moves[cs.moves["level"] == 2]
+    assert fin[["from_id", "to_id"]].values.tolist() == [["G3", "G1"]]
+    assert fin["area_m2"].iloc[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_reshape_needs_cascade_across_parents(tiny_grids):
+    line = shapely.LineString([(X0 + D, Y0), (X0 + D + 0.002, Y0 + D / 4), (X0 + D, Y0 + D / 2)])
+    with pytest.raises(TopologyError, match="cascade=True"):
+        reshape_boundary(tiny_grids, "G1", "G3", line)
+
+
+def test_reshape_line_off_the_boundary_is_refused(tiny_grids):
+    line = shapely.LineString([(X0 + D * 0.5, Y0 + D / 4), (X0 + D + 0.002, Y0 + D / 4), (X0 + D, Y0 + D / 2)])
+    with pytest.raises(TopologyError, match=r"start is .* m from the common boundary"):
+        reshape_boundary(tiny_grids, "G1", "G3", line)
+
+
+def test_split_grid_gives_new_ids_and_children_follow(small):
+    street = "L1_0_0"  # the south-west street (4 x 4 basic grids)
+    geom = small.set_index("grid_id").geometry[street]
+    x0, y0, x1, y1 = geom.bounds
+    mid = (x0 + x1) / 2
+    line = shapely.LineString([(mid, y0 - 0.001), (mid + 0.0003, y1 + 0.001)])  # a slanted cut
+    new, cs = split_grid(small, street, line, new_ids=["W", "E"])
+    _sound(new)
+    assert set(cs.added) >= {"W", "E"} and street in cs.removed
+    g = new.set_index("grid_id")
+    assert g.loc[["W", "E"], "parent_id"].tolist() == ["L0_0_0", "L0_0_0"]
+    # the slanted cut crosses basic grids: the straddlers were split into new grids
+    assert len(cs.added) > 2
+    assert _areas(new) == pytest.approx(_areas(small), rel=1e-9)
+    assert _totals(new, "households") == _totals(small, "households")
+
+
+def test_split_line_that_does_not_cut_is_refused(tiny_grids):
+    with pytest.raises(TopologyError, match="does not cut grid 'G1' in two"):
+        split_grid(tiny_grids, "G1", shapely.LineString([(X0 - 1, Y0 - 1), (X0 - 0.5, Y0 - 0.5)]))
+
+
+def test_merge_adds_workloads_and_adopts_children(small):
+    g = small.set_index("grid_id")
+    a, b = "L2_0_0", "L2_0_1"  # two communities of one street
+    new, cs = merge_grids(small, [a, b])
+    _sound(new)
+    n = new.set_index("grid_id")
+    assert n.loc[a, "households"] == g.loc[a, "households"] + g.loc[b, "households"]
+    assert b not in n.index and cs.removed == (b,)
+    assert set(n.index[n["parent_id"] == a]) == set(g.index[g["parent_id"].isin([a, b])])
+
+
+def test_merge_across_parents_needs_cascade(small):
+    with pytest.raises(TopologyError, match="cascade=True"):
+        merge_grids(small, ["L2_1_0", "L2_2_0"])  # communities of two streets
+    new, _ = merge_grids(small, ["L2_1_0", "L2_2_0"], cascade=True, new_id="M")
+    _sound(new)
+    assert new.set_index("grid_id").loc["M", "parent_id"] == "L1_0_0"
+
+
+def test_reparent_moves_the_parents_boundary(small):
+    new, cs = reparent(small, "L2_1_0", "L1_1_0")  # a community of street 0_0 to its east neighbour
+    _sound(new)
+    assert cs.reparented == {"L2_1_0": ("L1_0_0", "L1_1_0")}
+    assert {r.from_id for r in cs.moves.itertuples()} == {"L1_0_0"}
+
+
+def test_update_attributes_refuses_structural_columns(tiny_grids):
+    new, cs = update_attributes(tiny_grids, "G1", {"name": "新网格"})
+    assert new.set_index("grid_id").loc["G1", "name"] == "新网格" and cs.changed == ("G1",)
+    with pytest.raises(ValueError, match="cannot set 'parent_id'"):
+        update_attributes(tiny_grids, "G1", {"parent_id": "S2"})
+    with pytest.raises(NotFoundError, match="grid 'nope' does not exist"):
+        update_attributes(tiny_grids, "nope", {"name": "x"})
+
+
+def test_near_vertices_are_snapped_not_left_as_slivers(tiny_grids):
+    # the east half of G1, drawn ~0.3 m short of its edges and corners: snapped onto them
+    off = 3e-6
+    region = shapely.box(X0 + D / 2, Y0 + off, X0 + D - off, Y0 + D / 2 - off)
+    new, _ = transfer_area(tiny_grids, region, "G2")
+    _sound(new)
+    west = shapely.box(X0, Y0, X0 + D / 2, Y0 + D / 2)
+    assert shapely.equals(new.set_index("grid_id").geometry["G1"], west)
+    # without snapping, 0.3 m slivers of G1 would stay along its east and south edges: the guard refuses
+    with pytest.raises(TopologyError, match="sliver narrower than 1 m") as err:
+        transfer_area(tiny_grids, region, "G2", snap_m=0.0)
+    assert set(err.value.findings["kind"]) == {"edge_mismatch"}
+
+
+def test_new_vertices_are_inserted_into_neighbours(small):
+    # A region whose corner lands in the middle of an edge between two untouched basic grids
+    g = small.set_index("grid_id")
+    cell = g.geometry["g2_2"]
+    c = shapely.centroid(cell)
+    region = shapely.Polygon([(c.x, c.y), (c.x + 0.0013, c.y), (c.x + 0.0013, c.y + 0.0004), (c.x, c.y + 0.0004)])
+    new, _ = transfer_area(small, region, "g2_2", clip=True, cascade=False)
+    _sound(new)  # coverage_is_valid would flag a T-junction
+
+
+def test_workloads_follow_points_when_given(tiny_grids):
+    g = tiny_grids.copy()
+    g["households"] = pd.array([100, 60, 40, 50, 10, 20, 20], dtype="Int64")
+    # all 50 households of G1 live in its east half
+    pts = gpd.GeoDataFrame(geometry=[shapely.Point(X0 + D * 0.75, Y0 + D / 4)] * 50, crs=4326)
+    east = shapely.box(X0 + D / 2, Y0, X0 + D, Y0 + D / 2)
+    new, _ = transfer_area(g, east, "G2", points=pts)
+    assert new.set_index("grid_id").loc[["G1", "G2"], "households"].tolist() == [0, 60]
+    by_area, _ = transfer_area(g, east, "G2")
+    assert by_area.set_index("grid_id").loc[["G1", "G2"], "households"].tolist() == [25, 35]
+
+
+def test_unsound_input_is_refused_by_the_guard(tiny_grids):
+    bad = tiny_grids.copy()
+    bad.loc[bad["grid_id"] == "G4", "geometry"] = shapely.box(X0 + D, Y0 + D / 2, X0 + 2 * D, Y0 + D * 0.9)
+    with pytest.raises(TopologyError, match=r"already has .* finding"):
+        transfer_area(bad, shapely.box(X0, Y0, X0 + D / 4, Y0 + D / 4), "G2")
+
+
+def test_apply_edit_takes_wkt(tiny_grids):
+    _, cs = apply_edit(
+        tiny_grids, "transfer_area", region=shapely.box(X0, Y0, X0 + D / 4, Y0 + D / 4).wkt, to_grid="G2"
+    )
+    assert cs.operation == "transfer_area" and not cs.empty
+    with pytest.raises(ValueError, match="unknown edit operation"):
+        apply_edit(tiny_grids, "explode")
+
+
+# -- property tests -------------------------------------------------------------------------
+OPS = ("transfer", "reshape", "split", "merge", "reparent")
+
+
+@st.composite
+def _edit(draw):
+    return (
+        draw(st.sampled_from(OPS)),
+        draw(st.integers(0, 10_000)),
+        draw(st.floats(-0.8, 0.8)),
+        draw(st.floats(-0.8, 0.8)),
+        draw(st.floats(0.15, 1.5)),
+        draw(st.booleans()),
+    )
+
+
+EXPECTED_REFUSALS = (
+    "crosses a parent boundary",
+    "does not cut",
+    "share no boundary",
+    "leaves",
+    "different stretches",
+    "from the common boundary",
+    "new parent must be on level",
+)
+
+
+def _random_edit(g: gpd.GeoDataFrame, edit: tuple, **kw) -> tuple[gpd.GeoDataFrame, object] | None:
+    op, k, dx, dy, size, cascade = edit
+    levels = sorted(g["level"].unique())
+    lv = int(levels[k % len(levels)]) if op != "reparent" else int(levels[1 + k % (len(levels) - 1)])
+    cands = g[g["level"] == lv].sort_values("grid_id")
+    t = cands.iloc[k % len(cands)]
+    geom = t.geometry
+    x0, y0, x1, y1 = geom.bounds
+    w, h = x1 - x0, y1 - y0
+    c = shapely.centroid(geom)
+    try:
+        if op == "transfer":
+            region = shapely.buffer(shapely.Point(c.x + dx * w, c.y + dy * h), size * min(w, h) / 2, quad_segs=2)
+            return transfer_area(g, region, t.grid_id, cascade=cascade, clip=not cascade, **kw)
+        if op == "split":
+            ang = np.pi * (dx + 1) / 2
+            r = max(w, h)
+            line = shapely.LineString(
+                [(c.x - r * np.cos(ang), c.y - r * np.sin(ang)), (c.x + r * np.cos(ang), c.y + r * np.sin(ang))]
+            )
+            return split_grid(g, t.grid_id, line, **kw)
+        nb = cands[cands.geometry.intersects(geom.boundary) & (cands["grid_id"] != t.grid_id)]
+        if nb.empty:
+            return None
+        other = nb.iloc[k % len(nb)]
+        if op == "merge":
+            return merge_grids(g, [t.grid_id, other.grid_id], cascade=cascade, **kw)
+        if op == "reparent":
+            up = g[g["level"] == lv - 1]
+            p = up[up.geometry.touches(geom) & (up["grid_id"] != t.parent_id)]
+            if p.empty:
+                return None
+            return reparent(g, t.grid_id, p.iloc[k % len(p)].grid_id, cascade=cascade, **kw)
+        shared = shapely.line_merge(shapely.intersection(geom.boundary, other.geometry.boundary))
+        parts = [s for s in shapely.get_parts(shared) if s.geom_type == "LineString"]
+        if not parts:
+            return None
+        s = parts[0]
+        p, q = s.interpolate(0.2, normalized=True), s.interpolate(0.8, normalized=True)
+        m = s.interpolate(0.5, normalized=True)
+        bend = shapely.LineString([p, (m.x + dx * w * size / 3, m.y + dy * h * size / 3), q])
+        return reshape_boundary(g, t.grid_id, other.grid_id, bend, cascade=cascade, **kw)
+    except TopologyError as err:
+        if any(s in str(err) for s in EXPECTED_REFUSALS):
+            return None
+        raise
+
+
+def _check_sequence(g0: gpd.GeoDataFrame, edits: list) -> None:
+    _sound(g0)
+    g = g0
+    areas0, hh0 = _areas(g0), _totals(g0, "households")
+    for e in edits:
+        out = _random_edit(g, e, validate=False)  # the engine, not the guard, is under test
+        if out is None:
+            continue
+        g = out[0]
+        _sound(g)
+        assert g["grid_id"].is_unique
+        assert _areas(g) == pytest.approx(areas0, rel=1e-9)
+        assert _totals(g, "households") == hh0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(edits=st.lists(_edit(), min_size=1, max_size=3))
+def test_random_edit_sequences_keep_the_hierarchy_sound(edits):
+    _check_sequence(_with_workloads(fishnet_levels(8, (8, 4, 2), seed=1)), edits)
+
+
+@pytest.mark.slow
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(edits=st.lists(_edit(), min_size=1, max_size=3))
+def test_random_edit_sequences_on_the_demo_district(demo_district, edits):
+    _check_sequence(demo_district.grids, edits)
