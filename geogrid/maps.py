@@ -31,16 +31,48 @@ from layers import CRSError, GeogridError, NotFoundError, SchemaError
 from layers.crs import is_storage_crs
 from layers.errors import Problem
 
-__all__ = ["LEAFLET_VERSION", "VENDORED_ASSETS", "escape_text", "grid_map", "render_offline", "render_standalone"]
+__all__ = [
+    "LEAFLET_VERSION",
+    "PLUGIN_VERSIONS",
+    "VENDORED_ASSETS",
+    "escape_text",
+    "grid_map",
+    "render_offline",
+    "render_standalone",
+]
 
 LEAFLET_VERSION = "1.9.3"
 """The Leaflet release folium 0.20 links to, and the one vendored next to the web service."""
 
 _LEAFLET_DIR = f"leaflet-{LEAFLET_VERSION}"
 
+PLUGIN_VERSIONS: Mapping[str, str] = {
+    "leaflet.markercluster": "1.5.3",
+    "leaflet.heat": "0.2.0",
+    "leaflet-geoman-free": "2.20.2",
+}
+"""The Leaflet plugins vendored next to Leaflet (folium links other versions, or ``@latest``)."""
+
+_CLUSTER_DIR = f"leaflet.markercluster-{PLUGIN_VERSIONS['leaflet.markercluster']}"
+_HEAT_DIR = f"leaflet.heat-{PLUGIN_VERSIONS['leaflet.heat']}"
+_GEOMAN_DIR = f"leaflet-geoman-free-{PLUGIN_VERSIONS['leaflet-geoman-free']}"
+_CDNJS_CLUSTER = "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0"
+_UNPKG_GEOMAN = "https://unpkg.com/@geoman-io/leaflet-geoman-free@latest/dist"
+
 VENDORED_ASSETS: Mapping[str, str] = {
     f"https://cdn.jsdelivr.net/npm/leaflet@{LEAFLET_VERSION}/dist/leaflet.js": f"{_LEAFLET_DIR}/leaflet.js",
     f"https://cdn.jsdelivr.net/npm/leaflet@{LEAFLET_VERSION}/dist/leaflet.css": f"{_LEAFLET_DIR}/leaflet.css",
+    # folium.plugins.MarkerCluster / FastMarkerCluster (folium pins 1.1.0; 1.5.3 has the same API)
+    f"{_CDNJS_CLUSTER}/leaflet.markercluster.js": f"{_CLUSTER_DIR}/leaflet.markercluster.js",
+    f"{_CDNJS_CLUSTER}/MarkerCluster.css": f"{_CLUSTER_DIR}/MarkerCluster.css",
+    f"{_CDNJS_CLUSTER}/MarkerCluster.Default.css": f"{_CLUSTER_DIR}/MarkerCluster.Default.css",
+    # folium.plugins.HeatMap (folium links its own build of leaflet.heat from GitHub's main branch)
+    "https://cdn.jsdelivr.net/gh/python-visualization/folium@main/folium/templates/leaflet_heat.min.js": (
+        f"{_HEAT_DIR}/leaflet-heat.js"
+    ),
+    # folium.plugins.GeoMan (folium links @latest: never on a wall)
+    f"{_UNPKG_GEOMAN}/leaflet-geoman.js": f"{_GEOMAN_DIR}/leaflet-geoman.min.js",
+    f"{_UNPKG_GEOMAN}/leaflet-geoman.css": f"{_GEOMAN_DIR}/leaflet-geoman.css",
 }
 """External asset URL → path, relative to the asset server's root, of its vendored copy."""
 
