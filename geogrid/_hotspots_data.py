@@ -15,11 +15,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 import geopandas as gpd
-import shapely
 from pyproj import CRS
 
 from layers.crs import ensure_crs, metric_crs
-from layers.errors import CRSError, NotFoundError, Problem, SchemaError, format_ids
+from layers.errors import NotFoundError, Problem, SchemaError, format_ids
 
 __all__: list[str] = []
 
@@ -174,30 +173,12 @@ def _filter_incidents(
 
 def _assign(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> np.ndarray:
     """Position in ``grids`` (one level) of the grid holding each point; -1 outside every grid."""
-    if points.crs is None or grids.crs is None or not CRS.from_user_input(points.crs).equals(grids.crs):
-        msg = f"incidents have CRS {points.crs} and grids {grids.crs}: bring them to one CRS with .to_crs(...)"
-        raise CRSError(msg)
-    try:
-        from geogrid.assignment import assign_points  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # until geogrid.assignment lands: an STRtree fallback
-        return _assign_fallback(points, grids)
+    from geogrid.assignment import assign_points
+
     level = int(grids["level"].iloc[0]) if len(grids) else 0
-    out = assign_points(points, grids, levels=[level])
-    ids = out[f"grid_id_{level}"]
-    pos = pd.Series(np.arange(len(grids)), index=pd.Index(grids["grid_id"]))
+    ids = assign_points(points, grids, levels=[level], nested=False)[f"grid_id_{level}"]
+    pos = pd.Series(np.arange(len(grids)), index=pd.Index(grids["grid_id"].astype(str)))
     return ids.map(pos).fillna(-1).to_numpy(dtype=np.int64)
-
-
-def _assign_fallback(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> np.ndarray:
-    tree = shapely.STRtree(grids.geometry.values)
-    p_idx, g_idx = tree.query(points.geometry.values, predicate="intersects")
-    out = np.full(len(points), -1, dtype=np.int64)
-    # A point on a shared edge intersects two grids: the first in grid order wins.
-    order = np.lexsort((g_idx, p_idx))
-    p_idx, g_idx = p_idx[order], g_idx[order]
-    first = np.concatenate([[True], p_idx[1:] != p_idx[:-1]]) if p_idx.size else np.zeros(0, bool)
-    out[p_idx[first]] = g_idx[first]
-    return out
 
 
 def _periods(reported: pd.Series, period: str, tz: str) -> pd.PeriodIndex:
