@@ -309,10 +309,9 @@ def _xy(points: gpd.GeoDataFrame | gpd.GeoSeries) -> tuple[npt.NDArray[np.float6
         raise ValueError(msg)
     x = np.full(geoms.size, np.nan)
     y = np.full(geoms.size, np.nan)
-    ok = (kinds == 0) & ~shapely.is_empty(geoms)
-    if ok.any():
-        x[ok] = shapely.get_x(geoms[ok])
-        y[ok] = shapely.get_y(geoms[ok])
+    coords, where = shapely.get_coordinates(geoms, return_index=True)  # one pass; empty points have none
+    x[where] = coords[:, 0]
+    y[where] = coords[:, 1]
     return x, y
 
 
