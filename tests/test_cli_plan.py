@@ -1,0 +1,62 @@
+"""``geogrid plan``: new, edit, diff, commit, discard; conflicts and refusals exit 2 with the reason."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import shapely
+
+from geogrid.cli import main
+from layers.store import GeoPackageStore
+
+X0, Y0, D = 117.20, 39.10, 0.01
+
+
+@pytest.fixture
+def store_path(tmp_path, tiny_grids):
+    g = tiny_grids.copy()
+    g["households"] = pd.array([100, 60, 40, 30, 30, 20, 20], dtype="Int64")
+    path = tmp_path / "cli.gpkg"
+    GeoPackageStore(path).write({"grids": g})
+    return str(path)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_plan_round_trip(store_path):
+    out = invoke("plan", "new", store_path, "--name", "east half", "--author", "li")
+    assert out.exit_code == 0 and out.output.startswith("p1 (version 0")
+    region = shapely.box(X0 + D / 2, Y0, X0 + D, Y0 + D / 2).wkt
+    out = invoke(
+        "plan", "edit", store_path, "p1", "transfer_area", "-p", f"region={region}", "-p", "to_grid=G2", "--expect", "0"
+    )
+    assert out.exit_code == 0, out.output
+    assert "version 1" in out.output
+    out = invoke("plan", "diff", store_path, "p1", "--json")
+    diff = json.loads(out.output)
+    assert diff["area_moved"][0]["from_id"] == "G1" and diff["summary"]["households_moved"] == 15
+    out = invoke("plan", "commit", store_path, "p1", "--expect", "1")
+    assert out.exit_code == 0 and "network version 2" in out.output
+    out = invoke("plan", "list", store_path, "--json")
+    assert [p["status"] for p in json.loads(out.output)] == ["committed"]
+
+
+def test_stale_edit_and_refused_edit_exit_2(store_path):
+    invoke("plan", "new", store_path, "--name", "x")
+    invoke("plan", "edit", store_path, "p1", "merge_grids", "-p", 'ids=["G1", "G2"]')
+    out = CliRunner().invoke(main, ["plan", "edit", store_path, "p1", "update_attributes", "--expect", "0",
+                                     "-p", "grid_id=G3", "-p", 'values={"name": "x"}'])  # fmt: skip
+    assert out.exit_code == 2 and "someone else changed it" in out.output
+    crossing = shapely.box(X0 + D * 0.8, Y0, X0 + D * 1.2, Y0 + D / 4).wkt
+    out = CliRunner().invoke(
+        main, ["plan", "edit", store_path, "p1", "transfer_area", "-p", f"region={crossing}", "-p", "to_grid=G1"]
+    )
+    assert out.exit_code == 2 and "cascade=True" in out.output
+    out = invoke("plan", "discard", store_path, "p1")
+    assert out.exit_code == 0 and "discarded" in out.output
