@@ -410,11 +410,20 @@ def _repair_level(
             geoms_out[int(rows[c])] = new
         elif made_valid[rows[c]]:
             geoms_out[int(rows[c])] = new  # logged as made_valid; rebuilt so its edges match
-        elif shapely.get_num_coordinates(new) != shapely.get_num_coordinates(cells[c]):
-            before, after = shapely.get_num_coordinates(cells[c]), shapely.get_num_coordinates(new)
-            msg = f"grid {gid[c]!r} re-noded where neighbours' edges end on its own ({before} -> {after} vertices)"
-            log.add("noded", lv, gid[c], parent_of(c), (), msg, None)
-            geoms_out[int(rows[c])] = new
+        else:
+            # Untouched, but a neighbour's vertex may now lie on its edge: it takes that vertex too.
+            # Or the noding dropped a zero-width spike along a neighbour's edge.
+            had = set(map(tuple, shapely.get_coordinates(cells[c])))
+            has = set(map(tuple, shapely.get_coordinates(new)))
+            if had != has:
+                added, gone = sorted(has - had), sorted(had - has)
+                msg = (
+                    f"grid {gid[c]!r} re-noded to match its neighbours' edges exactly "
+                    f"({len(added)} vertex(es) added, {len(gone)} on zero-width spikes dropped)"
+                )
+                where = shapely.multipoints(np.array(added + gone))
+                log.add("noded", lv, gid[c], parent_of(c), (), msg, where)
+                geoms_out[int(rows[c])] = new
     return _Outcome(geoms_out, log, refusals)
 
 
