@@ -68,8 +68,8 @@ def _cameras(
     lengths = shapely.length(roads)
     p = lengths * np.where(is_art, 3.0, 1.0)
     shapely.prepare(outline)
-    xs: list[np.ndarray] = []
-    heads: list[np.ndarray] = []
+    xs: list[np.ndarray] = [np.empty((0, 2))]
+    heads: list[np.ndarray] = [np.empty(0)]
     have = 0
     while have < n:
         m = int((n - have) * 1.2) + 8
@@ -165,6 +165,18 @@ def _incidents(
     density: _Density,
     n: int,
 ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]]]:
+    if n == 0:
+        empty = gpd.GeoDataFrame(
+            {
+                "incident_id": pd.Series([], dtype="string"),
+                "reported_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+                "closed_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+                **{c: pd.Series([], dtype="string") for c in ("category", "source", "status", "description")},
+            },
+            geometry=gpd.GeoSeries([], crs=f"EPSG:{METRIC_EPSG}"),
+            crs=f"EPSG:{METRIC_EPSG}",
+        )
+        return empty, []
     days = np.arange(365)
     start = pd.Timestamp(f"{YEAR}-01-01", tz=TZ)
     weekday = ((start.day_of_week + days) % 7) < 5

@@ -198,3 +198,11 @@ def test_cli_rejects_a_non_geopackage_name(tmp_path):
     )
     assert done.returncode == 2
     assert ".gpkg" in done.stderr
+
+
+def test_an_empty_demo_has_grids_but_no_points():
+    empty = build_demo(seed=0, n_incidents=0, n_cameras=0)
+    assert len(empty.grids) == 1114
+    assert len(empty.incidents) == 0
+    assert len(empty.cameras) == 0
+    assert validate_layer(empty.incidents, "incidents").empty
