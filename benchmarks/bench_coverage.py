@@ -1,0 +1,130 @@
+"""Coverage: per-grid camera coverage against union_all + overlay; placement against the ILP."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import geopandas as gpd
+import shapely
+
+from benchmarks._runner import Case
+from geogrid import _coverage_geom as _geom
+from geogrid.coverage import grid_coverage
+from geogrid.placement import solve_max_cover
+
+
+def _random_city(n_cameras: int, n_grids: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Voronoi grids (irregular, like real ones) and demo-like sectors at ~100 cameras/km²."""
+    rng = np.random.default_rng(seed)
+    side = float(np.sqrt(n_cameras / 100.0) * 1000.0)
+    frame = shapely.box(0, 0, side, side)
+    seeds = shapely.multipoints(rng.uniform(0, side, (n_grids, 2)))
+    grids = shapely.intersection(shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=frame)), frame)
+    x, y = rng.uniform(0, side, n_cameras), rng.uniform(0, side, n_cameras)
+    dome = rng.random(n_cameras) < 0.2
+    fov = np.where(dome, 360.0, np.round(rng.uniform(50, 100, n_cameras)))
+    rng_m = np.where(dome, rng.uniform(40, 80, n_cameras), np.clip(rng.lognormal(np.log(70), 0.3, n_cameras), 30, 150))
+    views = _geom.sectors(x, y, rng.uniform(0, 360, n_cameras), fov, rng_m)
+    return grids, views
+
+
+def _ours(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    grids, views = data
+    covered, _, _ = _geom.covered_per_grid(grids, views)
+    return shapely.area(covered)
+
+
+def _baseline(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    grids, views = data
+    union = gpd.GeoDataFrame(geometry=shapely.get_parts(shapely.union_all(views)))
+    g = gpd.GeoDataFrame({"i": np.arange(len(grids))}, geometry=grids)
+    pieces = gpd.overlay(g, union, how="intersection", keep_geom_type=True)
+    return np.bincount(pieces["i"].to_numpy(), pieces.area.to_numpy(), minlength=len(grids))
+
+
+def _same_areas(ours: np.ndarray, base: np.ndarray) -> None:
+    total = base.sum()
+    assert abs(ours.sum() - total) <= 1e-4 * total, (ours.sum(), total)
+    worst = np.abs(ours - base).max()
+    assert worst <= 1e-4 * max(base.max(), 1.0) + 1e-6, worst
+
+
+def _demo() -> object:
+    from geogrid.demo import build_demo
+
+    return build_demo(seed=0, n_incidents=1000)
+
+
+def _placement_instance(n_cand: int, n_dem: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, int]:
+    """A street-like covering instance: candidates and demand points, each candidate sees a cluster."""
+    rng = np.random.default_rng(seed)
+    side = float(np.sqrt(n_dem) * 20.0)
+    pts = rng.uniform(0, side, (n_dem, 2))
+    views = _geom.sectors(
+        rng.uniform(0, side, n_cand),
+        rng.uniform(0, side, n_cand),
+        rng.uniform(0, 360, n_cand),
+        np.full(n_cand, 90.0),
+        np.full(n_cand, 80.0),
+    )
+    p, v = shapely.STRtree(views).query(shapely.points(pts), predicate="intersects")
+    return (v, p), rng.integers(1, 10, n_dem).astype(float), n_cand
+
+
+def cases(scale: str) -> list[Case]:
+    full = scale == "full"
+    n = 100_000 if full else 5_000
+    out = [
+        Case(
+            name="coverage_demo_occlusion_off",
+            setup=_demo,
+            ours=lambda d: grid_coverage(d.grids, d.cameras, level=3),
+            notes="demo seed 0: 7,500 cameras (7,2xx online), 990 basic grids, resolution 8",
+            repeat=3 if full else 1,
+        ),
+        Case(
+            name="coverage_demo_occlusion_on",
+            setup=_demo,
+            ours=lambda d: grid_coverage(d.grids, d.cameras, level=3, buildings=d.buildings),
+            notes="demo seed 0 with its ~8,000 building footprints as occluders",
+            repeat=3 if full else 1,
+        ),
+        Case(
+            name=f"coverage_{n // 1000}k_cameras_{n // 1000}k_grids",
+            setup=lambda: _random_city(n, n, seed=0),
+            ours=_ours,
+            baseline=_baseline,
+            baseline_name="shapely.union_all(views) + geopandas.overlay(grids, union)",
+            check=_same_areas,
+            repeat=1,
+            notes=f"{n:,} sectors (20 % domes, range 30-150 m, 100/km²) on {n:,} Voronoi grids, seed 0",
+        ),
+    ]
+    n_cand, n_dem = (10_000, 20_000) if full else (1_000, 2_000)
+    inst = _placement_instance(n_cand, n_dem, seed=0)
+
+    def greedy(data: object) -> float:
+        cover, w, nc = data  # type: ignore[misc]
+        return solve_max_cover(cover, w, nc, 50, method="greedy")[2]
+
+    def ilp(data: object) -> float:
+        cover, w, nc = data  # type: ignore[misc]
+        return solve_max_cover(cover, w, nc, 50, method="ilp", time_limit_s=300)[2]
+
+    def report(g: float, opt: float) -> None:
+        out[-1].extra["greedy_over_ilp"] = g / opt
+        assert g >= (1 - 1 / np.e) * opt
+
+    out.append(
+        Case(
+            name=f"place_50_of_{n_cand // 1000}k_candidates",
+            setup=lambda: inst,
+            ours=greedy,
+            baseline=ilp,
+            baseline_name="HiGHS ILP (optimum)",
+            check=report,
+            repeat=1,
+            notes=f"{n_cand:,} 90° candidates, {n_dem:,} demand points weighted 1-9, k = 50, seed 0",
+        )
+    )
+    return out

@@ -1,0 +1,199 @@
+"""Private: the geometry of camera coverage on plain arrays in a metric CRS.
+
+Sector polygons built in one vectorised pass, 2-D occlusion by shadow polygons behind
+building edges, and per-grid coverage as the union of the views clipped to each grid
+(STRtree pairs, one intersection per pair, one grouped union per grid).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import shapely
+
+_FAR_MIN_COS = 0.02
+"""Edges seen under more than ~177.7° (the camera on the edge) cast no shadow quad."""
+
+
+def sectors(
+    x: np.ndarray,
+    y: np.ndarray,
+    heading_deg: np.ndarray,
+    fov_deg: np.ndarray,
+    range_m: np.ndarray,
+    *,
+    resolution: int = 8,
+    min_distance_m: float | np.ndarray = 0.0,
+) -> np.ndarray:
+    """Sector polygons (domes: discs) with ``resolution`` arc segments per 90°.
+
+    With ``min_distance_m`` > 0 the apex is cut away: a sector becomes an annular
+    sector, a dome an annulus (a polygon with a hole).
+    """
+    n = len(x)
+    if n == 0:
+        return np.empty(0, dtype=object)
+    f = np.clip(np.asarray(fov_deg, dtype=float), 0.0, 360.0)
+    r = np.asarray(range_m, dtype=float)
+    r0 = np.broadcast_to(np.asarray(min_distance_m, dtype=float), (n,))
+    dome = f >= 360.0
+    nseg = np.maximum(np.ceil(f / 90.0 * resolution).astype(np.int64), 1)
+    nseg[dome] = 4 * resolution
+    start = np.radians(np.where(dome, 0.0, heading_deg - f / 2))
+    span = np.radians(np.where(dome, 360.0, f))
+    inner = r0 > 0
+
+    # Outer ring: arc from start to start + span; sectors add the apex or the inner arc back.
+    arc_n = nseg + 1
+    back_n = np.where(dome, 0, np.where(inner, nseg + 1, 1))
+    npts = arc_n + back_n + np.where(dome, 0, 1)  # closing point for sectors (domes close themselves)
+    ring_of = np.repeat(np.arange(n), npts)
+    off = np.concatenate([[0], np.cumsum(npts)])
+    k = np.arange(off[-1]) - off[ring_of]
+    ns, a0, sp = nseg[ring_of], start[ring_of], span[ring_of]
+    on_arc = k < arc_n[ring_of]
+    kb = k - arc_n[ring_of]  # position on the way back
+    t = np.where(on_arc, a0 + k / ns * sp, a0 + (ns - kb) / ns * sp)
+    rad = np.where(on_arc, r[ring_of], r0[ring_of])
+    closing = ~dome[ring_of] & (k == npts[ring_of] - 1)
+    t = np.where(closing, a0, t)
+    rad = np.where(closing, r[ring_of], rad)
+    px = x[ring_of] + rad * np.sin(t)
+    py = y[ring_of] + rad * np.cos(t)
+    if dome.any():  # close the dome rings exactly on their first point
+        last = off[1:][dome] - 1
+        px[last], py[last] = px[off[:-1][dome]], py[off[:-1][dome]]
+    shells = shapely.linearrings(np.column_stack([px, py]), indices=ring_of)
+    out = shapely.polygons(shells)
+    holes = dome & inner
+    if holes.any():
+        idx = np.flatnonzero(holes)
+        hole = shapely.buffer(shapely.points(x[idx], y[idx]), r0[idx], quad_segs=resolution)
+        out[idx] = shapely.difference(out[idx], hole)
+    return out
+
+
+def shadows(
+    cam_xy: np.ndarray,
+    views: np.ndarray,
+    range_m: np.ndarray,
+    buildings: np.ndarray,
+) -> np.ndarray:
+    """Per camera, the union of the shadows of the buildings within its view (or None).
+
+    Each building edge that faces the camera casts a quadrilateral shadow: the edge and
+    the edge pushed away from the camera until its far side lies beyond the range. The
+    union over the facing edges is the building plus everything behind it, exact for
+    concave footprints too. A building that holds the camera (a camera on a wall) casts
+    no shadow on it.
+    """
+    n = len(views)
+    out = np.full(n, None, dtype=object)
+    if n == 0 or len(buildings) == 0:
+        return out
+    tree = shapely.STRtree(buildings)
+    cam, bld = tree.query(views, predicate="intersects")
+    if cam.size == 0:
+        return out
+    holds = shapely.covers(buildings[bld], shapely.points(cam_xy[cam]))
+    cam, bld = cam[~holds], bld[~holds]
+    # Edges of every building (exterior and holes), grouped by building.
+    rings, ring_b = shapely.get_rings(buildings, return_index=True)
+    is_hole = np.r_[False, ring_b[1:] == ring_b[:-1]]
+    # The material lies left of a counter-clockwise shell and right of a counter-clockwise hole.
+    outward_right = np.where(shapely.is_ccw(rings) != is_hole, 1.0, -1.0)
+    xy, pt_ring = shapely.get_coordinates(rings, return_index=True)
+    same = pt_ring[:-1] == pt_ring[1:]
+    e_ring = pt_ring[:-1][same]
+    order = np.argsort(ring_b[e_ring], kind="stable")
+    ea, eb, e_ring = xy[:-1][same][order], xy[1:][same][order], e_ring[order]
+    e_bld = ring_b[e_ring]
+    first = np.searchsorted(e_bld, np.arange(len(buildings)))
+    count = np.bincount(e_bld, minlength=len(buildings))
+    # Expand (camera, building) pairs into (camera, edge) pairs.
+    reps = count[bld]
+    pc = np.repeat(cam, reps)
+    pe = np.repeat(first[bld], reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+    c = cam_xy[pc]
+    a, b = ea[pe], eb[pe]
+    da, db = a - c, b - c
+    # cross((a - c), (b - c)) < 0: the camera is right of a -> b, i.e. on the outer side
+    # of a shell edge that runs counter-clockwise.
+    cross = da[:, 0] * db[:, 1] - da[:, 1] * db[:, 0]
+    facing = cross * outward_right[e_ring[pe]] < 0
+    la, lb = np.hypot(da[:, 0], da[:, 1]), np.hypot(db[:, 0], db[:, 1])
+    cos_half = np.sqrt(np.clip((1 + (da * db).sum(1) / np.maximum(la * lb, 1e-12)) / 2, 0.0, 1.0))
+    ok = facing & (cos_half > _FAR_MIN_COS) & (la > 1e-9) & (lb > 1e-9)
+    pc, c, a, b, da, db, la, lb = pc[ok], c[ok], a[ok], b[ok], da[ok], db[ok], la[ok], lb[ok]
+    far = (range_m[pc] + 1.0) / cos_half[ok] + 1.0
+    a2 = c + da / la[:, None] * far[:, None]
+    b2 = c + db / lb[:, None] * far[:, None]
+    quads = shapely.polygons(np.stack([a, b, b2, a2, a], axis=1))
+    quads = shapely.make_valid(quads)  # near-degenerate quads (camera almost on the edge line)
+    return _group_union(quads, pc, n)
+
+
+def _group_union(geoms: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
+    """Union of ``geoms`` per group id in ``range(n)`` (None where a group is empty)."""
+    out = np.full(n, None, dtype=object)
+    if geoms.size == 0:
+        return out
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    counts = np.bincount(g, minlength=n)
+    single = counts == 1
+    starts = np.cumsum(counts) - counts
+    out[single] = geoms[order][starts[single]]
+    multi = np.flatnonzero(counts > 1)
+    if multi.size:
+        sel = np.isin(g, multi)
+        gm = g[sel]
+        row = np.searchsorted(multi, gm)
+        pos = np.arange(gm.size) - np.repeat(np.cumsum(counts[multi]) - counts[multi], counts[multi])
+        arr = np.full((multi.size, int(counts[multi].max())), None, dtype=object)
+        arr[row, pos] = geoms[order][sel]
+        out[multi] = shapely.union_all(arr, axis=1)
+    return out
+
+
+def cut_views(views: np.ndarray, shade: np.ndarray) -> np.ndarray:
+    """Each view minus its shadow."""
+    out = views.copy()
+    has = np.array([s is not None for s in shade], dtype=bool)
+    if has.any():
+        out[has] = shapely.difference(views[has], shade[has])
+    return out
+
+
+def covered_per_grid(grids: np.ndarray, views: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the seen part of each grid and the (grid, view) pairs that see it.
+
+    Returns ``(covered, pair_grid, pair_view)``: ``covered[i]`` is the union of the views
+    clipped to grid ``i`` (an empty polygon where none sees it); the pairs are those whose
+    clipped view has positive area.
+    """
+    n = len(grids)
+    empty = shapely.Polygon()
+    covered = np.full(n, empty, dtype=object)
+    if n == 0 or len(views) == 0:
+        return covered, np.empty(0, np.int64), np.empty(0, np.int64)
+    live = ~(shapely.is_empty(views) | shapely.is_missing(views))
+    tree = shapely.STRtree(np.where(live, views, np.array(None, dtype=object)))
+    gi, vi = tree.query(grids, predicate="intersects")
+    # The view covers the whole grid: no clipping needed; otherwise clip.
+    whole = shapely.covers(views[vi], grids[gi])
+    clip = np.empty(gi.size, dtype=object)
+    clip[whole] = grids[gi[whole]]
+    part = ~whole
+    clip[part] = shapely.intersection(views[vi[part]], grids[gi[part]])
+    area = shapely.area(clip)
+    seen = area > 1e-9 * np.maximum(shapely.area(grids[gi]), 1.0)
+    gi, vi, clip = gi[seen], vi[seen], clip[seen]
+    union = _group_union(clip, gi, n)
+    got = np.array([u is not None for u in union], dtype=bool)
+    covered[got] = union[got]
+    # Several clipped pieces may leave collections of lines: keep the polygonal part.
+    coll = shapely.get_type_id(covered) == 7
+    if coll.any():
+        covered[coll] = [shapely.union_all([p for p in shapely.get_parts(c) if p.area > 0]) for c in covered[coll]]
+    return covered, gi, vi
