@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import stats
 
 __all__: list[str] = []
 
@@ -132,6 +131,8 @@ class _GiStar:
 
 def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) -> _GiStar:
     """Gi* with binary weights and a self-weight of 1, as ``esda.G_Local(y, w, transform="B", star=True)``."""
+    from scipy import stats  # lazy: scipy.stats costs ~1 s at import
+
     y = np.asarray(y, dtype=np.float64)
     n = y.size
     adj = _binary_offdiag(adj)
@@ -252,6 +253,8 @@ def _mann_kendall(x: np.ndarray) -> _MannKendall:
     groups of size ``t``; ``Z = (S − sign S) / √Var S`` (continuity correction); two-sided
     ``p = 2 (1 − Φ(|Z|))``; ``tau = S / (n(n−1)/2)``. The same as ``pymannkendall.original_test``.
     """
+    from scipy import stats  # lazy: scipy.stats costs ~1 s at import
+
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     m, n = x.shape
     s = np.zeros(m)
@@ -359,6 +362,7 @@ class _Knox:
 
 def _knox(xy: np.ndarray, t: np.ndarray, *, distance: float, interval: float, permutations: int, seed: int) -> _Knox:
     """Knox test: pairs close in space (``<= distance``) and time (``<= interval``), times permuted."""
+    from scipy import stats  # lazy: scipy.stats costs ~1 s at import
     from scipy.spatial import cKDTree
 
     n = xy.shape[0]

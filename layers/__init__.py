@@ -17,7 +17,7 @@ from layers.errors import (
     ValidationError,
 )
 from layers.schema import CAMERAS, GRIDS, INCIDENTS, SCHEMAS, STORAGE_CRS, LayerKind, LayerSchema
-from layers.store import GeoPackageStore, Store, open_store
+from layers.store import GeoPackageStore, PlanInfo, Store, VersionInfo, open_store
 
 __all__ = [
     "CAMERAS",
@@ -33,12 +33,14 @@ __all__ = [
     "LayerKind",
     "LayerSchema",
     "NotFoundError",
+    "PlanInfo",
     "Problem",
     "SchemaError",
     "Store",
     "StoreError",
     "TopologyError",
     "ValidationError",
+    "VersionInfo",
     "ensure_crs",
     "is_storage_crs",
     "metric_crs",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -297,8 +298,12 @@ class GeoPackageStore(Store):
         The copy lives in the same directory (so the final rename is atomic), is
         fsynced before the rename, and is removed if anything fails. Writers are
         serialised by an advisory lock; the original is never modified in place.
+        Copies left behind by a writer that was killed are removed here: whoever holds
+        the lock is the only writer, so any other copy is stale.
         """
         with self._write_lock():
+            for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp.gpkg*"):
+                stale.unlink(missing_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.gpkg", dir=self.path.parent)
             os.close(fd)
             tmp = Path(tmp_name)
