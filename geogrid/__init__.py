@@ -5,6 +5,7 @@ incidents and camera coverage inside it.
 """
 
 from geogrid.assignment import GridLocator, assign_points, assign_points_chunked, assign_points_dask, assign_xy
+from geogrid.coverage import blind_spots, camera_views, grid_coverage, rank_blind_hotspots, unseen_incidents
 from geogrid.demo import DemoDistrict, build_demo, demo_store, write_demo
 from geogrid.edits import (
     EDIT_OPERATIONS,
@@ -33,6 +34,7 @@ from geogrid.hotspots import (
     mann_kendall,
 )
 from geogrid.maps import escape_text, grid_map, render_offline
+from geogrid.placement import PlacementResult, candidate_sites, demand_points, place_cameras, suggest_reaim
 from geogrid.plans import (
     PlanDiff,
     commit_plan,
@@ -83,6 +85,7 @@ __all__ = [
     "KernelDensity",
     "KnoxResult",
     "NotFoundError",
+    "PlacementResult",
     "PlanDiff",
     "RepairResult",
     "SchemaError",
@@ -96,10 +99,14 @@ __all__ = [
     "assign_points_chunked",
     "assign_points_dask",
     "assign_xy",
+    "blind_spots",
     "build_demo",
+    "camera_views",
+    "candidate_sites",
     "check_grids",
     "closing_time_hotspots",
     "commit_plan",
+    "demand_points",
     "demo_store",
     "diff_grids",
     "diff_plan",
@@ -108,6 +115,7 @@ __all__ = [
     "emerging_hotspots",
     "escape_text",
     "gi_star",
+    "grid_coverage",
     "grid_map",
     "grid_stats",
     "grids_at",
@@ -121,7 +129,9 @@ __all__ = [
     "metric_crs",
     "new_plan",
     "open_store",
+    "place_cameras",
     "plan_log",
+    "rank_blind_hotspots",
     "read_layer",
     "render_offline",
     "repair_grids",
@@ -129,7 +139,9 @@ __all__ = [
     "reshape_boundary",
     "smooth_rates",
     "split_grid",
+    "suggest_reaim",
     "transfer_area",
+    "unseen_incidents",
     "update_attributes",
     "validate_layer",
     "write_demo",

@@ -169,6 +169,7 @@ def build_demo(
     streets = _street_layer(lines, is_art, outline, rng)
     # A generator of its own, so the other layers stay as they were before buildings existed.
     buildings = _buildings(np.random.default_rng([seed, 2]), blocks, lines, is_art)
+    tick("streets and buildings")
 
     def place(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         moved = gdf.set_geometry(shapely.transform(gdf.geometry.values, lambda c: c + np.array([cx, cy])))

@@ -11,8 +11,17 @@ from tqdm import tqdm
 from geogrid.cli._common import handle_errors, main
 from geogrid.demo import DEMO_VERSION, write_demo
 
-_STAGES = ("streets and blocks", "grids", "communities and streets", "grid geometry", "cameras", "incidents")
-_STAGES_ALL = (*_STAGES, "coordinates", "written")
+_STAGES = (
+    "streets and blocks",
+    "grids",
+    "communities and streets",
+    "grid geometry",
+    "cameras",
+    "incidents",
+    "streets and buildings",
+    "coordinates",
+    "written",
+)
 
 
 @main.command()
@@ -51,7 +60,7 @@ def demo(out: Path, seed: int, n_incidents: int, n_cameras: int, force: bool) ->
         msg = f"{out} exists: pass --force to overwrite it, or choose another name"
         raise click.BadParameter(msg, param_hint="OUT")
     t0 = time.perf_counter()
-    with tqdm(total=len(_STAGES_ALL), desc="demo district", unit="step", leave=False, disable=None) as bar:
+    with tqdm(total=len(_STAGES), desc="demo district", unit="step", leave=False, disable=None) as bar:
 
         def tick(stage: str) -> None:
             bar.set_postfix_str(stage)
@@ -60,6 +69,6 @@ def demo(out: Path, seed: int, n_incidents: int, n_cameras: int, force: bool) ->
         write_demo(out, seed, n_incidents=n_incidents, n_cameras=n_cameras, progress=tick)
     click.echo(
         f"wrote {out}: 1 district, 9 streets, 114 communities, 990 grids, {n_cameras:,} cameras, "
-        f"{n_incidents:,} incidents (seed {seed}, demo v{DEMO_VERSION}) in {time.perf_counter() - t0:.1f} s\n"
+        f"{n_incidents:,} incidents, streets and buildings (seed {seed}, demo v{DEMO_VERSION}) in {time.perf_counter() - t0:.1f} s\n"
         f"next: geogrid check {out}   |   geogrid serve {out}   |   open it in QGIS (Layer > Add Vector Layer)"
     )

@@ -68,7 +68,7 @@ def serve(store: Path | None, host: str, port: int, api_keys: str) -> None:
         msg = f"{store} does not exist: build one with `geogrid demo {store}`"
         raise click.BadParameter(msg, param_hint="STORE")
     if store is None:
-        with tqdm(total=8, desc="demo district (first use)", unit="step", leave=False, disable=None) as bar:
+        with tqdm(total=9, desc="demo district (first use)", unit="step", leave=False, disable=None) as bar:
             store = demo_store(progress=lambda _stage: bar.update(1))
     # The app reads its settings (GEOGRID_*) from the environment of the server process.
     os.environ["GEOGRID_STORE"] = str(store.resolve())
