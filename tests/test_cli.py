@@ -25,3 +25,28 @@ def test_serve_refuses_a_missing_store_with_the_fix():
     out = run("serve", "no/such/store.gpkg")
     assert out.returncode == 2
     assert "geogrid demo" in out.stderr
+
+
+def _all_commands():
+    from geogrid.cli import main
+
+    stack = [((), main)]
+    while stack:
+        path, cmd = stack.pop()
+        yield path, cmd
+        stack.extend(((*path, name), sub) for name, sub in getattr(cmd, "commands", {}).items())
+
+
+def test_every_command_has_help_with_example_blocks_kept():
+    from click.testing import CliRunner
+
+    from geogrid.cli import main
+
+    seen = []
+    for path, _cmd in _all_commands():
+        out = CliRunner().invoke(main, [*path, "--help"])
+        assert out.exit_code == 0, path
+        assert "\\b" not in out.output, f"raw \\b marker printed in `geogrid {' '.join(path)} --help`"
+        seen.append(" ".join(path))
+    for expected in ("demo", "import", "check", "repair", "serve", "stats", "hotspots", "coverage", "plan edit"):
+        assert expected in seen

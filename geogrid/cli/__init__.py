@@ -11,10 +11,23 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+import click
+
 from geogrid.cli._common import main
 
 # Importing a command module registers its commands on ``main``.
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("_") and m.name != "_common"):
     importlib.import_module(f"{__name__}.{_mod}")
+
+
+def _keep_example_blocks(cmd: click.Command) -> None:
+    r"""Turn the ``\b`` lines of raw docstrings into click's no-rewrap marker (a backspace character)."""
+    if cmd.help:
+        cmd.help = cmd.help.replace("\\b\n", "\b\n")
+    for sub in getattr(cmd, "commands", {}).values():
+        _keep_example_blocks(sub)
+
+
+_keep_example_blocks(main)
 
 __all__ = ["main"]
