@@ -24,10 +24,19 @@ def main() -> None:
     r"""Geogrid: nested urban grids, their topology, incidents and camera coverage.
 
     \b
-    Start with the demo district:
-      geogrid demo demo.gpkg          build a realistic 4-level district
-      geogrid check demo.gpkg         check gaps, overlaps and nesting
-      geogrid serve demo.gpkg         open the maps in a browser
+    Start with the demo district (网格化管理示范区):
+      geogrid demo demo.gpkg              build a realistic 4-level district
+      geogrid check demo.gpkg             gaps, overlaps, slivers and nesting at every level
+      geogrid serve demo.gpkg             maps and an OGC API in the browser (offline)
+    \b
+    Analyse:
+      geogrid stats demo.gpkg --level 3   counts, rates, closing times per grid
+      geogrid hotspots demo.gpkg          Getis-Ord Gi* with FDR control
+      geogrid coverage demo.gpkg          what the cameras see, per grid
+    \b
+    Redraw and repair:
+      geogrid plan new demo.gpkg --name "新规划"   edit a draft, diff, commit
+      geogrid repair bad.gpkg --out fixed.gpkg     fix gaps and overlaps safely
     """
 
 
