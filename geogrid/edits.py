@@ -145,13 +145,36 @@ def _wkt(value: object) -> object:
 
 def _finish(
     grids: gpd.GeoDataFrame,
-    outcome: _e.Outcome,
+    net: _e.Network,
+    arr: _e.Arrangement,
+    level: int,
+    owner: np.ndarray,
     operation: str,
     params: Mapping[str, Any],
     *,
+    cascade: bool = False,
+    clip: bool = False,
+    new_parent: Mapping[str, str | None] | None = None,
+    like: Mapping[str, str] | None = None,
+    points: gpd.GeoDataFrame | None = None,
+    weight_column: str | None = None,
     validate: bool,
     gap_width_m: float,
 ) -> tuple[gpd.GeoDataFrame, ChangeSet]:
+    """Give the faces of ``arr`` the owners chosen on ``level``, rebuild, guard and describe the edit."""
+    outcome = _e.run(
+        net,
+        arr,
+        level,
+        owner,
+        cascade=cascade,
+        clip=clip,
+        new_parent=new_parent or {},
+        like=like or {},
+        operation=operation,
+        points=points,
+        weight_column=weight_column,
+    )
     new = outcome.grids
     if validate:
         _guard(grids, new, operation, gap_width_m)
@@ -302,20 +325,21 @@ def transfer_area(
     owner[arr.inside(snapped)] = target
     _repair_slivers(arr, owner, lines, snap_m)
     params = {"region": geom, "to_grid": target, "cascade": cascade, "clip": clip, "snap_m": snap_m}
-    outcome = _e.run(
+    return _finish(
+        grids,
         net,
         arr,
         lv,
         owner,
+        "transfer_area",
+        params,
         cascade=cascade,
         clip=clip,
-        new_parent={},
-        like={},
-        operation="transfer_area",
         points=points,
         weight_column=weight_column,
+        validate=validate,
+        gap_width_m=gap_width_m,
     )
-    return _finish(grids, outcome, "transfer_area", params, validate=validate, gap_width_m=gap_width_m)
 
 
 def reshape_boundary(
@@ -433,20 +457,20 @@ def reshape_boundary(
     owner[inside & ~was_a] = a
     _repair_slivers(arr, owner, snapped, snap_m)
     params = {"grid_a": a, "grid_b": b, "line": geom, "cascade": cascade, "snap_m": snap_m}
-    outcome = _e.run(
+    return _finish(
+        grids,
         net,
         arr,
         lv,
         owner,
+        "reshape_boundary",
+        params,
         cascade=cascade,
-        clip=False,
-        new_parent={},
-        like={},
-        operation="reshape_boundary",
         points=points,
         weight_column=weight_column,
+        validate=validate,
+        gap_width_m=gap_width_m,
     )
-    return _finish(grids, outcome, "reshape_boundary", params, validate=validate, gap_width_m=gap_width_m)
 
 
 def split_grid(
@@ -532,20 +556,21 @@ def split_grid(
     if left.any():  # a face no piece claimed (rounding at the outline): give it to the largest piece
         owner[left] = ids[0]
     params = {"grid_id": gid, "line": geom, "new_ids": ids, "snap_m": snap_m}
-    outcome = _e.run(
+    return _finish(
+        grids,
         net,
         arr,
         lv,
         owner,
-        cascade=False,
-        clip=False,
+        "split_grid",
+        params,
         new_parent=dict.fromkeys(ids, net.parent[gid]),
         like=dict.fromkeys(ids, gid),
-        operation="split_grid",
         points=points,
         weight_column=weight_column,
+        validate=validate,
+        gap_width_m=gap_width_m,
     )
-    return _finish(grids, outcome, "split_grid", params, validate=validate, gap_width_m=gap_width_m)
 
 
 def merge_grids(
@@ -613,20 +638,20 @@ def merge_grids(
     owner[np.isin(owner, gids)] = target
     new_parent = {} if target in net.row else {target: net.parent[gids[0]]}
     params = {"ids": gids, "new_id": target, "cascade": cascade}
-    outcome = _e.run(
+    return _finish(
+        grids,
         net,
         arr,
         lv,
         owner,
+        "merge_grids",
+        params,
         cascade=cascade,
-        clip=False,
         new_parent=new_parent,
         like={target: gids[0]},
-        operation="merge_grids",
-        points=None,
-        weight_column=None,
+        validate=validate,
+        gap_width_m=gap_width_m,
     )
-    return _finish(grids, outcome, "merge_grids", params, validate=validate, gap_width_m=gap_width_m)
 
 
 def reparent(
@@ -669,20 +694,9 @@ def reparent(
     owner = arr.old[:, lv - 1].copy()
     owner[arr.old[:, lv] == gid] = pid
     params = {"grid_id": gid, "new_parent": pid, "cascade": cascade}
-    outcome = _e.run(
-        net,
-        arr,
-        lv - 1,
-        owner,
-        cascade=cascade,
-        clip=False,
-        new_parent={},
-        like={},
-        operation="reparent",
-        points=None,
-        weight_column=None,
+    return _finish(
+        grids, net, arr, lv - 1, owner, "reparent", params, cascade=cascade, validate=validate, gap_width_m=gap_width_m
     )
-    return _finish(grids, outcome, "reparent", params, validate=validate, gap_width_m=gap_width_m)
 
 
 _FROZEN = ("grid_id", "parent_id", "level")
