@@ -24,7 +24,6 @@ explicit metric CRS.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ import pandas as pd
 
 import geopandas as gpd
 import shapely
-from pyproj import CRS, Transformer
 
 from geogrid import _hierarchy_impl as _h
 from layers.crs import ensure_crs, metric_crs
@@ -45,39 +43,6 @@ from layers.schema import STORAGE_CRS, WORKLOAD_COLUMNS
 __all__: list[str] = []
 
 Decide = Callable[["Arrangement"], np.ndarray]
-
-
-@functools.lru_cache(maxsize=16)
-def _transformer(src: str, dst: str) -> Transformer:
-    """Return a cached Transformer (building one costs ~0.1 s, more than a small edit)."""
-    return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
-
-
-def _frame(crs: CRS, bounds: np.ndarray) -> _h.Frame:
-    """Build the local affine frame of :mod:`geogrid._hierarchy_impl`, with cached transformers."""
-    x0, y0 = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
-    wgs = CRS.from_epsg(4326)
-    same = crs.equals(wgs, ignore_axis_order=True) or crs.equals(CRS.from_epsg(4490), ignore_axis_order=True)
-    to_wgs = None if same else _transformer(crs.to_wkt(), wgs.to_wkt())
-    lon, lat = (x0, y0) if to_wgs is None else to_wgs.transform(x0, y0)
-    metric = metric_crs(float(lon), float(lat))
-    if crs.is_geographic:
-        a, f = 6378137.0, 1 / 298.257223563
-        e2 = f * (2 - f)
-        phi = math.radians(float(y0))
-        w = 1 - e2 * math.sin(phi) ** 2
-        kx = a / math.sqrt(w) * math.cos(phi) * math.pi / 180
-        ky = a * (1 - e2) / w**1.5 * math.pi / 180
-    else:
-        kx = ky = float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
-    return _h.Frame(
-        crs=crs,
-        metric=metric,
-        origin=(float(x0), float(y0)),
-        scale=(kx, ky),
-        _to_metric=_transformer(crs.to_wkt(), metric.to_wkt()),
-        _to_wgs84=to_wgs,
-    )
 
 
 # -- the network as plain dicts --------------------------------------------------------
@@ -109,7 +74,7 @@ class Network:
             if p is not None:
                 self.children.setdefault(p, []).append(i)
         bounds = shapely.total_bounds(grids.geometry.values)
-        self.frame = _frame(self.crs, bounds)
+        self.frame = _h.Frame.build(self.crs, bounds, None, metric_crs)
         self.fin_ids = np.array([i for i in ids if self.level[i] == self.finest], dtype=object)
         self.fin_geoms = np.array([self.geom[i] for i in self.fin_ids], dtype=object)
         self.fin_tree = shapely.STRtree(self.fin_geoms)
