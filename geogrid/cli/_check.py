@@ -12,7 +12,15 @@ import click
 import geopandas as gpd
 import pyogrio
 
-from geogrid.cli._common import EXIT_FINDINGS, EXIT_OK, column_mapping_options, handle_errors, main
+from geogrid.cli._common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    grid_file_options,
+    handle_errors,
+    main,
+    measure_option,
+    progress_bar,
+)
 from geogrid.hierarchy import FINDING_KINDS, REPORTED_PROBLEM_KINDS, CheckResult, check_grids
 from layers.errors import StoreError, ValidationError
 from layers.io import read_layer
@@ -104,25 +112,9 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 @main.command("check")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print the findings as JSON (geometry as GeoJSON, WGS-84)")
-@column_mapping_options
-@click.option("--layer", default=None, help="layer to read from a multi-layer file (default: 'grids')")
-@click.option("--crs", default=None, help="the CRS of the file, if it does not say (e.g. EPSG:4326)")
-@click.option(
-    "--gap-width",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    metavar="M",
-    help="edges closer than this (metres) without coinciding are edge mismatches",
-)
-@click.option(
-    "--min-area",
-    type=click.FloatRange(min=0),
-    default=0.01,
-    show_default=True,
-    metavar="M2",
-    help="ignore overlaps, gaps and leaks smaller than this (m²)",
-)
+@grid_file_options
+@measure_option("--gap-width", 1.0, "M", "edges closer than this (metres) without coinciding are edge mismatches")
+@measure_option("--min-area", 0.01, "M2", "ignore overlaps, gaps and leaks smaller than this (m²)")
 @click.option(
     "--level", "levels", type=click.IntRange(min=0), multiple=True, help="report only this level (repeatable)"
 )
@@ -158,12 +150,8 @@ def check(
       geogrid check demo.gpkg --report qa.html
     """
     grids = _load(src, columns, layer, crs)
-    from tqdm import tqdm
-
     n_steps = 2 + 2 * len(set(grids["level"].dropna().astype(int)))
-    with tqdm(
-        total=n_steps, desc="checking", unit="step", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False
-    ) as bar:
+    with progress_bar(n_steps, "checking") as bar:
 
         def step(label: str) -> None:
             bar.set_postfix_str(label)

@@ -1,15 +1,18 @@
-"""Shared pieces of the CLI: the root group, error handling, column-mapping options."""
+"""Shared pieces of the CLI: the root group, error handling, shared options, the progress bar."""
 
 from __future__ import annotations
 
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from layers.errors import GeogridError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +43,12 @@ def main() -> None:
     """
 
 
+def fail(message: str) -> NoReturn:
+    """Print ``error: <message>`` on stderr and exit with status 2 (unusable input)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_UNUSABLE)
+
+
 def handle_errors(func: F) -> F:
     """Turn geogrid errors into a clear message on stderr and exit status 2."""
 
@@ -48,10 +57,23 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GeogridError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(EXIT_UNUSABLE)
+            fail(str(err))
 
     return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(total: int, desc: str) -> tqdm:
+    """Return a transient progress bar on stderr, shown only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+
+
+def measure_option(name: str, default: float, unit: str, help_text: str) -> Callable[[F], F]:
+    """Return a click option for a non-negative length or area, its default shown, ``unit`` as metavar."""
+    return click.option(
+        name, type=click.FloatRange(min=0), default=default, show_default=True, metavar=unit, help=help_text
+    )
 
 
 def column_mapping_options(func: F) -> F:
@@ -93,3 +115,10 @@ def column_mapping_options(func: F) -> F:
     for opt, help_text in reversed(options):
         wrapper = click.option(opt, default=None, metavar="NAME", help=help_text)(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def grid_file_options(func: F) -> F:
+    """Add the options that say how to read a grid file: the column mapping, ``--layer`` and ``--crs``."""
+    func = click.option("--crs", default=None, help="the CRS of the file, if it does not say (e.g. EPSG:4326)")(func)
+    func = click.option("--layer", default=None, help="layer to read from a multi-layer file (default: 'grids')")(func)
+    return column_mapping_options(func)

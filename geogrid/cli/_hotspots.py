@@ -12,7 +12,7 @@ import click
 
 import geopandas as gpd
 
-from geogrid.cli._common import EXIT_OK, EXIT_UNUSABLE, handle_errors, main
+from geogrid.cli._common import EXIT_OK, fail, handle_errors, main
 from layers.errors import StoreError
 
 __all__ = ["format_hotspots", "hotspots"]
@@ -62,11 +62,6 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
                 f"  {r.grid_id:24} count {int(r.count):>6}  z {r.z:>7.2f}  p {r.p:.4f}  p_fdr {r.p_fdr:.4f}  bin {int(r.bin):+d}"
             )
     return "\n".join(lines)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_UNUSABLE)
 
 
 @main.command("hotspots")
@@ -122,7 +117,7 @@ def hotspots(
     from layers.store import open_store
 
     if as_json and out is not None:
-        _fail("--json and --out exclude each other: pick one")
+        fail("--json and --out exclude each other: pick one")
     if not src.startswith(("postgresql://", "postgres://")) and not Path(src).exists():
         msg = f"{src} does not exist"
         raise StoreError(msg)
@@ -131,7 +126,7 @@ def hotspots(
         try:
             w = float(weights)
         except ValueError:
-            _fail(f"--weights {weights!r} is not understood: use queen, rook or a distance in metres")
+            fail(f"--weights {weights!r} is not understood: use queen, rook or a distance in metres")
     store = open_store(src)
     grids = store.read("grids")
     incidents = store.read("incidents")
@@ -148,7 +143,7 @@ def hotspots(
             seed=seed,
         )
     except (ValueError, KeyError) as err:
-        _fail(str(err.args[0]) if err.args else str(err))
+        fail(str(err.args[0]) if err.args else str(err))
     if as_json:
         click.echo(json.dumps(_records(result), ensure_ascii=False))
     elif out is not None:

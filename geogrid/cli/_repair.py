@@ -9,7 +9,7 @@ import click
 import pandas as pd
 
 from geogrid.cli._check import _is_store, _load
-from geogrid.cli._common import EXIT_FINDINGS, EXIT_OK, EXIT_UNUSABLE, column_mapping_options, handle_errors, main
+from geogrid.cli._common import EXIT_FINDINGS, EXIT_OK, fail, grid_file_options, handle_errors, main, measure_option
 from geogrid.repair import RepairResult, repair_grids
 from layers.errors import StoreError
 from layers.store import GeoPackageStore
@@ -38,28 +38,12 @@ def format_repair(result: RepairResult, *, source: str, out: str) -> str:
 @main.command("repair")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="the repaired GeoPackage to write")
-@click.option(
-    "--snap",
-    type=click.FloatRange(min=0),
-    default=0.5,
-    show_default=True,
-    metavar="M",
-    help="snap vertices closer than this (m)",
-)
-@click.option(
-    "--max-gap",
-    type=click.FloatRange(min=0),
-    default=5000.0,
-    show_default=True,
-    metavar="M2",
-    help="refuse to fill a gap larger than this (m²)",
-)
+@measure_option("--snap", 0.5, "M", "snap vertices closer than this (m)")
+@measure_option("--max-gap", 5000.0, "M2", "refuse to fill a gap larger than this (m²)")
 @click.option(
     "--log", "log_path", type=click.Path(path_type=Path), default=None, help="write the change log as CSV here"
 )
-@column_mapping_options
-@click.option("--layer", default=None, help="layer to read from a multi-layer file (default: 'grids')")
-@click.option("--crs", default=None, help="the CRS of the file, if it does not say (e.g. EPSG:4326)")
+@grid_file_options
 @handle_errors
 def repair(
     src: Path,
@@ -86,11 +70,9 @@ def repair(
       geogrid repair 网格.geojson --out fixed.gpkg --snap 1 --max-gap 2000
     """
     if out.resolve() == src.resolve():
-        click.echo(f"error: --out {out} is SRC: repair never overwrites its input; name another file", err=True)
-        sys.exit(EXIT_UNUSABLE)
+        fail(f"--out {out} is SRC: repair never overwrites its input; name another file")
     if out.suffix.lower() != ".gpkg":
-        click.echo(f"error: --out {out} must be a GeoPackage (.gpkg)", err=True)
-        sys.exit(EXIT_UNUSABLE)
+        fail(f"--out {out} must be a GeoPackage (.gpkg)")
     grids = _load(src, columns, layer, crs)
     result = repair_grids(grids, snap_m=snap, max_gap_m2=max_gap, errors="skip")
     layers = {"grids": result.grids}

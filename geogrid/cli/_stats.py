@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import click
 
 import geopandas as gpd
 
-from geogrid.cli._common import EXIT_UNUSABLE, handle_errors, main
+from geogrid.cli._common import fail, handle_errors, main, progress_bar
 from geogrid.stats import STAT_COLUMNS, grid_stats
 from layers.errors import StoreError
 from layers.schema import INCIDENT_SOURCES
@@ -67,11 +66,6 @@ def _table(result: gpd.GeoDataFrame, source: str, top: int = _TOP) -> str:
     return "\n".join(lines)
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_UNUSABLE)
-
-
 @main.command("stats")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--level", type=click.IntRange(min=0), default=None, help="only this level (default: all)")
@@ -113,9 +107,9 @@ def stats(
       geogrid stats demo.gpkg --by category --out stats.gpkg
     """
     if as_json and out is not None:
-        _fail("give either --json or --out, not both")
+        fail("give either --json or --out, not both")
     if out is not None and out.suffix.lower() not in _OUT_SUFFIXES:
-        _fail(f"--out {out}: unknown format {out.suffix!r}; use one of {', '.join(_OUT_SUFFIXES)}")
+        fail(f"--out {out}: unknown format {out.suffix!r}; use one of {', '.join(_OUT_SUFFIXES)}")
     if not src.exists():
         msg = f"{src} does not exist: create a store with `geogrid demo {src}` or `geogrid import ... --into {src}`"
         raise StoreError(msg)
@@ -124,9 +118,7 @@ def stats(
         if not store.has(layer):
             msg = f"{src} has no {layer!r} layer; import one with `geogrid import FILE {layer} --into {src}`"
             raise StoreError(msg)
-    from tqdm import tqdm
-
-    with tqdm(total=3, desc="stats", unit="step", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False) as bar:
+    with progress_bar(3, "stats") as bar:
         bar.set_postfix_str("reading grids")
         grids = store.read("grids")
         bar.update(1)
@@ -148,7 +140,7 @@ def stats(
                 smooth=smooth,
             )
         except ValueError as err:
-            _fail(str(err))
+            fail(str(err))
         bar.update(1)
     if as_json:
         click.echo(json.dumps(to_records(result, by=by), ensure_ascii=False, allow_nan=False))
