@@ -51,6 +51,11 @@ def _one_level(grids: gpd.GeoDataFrame, level: int | None = None) -> gpd.GeoData
     return grids[grids["level"] == level]
 
 
+def _level_grids(grids: gpd.GeoDataFrame, level: int | None) -> gpd.GeoDataFrame:
+    """Return the grids of ``level``, by default of the finest level."""
+    return _one_level(grids, int(grids["level"].max()) if level is None else level)
+
+
 def _metric(gdf: gpd.GeoSeries | gpd.GeoDataFrame, crs: object) -> CRS:
     """Return the metric CRS to measure ``gdf`` in: ``crs`` if given, the layer's own if projected, else its GK/UTM zone."""
     if crs is not None:

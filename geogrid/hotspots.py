@@ -106,6 +106,16 @@ def _frame(grids: gpd.GeoDataFrame, columns: dict[str, Any]) -> gpd.GeoDataFrame
     return gpd.GeoDataFrame({**base, **columns}, geometry=grids.geometry.values, index=grids.index, crs=grids.crs)
 
 
+def _inputs(
+    values: Any, grids: gpd.GeoDataFrame, weights: Weights, metric_crs: object
+) -> tuple[gpd.GeoDataFrame, np.ndarray, str, Any, np.ndarray]:
+    """Return the grids of the one level, the values and their column name, the weights and the non-NaN mask."""
+    grids = _data._one_level(grids)
+    y, name = _data._values_for(values, grids)
+    adj = _data._weights_matrix(grids, weights, metric_crs)
+    return grids, y, name, adj, ~np.isnan(y)
+
+
 def _subset(adj: Any, ok: np.ndarray) -> Any:
     return adj[ok][:, ok] if not ok.all() else adj
 
@@ -175,10 +185,7 @@ def gi_star(
     >>> round(float(r.loc[0, "z"]), 1), int(r.loc[0, "bin"])
     (4.9, 2)
     """
-    grids = _data._one_level(grids)
-    y, name = _data._values_for(values, grids)
-    adj = _data._weights_matrix(grids, weights, metric_crs)
-    ok = ~np.isnan(y)
+    grids, y, name, adj, ok = _inputs(values, grids, weights, metric_crs)
     n = len(grids)
     z = np.full(n, np.nan)
     p = np.full(n, np.nan)
@@ -243,10 +250,7 @@ def local_moran(
     >>> r.loc[0, "quadrant"]
     'HH'
     """
-    grids = _data._one_level(grids)
-    y, name = _data._values_for(values, grids)
-    adj = _data._weights_matrix(grids, weights, metric_crs)
-    ok = ~np.isnan(y)
+    grids, y, name, adj, ok = _inputs(values, grids, weights, metric_crs)
     n = len(grids)
     local_i = np.full(n, np.nan)
     p = np.full(n, np.nan)
@@ -300,8 +304,7 @@ def incident_hotspots(
     geopandas.GeoDataFrame
         :func:`gi_star`'s columns with the value column ``count``.
     """
-    level = int(grids["level"].max()) if level is None else level
-    g = _data._one_level(grids, level)
+    g = _data._level_grids(grids, level)
     inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz)
     pos = _data._assign(inc, g)
     counts = np.bincount(pos[pos >= 0], minlength=len(g)).astype(np.float64)
@@ -346,8 +349,7 @@ def closing_time_hotspots(
         :func:`gi_star`'s columns with ``median_hours_to_close`` and ``closed`` (count).
         A hot spot (bin > 0) is a cluster of slow closing.
     """
-    level = int(grids["level"].max()) if level is None else level
-    g = _data._one_level(grids, level)
+    g = _data._level_grids(grids, level)
     inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz)
     if "closed_at" not in inc.columns:
         msg = "lacks the column 'closed_at'"
@@ -459,8 +461,7 @@ def emerging_hotspots(
         ``count_trend_p`` (Mann–Kendall on the counts). ``attrs["periods"]`` lists the
         periods.
     """
-    level = int(grids["level"].max()) if level is None else level
-    g = _data._one_level(grids, level)
+    g = _data._level_grids(grids, level)
     if time_lag < 0:
         msg = f"time_lag must be >= 0, got {time_lag}"
         raise ValueError(msg)
