@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import column_mapping_options, handle_errors, main
+from geogrid.cli._common import F, column_mapping_options, handle_errors, main
 from layers.datum import DATUMS
 from layers.errors import Problem, ValidationError, format_ids
 from layers.io import Limits, describe, read_layer
@@ -56,6 +57,11 @@ def merge_into_store(
     return combined
 
 
+def _limit_option(name: str, default: int, help_text: str) -> Callable[[F], F]:
+    """Return a click option for one of the door's size limits (a positive whole number, default shown)."""
+    return click.option(name, type=click.IntRange(min=1), default=default, show_default=True, help=help_text)
+
+
 @main.command("import")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -90,27 +96,9 @@ def merge_into_store(
     show_default=True,
     help="replace the store's layer, or append to it (ids must be new)",
 )
-@click.option(
-    "--max-vertices",
-    type=click.IntRange(min=1),
-    default=Limits.max_vertices,
-    show_default=True,
-    help="most vertices per feature",
-)
-@click.option(
-    "--max-depth",
-    type=click.IntRange(min=1),
-    default=Limits.max_depth,
-    show_default=True,
-    help="deepest nesting (GeoJSON brackets, geometry collections)",
-)
-@click.option(
-    "--max-file-bytes",
-    type=click.IntRange(min=1),
-    default=Limits.max_file_bytes,
-    show_default=True,
-    help="largest input file",
-)
+@_limit_option("--max-vertices", Limits.max_vertices, "most vertices per feature")
+@_limit_option("--max-depth", Limits.max_depth, "deepest nesting (GeoJSON brackets, geometry collections)")
+@_limit_option("--max-file-bytes", Limits.max_file_bytes, "largest input file")
 @handle_errors
 def import_layer(
     src: Path,
