@@ -145,6 +145,12 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _write_geoparquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as GeoParquet, its WKB ``geometry`` column declared as such and nothing checked."""
+    meta = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
+    pq.write_table(table.replace_schema_metadata({b"geo": json.dumps(meta).encode()}), path)
+
+
 def test_deep_collection_is_refused_cleanly_by_the_console(tmp_path):
     src = tmp_path / "deep.parquet"
     table = pa.table(
@@ -157,8 +163,7 @@ def test_deep_collection_is_refused_cleanly_by_the_console(tmp_path):
             "geometry": pa.array([geo.POINT.wkb, geo.deep_collection_wkb(20_000)], pa.binary()),
         }
     )
-    meta = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
-    pq.write_table(table.replace_schema_metadata({b"geo": json.dumps(meta).encode()}), src)
+    _write_geoparquet(table, src)
     out = run_cli(src, "--kind", "cameras", "--into", tmp_path / "s.gpkg")
     assert out.returncode == 2, f"exit {out.returncode}: {out.stderr[-2000:]}"
     assert "nested more than 32 deep at row 1 (id 'C2')" in out.stderr
@@ -191,8 +196,7 @@ def test_million_vertex_feature_is_refused_cleanly_by_the_console(tmp_path):
             "geometry": pa.array([wkb], pa.binary()),
         }
     )
-    meta = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
-    pq.write_table(table.replace_schema_metadata({b"geo": json.dumps(meta).encode()}), src)
+    _write_geoparquet(table, src)
     out = run_cli(src, "--kind", "grids", "--into", tmp_path / "s.gpkg")
     assert out.returncode == 2, f"exit {out.returncode}: {out.stderr[-2000:]}"
     assert "more than 200,000 vertices" in out.stderr
