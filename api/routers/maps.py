@@ -1,28 +1,80 @@
-"""Map pages: the grid hierarchy of the store on a map that needs no internet."""
+"""Map pages: the grid hierarchy and the command-centre wall, on maps that need no internet."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import secrets
+from datetime import date
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
+from pydantic import BeforeValidator
+
+import geopandas as gpd
 
 from api.auth import require_viewer
 from api.deps import CacheDep, SettingsDep, StoreDep
 from api.errors import ErrorBody
 from api.middleware import csp_nonce
+from api.pages import (
+    AnalysisCache,
+    Period,
+    add_command_centre_chrome,
+    iso_day,
+    known_query_parameters,
+    parse_period,
+    select_period,
+)
 from api.routers.ogc import AUTH_ERRORS
-from geogrid.maps import grid_map, render_offline
+from geogrid.coverage import blind_spots, camera_views
+from geogrid.hotspots import incident_hotspots
+from geogrid.maps import WALL_COLOURS, command_centre_map, grid_map, render_offline
+from layers.store import Store
 
-__all__ = ["ASSET_URL", "router"]
+__all__ = ["ASSET_URL", "MAX_POINTS", "router"]
 
 ASSET_URL = "/static/vendor"
 """Where the app serves the vendored browser assets (``api/static/vendor``)."""
 
+MAX_POINTS = 10_000
+"""Most incidents the wall draws as markers (the most recent of the period; the heat layer has all)."""
+
+_PLACEHOLDER = "geogrid-nonce-" + secrets.token_hex(8)
+"""Stands for the nonce in cached pages (user text cannot contain it: quotes are escaped)."""
+
 router = APIRouter(
     prefix="/maps",
     tags=["maps"],
-    dependencies=[Depends(require_viewer)],
-    responses={**AUTH_ERRORS, 503: {"model": ErrorBody, "description": "The store is unavailable"}},
+    dependencies=[Depends(require_viewer), Depends(known_query_parameters)],
+    responses={
+        **AUTH_ERRORS,
+        400: {"model": ErrorBody, "description": "Invalid query parameter"},
+        503: {"model": ErrorBody, "description": "The store is unavailable"},
+    },
 )
+
+
+def _layer(store: Store, cache: CacheDep, name: str) -> gpd.GeoDataFrame | None:
+    if name not in store.layer_names():
+        return None
+    frame = cache.get(store, name)
+    return store.read(name) if frame is None else frame
+
+
+def _analyses(request: Request) -> AnalysisCache:
+    cache = getattr(request.app.state, "analysis_cache", None)
+    if cache is None:
+        cache = request.app.state.analysis_cache = AnalysisCache()
+    return cache
+
+
+def _store_key(store: Store) -> tuple[Any, ...]:
+    path = getattr(store, "path", None)
+    if path is None:
+        return (id(store),)
+    st = path.stat()
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 @router.get("/grids", response_class=HTMLResponse, summary="Map of every grid level")
@@ -31,8 +83,117 @@ def grids_page(request: Request, store: StoreDep, cache: CacheDep, settings: Set
 
     Its inline scripts and styles carry the response's CSP nonce; nothing else runs.
     """
-    grids = cache.get(store, "grids")
+    grids = _layer(store, cache, "grids")
+    if grids is None:
+        grids = store.read("grids")  # the store names what is missing
+    m = grid_map(grids, tiles=settings.tiles, attribution=settings.tiles_attribution)
+    return HTMLResponse(render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope), inplace=True))
+
+
+@router.get("/command-centre", response_class=HTMLResponse, summary="The command-centre wall")
+def command_centre_page(
+    request: Request,
+    store: StoreDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    since: Annotated[
+        date | None, BeforeValidator(iso_day), Query(description="first day shown, YYYY-MM-DD (Asia/Shanghai)")
+    ] = None,
+    until: Annotated[
+        date | None,
+        BeforeValidator(iso_day),
+        Query(description="last day shown, YYYY-MM-DD (default: the latest report)"),
+    ] = None,
+) -> HTMLResponse:
+    """Return the wall: grid levels, incidents of the period clustered and as heat, cameras, hot spots.
+
+    Hot spots are :func:`geogrid.hotspots.incident_hotspots` of the period at the finest level.
+    A page is built once per store state and period and kept (walls refresh it all day);
+    only its CSP nonce changes per response.
+    """
+    grids = _layer(store, cache, "grids")
     if grids is None:
         grids = store.read("grids")
-    m = grid_map(grids, tiles=settings.tiles, attribution=settings.tiles_attribution)
-    return HTMLResponse(render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope)))
+    incidents = _layer(store, cache, "incidents")
+    latest = pd.to_datetime(incidents["reported_at"], utc=True).max() if incidents is not None else None
+    period = parse_period(since, until, latest)
+    key = ("command-centre", _store_key(store), period, settings.tiles, settings.tiles_attribution, request.url.path)
+    page = _analyses(request).get(
+        key, lambda: _command_centre_html(request, store, cache, settings, grids, incidents, period)
+    )
+    return HTMLResponse(page.replace(f'nonce="{_PLACEHOLDER}"', f'nonce="{csp_nonce(request.scope)}"'))
+
+
+def _command_centre_html(
+    request: Request,
+    store: Store,
+    cache: CacheDep,
+    settings: SettingsDep,
+    grids: gpd.GeoDataFrame,
+    incidents: gpd.GeoDataFrame | None,
+    period: Period,
+) -> str:
+    cameras = _layer(store, cache, "cameras")
+    shown = select_period(incidents, period) if incidents is not None else None
+    hot = None
+    if incidents is not None and shown is not None and len(shown) and period.since <= period.until:
+        key = ("hotspots", _store_key(store), period)
+        hot = _analyses(request).get(
+            key,
+            lambda: incident_hotspots(incidents, grids, since=period.since.isoformat(), until=period.until.isoformat()),
+        )
+    views = blind = None
+    if cameras is not None and len(cameras):
+        buildings = _layer(store, cache, "buildings")
+        finest = int(grids["level"].max())
+        base = ("coverage", _store_key(store))
+        # Display sectors: 2 arc segments per 90° (the wall needs the shape, not the metre).
+        views = _analyses(request).get(
+            (*base, "views"), lambda: camera_views(cameras, buildings=buildings, resolution=2)
+        )
+        blind = _analyses(request).get(
+            (*base, "blind"), lambda: blind_spots(grids, cameras, level=finest, buildings=buildings)
+        )
+    m = command_centre_map(
+        grids,
+        incidents=shown,
+        cameras=cameras,
+        views=views,
+        blind_spots=blind,
+        hotspots=hot,
+        max_points=MAX_POINTS,
+        tiles=settings.tiles,
+        attribution=settings.tiles_attribution,
+    )
+    n = 0 if shown is None else len(shown)
+    open_n = (
+        0 if shown is None or "status" not in shown else int((~shown["status"].isin(["closed", "cancelled"])).sum())
+    )
+    counts = {"incidents": n, "open": open_n, "cameras": 0 if cameras is None else len(cameras)}
+    layers = []
+    if hot is not None:
+        counts["hot"] = int((hot["bin"] > 0).sum())
+        layers.append("hot spots")
+    if views is not None:
+        layers.append("camera views")
+    if blind is not None:
+        counts["blind"] = int((blind["blind_m2"] > 0).sum())
+        layers.append("blind spots")
+    levels = sorted(int(v) for v in pd.unique(grids["level"]))
+    level_names = []
+    for depth, level in enumerate(levels):
+        names = grids.loc[grids["level"] == level, "level_name"].dropna().tolist() if "level_name" in grids else []
+        label = str(names[0]) if names else f"level {level}"
+        level_names.append((label, WALL_COLOURS[min(depth, len(WALL_COLOURS) - 1)]))
+    top = grids.loc[grids["level"] == levels[0], "name"].dropna().tolist() if levels and "name" in grids else []
+    add_command_centre_chrome(
+        m,
+        title=str(top[0]) if len(top) == 1 else "geogrid",
+        period=period,
+        counts=counts,
+        shown_points=min(n, MAX_POINTS),
+        level_names=level_names,
+        action=request.url.path,
+        layers=layers,
+    )
+    return render_offline(m, asset_url=ASSET_URL, nonce=_PLACEHOLDER, inplace=True)

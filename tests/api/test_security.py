@@ -31,6 +31,12 @@ EXPECTED_POLICIES = {
     ("GET", "/collections/{collection_id}/items"): "viewer",
     ("GET", "/collections/{collection_id}/items/{feature_id}"): "viewer",
     ("GET", "/maps/grids"): "viewer",
+    ("GET", "/maps/command-centre"): "viewer",
+    ("GET", "/checks"): "viewer",
+    ("GET", "/stats"): "viewer",
+    ("GET", "/hotspots"): "viewer",
+    ("GET", "/coverage"): "viewer",
+    ("GET", "/coverage/blind-spots"): "viewer",
 }
 EXAMPLE_PATHS = {"/static": "/static/vendor/leaflet-1.9.3/leaflet.js"}
 RANK = {"public": 0, "viewer": 1, "planner": 2, "admin": 3}

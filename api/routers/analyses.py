@@ -1,0 +1,207 @@
+"""Checks and analyses as GeoJSON: thin over the engine, with the Python API's parameters.
+
+``/checks`` is :func:`geogrid.hierarchy.check_grids`; ``/stats`` :func:`geogrid.stats.grid_stats`;
+``/hotspots`` :func:`geogrid.hotspots.incident_hotspots`; ``/coverage``
+:func:`geogrid.coverage.grid_coverage`; ``/coverage/blind-spots``
+:func:`geogrid.coverage.blind_spots`. Each answers a GeoJSON FeatureCollection in
+EPSG:4326 (CRS84 axis order), one feature per row of the engine's result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BeforeValidator
+
+import geopandas as gpd
+
+from api.auth import require_viewer
+from api.deps import CacheDep, StoreDep
+from api.errors import ErrorBody
+from api.features import InvalidParameterError
+from api.pages import iso_day, known_query_parameters, parse_period
+from api.routers.ogc import AUTH_ERRORS, GEOJSON
+from geogrid.coverage import blind_spots, grid_coverage
+from geogrid.hierarchy import check_grids
+from geogrid.hotspots import incident_hotspots
+from geogrid.stats import grid_stats
+from layers.errors import NotFoundError
+from layers.store import Store
+
+__all__ = ["router"]
+
+T = TypeVar("T")
+
+router = APIRouter(
+    tags=["analyses"],
+    dependencies=[Depends(require_viewer), Depends(known_query_parameters)],
+    responses={
+        **AUTH_ERRORS,
+        400: {"model": ErrorBody, "description": "Invalid query parameter"},
+        404: {"model": ErrorBody, "description": "No such level, or the store lacks a layer"},
+        503: {"model": ErrorBody, "description": "The store is unavailable"},
+    },
+)
+
+_FC: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}, "description": "A GeoJSON FeatureCollection"}}
+
+Level = Annotated[int | None, Query(ge=0, le=64, description="grid level (0 = top); default as in the engine")]
+Since = Annotated[date | None, BeforeValidator(iso_day), Query(description="first day, YYYY-MM-DD (Asia/Shanghai)")]
+Until = Annotated[date | None, BeforeValidator(iso_day), Query(description="last day, YYYY-MM-DD (inclusive)")]
+
+
+def _layer(store: Store, cache: CacheDep, name: str) -> gpd.GeoDataFrame:
+    if name not in store.layer_names():
+        msg = f"the store has no {name} layer; import one with 'geogrid import'"
+        raise NotFoundError(msg)
+    frame = cache.get(store, name)
+    return store.read(name) if frame is None else frame
+
+
+def _optional(store: Store, cache: CacheDep, name: str) -> gpd.GeoDataFrame | None:
+    return _layer(store, cache, name) if name in store.layer_names() else None
+
+
+def _check_level(grids: gpd.GeoDataFrame, level: int | None) -> None:
+    present = sorted(int(v) for v in pd.unique(grids["level"]))
+    if level is not None and level not in present:
+        msg = f"level {level} does not occur in the grids; they have levels {present}"
+        raise NotFoundError(msg)
+
+
+def _dates(since: date | None, until: date | None) -> tuple[str | None, str | None]:
+    """Pass ``since``/``until`` on as ISO dates, clamped to the years data can have."""
+    if since is None and until is None:
+        return None, None
+    period = parse_period(since or until, until or since, None)
+    return (period.since.isoformat() if since else None), (period.until.isoformat() if until else None)
+
+
+def _run(call: Callable[[], T]) -> T:
+    """Call the engine; its ValueError for an input it refuses becomes a 400 with its message."""
+    try:
+        return call()
+    except NotFoundError:
+        raise
+    except ValueError as err:
+        raise InvalidParameterError(str(err)) from err
+
+
+def _geojson(frame: gpd.GeoDataFrame, **members: Any) -> Response:
+    out = frame.to_crs("EPSG:4326") if frame.crs is not None and frame.crs.to_epsg() != 4326 else frame
+    doc = json.loads(out.to_json(na="null", show_bbox=False, drop_id=True, to_wgs84=False))
+    doc.update(members)
+    return Response(json.dumps(doc, ensure_ascii=False, allow_nan=False), media_type=GEOJSON)
+
+
+@router.get("/checks", summary="Hierarchy and topology findings", responses=_FC)
+def checks(
+    store: StoreDep,
+    cache: CacheDep,
+    gap_width_m: Annotated[float, Query(gt=0, le=1000, description="gaps narrower than this are slivers")] = 1.0,
+    min_area_m2: Annotated[float, Query(ge=0, le=1e6, description="smaller findings are ignored")] = 0.01,
+) -> Response:
+    """Return :func:`~geogrid.hierarchy.check_grids` of the store's grids: findings and a summary."""
+    grids = _layer(store, cache, "grids")
+    result = _run(lambda: check_grids(grids, gap_width_m=gap_width_m, min_area_m2=min_area_m2))
+    doc = result.to_dict()
+    features = [{"type": "Feature", "geometry": f.pop("geometry"), "properties": f} for f in doc["findings"]]
+    body = {"type": "FeatureCollection", "features": features, "sound": doc["sound"], "summary": doc["summary"]}
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False), media_type=GEOJSON)
+
+
+@router.get("/stats", summary="Incident statistics per grid", responses=_FC)
+def stats(
+    store: StoreDep,
+    cache: CacheDep,
+    level: Level = None,
+    since: Since = None,
+    until: Until = None,
+    category: Annotated[str | None, Query(min_length=1, description="only this category")] = None,
+    source: Annotated[str | None, Query(min_length=1, description="only this source")] = None,
+    by: Annotated[Literal["category", "source"] | None, Query(description="one row per grid and value")] = None,
+) -> Response:
+    """Return :func:`~geogrid.stats.grid_stats` (counts, rates, closing times) per grid."""
+    grids, incidents = _layer(store, cache, "grids"), _layer(store, cache, "incidents")
+    _check_level(grids, level)
+    first, last = _dates(since, until)
+    result = _run(
+        lambda: grid_stats(
+            incidents, grids, level=level, since=first, until=last, category=category, source=source, by=by
+        )
+    )
+    return _geojson(result)
+
+
+@router.get("/hotspots", summary="Gi* hot spots of incidents", responses=_FC)
+def hotspots(
+    store: StoreDep,
+    cache: CacheDep,
+    level: Level = None,
+    since: Since = None,
+    until: Until = None,
+    category: Annotated[str | None, Query(min_length=1, description="only this category")] = None,
+    permutations: Annotated[int, Query(ge=99, le=9999, description="conditional permutations")] = 999,
+    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+    fdr: Annotated[float, Query(gt=0, lt=1, description="false discovery rate for 'significant'")] = 0.05,
+) -> Response:
+    """Return :func:`~geogrid.hotspots.incident_hotspots` per grid of one level (default: the finest)."""
+    grids, incidents = _layer(store, cache, "grids"), _layer(store, cache, "incidents")
+    _check_level(grids, level)
+    first, last = _dates(since, until)
+    result = _run(
+        lambda: incident_hotspots(
+            incidents,
+            grids,
+            level=level,
+            category=category,
+            since=first,
+            until=last,
+            permutations=permutations,
+            seed=seed,
+            fdr=fdr,
+        )
+    )
+    return _geojson(result)
+
+
+@router.get("/coverage", summary="Camera coverage per grid", responses=_FC)
+def coverage(
+    store: StoreDep,
+    cache: CacheDep,
+    level: Level = None,
+    include_offline: Annotated[bool, Query(description="count offline cameras as seeing")] = False,
+) -> Response:
+    """Return :func:`~geogrid.coverage.grid_coverage`, buildings occluding when the store has them."""
+    grids, cameras = _layer(store, cache, "grids"), _layer(store, cache, "cameras")
+    _check_level(grids, level)
+    buildings = _optional(store, cache, "buildings")
+    result = _run(
+        lambda: grid_coverage(grids, cameras, level=level, buildings=buildings, include_offline=include_offline)
+    )
+    return _geojson(result)
+
+
+@router.get("/coverage/blind-spots", summary="What no camera sees, per grid", responses=_FC)
+def coverage_blind_spots(
+    store: StoreDep,
+    cache: CacheDep,
+    level: Level = None,
+    include_offline: Annotated[bool, Query(description="count offline cameras as seeing")] = False,
+) -> Response:
+    """Return :func:`~geogrid.coverage.blind_spots` (with street length when the store has streets)."""
+    grids, cameras = _layer(store, cache, "grids"), _layer(store, cache, "cameras")
+    _check_level(grids, level)
+    streets, buildings = _optional(store, cache, "streets"), _optional(store, cache, "buildings")
+    result = _run(
+        lambda: blind_spots(
+            grids, cameras, streets=streets, level=level, buildings=buildings, include_offline=include_offline
+        )
+    )
+    return _geojson(result)
