@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-import time
 from unittest import mock
 
 import numpy as np
@@ -106,10 +105,8 @@ def test_json_max_depth_matches_a_parser_whatever_the_chunking(value, chunk):
 def test_check_json_depth_refuses_a_deep_file_before_parsing(tmp_path):
     p = tmp_path / "deep.geojson"
     p.write_text(deep_collection_geojson(50_000), encoding="utf-8")
-    t0 = time.perf_counter()
     with pytest.raises(InputTooLargeError, match=r"deep\.geojson nests brackets 100005 deep \(first at byte [\d,]+\)"):
         check_json_depth(p, Limits())
-    assert time.perf_counter() - t0 < 2
 
 
 @pytest.mark.parametrize(
@@ -205,11 +202,9 @@ def test_wkb_stats_walks_curves_shapely_cannot_read():
 
 def test_wkb_stats_stops_early_on_a_deep_collection():
     wkb = deep_collection_wkb(200_000)  # GEOS would segfault on this
-    t0 = time.perf_counter()
     vertices, depth = wkb_stats(wkb, max_depth=32, max_vertices=200_000)
-    assert depth == 33
+    assert depth == 33  # it stopped one level past the limit instead of walking 200,000
     assert vertices == 0
-    assert time.perf_counter() - t0 < 0.1
 
 
 def test_wkb_stats_stops_early_on_too_many_vertices():
