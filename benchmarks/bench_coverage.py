@@ -29,14 +29,6 @@ def _random_city(n_cameras: int, n_grids: int, seed: int) -> tuple[np.ndarray, n
 
 
 def _ours(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The path of ``grid_coverage``: areas by numpy inclusion-exclusion, GEOS for the rest."""
-    grids, views = data
-    covered, _, _ = _geom.covered_area_per_grid(grids, views)
-    return covered
-
-
-def _ours_geos(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The path of ``blind_spots``: one GEOS intersection per pair, one union per grid."""
     grids, views = data
     covered, _, _ = _geom.covered_per_grid(grids, views)
     return shapely.area(covered)
@@ -106,16 +98,6 @@ def cases(scale: str) -> list[Case]:
             check=_same_areas,
             repeat=1,
             notes=f"{n:,} sectors (20 % domes, range 30-150 m, 100/km²) on {n:,} Voronoi grids, seed 0",
-        ),
-        Case(
-            name=f"coverage_{n // 1000}k_areas_vs_geometry_path",
-            setup=lambda: _random_city(n, n, seed=0),
-            ours=_ours,
-            baseline=_ours_geos,
-            baseline_name="our GEOS path (intersection per pair + union per grid, as blind_spots)",
-            check=_same_areas,
-            repeat=1,
-            notes="the same instance: numpy inclusion-exclusion against per-grid GEOS clip + union",
         ),
     ]
     n_cand, n_dem = (10_000, 20_000) if full else (1_000, 2_000)

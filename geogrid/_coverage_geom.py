@@ -1,10 +1,8 @@
 """Private: the geometry of camera coverage on plain arrays in a metric CRS.
 
 Sector polygons built in one vectorised pass, 2-D occlusion by shadow polygons behind
-building edges, and per-grid coverage: as geometry, the union of the views clipped to
-each grid (STRtree pairs, one intersection per pair, one grouped union per grid); as
-area only, exact inclusion–exclusion over convex clips in numpy
-(:mod:`geogrid._coverage_clip`), with GEOS for the grids that method leaves.
+building edges, and per-grid coverage as the union of the views clipped to each grid
+(STRtree pairs, one intersection per pair, one grouped union per grid).
 """
 
 from __future__ import annotations
@@ -12,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 import shapely
-
-from geogrid import _coverage_clip
 
 _FAR_MIN_COS = 0.02
 """Edges seen under more than ~177.7° (the camera on the edge) cast no shadow quad."""
@@ -201,31 +197,3 @@ def covered_per_grid(grids: np.ndarray, views: np.ndarray) -> tuple[np.ndarray, 
     if coll.any():
         covered[coll] = [shapely.union_all([p for p in shapely.get_parts(c) if p.area > 0]) for c in covered[coll]]
     return covered, gi, vi
-
-
-def covered_area_per_grid(grids: np.ndarray, views: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the seen area of each grid and the (grid, view) pairs that see it.
-
-    The same numbers as ``shapely.area(covered_per_grid(...)[0])`` without building the
-    seen geometry: convex views (sectors up to 180°, domes; wider sectors are split in
-    two) on single-ring grids are measured by :func:`geogrid._coverage_clip.seen_area`;
-    grids it leaves (holes, several parts, occluded or annular views, very deep overlaps)
-    go through :func:`covered_per_grid`.
-    """
-    n = len(grids)
-    if n == 0 or len(views) == 0:
-        return np.zeros(n), np.empty(0, np.int64), np.empty(0, np.int64)
-    live = ~(shapely.is_empty(views) | shapely.is_missing(views))
-    tree = shapely.STRtree(np.where(live, views, np.array(None, dtype=object)))
-    gi, vi = tree.query(grids, predicate="intersects")
-    cov, pair_area, slow = _coverage_clip.seen_area(grids, views, gi, vi)
-    g_area = shapely.area(grids)
-    cov = np.clip(cov, 0.0, g_area)
-    keep = ~slow[gi] & (pair_area > 1e-9 * np.maximum(g_area[gi], 1.0))
-    out_g, out_v = gi[keep], vi[keep]
-    if slow.any():
-        s_idx = np.flatnonzero(slow)
-        covered, sg, sv = covered_per_grid(grids[s_idx], views)
-        cov[s_idx] = shapely.area(covered)
-        out_g, out_v = np.concatenate([out_g, s_idx[sg]]), np.concatenate([out_v, sv])
-    return cov, out_g, out_v

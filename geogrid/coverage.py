@@ -7,10 +7,8 @@ a camera beside a street does not see through a block). Offline cameras count as
 unless ``include_offline=True``.
 
 Per-grid coverage is the union of the views clipped to each grid: an STRtree gives the
-(grid, view) pairs. When only areas are wanted (:func:`grid_coverage`) they are summed by
-inclusion–exclusion over convex pieces clipped in numpy (exact, no overlay); the blind
-geometry (:func:`blind_spots`) takes one intersection per pair and one grouped union per
-grid. No global union of the views is ever built. When a level's grids are tiled exactly by their
+(grid, view) pairs, one intersection per pair, one grouped union per grid. No global
+union of the views is ever built. When a level's grids are tiled exactly by their
 children (as in a valid hierarchy), the coarser level is summed from the finer one.
 
 Placement of new cameras lives in :mod:`geogrid.placement`.
@@ -263,12 +261,9 @@ def _coverage_core(
                     seers[r] = np.unique(np.concatenate([seers[c] for c in k]))
                 done[rows] = True
                 continue
-        if need_geometry:
-            cov, gi, vi = _geom.covered_per_grid(geoms[rows], views)
-            covered[rows] = cov
-            cov_m2[rows] = shapely.area(cov)
-        else:  # areas only: no seen geometry is built
-            cov_m2[rows], gi, vi = _geom.covered_area_per_grid(geoms[rows], views)
+        cov, gi, vi = _geom.covered_per_grid(geoms[rows], views)
+        covered[rows] = cov
+        cov_m2[rows] = shapely.area(cov)
         order = np.argsort(gi, kind="stable")
         split = np.split(vi[order], np.cumsum(np.bincount(gi, minlength=len(rows)))[:-1])
         for r, s in zip(rows, split, strict=True):

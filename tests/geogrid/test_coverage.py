@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import geopandas as gpd
 import shapely
 
-from geogrid import _coverage_geom as _geom
 from geogrid.coverage import blind_spots, camera_views, grid_coverage, rank_blind_hotspots, unseen_incidents
 from layers.errors import CRSError
 
@@ -198,70 +194,3 @@ def test_demo_buildings_are_deterministic():
     b = build_demo(seed=2, n_incidents=10, n_cameras=10)
     assert_geodataframe_equal(a.buildings, b.buildings)
     assert "buildings" in a.layers()
-
-
-# -- the area-only path (numpy inclusion-exclusion) against GEOS clip + union ----------------
-
-
-def _grid_shapes(rng: np.random.Generator, n: int, side: float) -> np.ndarray:
-    """Voronoi cells (convex) mixed with L-shapes, stars, a holed square and a two-part grid."""
-    frame = shapely.box(0, 0, side, side)
-    seeds = shapely.multipoints(rng.uniform(0, side, (n, 2)))
-    cells = list(shapely.intersection(shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=frame)), frame))
-    c = side / 2
-    cells.append(
-        shapely.Polygon([(c, c), (c + 60, c), (c + 60, c + 20), (c + 20, c + 20), (c + 20, c + 60), (c, c + 60)])
-    )
-    t = np.linspace(0, 2 * np.pi, 15, endpoint=False)
-    rad = np.where(np.arange(15) % 2 == 0, 70.0, 25.0)
-    cells.append(shapely.Polygon(np.column_stack([c + rad * np.sin(t), c + rad * np.cos(t)])))
-    cells.append(shapely.box(c - 50, c - 50, c + 50, c + 50).difference(shapely.box(c - 10, c - 10, c + 10, c + 10)))
-    cells.append(shapely.MultiPolygon([shapely.box(0, 0, 30, 30), shapely.box(40, 40, 70, 70)]))
-    return np.array(cells, dtype=object)
-
-
-def _views(rng: np.random.Generator, n: int, side: float) -> np.ndarray:
-    fov = rng.choice([40.0, 90.0, 179.0, 180.0, 200.0, 270.0, 359.0, 360.0], n)
-    x, y = rng.uniform(0, side, n), rng.uniform(0, side, n)
-    if n:
-        x[: n // 5], y[: n // 5] = x[0], y[0]  # a pole holding several cameras
-    return _geom.sectors(x, y, rng.uniform(0, 360, n), fov, rng.uniform(20, 90, n), resolution=int(rng.integers(2, 12)))
-
-
-def _check_same(grids: np.ndarray, views: np.ndarray) -> None:
-    fast, gi, vi = _geom.covered_area_per_grid(grids, views)
-    covered, g2, v2 = _geom.covered_per_grid(grids, views)
-    ref = shapely.area(covered)
-    area = shapely.area(grids)
-    assert np.all(np.abs(fast - ref) <= 1e-4 * area), np.abs(fast - ref).max()
-    assert sorted(zip(gi.tolist(), vi.tolist(), strict=True)) == sorted(zip(g2.tolist(), v2.tolist(), strict=True))
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n_grids=st.integers(1, 40), n_views=st.integers(0, 60))
-def test_area_path_equals_geos_clip_and_union(seed, n_grids, n_views):
-    rng = np.random.default_rng(seed)
-    side = float(rng.uniform(100, 600))
-    _check_same(_grid_shapes(rng, n_grids, side), _views(rng, n_views, side))
-
-
-def test_area_path_hands_deep_overlaps_and_occluded_views_to_geos():
-    # 40 domes and sectors on one pole: the inclusion-exclusion budget is exceeded.
-    rng = np.random.default_rng(1)
-    n = 40
-    views = _geom.sectors(
-        np.full(n, 50.0), np.full(n, 50.0), rng.uniform(0, 360, n), rng.uniform(60, 360, n), rng.uniform(30, 60, n)
-    )
-    grids = np.array([shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)], dtype=object)
-    _check_same(grids, views)
-    # A view with a notch (as occlusion leaves it) is not convex: its grids go to GEOS.
-    notched = shapely.difference(views[:3], shapely.box(45, 45, 55, 55))
-    _check_same(grids, np.concatenate([notched, views[3:5]]))
-
-
-def test_grid_coverage_and_blind_spots_agree_on_covered_area():
-    g = grid((0, 0, 100, 100), (100, 0, 200, 100), (0, 100, 100, 200))
-    c = cams([(50, 50, 0, 90, 80), (50, 50, 90, 270, 40), (120, 30, 0, 360, 30), (90, 110, 200, 60, 70)])
-    a = grid_coverage(g, c)["covered_m2"].to_numpy()
-    b = blind_spots(g, c)["covered_m2"].to_numpy()
-    assert a == pytest.approx(b, rel=1e-9)
