@@ -6,7 +6,7 @@ whole round trip (server build + transfer + browser). ``extra`` records the HTML
 and the browser's own time from navigation to that frame.
 
 The baseline is what folium does by default: grids as GeoJson, every camera and incident
-a ``CircleMarker`` with a ``Popup``. Drawn in full it is tens of MB, so it is built for
+a ``CircleMarker`` with a tooltip. Drawn in full it is tens of MB, so it is built for
 ``BASELINE_INCIDENTS`` incidents (and every camera) and the incident part of its size and
 times is extrapolated linearly to the page's incident count (shown as ``*_extrapolated``).
 
@@ -108,15 +108,16 @@ def _render_ms(driver: Any, url: str) -> float:
 
 
 def _plain_folium(grids: gpd.GeoDataFrame, incidents: gpd.GeoDataFrame, cameras: gpd.GeoDataFrame) -> str:
-    """The page folium makes by default: every point a CircleMarker with a Popup (CDN links made local)."""
-    from geogrid.maps import render_offline
+    """The page folium makes by default: every point a CircleMarker with a tooltip (CDN links made local)."""
+    from geogrid.maps import escape_text, render_offline
 
     m = folium.Map(tiles=None)
     folium.GeoJson(grids[["grid_id", "name", "geometry"]], tooltip=folium.GeoJsonTooltip(["name"])).add_to(m)
     for p, cid in zip(cameras.geometry, cameras["camera_id"], strict=True):
         folium.CircleMarker([p.y, p.x], radius=2, tooltip=str(cid)).add_to(m)
     for p, desc in zip(incidents.geometry, incidents["description"], strict=True):
-        folium.CircleMarker([p.y, p.x], radius=4, popup=folium.Popup(str(desc))).add_to(m)
+        # escaped: the demo's descriptions carry script payloads that plain folium would run (an alert)
+        folium.CircleMarker([p.y, p.x], radius=4, tooltip=escape_text(desc)).add_to(m)  # a Popup needs jQuery
     folium.LayerControl().add_to(m)
     return render_offline(m, asset_url="/static/vendor")
 
@@ -200,7 +201,7 @@ def cases(scale: str) -> list[Case]:
             setup=setup,
             ours=ours,
             baseline=baseline if with_baseline else None,
-            baseline_name=f"plain folium, CircleMarker+Popup per point ({n_base} incidents, extrapolated)"
+            baseline_name=f"plain folium, CircleMarker+tooltip per point ({n_base} incidents, extrapolated)"
             if with_baseline
             else "",
             repeat=1,
