@@ -246,3 +246,108 @@ def test_locator_reports_its_size_and_reuses():
     assert loc.nbytes > 0
     assert loc.locate([0.5, 0.5], [0.5, 2.0]).tolist() == [0, -1]
     assert assign_xy([0.5], [0.5], []).tolist() == [-1]
+
+
+# -- exactness of the owner raster's special cells ------------------------------------------------
+def _lowest_holding(polys: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    hits = shapely.intersects_xy(polys[:, None], x[None, :], y[None, :])
+    return np.where(hits.any(axis=0), hits.argmax(axis=0), -1)
+
+
+def _awkward_points(polys: np.ndarray, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random points plus every vertex, edge midpoints, points a few ulps off vertices, and far outside ones."""
+    xy = shapely.get_coordinates(polys)
+    mid = (xy[:-1] + xy[1:]) / 2
+    near = np.nextafter(xy, xy + rng.choice([-1.0, 1.0], xy.shape))
+    near2 = xy + rng.normal(0, 1e-9, xy.shape)
+    lo, hi = xy.min(axis=0) - 1, xy.max(axis=0) + 1
+    rand = rng.uniform(lo, hi, (n, 2))
+    far = np.array([[lo[0] - 1e6, lo[1]], [hi[0] + 1e6, hi[1] + 1e6], [np.nan, 0.0], [np.inf, 0.0]])
+    pts = np.concatenate([rand, xy, mid, near, near2, far])
+    return pts[:, 0], pts[:, 1]
+
+
+def _forced(raster, mode: str):
+    if mode == "general":  # every special cell by the crossing-parity path
+        raster.single[:] = False
+    elif mode == "shapely":  # every special cell by prepared shapely
+        raster.fallback[:] = True
+        raster.single[:] = False
+    return raster
+
+
+@pytest.mark.parametrize("mode", ["default", "general", "shapely"])
+@pytest.mark.parametrize("max_cells", [4096, 50_000, 1 << 20], ids=["coarse", "mid", "fine"])
+def test_special_cells_are_exact_on_edges_vertices_holes_and_multipolygons(mode, max_cells):
+    from geogrid._assign_impl import build_owner_raster
+
+    rng = np.random.default_rng(42)
+    polys = np.array(
+        [
+            shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (3, 1), (3, 3), (1, 3)]]),  # a hole
+            shapely.box(1, 1, 3, 3),  # fills the hole exactly
+            shapely.MultiPolygon([shapely.box(4, 0, 6, 2), shapely.box(7, 0, 8, 1)]),
+            shapely.Polygon([(4, 2), (6, 2), (5, 4)]),  # a triangle sharing vertices
+            shapely.Polygon([(2, 2), (5, 2.5), (2, 3)]),  # overlaps three others
+            None,
+            shapely.Polygon(),
+        ],
+        dtype=object,
+    )
+    x, y = _awkward_points(polys, rng, 4000)
+    raster = _forced(build_owner_raster(polys, max_cells=max_cells), mode)
+    np.testing.assert_array_equal(raster.locate(x, y), _lowest_holding(polys, x, y))
+
+
+@pytest.mark.parametrize("mode", ["default", "general", "shapely"])
+def test_special_cells_are_exact_on_a_voronoi_coverage(mode):
+    from geogrid._assign_impl import build_owner_raster
+
+    cells = np.asarray(_voronoi(300, 9).geometry.array)
+    rng = np.random.default_rng(9)
+    x, y = _awkward_points(cells, rng, 20_000)
+    raster = _forced(build_owner_raster(cells), mode)
+    assert raster.stats["special_cells"] > 0
+    np.testing.assert_array_equal(raster.locate(x, y), _lowest_holding(cells, x, y))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), max_cells=st.sampled_from([4096, 30_000, 300_000]))
+def test_owner_raster_agrees_with_shapely_on_random_polygons_and_awkward_points(seed, max_cells):
+    from geogrid._assign_impl import build_owner_raster
+
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 10, (6, 2))
+    polys = shapely.buffer(shapely.points(centres), rng.uniform(0.3, 3, 6), quad_segs=int(rng.integers(1, 5)))
+    polys[0] = shapely.difference(polys[0], shapely.buffer(shapely.points(centres[0]), 0.2))
+    polys[1] = shapely.union(polys[1], shapely.box(11, 11, 12, 12))
+    polys[2] = shapely.box(*np.round(rng.uniform(0, 5, 2), 1), *np.round(rng.uniform(5, 10, 2), 1))
+    x, y = _awkward_points(polys, rng, 1000)
+    got = build_owner_raster(polys, max_cells=max_cells).locate(x, y)
+    np.testing.assert_array_equal(got, _lowest_holding(polys, x, y))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_cells=st.integers(50, 400))
+def test_identical_to_sjoin_on_many_random_points(seed, n_cells):
+    grids = _voronoi(n_cells, seed)
+    rng = np.random.default_rng(seed + 7)
+    n = 30_000
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(rng.uniform(-0.1, 1.1, n), rng.uniform(-0.1, 1.1, n)))
+    pts = pts.set_crs(grids.crs)
+    _same(assign_points(pts, grids)["grid_id_1"], _sjoin_ids(pts, grids, 1))
+
+
+def test_points_are_read_in_chunks_with_rows_named_globally(tiny_grids):
+    from geogrid._assign_impl import _CHUNK
+
+    n = _CHUNK + 10
+    geoms = np.array([shapely.Point(X0 + D / 2, Y0 + D / 4)] * n, dtype=object)
+    geoms[_CHUNK + 3] = shapely.box(0, 0, 1, 1)
+    with pytest.raises(ValueError, match=rf"must be Points; rows '?{_CHUNK + 3}\b"):
+        assign_points(gpd.GeoSeries(geoms, crs=tiny_grids.crs), tiny_grids)
+    geoms[_CHUNK + 3] = shapely.Point()  # an empty point in the second chunk: outside, not an error
+    out = assign_points(gpd.GeoSeries(geoms, crs=tiny_grids.crs), tiny_grids, levels=[2])
+    assert out["outside"].sum() == 1
+    assert out["outside"].iloc[_CHUNK + 3]
+    assert (out["grid_id_2"].iloc[:_CHUNK] == "G1").all()
