@@ -95,6 +95,12 @@ def rings_of(geoms: np.ndarray) -> np.ndarray:
     return shapely.get_rings(shapely.get_parts(polygonal(np.asarray(geoms, dtype=object))))
 
 
+def unique_xy(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(xy, axis=0, return_inverse=True)`` (same order), 4x faster through complex numbers."""
+    z, inverse = np.unique(xy[:, 0] + 1j * xy[:, 1], return_inverse=True)
+    return np.column_stack([z.real, z.imag]), inverse.ravel()
+
+
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Connected-component label (smallest member) of ``n`` nodes linked by pairs ``a``-``b``."""
     label = np.arange(n)
@@ -111,9 +117,16 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def snap_vertices(
-    geoms: np.ndarray, anchors: np.ndarray, frame: Frame, snap_m: float
+    geoms: np.ndarray,
+    anchors: np.ndarray,
+    frame: Frame,
+    snap_m: float,
+    anchor_owner: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Snap the vertices of ``geoms`` that lie within ``snap_m`` of each other or of ``anchors``.
+
+    ``anchor_owner`` numbers the outline each anchor belongs to (default: each anchor
+    is one ring); vertices of one outline never snap together.
 
     Returns the snapped geometries (possibly invalid: only their linework is used),
     the number of moved vertices and the largest move (m) per geometry, and the new
@@ -132,8 +145,7 @@ def snap_vertices(
     o, k = np.array(frame.origin), np.array(frame.scale)
     loc = (allxy - o) * k
     # Exact duplicates first (shared vertices): the query then runs on distinct points.
-    uniq, inverse = np.unique(loc, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    uniq, inverse = unique_xy(loc)
     pts = shapely.points(uniq)
     tree = shapely.STRtree(pts)
     a, b = tree.query(pts, predicate="dwithin", distance=snap_m)
@@ -143,6 +155,8 @@ def snap_vertices(
     # (Owner ids: grids 0..n-1, the anchors' rings n..; two vertices link when no grid or
     # ring owns both.)
     _, aowner = shapely.get_coordinates(anchors, return_index=True) if anchors.size else (None, np.zeros(0, int))
+    if anchor_owner is not None and aowner.size:
+        aowner = anchor_owner[aowner]
     who = np.concatenate([aowner + n, owner]).astype(np.int64)
     m = int(who.max()) + 1
     pair_keys = np.unique(inverse.astype(np.int64) * m + who)
@@ -192,7 +206,8 @@ class Arrangement:
     cover: list[list[int]]  # grid positions covering each face
     group: np.ndarray  # parent position of each face (NO_GROUP outside)
     area: np.ndarray  # m²
-    held: np.ndarray  # covered by a frozen (refused, left as is) grid: not a gap
+    held: np.ndarray  # covered by a frozen (refused, left as is) grid or a holder: not a gap
+    overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders under a grid
 
 
 def arrange(
@@ -201,6 +216,9 @@ def arrange(
     frame: Frame,
     exempt: shapely.Geometry | None,
     frozen: np.ndarray,
+    *,
+    parent_lines: np.ndarray | None = None,
+    holders: np.ndarray | None = None,
 ) -> Arrangement:
     """Node the outlines of ``cells`` (and ``parents``) and classify the faces.
 
@@ -208,9 +226,15 @@ def arrange(
     faces: those are no gap. ``parents`` None means the top level: the group of a face is 0 inside the
     jurisdiction (the cells' union with holes between grids kept and enclaves --
     holes of single grids nobody fills -- removed), else ``NO_GROUP``.
+
+    Incremental repair passes ``parent_lines`` (the parts of the parents' outlines
+    that matter, instead of every ring) and ``holders``: the level's grids left as
+    they are, which hold their faces (no gap) without cutting the linework.
     """
     rings = [rings_of(cells), rings_of(frozen)]
-    if parents is not None and len(parents):
+    if parent_lines is not None:
+        rings.append(parent_lines)
+    elif parents is not None and len(parents):
         rings.append(rings_of(parents))
     lines = np.concatenate(rings)
     lines = lines[~shapely.is_empty(lines)]
@@ -221,12 +245,19 @@ def arrange(
     valid = polygonal(shapely.make_valid(cells))
     tree = shapely.STRtree(valid)
     fi, ci = tree.query(reps, predicate="intersects")
+    order = np.lexsort((ci, fi))  # each face's grids by position (= by id): ties go the same way every run
+    fi, ci = fi[order], ci[order]
     cover: list[list[int]] = [[] for _ in range(len(faces))]
-    for f, c in zip(fi, ci, strict=True):
-        cover[f].append(int(c))
+    for f, c in zip(fi.tolist(), ci.tolist(), strict=True):
+        cover[f].append(c)
     held = np.zeros(len(faces), dtype=bool)
     if len(frozen):
         held[np.unique(shapely.STRtree(frozen).query(reps, predicate="intersects")[0])] = True
+    overlapped = np.zeros(0, dtype=np.int64)
+    if holders is not None and len(holders):
+        hf, hi = shapely.STRtree(holders).query(reps, predicate="intersects")
+        held[hf] = True
+        overlapped = np.unique(hi[np.fromiter((bool(cover[f]) for f in hf), dtype=bool, count=hf.size)])
     group = np.full(len(faces), NO_GROUP, dtype=np.int64)
     if parents is None:
         union = shapely.union_all(valid)
@@ -243,7 +274,7 @@ def arrange(
         out = shapely.intersects(exempt, reps) & np.array([not c for c in cover], dtype=bool)
         group[out] = NO_GROUP
     area, _ = frame.measure(frame.local(faces))
-    return Arrangement(faces, cover, group, area, held)
+    return Arrangement(faces, cover, group, area, held, overlapped)
 
 
 def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

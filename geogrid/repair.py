@@ -19,6 +19,11 @@ are returned.
 
 After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
 log claims fixed.
+
+Repair is incremental: the edge-twin pass of the checks finds the grids whose family
+does not tile its parent exactly; only those (and the grids they overlap or could snap
+to) are rebuilt, and every other grid keeps its geometry byte for byte. The result
+equals a full rebuild of every level (same grids, log and refusals).
 """
 
 from __future__ import annotations
@@ -141,11 +146,27 @@ def repair_grids(
     >>> check_grids(result.grids).sound
     True
     """
+    return _repair_grids(
+        grids, snap_m=snap_m, max_gap_m2=max_gap_m2, exempt=exempt, metric_crs=metric_crs, errors=errors
+    )
+
+
+def _repair_grids(
+    grids: gpd.GeoDataFrame,
+    *,
+    snap_m: float = 0.5,
+    max_gap_m2: float = 5000.0,
+    exempt: object = None,
+    metric_crs: object = None,
+    errors: Literal["raise", "skip"] = "raise",
+    incremental: bool = True,
+) -> RepairResult:
+    """:func:`repair_grids`; ``incremental=False`` rebuilds every level in full (the reference path)."""
     if errors not in ("raise", "skip"):
         msg = f"errors={errors!r}: pass 'raise' or 'skip'"
         raise ValueError(msg)
     crs = ensure_crs(grids.crs, what="grids")
-    _door(grids, source="grids")
+    n_invalid = _door(grids, source="grids")
     ids = grids["grid_id"].astype(str).to_numpy(dtype=object)
     parent_s = grids["parent_id"].astype("string").str.strip()
     parents = parent_s.mask(parent_s == "").to_numpy(dtype=object, na_value=None)
@@ -169,7 +190,8 @@ def repair_grids(
         refusals.append(_impl.Refusal("empty", int(level[r]), (str(ids[r]),), msg))
     out = raw.copy()
     valid = np.ones(len(raw), dtype=bool)
-    valid[usable] = shapely.is_valid(raw[usable])
+    if n_invalid != 0:  # the door counted them already when it passed
+        valid[usable] = shapely.is_valid(raw[usable])
     bad = np.flatnonzero(~valid)
     if bad.size:
         reasons = shapely.is_valid_reason(raw[bad])
@@ -180,6 +202,7 @@ def repair_grids(
 
     # 1. level by level, parents first, each against its repaired parents
     ok = usable & ((parent_row >= 0) | (level == 0))
+    segments: dict[int, tuple[np.ndarray, _himpl.Segments]] = {}
     for lv in sorted({int(v) for v in level[usable]}):
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
@@ -187,7 +210,12 @@ def repair_grids(
         while True:
             use = np.array([r for r in rows if r not in skip], dtype=np.int64)
             frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
-            outcome = _repair_level(
+            fast = None
+            if incremental and lv and frozen.size == 0:
+                fast = _repair_level_incremental(
+                    lv, use, above, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, segments
+                )
+            outcome = fast or _repair_level(
                 lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid
             )
             dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None}
@@ -253,6 +281,7 @@ class _Outcome:
     geoms: dict[int, shapely.Geometry]
     log: _impl.Change
     refusals: list[tuple[_impl.Refusal, int | None]]
+    overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders overlapped
 
 
 def _repair_level(
@@ -268,8 +297,20 @@ def _repair_level(
     max_gap_m2: float,
     exempt: shapely.Geometry | None,
     made_valid: np.ndarray,
+    *,
+    anchors: np.ndarray | None = None,
+    anchor_owner: np.ndarray | None = None,
+    parent_lines: np.ndarray | None = None,
+    holders: np.ndarray | None = None,
+    with_children: set[int] | None = None,
 ) -> _Outcome:
-    """Repair the grids ``rows`` of level ``lv`` against their parents ``above``."""
+    """Repair the grids ``rows`` of level ``lv`` against their parents ``above``.
+
+    The keywords serve the incremental path (:func:`_repair_level_incremental`):
+    ``rows`` is then a part of the level, ``anchors`` the parent edges it may snap
+    to (``anchor_owner``: the parent ring of each), ``parent_lines`` the parent edges that matter, ``holders`` the level's other
+    grids (kept as they are) and ``with_children`` the parents that have any child.
+    """
     log = _impl.Change()
     refusals: list[tuple[_impl.Refusal, int | None]] = []
     n = rows.size
@@ -288,9 +329,10 @@ def _repair_level(
     def parent_of(c: int) -> str | None:
         return pid[cgroup[c]] if cgroup[c] >= 0 else None
 
-    anchors = _impl.rings_of(par) if par is not None else np.empty(0, dtype=object)
-    snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(cells, anchors, frame, snap_m)
-    arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen])
+    if anchors is None:
+        anchors = _impl.rings_of(par) if par is not None else np.empty(0, dtype=object)
+    snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(cells, anchors, frame, snap_m, anchor_owner)
+    arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen], parent_lines=parent_lines, holders=holders)
     nf = len(arr.faces)
     owner = np.full(nf, -1, dtype=np.int64)
     candidates: list[list[int]] = [[] for _ in range(nf)]
@@ -324,7 +366,7 @@ def _repair_level(
             where = pid[g] if lv else "the jurisdiction"
             for part, a in zip(parts, area, strict=True):
                 inside = fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]
-                if not children.get(int(g)):
+                if not (children.get(int(g)) if with_children is None else int(g) in with_children):
                     msg = (
                         f"{_himpl.area_text(a)} of grid {where!r} has no child on level {lv} to take it: "
                         f"draw a level-{lv} grid there"
@@ -388,12 +430,23 @@ def _repair_level(
         elif kind[f] == 2:
             pieces.setdefault(("gap_filled", o, ()), []).append(f)
     touched = {c for f in np.flatnonzero(kind == 1) for c in candidates[f]}
+    merged: list[tuple[str, int, tuple[str, ...], np.ndarray]] = []
     for (action, c, others), fs in sorted(pieces.items(), key=lambda kv: (kv[0][0], gid[kv[0][1]], kv[0][2])):
         touched.add(c)
-        parts = shapely.get_parts(shapely.coverage_union_all(arr.faces[np.array(fs)]))
-        area, _ = frame.measure(frame.local(parts))
-        for part, a in zip(parts, area, strict=True):
-            log.add(action, lv, gid[c], parent_of(c), others, _say(action, gid[c], others, a, parent_of(c)), part, a)
+        faces = arr.faces[np.array(fs)]
+        merged.append(
+            (action, c, others, shapely.get_parts(shapely.coverage_union_all(faces)) if len(fs) > 1 else faces)
+        )
+    if merged:
+        all_parts = np.concatenate([m[3] for m in merged])
+        all_area, _ = frame.measure(frame.local(all_parts))  # one pass through the transformer
+        at = 0
+        for action, c, others, parts in merged:
+            for part, a in zip(parts, all_area[at : at + len(parts)], strict=True):
+                log.add(
+                    action, lv, gid[c], parent_of(c), others, _say(action, gid[c], others, a, parent_of(c)), part, a
+                )
+            at += len(parts)
     geoms_out: dict[int, shapely.Geometry] = {}
     for c in range(n):
         fs = np.flatnonzero(owner == c)
@@ -424,7 +477,243 @@ def _repair_level(
                 where = shapely.multipoints(np.array(added + gone))
                 log.add("noded", lv, gid[c], parent_of(c), (), msg, where)
                 geoms_out[int(rows[c])] = new
-    return _Outcome(geoms_out, log, refusals)
+    return _Outcome(geoms_out, log, refusals, arr.overlapped)
+
+
+_FULL_SHARE = 0.6
+"""Above this share of a level's grids in play, the full rebuild is as cheap: take it."""
+_HASH = np.array([1.0, 3.0, 7.0, 13.0])
+
+
+def _repair_level_incremental(
+    lv: int,
+    rows: np.ndarray,
+    above: np.ndarray,
+    ids: np.ndarray,
+    parent_row: np.ndarray,
+    geoms: np.ndarray,
+    frame: _himpl.Frame,
+    snap_m: float,
+    max_gap_m2: float,
+    exempt: shapely.Geometry | None,
+    made_valid: np.ndarray,
+    segments: dict[int, tuple[np.ndarray, _himpl.Segments]],
+) -> _Outcome | None:
+    """Repair level ``lv`` by rebuilding only the grids in play; None: take the full rebuild.
+
+    A grid whose every edge segment is twinned -- shared exactly once, in the opposite
+    direction, with a sibling or with its parent's outline (the edge-twin pass of
+    :mod:`geogrid._hierarchy_impl`) -- lies where its family tiles its parent exactly.
+    In play are the grids with an untwinned segment (and made-valid ones), every grid
+    whose interior an untwinned segment enters, and, transitively, every grid with a
+    vertex within ``snap_m`` of a vertex of one in play. The rest hold their faces
+    and keep their geometry byte for byte; on the grids in play the full rebuild
+    computes the same faces, owners, snaps and log. A kept grid overlapped after all,
+    or whose segments lose a twin (a neighbour in play gained a vertex on their shared
+    edge), is brought into play and the level redone. Refusals, a parent without
+    children or a level mostly in play go to the full rebuild, which decides them.
+    ``segments`` caches the edge segments of levels left unchanged, for their children.
+    """
+    n = rows.size
+    if n == 0 or above.size == 0:
+        return None
+    cells = geoms[rows]
+    pos = {int(r): i for i, r in enumerate(above)}
+    cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+    if (cgroup < 0).any():
+        return None
+    par = geoms[above]
+    known = segments.get(lv - 1)
+    ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(par)
+    cs = _himpl.Segments.of(cells)
+    fam0, pfam = _family_twins(cs, ps, cgroup)
+    play = np.zeros(n, dtype=bool)
+    play[cs.cell[~fam0]] = True
+    play |= made_valid[rows]
+    with_children = {int(g) for g in cgroup}
+    if not play.any():
+        # every family tiles its parent exactly (an untwinned parent edge would need an untwinned child edge)
+        if (~pfam).any():
+            return None
+        segments[lv] = (rows, cs)
+        return _Outcome({}, _impl.Change(), [])
+    if any(int(p) not in with_children for p in ps.cell[~pfam]):
+        return None  # a parent with no child: the full rebuild refuses it
+    tree = shapely.STRtree(cells)
+    odd = shapely.linestrings(cs.key[~fam0].reshape(-1, 2, 2))
+    play[tree.query(odd, predicate="crosses")[1]] = True
+    play[tree.query(odd, predicate="within")[1]] = True
+    vertices = _Vertices.of(cells, frame, snap_m)
+    k = np.array(frame.scale)
+    reach = 2 * snap_m / min(k) if snap_m > 0 else 0.0  # input units: a snapped grid stays this close
+    seg_lines = shapely.linestrings(ps.key.reshape(-1, 2, 2))
+    untwinned_p = np.flatnonzero(~pfam)
+    for _ in range(6):
+        play = vertices.partners(play)
+        if play.sum() > _FULL_SHARE * n:
+            return None
+        inplay = np.flatnonzero(play)
+        box = shapely.bounds(cells[inplay]) + np.array([-reach, -reach, reach, reach])
+        near = shapely.STRtree(shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])).query(seg_lines)[0]
+        near = np.union1d(untwinned_p, near)
+        kept = np.flatnonzero(~play)
+        outcome = _repair_level(
+            lv,
+            rows[inplay],
+            above,
+            np.zeros(0, dtype=np.int64),
+            ids,
+            parent_row,
+            geoms,
+            frame,
+            snap_m,
+            max_gap_m2,
+            exempt,
+            made_valid,
+            anchors=seg_lines[near],  # parent vertices it may snap to
+            anchor_owner=ps.cell[near],
+            parent_lines=seg_lines[untwinned_p],  # the twinned ones lie on a grid in play or on a kept one
+            holders=cells[kept],
+            with_children=with_children,
+        )
+        if outcome.refusals:
+            return None
+        if outcome.overlapped.size:  # a grid in play overlaps a kept one: that one is in play too
+            play[kept[outcome.overlapped]] = True
+            continue
+        broken = _lost_twins(outcome, rows, play, cs, ps, cgroup)
+        if broken.size == 0:
+            if not outcome.geoms:
+                segments[lv] = (rows, cs)
+            return outcome
+        play[broken] = True
+    return None
+
+
+def _family_twins(segs: _himpl.Segments, ps: _himpl.Segments, cgroup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each child segment, and each parent segment, is twinned in its family (parent outline reversed)."""
+    m = len(segs.key)
+    fam = _himpl.twinned(
+        np.concatenate([segs.key, ps.key]),
+        np.concatenate([segs.forward, ~ps.forward]),
+        np.concatenate([cgroup[segs.cell], ps.cell]),
+    )
+    return fam[:m], fam[m:]
+
+
+def _lost_twins(
+    outcome: _Outcome,
+    rows: np.ndarray,
+    play: np.ndarray,
+    cs: _himpl.Segments,
+    ps: _himpl.Segments,
+    cgroup: np.ndarray,
+) -> np.ndarray:
+    """Kept grids with a segment twinned (in the family, or in the level) before the rebuild but not after.
+
+    Only segments equal to one the rebuilt grids lost or gained can change: the
+    edge-twin pass runs again, before and after, on those alone.
+    """
+    if not outcome.geoms:
+        return np.zeros(0, dtype=np.int64)
+    at = {int(r): i for i, r in enumerate(rows)}
+    changed = np.array(sorted(at[r] for r in outcome.geoms), dtype=np.int64)
+    new = _himpl.Segments.of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
+    new.cell = changed[new.cell]
+    was = np.isin(cs.cell, changed)
+    touched = np.concatenate([cs.key[was], new.key]) @ _HASH  # equal keys hash equal; collisions only add work
+    keep = ~play[cs.cell] & np.isin(cs.key @ _HASH, touched)
+    if not keep.any():
+        return np.zeros(0, dtype=np.int64)
+    pk = np.isin(ps.key @ _HASH, touched)
+    sub = _himpl.Segments(ps.key[pk], ps.forward[pk], ps.cell[pk])
+    m = int(keep.sum())
+    status = []
+    for other in (was, None):
+        segs = (
+            _himpl.Segments(
+                np.concatenate([cs.key[keep], cs.key[was]]),
+                np.concatenate([cs.forward[keep], cs.forward[was]]),
+                np.concatenate([cs.cell[keep], cs.cell[was]]),
+            )
+            if other is not None
+            else _himpl.Segments(
+                np.concatenate([cs.key[keep], new.key]),
+                np.concatenate([cs.forward[keep], new.forward]),
+                np.concatenate([cs.cell[keep], new.cell]),
+            )
+        )
+        fam, _ = _family_twins(segs, sub, cgroup)
+        status.append((fam[:m], _himpl.twinned(segs.key, segs.forward)[:m]))
+    (fam0, lvl0), (fam1, lvl1) = status
+    lost = (fam0 & ~fam1) | (lvl0 & ~lvl1)
+    return np.unique(cs.cell[keep][lost])
+
+
+@dataclass
+class _Vertices:
+    """The vertices of a level in local metres, bucketed in ``snap_m`` squares, to find snap partners."""
+
+    xy: np.ndarray
+    cell: np.ndarray
+    point: np.ndarray  # distinct-point id of each vertex
+    bucket: np.ndarray  # (m, 2) int
+    order: np.ndarray  # vertices by bucket key
+    sorted_key: np.ndarray
+    snap_m: float
+
+    @classmethod
+    def of(cls, cells: np.ndarray, frame: _himpl.Frame, snap_m: float) -> _Vertices:
+        """Index the vertices of ``cells``."""
+        xy, cell = shapely.get_coordinates(cells, return_index=True)
+        xy = (xy - np.array(frame.origin)) * np.array(frame.scale)
+        _, point = _impl.unique_xy(xy)
+        bucket = np.floor(xy / snap_m).astype(np.int64) if snap_m > 0 else np.zeros((len(xy), 2), dtype=np.int64)
+        key = bucket[:, 0] * 4_294_967_296 + bucket[:, 1]
+        order = np.argsort(key, kind="stable")
+        return cls(xy, cell, point, bucket, order, key[order], snap_m)
+
+    def partners(self, play: np.ndarray) -> np.ndarray:
+        """``play`` and, transitively, every grid with a vertex that snapping could join to one in play.
+
+        Distinct vertices within ``snap_m``, unless one grid has both (as in
+        :func:`geogrid._repair_impl.snap_vertices`).
+        """
+        play = play.copy()
+        if self.snap_m <= 0 or len(self.xy) == 0:
+            return play
+        done = np.zeros(int(self.point.max()) + 1, dtype=bool)
+        while True:
+            fresh = np.zeros_like(done)
+            fresh[self.point[play[self.cell]]] = True
+            fresh &= ~done
+            if not fresh.any():
+                return play
+            done |= fresh
+            probe = np.flatnonzero(fresh[self.point])  # every owner of each new point
+            qs, ps = [], []
+            for dx in (-1, 0, 1):
+                for dy in (-1, 0, 1):
+                    key = (self.bucket[probe, 0] + dx) * 4_294_967_296 + self.bucket[probe, 1] + dy
+                    start = np.searchsorted(self.sorted_key, key)
+                    count = np.searchsorted(self.sorted_key, key, side="right") - start
+                    total = int(count.sum())
+                    if total == 0:
+                        continue
+                    qi = np.repeat(probe, count)
+                    steps = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+                    pi = self.order[np.repeat(start, count) + steps]
+                    d2 = ((self.xy[pi] - self.xy[qi]) ** 2).sum(axis=1)
+                    ok = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
+                    qs.append(qi[ok])
+                    ps.append(pi[ok])
+            if not qs:
+                return play
+            qi, pi = np.concatenate(qs), np.concatenate(ps)
+            # Every owner of one point meets every owner of the other: one grid on both sides -> co-owned.
+            pair = self.point[qi] * (len(done) + 1) + self.point[pi]
+            apart = ~np.isin(pair, pair[self.cell[qi] == self.cell[pi]])
+            play[self.cell[pi[apart]]] = True
 
 
 def _say(action: str, grid: str, others: tuple[str, ...], area: float, parent: str | None) -> str:

@@ -11,9 +11,10 @@ import geopandas as gpd
 import shapely
 from pyproj import Geod
 
+import geogrid.repair as repair_mod
 from benchmarks.bench_repair import jitter_grids
 from geogrid.hierarchy import check_grids
-from geogrid.repair import REPAIR_ACTIONS, repair_grids
+from geogrid.repair import REPAIR_ACTIONS, _repair_grids, repair_grids
 from layers.errors import TopologyError
 
 X0, Y0, D = 117.20, 39.10, 0.01
@@ -221,3 +222,100 @@ def test_property_after_repair_the_checks_find_nothing_repair_claims_fixed(demo_
     assert set(result.grids.loc[moved, "grid_id"]) <= named
     total = lambda x: float(x[x["level"] == 3].to_crs(4548).area.sum())  # noqa: E731
     assert total(result.grids) == pytest.approx(total(demo_grids), rel=1e-9)
+
+
+# -- incremental repair: only the grids in play are rebuilt ----------------------------
+def _move_inner_vertex(grids: gpd.GeoDataFrame, gid: str, shift_m: float) -> gpd.GeoDataFrame:
+    """Move the first vertex of ``gid`` that lies > 20 m inside its parent by ``shift_m`` metres east."""
+    poly = geom_of(grids, gid)
+    parent = geom_of(grids, grids.loc[grids["grid_id"] == gid, "parent_id"].iloc[0])
+    ring = shapely.get_coordinates(poly.exterior).copy()
+    inner = [i for i in range(len(ring) - 1) if parent.exterior.distance(shapely.Point(ring[i])) > 20 / 111_000]
+    i = inner[0]
+    ring[i, 0] += shift_m / (111_320 * 0.776)  # ~39.1 N
+    if i == 0:
+        ring[-1] = ring[0]
+    return with_geom(grids, gid, shapely.Polygon(ring, [h.coords for h in poly.interiors]))
+
+
+def _same_result(a, b) -> None:
+    """Incremental and full rebuild agree: same grids (up to ring start), same log, same refusals."""
+    ga, gb = shapely.normalize(a.grids.geometry.to_numpy()), shapely.normalize(b.grids.geometry.to_numpy())
+    assert shapely.equals_exact(ga, gb, tolerance=0).all()
+    cols = ["action", "level", "grid_id", "parent_id", "other_ids", "message"]
+    pd.testing.assert_frame_equal(a.log[cols], b.log[cols])
+    assert a.log["area_m2"].to_numpy() == pytest.approx(b.log["area_m2"].to_numpy(), rel=1e-9, nan_ok=True)
+    assert a.summary["changed"] == b.summary["changed"]
+    assert list(a.refused["message"]) == list(b.refused["message"])
+
+
+def test_repair_of_one_family_leaves_every_other_grid_byte_identical(demo_grids, monkeypatch):
+    basic = demo_grids[demo_grids["level"] == 3]
+    gid = str(basic["grid_id"].iloc[len(basic) // 2])
+    family = str(basic.loc[basic["grid_id"] == gid, "parent_id"].iloc[0])
+    g = _move_inner_vertex(demo_grids, gid, 3.0)
+    assert not check_grids(g).sound
+    rebuilt: list[tuple[int, int]] = []
+    full = repair_mod._repair_level
+
+    def spy(lv, rows, *args, **kwargs):
+        rebuilt.append((lv, len(rows)))
+        return full(lv, rows, *args, **kwargs)
+
+    monkeypatch.setattr(repair_mod, "_repair_level", spy)
+    result = repair_grids(g)
+    monkeypatch.undo()
+    # Level 0 (one grid) is rebuilt as before; levels 1-2 are exact and skipped; on level 3 a handful of grids.
+    assert [lv for lv, _ in rebuilt] == [0, 3]
+    assert rebuilt[1][1] <= 12
+    assert check_grids(result.grids).sound
+    assert {"gap_filled", "overlap_resolved"} & set(result.log["action"])
+    assert set(result.log["parent_id"]) == {family}
+    outside = (result.grids["parent_id"].astype(str) != family).to_numpy(dtype=bool)
+    before = shapely.to_wkb(g.geometry.to_numpy()[outside])
+    after = shapely.to_wkb(result.grids.geometry.to_numpy()[outside])
+    assert (before == after).all()  # byte for byte, every level
+    # Inside the family only the grids the log names changed, and the family still tiles its parent.
+    changed = set(result.grids.loc[~result.grids.geometry.geom_equals_exact(g.geometry, 0), "grid_id"])
+    assert gid in changed
+    assert changed <= set(result.log["grid_id"]) | {i for ids in result.log["other_ids"] for i in ids}
+    _same_result(result, _repair_grids(g, incremental=False))
+
+
+def test_incremental_repair_of_a_sound_layer_changes_nothing(demo_grids):
+    result = repair_grids(demo_grids)
+    assert not result.changed and len(result.refused) == 0
+    before, after = shapely.to_wkb(demo_grids.geometry.to_numpy()), shapely.to_wkb(result.grids.geometry.to_numpy())
+    assert (before == after).all()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda g: g[g["grid_id"] != "G4"], id="large-gap"),
+        pytest.param(lambda g: g.assign(parent_id=g["parent_id"].where(g["grid_id"] != "G3", "S1")), id="straddler"),
+        pytest.param(lambda g: g[~g["grid_id"].isin(["G3", "G4"])], id="childless-parent"),
+    ],
+)
+def test_incremental_and_full_repair_refuse_alike(tiny_grids, edit):
+    g = edit(tiny_grids)
+    _same_result(
+        repair_grids(g, max_gap_m2=100.0, errors="skip"),
+        _repair_grids(g, max_gap_m2=100.0, errors="skip", incremental=False),
+    )
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(jitters(), st.sampled_from([0.0, 0.5, 2.0]))
+def test_property_incremental_repair_equals_the_full_rebuild(demo_grids, params, snap_m):
+    k, shift, seed = params
+    g = jitter_grids(demo_grids, 4 * k, shift_m=shift, seed=seed)
+    fast = repair_grids(g, snap_m=snap_m, errors="skip")
+    _same_result(fast, _repair_grids(g, snap_m=snap_m, errors="skip", incremental=False))
+    assert check_grids(fast.grids).sound
+    # Grids the log does not name are byte-identical to the input.
+    named = set(fast.log["grid_id"]) | {i for ids in fast.log["other_ids"] for i in ids}
+    quiet = ~fast.grids["grid_id"].isin(named).to_numpy(dtype=bool)
+    assert (shapely.to_wkb(fast.grids.geometry.to_numpy()[quiet]) == shapely.to_wkb(g.geometry.to_numpy()[quiet])).all()
