@@ -138,6 +138,12 @@ def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) 
     adj = _binary_offdiag(adj)
     w_star = sp.csr_array(adj + sp.eye_array(n, format="csr"))
     ysum = y.sum()
+    islands = np.diff(adj.indptr) == 0
+    if n == 0 or ysum == 0 or np.all(y == y[0]):
+        # Nothing to test: no incidents in the window, or every grid has the same value
+        # (Gi* is 0/0 there). Report "no pattern" rather than a division warning.
+        nan = np.full(n, np.nan)
+        return _GiStar(g=nan, z=nan.copy(), p_sim=nan.copy(), p_norm=nan.copy(), islands=islands)
     g = (w_star @ y) / ysum
     mean = ysum / n
     var = (y**2).sum() / n - mean**2
@@ -150,7 +156,6 @@ def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) 
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (g - expected) / np.sqrt(expected_var)
     p_norm = stats.norm.sf(np.abs(z))
-    islands = np.diff(adj.indptr) == 0
     if permutations:
 
         def stat(lag: np.ndarray, zi: np.ndarray, self_w: np.ndarray) -> np.ndarray:

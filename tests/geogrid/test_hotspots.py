@@ -432,3 +432,12 @@ def test_kernel_density_integrates_to_n_and_peaks_at_the_cluster():
     assert cells.crs == "EPSG:3857" and (cells["density"] > 1.0).all()
     with pytest.raises(ValueError, match="bandwidth"):
         kernel_density(pts, bandwidth=0)
+
+
+@pytest.mark.parametrize("value", [0.0, 3.0], ids=["no-incidents", "all-equal"])
+def test_gi_star_of_constant_values_is_no_pattern_without_warnings(tiny_grids, value):
+    # An empty time window (all zero) or identical counts: Gi* is 0/0, so nothing is significant.
+    basic = tiny_grids[tiny_grids["level"] == 2]
+    out = gi_star(pd.Series(value, index=basic.index), basic, permutations=99, seed=0)
+    assert out["z"].isna().all()
+    assert (out["bin"] == 0).all()
