@@ -163,9 +163,14 @@ def snap_vertices(
     u_of, o_of = np.divmod(pair_keys, m)
     start = np.searchsorted(u_of, np.arange(len(uniq)))
     stop = np.searchsorted(u_of, np.arange(len(uniq)), side="right")
-    shared = np.zeros(a.size, dtype=bool)
-    for t in range(a.size):
-        shared[t] = np.isin(o_of[start[a[t]] : stop[a[t]]], o_of[start[b[t]] : stop[b[t]]]).any()
+    # Pair t is co-owned when some owner o of a[t] also owns b[t]: is b[t]*m + o a key?
+    count = stop[a] - start[a]
+    pair = np.repeat(np.arange(a.size), count)
+    steps = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    o = o_of[np.repeat(start[a], count) + steps]
+    probe = b[pair].astype(np.int64) * m + o
+    at = np.minimum(np.searchsorted(pair_keys, probe), len(pair_keys) - 1)
+    shared = np.bincount(pair[pair_keys[at] == probe], minlength=a.size) > 0
     a, b = a[~shared], b[~shared]
     if a.size == 0:
         return geoms, moved_n, moved_d, where

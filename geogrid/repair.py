@@ -652,13 +652,14 @@ def _lost_twins(
 
 @dataclass
 class _Vertices:
-    """The vertices of a level in local metres, bucketed in ``snap_m`` squares, to find snap partners."""
+    """The distinct vertices of a level in local metres, bucketed in ``snap_m`` squares, with their grids."""
 
-    xy: np.ndarray
-    cell: np.ndarray
-    point: np.ndarray  # distinct-point id of each vertex
-    bucket: np.ndarray  # (m, 2) int
-    order: np.ndarray  # vertices by bucket key
+    xy: np.ndarray  # distinct points
+    owners: list[np.ndarray]  # the grids that have each point
+    point_of: np.ndarray  # distinct-point id of each vertex (in get_coordinates order)
+    cell_of: np.ndarray  # the grid of each vertex
+    bucket: np.ndarray  # (m, 2) int, per distinct point
+    order: np.ndarray  # distinct points by bucket key
     sorted_key: np.ndarray
     snap_m: float
 
@@ -667,31 +668,34 @@ class _Vertices:
         """Index the vertices of ``cells``."""
         xy, cell = shapely.get_coordinates(cells, return_index=True)
         xy = (xy - np.array(frame.origin)) * np.array(frame.scale)
-        _, point = _impl.unique_xy(xy)
-        bucket = np.floor(xy / snap_m).astype(np.int64) if snap_m > 0 else np.zeros((len(xy), 2), dtype=np.int64)
+        uniq, point = _impl.unique_xy(xy)
+        by_point = np.argsort(point, kind="stable")
+        owners = np.split(cell[by_point], np.cumsum(np.bincount(point, minlength=len(uniq)))[:-1])
+        scale = snap_m if snap_m > 0 else 1.0
+        bucket = np.floor(uniq / scale).astype(np.int64)
         key = bucket[:, 0] * 4_294_967_296 + bucket[:, 1]
         order = np.argsort(key, kind="stable")
-        return cls(xy, cell, point, bucket, order, key[order], snap_m)
+        return cls(uniq, owners, point, cell, bucket, order, key[order], snap_m)
 
     def partners(self, play: np.ndarray) -> np.ndarray:
-        """``play`` and, transitively, every grid with a vertex that snapping could join to one in play.
+        """``play`` and, transitively, every grid that has a point snapping could join to one in play.
 
-        Distinct vertices within ``snap_m``, unless one grid has both (as in
-        :func:`geogrid._repair_impl.snap_vertices`).
+        Distinct points within ``snap_m``, unless one grid has both (as in
+        :func:`geogrid._repair_impl.snap_vertices`); the grids of both points join.
         """
         play = play.copy()
         if self.snap_m <= 0 or len(self.xy) == 0:
             return play
-        done = np.zeros(int(self.point.max()) + 1, dtype=bool)
+        done = np.zeros(len(self.xy), dtype=bool)
         while True:
             fresh = np.zeros_like(done)
-            fresh[self.point[play[self.cell]]] = True
+            fresh[self.point_of[play[self.cell_of]]] = True
             fresh &= ~done
             if not fresh.any():
                 return play
             done |= fresh
-            probe = np.flatnonzero(fresh[self.point])  # every owner of each new point
-            qs, ps = [], []
+            probe = np.flatnonzero(fresh)
+            grew = False
             for dx in (-1, 0, 1):
                 for dy in (-1, 0, 1):
                     key = (self.bucket[probe, 0] + dx) * 4_294_967_296 + self.bucket[probe, 1] + dy
@@ -700,20 +704,20 @@ class _Vertices:
                     total = int(count.sum())
                     if total == 0:
                         continue
-                    qi = np.repeat(probe, count)
-                    steps = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-                    pi = self.order[np.repeat(start, count) + steps]
-                    d2 = ((self.xy[pi] - self.xy[qi]) ** 2).sum(axis=1)
-                    ok = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
-                    qs.append(qi[ok])
-                    ps.append(pi[ok])
-            if not qs:
+                    u = np.repeat(probe, count)
+                    v = self.order[
+                        np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+                    ]
+                    d2 = ((self.xy[u] - self.xy[v]) ** 2).sum(axis=1)
+                    near = (u != v) & (d2 <= self.snap_m * self.snap_m)
+                    for a, b in zip(u[near].tolist(), v[near].tolist(), strict=True):
+                        oa, ob = self.owners[a], self.owners[b]
+                        if np.intersect1d(oa, ob).size == 0 and not (play[oa].all() and play[ob].all()):
+                            play[oa] = True
+                            play[ob] = True
+                            grew = True
+            if not grew:
                 return play
-            qi, pi = np.concatenate(qs), np.concatenate(ps)
-            # Every owner of one point meets every owner of the other: one grid on both sides -> co-owned.
-            pair = self.point[qi] * (len(done) + 1) + self.point[pi]
-            apart = ~np.isin(pair, pair[self.cell[qi] == self.cell[pi]])
-            play[self.cell[pi[apart]]] = True
 
 
 def _say(action: str, grid: str, others: tuple[str, ...], area: float, parent: str | None) -> str:
