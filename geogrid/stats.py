@@ -361,6 +361,10 @@ def grid_stats(
         values = sorted(str(v) for v in pd.unique(inc[by].dropna()))
         col = inc[by].astype(object).to_numpy()
         groups = [(v, col == v) for v in values]
+    # ``by`` with no incident left after the filters: no (grid, value) rows, same columns.
+    no_rows = not groups
+    if no_rows:
+        groups = [(None, np.zeros(len(inc), dtype=bool))]
 
     frames: list[gpd.GeoDataFrame] = []
     for lv in levels:
@@ -411,4 +415,6 @@ def grid_stats(
         order = np.argsort(np.tile(np.arange(len(g)), len(level_frames)), kind="stable")
         frames.append(joined.iloc[order])
     out = pd.concat(frames) if len(frames) > 1 else frames[0]
+    if no_rows:
+        out = out.iloc[:0]
     return gpd.GeoDataFrame(out, geometry="geometry", crs=grids.crs)

@@ -24,8 +24,7 @@ def _app():
     return create_app(Settings(api_keys=dict(KEYS), store="/nonexistent/schemathesis.gpkg"))
 
 
-# /stats hits an engine bug (see test_analyses.py's xfail test); fuzz it again when that passes.
-schema = schemathesis.openapi.from_dict(_app().openapi()).exclude(path=["/stats"])
+schema = schemathesis.openapi.from_dict(_app().openapi())
 
 
 @pytest.fixture

@@ -164,3 +164,30 @@ def test_smooth_columns_on_the_demo(demo_district):
     ok = raw.notna()
     assert raw[ok].std() > eb[ok].std()  # shrinkage towards the global rate
     assert s["small"].sum() > 0
+
+
+def test_by_with_nothing_left_after_the_filters_gives_no_rows(tiny_grids):
+    import pandas as pd
+
+    import geopandas as gpd
+    import shapely
+
+    from geogrid.stats import grid_stats
+
+    incidents = gpd.GeoDataFrame(
+        {
+            "incident_id": ["e1"],
+            "reported_at": pd.to_datetime(["2025-03-01 08:00"], utc=True),
+            "closed_at": pd.to_datetime([None], utc=True),
+            "category": ["环境卫生"],
+            "source": ["hotline"],
+            "status": ["handling"],
+        },
+        geometry=[shapely.Point(117.205, 39.102)],
+        crs="EPSG:4326",
+    )
+    some = grid_stats(incidents, tiny_grids, level=2, by="category")
+    none = grid_stats(incidents, tiny_grids, level=2, category="no such category", by="category")
+    assert len(some) == 4
+    assert len(none) == 0
+    assert list(none.columns) == list(some.columns)
