@@ -14,7 +14,7 @@ from api.errors import install_error_handlers
 from api.features import LayerCache
 from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from api.openapi import build_openapi
-from api.routers import analyses, maps, meta, ogc
+from api.routers import analyses, maps, meta, ogc, plans
 from api.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(meta.docs_router)
     app.include_router(ogc.router)
     app.include_router(analyses.router)
+    app.include_router(plans.router)
     app.include_router(maps.router)
     # Served from the installed package (works from a wheel): the Leaflet build the maps use.
     app.mount("/static", StaticFiles(packages=[("api", "static")]), name="static")

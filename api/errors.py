@@ -30,7 +30,14 @@ from layers.errors import (
     ValidationError,
 )
 
-__all__ = ["ERROR_STATUS", "ErrorBody", "error_response", "install_error_handlers", "status_of"]
+__all__ = [
+    "ERROR_STATUS",
+    "ErrorBody",
+    "PreconditionRequired",
+    "error_response",
+    "install_error_handlers",
+    "status_of",
+]
 
 log = logging.getLogger("geogrid.api")
 
@@ -58,10 +65,17 @@ _HTTP_CODES = {
     404: "NotFound",
     405: "MethodNotAllowed",
     406: "NotAcceptable",
+    409: "Conflict",
+    412: "PreconditionFailed",
     413: "ContentTooLarge",
     415: "UnsupportedMediaType",
     422: "InvalidInput",
+    428: "PreconditionRequired",
 }
+
+
+class PreconditionRequired(Exception):  # noqa: N818  (named for its HTTP status)
+    """A change to a versioned resource came without ``If-Match`` (428: nothing was changed)."""
 
 
 class ErrorBody(BaseModel):
@@ -118,10 +132,27 @@ async def _invalid_parameter(request: Request, err: Exception) -> JSONResponse:
     return error_response(400, "InvalidParameterValue", str(err))
 
 
+async def _precondition_required(request: Request, err: Exception) -> JSONResponse:
+    return error_response(428, "PreconditionRequired", str(err))
+
+
 async def _unexpected(request: Request, err: Exception) -> JSONResponse:
     error_id = secrets.token_hex(6)
     log.error("%s %s failed [%s]", request.method, request.url.path, error_id, exc_info=err)
     return error_response(500, "ServerError", _SAFE_5XX[500], error_id=error_id)
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Return every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    from starlette.routing import compile_path
+
+    from api.auth import iter_routes
+
+    methods: set[str] = set()
+    for info in iter_routes(request.app):
+        if info.methods and compile_path(info.path)[0].match(request.url.path):
+            methods |= info.methods
+    return ", ".join(sorted(methods)) or None
 
 
 async def _http_error(request: Request, err: Exception) -> JSONResponse:
@@ -130,6 +161,10 @@ async def _http_error(request: Request, err: Exception) -> JSONResponse:
     response = error_response(err.status_code, _HTTP_CODES.get(err.status_code, "HTTPError"), detail)
     for name, value in (err.headers or {}).items():
         response.headers[name] = value
+    if err.status_code == 405:
+        allow = _allowed_methods(request)
+        if allow:
+            response.headers["Allow"] = allow
     return response
 
 
@@ -152,4 +187,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidParameterError, _invalid_parameter)
+    app.add_exception_handler(PreconditionRequired, _precondition_required)
     app.add_exception_handler(Exception, _unexpected)

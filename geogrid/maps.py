@@ -36,11 +36,13 @@ from layers.errors import Problem
 
 __all__ = [
     "LEAFLET_VERSION",
+    "LEVEL_COLOURS",
     "PLUGIN_VERSIONS",
     "VENDORED_ASSETS",
     "command_centre_map",
     "escape_text",
     "grid_map",
+    "planner_map",
     "render_offline",
     "render_standalone",
 ]
@@ -101,6 +103,8 @@ _DISPLAY_PRECISION_DEG = 1e-6
 
 # Stroke/fill colour per level, coarsest first; deeper levels reuse the last one.
 _LEVEL_COLOURS = ("#b2182b", "#2166ac", "#1b7837", "#762a83", "#e08214", "#4d4d4d")
+LEVEL_COLOURS = _LEVEL_COLOURS
+"""Outline colours of the grid levels by depth, coarsest first."""
 
 _ASSET_REF = re.compile(r"<(script|link)\b[^>]*?\b(src|href)\s*=\s*[\"']?([^\"'\s>]+)", re.IGNORECASE)
 _ANY_SRC = re.compile(r"<[a-z]+\b[^>]*?\bsrc\s*=\s*[\"']?([^\"'\s>]+)", re.IGNORECASE)
@@ -837,3 +841,6 @@ def _check_offline(page: str, base: str, dropped: Mapping[str, str]) -> None:
             "or drop the feature that needs it"
         )
         raise GeogridError(msg)
+
+
+from geogrid._maps_planner import planner_map  # noqa: E402  (it builds on grid_map above)

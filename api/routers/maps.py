@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BeforeValidator
 
@@ -26,10 +26,13 @@ from api.pages import (
     parse_period,
     select_period,
 )
+from api.planner_page import add_planner_chrome
 from api.routers.ogc import AUTH_ERRORS
 from geogrid.coverage import blind_spots, camera_views
+from geogrid.hierarchy import check_grids
 from geogrid.hotspots import incident_hotspots
-from geogrid.maps import WALL_COLOURS, command_centre_map, grid_map, render_offline
+from geogrid.maps import LEVEL_COLOURS, WALL_COLOURS, command_centre_map, grid_map, planner_map, render_offline
+from geogrid.plans import diff_grids
 from layers.store import Store
 
 __all__ = ["ASSET_URL", "MAX_POINTS", "router"]
@@ -88,6 +91,49 @@ def grids_page(request: Request, store: StoreDep, cache: CacheDep, settings: Set
         grids = store.read("grids")  # the store names what is missing
     m = grid_map(grids, tiles=settings.tiles, attribution=settings.tiles_attribution)
     return HTMLResponse(render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope), inplace=True))
+
+
+@router.get(
+    "/planner/{plan_id}",
+    response_class=HTMLResponse,
+    responses={
+        404: {"model": ErrorBody, "description": "No such plan"},
+        409: {"model": ErrorBody, "description": "The plan is not open"},
+    },
+    summary="Edit a plan on a map",
+)
+def planner_page(plan_id: str, request: Request, store: StoreDep, settings: SettingsDep) -> HTMLResponse:
+    """Return the planner: the plan's grids, its findings, its changes against the current network, drawing tools.
+
+    Drawn polygons and lines go to ``POST /plans/{plan_id}/edits`` with the page's ETag
+    in ``If-Match`` (a planner key typed into the panel); the answer is redrawn.
+    """
+    info = store.plan_info(plan_id)
+    if info.status != "open":
+        msg = f"plan {plan_id!r} is {info.status}; only open plans can be edited"
+        raise HTTPException(status_code=409, detail=msg)
+    grids, info = store.read_plan(plan_id)
+    current = store.read("grids")
+    diff = diff_grids(current, grids)
+    m = planner_map(
+        grids,
+        findings=check_grids(grids).findings,
+        diff=diff.grids,
+        current=current,
+        tiles=settings.tiles,
+        attribution=settings.tiles_attribution,
+    )
+    add_planner_chrome(
+        m,
+        plan=info,
+        grids=grids,
+        diff_summary=diff.summary,
+        colours=list(LEVEL_COLOURS),
+        edits_url=f"/plans/{info.plan_id}/edits",
+        diff_url=f"/plans/{info.plan_id}/diff",
+    )
+    page = render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope), inplace=True)
+    return HTMLResponse(page, headers={"ETag": f'"{info.version}"'})
 
 
 @router.get("/command-centre", response_class=HTMLResponse, summary="The command-centre wall")

@@ -9,6 +9,7 @@ from api.settings import Role
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
+from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 KEYS = {"st-viewer-0123456789": Role.VIEWER, "st-planner-0123456789": Role.PLANNER, "st-admin-0123456789": Role.ADMIN}
 HEADERS = {
@@ -36,4 +37,7 @@ def st_app(full_store_path):
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_schema(case, role, st_app):
-    case.call_and_validate(app=st_app, headers=HEADERS[role])
+    # A schema-valid change may still be refused: 412 (stale If-Match), 428 (none), 409 (topology).
+    changes = case.path.startswith("/plans/") and case.method.upper() in ("POST", "DELETE")
+    excluded = [positive_data_acceptance] if changes else []
+    case.call_and_validate(app=st_app, headers=HEADERS[role], excluded_checks=excluded)
