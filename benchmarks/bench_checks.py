@@ -98,6 +98,12 @@ def _basic_edges(g: gpd.GeoDataFrame) -> np.ndarray:
     return shapely.coverage_invalid_edges(basic.geometry.to_numpy(), gap_width=1e-5)
 
 
+def _basic_overlay(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    basic = g.loc[g["level"] == g["level"].max(), ["grid_id", "geometry"]]
+    pieces = gpd.overlay(basic, basic, keep_geom_type=True)
+    return pieces[pieces["grid_id_1"] < pieces["grid_id_2"]]
+
+
 def cases(scale: str) -> list[Case]:
     n = 100 if scale == "full" else 20
     n4 = 320 if scale == "full" else 40
@@ -123,6 +129,18 @@ def cases(scale: str) -> list[Case]:
             notes=(
                 f"4 levels 1/16/{(n4 // 10) ** 2}/{n4 * n4}, seed 0, {n4 * n4 // 1000} basic cells perturbed 3 m; "
                 "target: ratio >= 0.5 (the full check within 2x of one flat edge validation)"
+            ),
+            repeat=1 if scale == "full" else 3,
+        ),
+        Case(
+            name=f"check_4_levels_{n4 * n4}_vs_overlay",
+            setup=lambda: fishnet_levels(n4, (n4, n4 // 4, 10), seed=0, perturbed=n4 * n4 // 1000),
+            ours=lambda g: check_grids(g, gap_width_m=1.0),
+            baseline=_basic_overlay,
+            baseline_name="geopandas.overlay(df, df) self-overlaps of the basic level only",
+            notes=(
+                f"same input as check_4_levels_{n4 * n4}_basic; target: ratio >= 10 (every kind on 4 levels "
+                "against one kind on one level)"
             ),
             repeat=1 if scale == "full" else 3,
         ),
