@@ -211,7 +211,9 @@ def _repair_grids(
             use = np.array([r for r in rows if r not in skip], dtype=np.int64)
             frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
             fast = None
-            if incremental and lv and frozen.size == 0:
+            if incremental and not lv and frozen.size == 0 and use.size == 1 and valid[use[0]]:
+                fast = _Outcome({}, _impl.Change(), [])  # one valid grid on top: nothing to snap, fill or clip
+            elif incremental and lv and frozen.size == 0:
                 fast = _repair_level_incremental(
                     lv, use, above, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, segments
                 )
@@ -572,7 +574,7 @@ def _repair_level_incremental(
             made_valid,
             anchors=seg_lines[near],  # parent vertices it may snap to
             anchor_owner=ps.cell[near],
-            parent_lines=seg_lines[untwinned_p],  # the twinned ones lie on a grid in play or on a kept one
+            parent_lines=seg_lines[near],  # snapping can move a grid's edge off the parent edge it twinned
             holders=cells[kept],
             with_children=with_children,
         )
@@ -655,7 +657,8 @@ class _Vertices:
     """The distinct vertices of a level in local metres, bucketed in ``snap_m`` squares, with their grids."""
 
     xy: np.ndarray  # distinct points
-    owners: list[np.ndarray]  # the grids that have each point
+    own_cells: np.ndarray  # the grids that have each point: own_cells[own_start[p] : own_start[p + 1]]
+    own_start: np.ndarray
     point_of: np.ndarray  # distinct-point id of each vertex (in get_coordinates order)
     cell_of: np.ndarray  # the grid of each vertex
     bucket: np.ndarray  # (m, 2) int, per distinct point
@@ -670,12 +673,12 @@ class _Vertices:
         xy = (xy - np.array(frame.origin)) * np.array(frame.scale)
         uniq, point = _impl.unique_xy(xy)
         by_point = np.argsort(point, kind="stable")
-        owners = np.split(cell[by_point], np.cumsum(np.bincount(point, minlength=len(uniq)))[:-1])
+        own_start = np.concatenate([[0], np.cumsum(np.bincount(point, minlength=len(uniq)))])
         scale = snap_m if snap_m > 0 else 1.0
         bucket = np.floor(uniq / scale).astype(np.int64)
         key = bucket[:, 0] * 4_294_967_296 + bucket[:, 1]
         order = np.argsort(key, kind="stable")
-        return cls(uniq, owners, point, cell, bucket, order, key[order], snap_m)
+        return cls(uniq, cell[by_point], own_start, point, cell, bucket, order, key[order], snap_m)
 
     def partners(self, play: np.ndarray) -> np.ndarray:
         """``play`` and, transitively, every grid that has a point snapping could join to one in play.
@@ -711,7 +714,8 @@ class _Vertices:
                     d2 = ((self.xy[u] - self.xy[v]) ** 2).sum(axis=1)
                     near = (u != v) & (d2 <= self.snap_m * self.snap_m)
                     for a, b in zip(u[near].tolist(), v[near].tolist(), strict=True):
-                        oa, ob = self.owners[a], self.owners[b]
+                        oa = self.own_cells[self.own_start[a] : self.own_start[a + 1]]
+                        ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
                         if np.intersect1d(oa, ob).size == 0 and not (play[oa].all() and play[ob].all()):
                             play[oa] = True
                             play[ob] = True
