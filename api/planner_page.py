@@ -60,7 +60,7 @@ def _json_for_html(value: object) -> str:
 
 
 _CSS = """
-.gg-panel { position: absolute; top: 10px; right: 10px; z-index: 1000; width: 300px; background: #fff;
+.gg-panel { position: absolute; top: 10px; left: 56px; z-index: 1000; width: 300px; background: #fff;
   border: 1px solid #999; border-radius: 4px; padding: 8px 10px; font: 13px/1.4 system-ui, sans-serif; }
 .gg-panel h3 { margin: 0 0 6px; font-size: 15px; }
 .gg-panel label { display: block; margin: 4px 0; }
