@@ -12,6 +12,7 @@ bound on the optimum, usually much tighter.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,7 +41,7 @@ __all__ = [
     "suggest_reaim",
 ]
 
-GREEDY_BOUND = 1.0 - 1.0 / np.e
+GREEDY_BOUND = 1.0 - 1.0 / math.e
 """Greedy maximal covering is never below this share of the optimum."""
 
 Weight = Literal["incidents", "area", "hotspots"]
