@@ -332,13 +332,6 @@ class Level:
     edges: np.ndarray
     segs: Segments = field(default_factory=lambda: Segments.of(np.empty(0, dtype=object)))
     union: shapely.Geometry | None = None
-    _pos: dict[str, int] | None = None
-
-    def position(self, gid: str) -> int:
-        """Position of grid ``gid`` in this level."""
-        if self._pos is None:
-            self._pos = {str(i): k for k, i in enumerate(self.ids)}
-        return self._pos[gid]
 
 
 @dataclass
@@ -354,23 +347,39 @@ class Segments:
         """Segments of ``geoms`` (exteriors counter-clockwise, holes clockwise)."""
         if len(geoms) == 0:
             return cls(np.zeros((0, 4)), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
-        oriented = shapely.orient_polygons(geoms)
-        # A polygon without holes is its one ring: its coordinates need no ring objects.
-        simple = (shapely.get_type_id(oriented) == _POLYGON) & (shapely.get_num_interior_rings(oriented) == 0)
-        s_cell, o_cell = np.flatnonzero(simple), np.flatnonzero(~simple)
-        xy_s, ring_s = shapely.get_coordinates(oriented[s_cell], return_index=True)
-        rings, ring_cell = shapely.get_rings(oriented[o_cell], return_index=True)
+        # A polygon without holes is its one ring: its coordinates need no ring objects,
+        # and the sign of its area (shoelace) says its orientation, so GEOS reorients only
+        # the others and the rings too thin for the sign to be sure.
+        simple = (shapely.get_type_id(geoms) == _POLYGON) & (shapely.get_num_interior_rings(geoms) == 0)
+        s_cell = np.flatnonzero(simple)
+        xy_s, ring_s = shapely.get_coordinates(geoms[s_cell], return_index=True)
+        present, start = np.unique(ring_s, return_index=True)
+        rel = xy_s - xy_s[start[np.searchsorted(present, ring_s)]]
+        same_s = ring_s[1:] == ring_s[:-1]
+        cross = np.where(same_s, rel[:-1, 0] * rel[1:, 1] - rel[1:, 0] * rel[:-1, 1], 0.0)
+        area2 = np.bincount(ring_s[:-1], weights=cross, minlength=s_cell.size)
+        b = shapely.bounds(geoms[s_cell])
+        sure = np.abs(area2) > 1e-9 * (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        keep = sure[ring_s]
+        xy_s, ring_s = xy_s[keep], ring_s[keep]
+        unsure = np.zeros(len(geoms), dtype=bool)
+        unsure[s_cell[~sure]] = True
+        o_cell = np.flatnonzero(~simple | unsure)
+        rings, ring_cell = shapely.get_rings(shapely.orient_polygons(geoms[o_cell]), return_index=True)
         xy_o, ring_o = shapely.get_coordinates(rings, return_index=True)
         xy = np.concatenate([xy_s, xy_o])
         ring_of = np.concatenate([ring_s, ring_o + s_cell.size])
         cell_of_ring = np.concatenate([s_cell, o_cell[ring_cell]])
+        clockwise = np.concatenate([area2 < 0, np.zeros(len(rings), dtype=bool)])
         same = ring_of[1:] == ring_of[:-1]
         p, q = xy[:-1][same], xy[1:][same]
-        cell = cell_of_ring[ring_of[:-1][same]]
+        ring = ring_of[:-1][same]
+        cell = cell_of_ring[ring]
         moved = (p != q).any(axis=1)  # repeated points are not segments
-        p, q, cell = p[moved], q[moved], cell[moved]
+        p, q, cell, ring = p[moved], q[moved], cell[moved], ring[moved]
         fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
         key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)])
+        fwd ^= clockwise[ring]  # a clockwise exterior runs the other way once oriented
         return cls(key, fwd, cell)
 
 
@@ -523,14 +532,16 @@ def _explode(geom: shapely.Geometry) -> np.ndarray:
     return shapely.get_parts(polygonal(np.array([geom], dtype=object)))
 
 
+def _neighbour_rows(lv: Level, parts: np.ndarray) -> list[np.ndarray]:
+    """Positions of the cells of ``lv`` that intersect each part."""
+    src, hit = lv.tree.query(parts, predicate="intersects")
+    return np.split(hit[np.argsort(src, kind="stable")], np.cumsum(np.bincount(src, minlength=parts.size))[:-1])
+
+
 def _neighbours(lv: Level, parts: np.ndarray) -> list[tuple[str, ...]]:
     if parts.size == 0:
         return []
-    src, hit = lv.tree.query(parts, predicate="intersects")
-    found: list[list[str]] = [[] for _ in range(parts.size)]
-    for s, h in zip(src, hit, strict=True):
-        found[s].append(str(lv.ids[h]))
-    return [tuple(sorted(f)) for f in found]
+    return [tuple(sorted(str(lv.ids[h]) for h in hits)) for hits in _neighbour_rows(lv, parts)]
 
 
 def gap_findings(
@@ -648,13 +659,14 @@ def nesting_findings(
         parts = parts[area >= min_area]
         if parts.size == 0:
             continue
-        covering = _neighbours(children, parts)
+        covering = _neighbour_rows(children, parts)
         own = {str(children.ids[k]) for k in kids}
-        for part, cov in zip(parts, covering, strict=True):
+        for part, hits in zip(parts, covering, strict=True):
             # Children of other parents (or of none) that cover this part straddle into it.
-            strad = [c for c in cov if c not in own]
+            rows = sorted((h for h in hits if str(children.ids[h]) not in own), key=lambda h: str(children.ids[h]))
+            strad = [str(children.ids[h]) for h in rows]
             if strad:
-                g = children.geoms[[children.position(c) for c in strad]]
+                g = children.geoms[rows]
                 shared, _ = out.frame.measure(polygonal(shapely.intersection(g, part)))
                 strad = sorted(c for c, a in zip(strad, shared, strict=True) if a >= min_area)
             all_parts.append(part)
