@@ -268,10 +268,10 @@ def hierarchy_findings(
     ``parents`` holds ``None`` where a grid has no parent_id.
     """
     n = len(ids)
-    has = np.array([p is not None for p in parents], dtype=bool) if n else np.zeros(0, dtype=bool)
+    has = np.asarray(pd.notna(parents), dtype=bool) if n else np.zeros(0, dtype=bool)
     prow = np.full(n, -1, dtype=np.int64)
     if has.any():
-        prow[has] = pd.Index(ids).get_indexer(parents[has].astype(str))
+        prow[has] = pd.Index(ids, dtype=object).get_indexer([str(p) for p in parents[has]])
     plevel = np.where(prow >= 0, levels[np.maximum(prow, 0)], -1)
     top = levels == 0
     ok = has & ~top & (prow >= 0) & (plevel == levels - 1)
@@ -353,32 +353,37 @@ class Segments:
         simple = (shapely.get_type_id(geoms) == _POLYGON) & (shapely.get_num_interior_rings(geoms) == 0)
         s_cell = np.flatnonzero(simple)
         xy_s, ring_s = shapely.get_coordinates(geoms[s_cell], return_index=True)
-        present, start = np.unique(ring_s, return_index=True)
-        rel = xy_s - xy_s[start[np.searchsorted(present, ring_s)]]
-        same_s = ring_s[1:] == ring_s[:-1]
-        cross = np.where(same_s, rel[:-1, 0] * rel[1:, 1] - rel[1:, 0] * rel[:-1, 1], 0.0)
+        first = np.ones(len(ring_s), dtype=bool)  # coordinates come ring by ring
+        first[1:] = ring_s[1:] != ring_s[:-1]
+        rel = xy_s - xy_s[np.flatnonzero(first)[np.cumsum(first) - 1]]
+        cross = rel[:-1, 0] * rel[1:, 1] - rel[1:, 0] * rel[:-1, 1]
+        cross[first[1:]] = 0.0
         area2 = np.bincount(ring_s[:-1], weights=cross, minlength=s_cell.size)
         b = shapely.bounds(geoms[s_cell])
         sure = np.abs(area2) > 1e-9 * (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        keep = sure[ring_s]
-        xy_s, ring_s = xy_s[keep], ring_s[keep]
-        unsure = np.zeros(len(geoms), dtype=bool)
-        unsure[s_cell[~sure]] = True
-        o_cell = np.flatnonzero(~simple | unsure)
+        o_cell = np.flatnonzero(~simple)
+        if not sure.all():
+            keep = sure[ring_s]
+            xy_s, ring_s = xy_s[keep], ring_s[keep]
+            o_cell = np.union1d(o_cell, s_cell[~sure])
         rings, ring_cell = shapely.get_rings(shapely.orient_polygons(geoms[o_cell]), return_index=True)
-        xy_o, ring_o = shapely.get_coordinates(rings, return_index=True)
-        xy = np.concatenate([xy_s, xy_o])
-        ring_of = np.concatenate([ring_s, ring_o + s_cell.size])
+        if len(rings):
+            xy_o, ring_o = shapely.get_coordinates(rings, return_index=True)
+            xy = np.concatenate([xy_s, xy_o])
+            ring_of = np.concatenate([ring_s, ring_o + s_cell.size])
+        else:
+            xy, ring_of = xy_s, ring_s
         cell_of_ring = np.concatenate([s_cell, o_cell[ring_cell]])
         clockwise = np.concatenate([area2 < 0, np.zeros(len(rings), dtype=bool)])
-        same = ring_of[1:] == ring_of[:-1]
-        p, q = xy[:-1][same], xy[1:][same]
-        ring = ring_of[:-1][same]
+        p, q = xy[:-1], xy[1:]
+        # segments join consecutive points of a ring; repeated points are not segments
+        sel = np.flatnonzero((ring_of[1:] == ring_of[:-1]) & ((p[:, 0] != q[:, 0]) | (p[:, 1] != q[:, 1])))
+        p, q, ring = p[sel], q[sel], ring_of[sel]
         cell = cell_of_ring[ring]
-        moved = (p != q).any(axis=1)  # repeated points are not segments
-        p, q, cell, ring = p[moved], q[moved], cell[moved], ring[moved]
         fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
-        key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)])
+        key = np.empty((len(p), 4))
+        key[:, :2] = np.where(fwd[:, None], p, q)
+        key[:, 2:] = np.where(fwd[:, None], q, p)
         fwd ^= clockwise[ring]  # a clockwise exterior runs the other way once oriented
         return cls(key, fwd, cell)
 

@@ -523,11 +523,16 @@ def _check_hierarchy(ids: np.ndarray | None, checked: _Checked) -> None:
     # its parent link that of its last row.
     code, uniques = pd.factorize(pd.Series(ids, dtype=object), use_na_sentinel=True)
     code = np.asarray(code, dtype=np.int64)
-    named = np.flatnonzero(code >= 0)
-    _, first = np.unique(code[named], return_index=True)
-    first_row = named[first]
-    _, last_rev = np.unique(code[named][::-1], return_index=True)
-    last_row = named[::-1][last_rev]
+    # Codes count up in order of first appearance: a row is an id's first when its code
+    # exceeds every code before it.
+    seen = np.maximum.accumulate(np.concatenate([[-1], code]))[:-1]
+    first_row = np.flatnonzero(code > seen)
+    if len(first_row) == int((code >= 0).sum()):  # no duplicate ids
+        last_row = first_row
+    else:
+        named = np.flatnonzero(code >= 0)
+        _, last_rev = np.unique(code[named][::-1], return_index=True)
+        last_row = named[::-1][last_rev]
     has_parent = pd.notna(parsed["parent_id"]).to_numpy(dtype=bool)
     pcode = np.full(len(parent), -1, dtype=np.int64)
     if has_parent.any():
