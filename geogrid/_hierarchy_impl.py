@@ -271,7 +271,7 @@ def hierarchy_findings(
     has = np.asarray(pd.notna(parents), dtype=bool) if n else np.zeros(0, dtype=bool)
     prow = np.full(n, -1, dtype=np.int64)
     if has.any():
-        prow[has] = pd.Index(ids, dtype=object).get_indexer([str(p) for p in parents[has]])
+        prow[has] = pd.Index(ids, dtype=object).get_indexer(parents[has])  # parent ids are str
     plevel = np.where(prow >= 0, levels[np.maximum(prow, 0)], -1)
     top = levels == 0
     ok = has & ~top & (prow >= 0) & (plevel == levels - 1)
@@ -341,6 +341,13 @@ class Segments:
     key: np.ndarray  # (m, 4) float: lexicographically smaller end first
     forward: np.ndarray  # bool: the ring runs from the smaller end
     cell: np.ndarray  # int: the cell each segment belongs to
+    _hash: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def key_hash(self) -> np.ndarray:
+        """64-bit hash of each key (computed once; the keys are never changed in place)."""
+        if self._hash is None:
+            self._hash = _row_hash(self.key, None)
+        return self._hash
 
     @classmethod
     def of(cls, geoms: np.ndarray) -> Segments:
@@ -388,20 +395,33 @@ class Segments:
         return cls(key, fwd, cell)
 
 
-def _row_hash(key: np.ndarray, group: np.ndarray | None) -> np.ndarray:
-    """Hash each row of ``key`` (floats, -0.0 counted as 0.0) and its group to 64 bits."""
-    bits = np.ascontiguousarray(key + 0.0).view(np.uint64)
-    cols = [bits[:, j] for j in range(bits.shape[1])]
+def _mix(h: np.ndarray, col: np.ndarray) -> None:
+    """Fold one uint64 column into the running hash ``h`` in place."""
+    np.bitwise_xor(h, col, out=h)
+    np.multiply(h, _HASH_MUL, out=h)
+    h ^= h >> _HASH_SHIFT
+
+
+def _row_hash(key: np.ndarray, group: np.ndarray | None, base: np.ndarray | None = None) -> np.ndarray:
+    """Hash each row of ``key`` (floats, -0.0 counted as 0.0) and its group to 64 bits.
+
+    ``base``, the hash of ``key`` alone (:meth:`Segments.key_hash`), saves hashing the keys again.
+    """
+    if base is None:
+        bits = np.ascontiguousarray(key + 0.0).view(np.uint64)
+        h = np.full(len(key), _HASH_SEED, dtype=np.uint64)
+        for j in range(bits.shape[1]):
+            _mix(h, bits[:, j])
+    else:
+        h = base.copy()
     if group is not None:
-        cols.append(np.asarray(group, dtype=np.int64).view(np.uint64))
-    h = np.full(len(key), _HASH_SEED, dtype=np.uint64)
-    for c in cols:
-        h = (h ^ c) * _HASH_MUL
-        h ^= h >> _HASH_SHIFT
+        _mix(h, np.asarray(group, dtype=np.int64).view(np.uint64))
     return h
 
 
-def twinned(key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
+def twinned(
+    key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = None, *, key_hash: np.ndarray | None = None
+) -> np.ndarray:
     """Whether each segment occurs exactly twice in its group, once in each direction.
 
     Equal segments are brought together by sorting a 64-bit hash of (key, group), one
@@ -412,7 +432,7 @@ def twinned(key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = Non
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
     g = None if group is None else np.asarray(group)
-    h = _row_hash(key, g)
+    h = _row_hash(key, g, key_hash)
     order = np.argsort(h)
     k = key[order]
     start = np.ones(len(k), dtype=bool)
@@ -446,7 +466,7 @@ def untwinned(geoms: np.ndarray, segs: Segments | None = None) -> np.ndarray:
     """
     segs = segs or Segments.of(geoms)
     out = np.zeros(len(geoms), dtype=bool)
-    out[segs.cell[~twinned(segs.key, segs.forward)]] = True
+    out[segs.cell[~twinned(segs.key, segs.forward, key_hash=segs.key_hash())]] = True
     return out
 
 
@@ -463,7 +483,7 @@ def exactly_tiled(parents: Level, children: Level, child_parent: np.ndarray) -> 
     key = np.concatenate([cs.key[keep], ps.key])
     fwd = np.concatenate([cs.forward[keep], ~ps.forward])
     group = np.concatenate([group_c[keep], ps.cell])
-    ok = twinned(key, fwd, group)
+    ok = twinned(key, fwd, group, key_hash=np.concatenate([cs.key_hash()[keep], ps.key_hash()]))
     bad = np.zeros(n, dtype=bool)
     bad[group[~ok]] = True
     has_child = np.bincount(child_parent[child_parent >= 0], minlength=n) > 0
