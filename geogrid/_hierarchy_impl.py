@@ -46,6 +46,7 @@ _POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
 _REASON_POINT = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
 
 Progress = Callable[[str], None]
+_HASH_SEED, _HASH_MUL, _HASH_SHIFT = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(31)
 
 
 # -- coordinates ------------------------------------------------------------------
@@ -267,10 +268,10 @@ def hierarchy_findings(
     ``parents`` holds ``None`` where a grid has no parent_id.
     """
     n = len(ids)
-    has = np.array([p is not None for p in parents], dtype=bool) if n else np.zeros(0, dtype=bool)
+    has = np.asarray(pd.notna(parents), dtype=bool) if n else np.zeros(0, dtype=bool)
     prow = np.full(n, -1, dtype=np.int64)
     if has.any():
-        prow[has] = pd.Index(ids).get_indexer(parents[has].astype(str))
+        prow[has] = pd.Index(ids, dtype=object).get_indexer(parents[has])  # parent ids are str
     plevel = np.where(prow >= 0, levels[np.maximum(prow, 0)], -1)
     top = levels == 0
     ok = has & ~top & (prow >= 0) & (plevel == levels - 1)
@@ -331,13 +332,6 @@ class Level:
     edges: np.ndarray
     segs: Segments = field(default_factory=lambda: Segments.of(np.empty(0, dtype=object)))
     union: shapely.Geometry | None = None
-    _pos: dict[str, int] | None = None
-
-    def position(self, gid: str) -> int:
-        """Position of grid ``gid`` in this level."""
-        if self._pos is None:
-            self._pos = {str(i): k for k, i in enumerate(self.ids)}
-        return self._pos[gid]
 
 
 @dataclass
@@ -347,35 +341,113 @@ class Segments:
     key: np.ndarray  # (m, 4) float: lexicographically smaller end first
     forward: np.ndarray  # bool: the ring runs from the smaller end
     cell: np.ndarray  # int: the cell each segment belongs to
+    _hash: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def key_hash(self) -> np.ndarray:
+        """64-bit hash of each key (computed once; the keys are never changed in place)."""
+        if self._hash is None:
+            self._hash = _row_hash(self.key, None)
+        return self._hash
 
     @classmethod
     def of(cls, geoms: np.ndarray) -> Segments:
         """Segments of ``geoms`` (exteriors counter-clockwise, holes clockwise)."""
         if len(geoms) == 0:
             return cls(np.zeros((0, 4)), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
-        rings, ring_cell = shapely.get_rings(shapely.orient_polygons(geoms), return_index=True)
-        xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-        same = ring_of[1:] == ring_of[:-1]
-        p, q = xy[:-1][same], xy[1:][same]
-        cell = ring_cell[ring_of[:-1][same]]
-        moved = (p != q).any(axis=1)  # repeated points are not segments
-        p, q, cell = p[moved], q[moved], cell[moved]
+        # A polygon without holes is its one ring: its coordinates need no ring objects,
+        # and the sign of its area (shoelace) says its orientation, so GEOS reorients only
+        # the others and the rings too thin for the sign to be sure.
+        simple = (shapely.get_type_id(geoms) == _POLYGON) & (shapely.get_num_interior_rings(geoms) == 0)
+        s_cell = np.flatnonzero(simple)
+        xy_s, ring_s = shapely.get_coordinates(geoms[s_cell], return_index=True)
+        first = np.ones(len(ring_s), dtype=bool)  # coordinates come ring by ring
+        first[1:] = ring_s[1:] != ring_s[:-1]
+        rel = xy_s - xy_s[np.flatnonzero(first)[np.cumsum(first) - 1]]
+        cross = rel[:-1, 0] * rel[1:, 1] - rel[1:, 0] * rel[:-1, 1]
+        cross[first[1:]] = 0.0
+        area2 = np.bincount(ring_s[:-1], weights=cross, minlength=s_cell.size)
+        b = shapely.bounds(geoms[s_cell])
+        sure = np.abs(area2) > 1e-9 * (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        o_cell = np.flatnonzero(~simple)
+        if not sure.all():
+            keep = sure[ring_s]
+            xy_s, ring_s = xy_s[keep], ring_s[keep]
+            o_cell = np.union1d(o_cell, s_cell[~sure])
+        rings, ring_cell = shapely.get_rings(shapely.orient_polygons(geoms[o_cell]), return_index=True)
+        if len(rings):
+            xy_o, ring_o = shapely.get_coordinates(rings, return_index=True)
+            xy = np.concatenate([xy_s, xy_o])
+            ring_of = np.concatenate([ring_s, ring_o + s_cell.size])
+        else:
+            xy, ring_of = xy_s, ring_s
+        cell_of_ring = np.concatenate([s_cell, o_cell[ring_cell]])
+        clockwise = np.concatenate([area2 < 0, np.zeros(len(rings), dtype=bool)])
+        p, q = xy[:-1], xy[1:]
+        # segments join consecutive points of a ring; repeated points are not segments
+        sel = np.flatnonzero((ring_of[1:] == ring_of[:-1]) & ((p[:, 0] != q[:, 0]) | (p[:, 1] != q[:, 1])))
+        p, q, ring = p[sel], q[sel], ring_of[sel]
+        cell = cell_of_ring[ring]
         fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
-        key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)])
+        key = np.empty((len(p), 4))
+        key[:, :2] = np.where(fwd[:, None], p, q)
+        key[:, 2:] = np.where(fwd[:, None], q, p)
+        fwd ^= clockwise[ring]  # a clockwise exterior runs the other way once oriented
         return cls(key, fwd, cell)
 
 
-def twinned(key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
-    """Whether each segment occurs exactly twice in its group, once in each direction."""
+def _mix(h: np.ndarray, col: np.ndarray) -> None:
+    """Fold one uint64 column into the running hash ``h`` in place."""
+    np.bitwise_xor(h, col, out=h)
+    np.multiply(h, _HASH_MUL, out=h)
+    h ^= h >> _HASH_SHIFT
+
+
+def _row_hash(key: np.ndarray, group: np.ndarray | None, base: np.ndarray | None = None) -> np.ndarray:
+    """Hash each row of ``key`` (floats, -0.0 counted as 0.0) and its group to 64 bits.
+
+    ``base``, the hash of ``key`` alone (:meth:`Segments.key_hash`), saves hashing the keys again.
+    """
+    if base is None:
+        bits = np.ascontiguousarray(key + 0.0).view(np.uint64)
+        h = np.full(len(key), _HASH_SEED, dtype=np.uint64)
+        for j in range(bits.shape[1]):
+            _mix(h, bits[:, j])
+    else:
+        h = base.copy()
+    if group is not None:
+        _mix(h, np.asarray(group, dtype=np.int64).view(np.uint64))
+    return h
+
+
+def twinned(
+    key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = None, *, key_hash: np.ndarray | None = None
+) -> np.ndarray:
+    """Whether each segment occurs exactly twice in its group, once in each direction.
+
+    Equal segments are brought together by sorting a 64-bit hash of (key, group), one
+    ``argsort`` instead of a four- or five-column ``lexsort``; runs are then told apart
+    by the full key. Should two different keys share a hash (never seen), the exact
+    lexicographic sort is used instead.
+    """
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
-    cols = (key[:, 3], key[:, 2], key[:, 1], key[:, 0]) + (() if group is None else (group,))
-    order = np.lexsort(cols)
+    g = None if group is None else np.asarray(group)
+    h = _row_hash(key, g, key_hash)
+    order = np.argsort(h)
     k = key[order]
     start = np.ones(len(k), dtype=bool)
     start[1:] = (k[1:] != k[:-1]).any(axis=1)
-    if group is not None:
-        start[1:] |= group[order][1:] != group[order][:-1]
+    if g is not None:
+        start[1:] |= g[order][1:] != g[order][:-1]
+    hs = h[order]
+    if (start[1:] & (hs[1:] == hs[:-1])).any():  # a hash collision: sort exactly
+        cols = (key[:, 3], key[:, 2], key[:, 1], key[:, 0]) + (() if g is None else (g,))
+        order = np.lexsort(cols)
+        k = key[order]
+        start = np.ones(len(k), dtype=bool)
+        start[1:] = (k[1:] != k[:-1]).any(axis=1)
+        if g is not None:
+            start[1:] |= g[order][1:] != g[order][:-1]
     run = np.cumsum(start) - 1
     count = np.bincount(run)
     fwd = np.bincount(run, weights=forward[order])
@@ -394,7 +466,7 @@ def untwinned(geoms: np.ndarray, segs: Segments | None = None) -> np.ndarray:
     """
     segs = segs or Segments.of(geoms)
     out = np.zeros(len(geoms), dtype=bool)
-    out[segs.cell[~twinned(segs.key, segs.forward)]] = True
+    out[segs.cell[~twinned(segs.key, segs.forward, key_hash=segs.key_hash())]] = True
     return out
 
 
@@ -411,7 +483,7 @@ def exactly_tiled(parents: Level, children: Level, child_parent: np.ndarray) -> 
     key = np.concatenate([cs.key[keep], ps.key])
     fwd = np.concatenate([cs.forward[keep], ~ps.forward])
     group = np.concatenate([group_c[keep], ps.cell])
-    ok = twinned(key, fwd, group)
+    ok = twinned(key, fwd, group, key_hash=np.concatenate([cs.key_hash()[keep], ps.key_hash()]))
     bad = np.zeros(n, dtype=bool)
     bad[group[~ok]] = True
     has_child = np.bincount(child_parent[child_parent >= 0], minlength=n) > 0
@@ -485,14 +557,16 @@ def _explode(geom: shapely.Geometry) -> np.ndarray:
     return shapely.get_parts(polygonal(np.array([geom], dtype=object)))
 
 
+def _neighbour_rows(lv: Level, parts: np.ndarray) -> list[np.ndarray]:
+    """Positions of the cells of ``lv`` that intersect each part."""
+    src, hit = lv.tree.query(parts, predicate="intersects")
+    return np.split(hit[np.argsort(src, kind="stable")], np.cumsum(np.bincount(src, minlength=parts.size))[:-1])
+
+
 def _neighbours(lv: Level, parts: np.ndarray) -> list[tuple[str, ...]]:
     if parts.size == 0:
         return []
-    src, hit = lv.tree.query(parts, predicate="intersects")
-    found: list[list[str]] = [[] for _ in range(parts.size)]
-    for s, h in zip(src, hit, strict=True):
-        found[s].append(str(lv.ids[h]))
-    return [tuple(sorted(f)) for f in found]
+    return [tuple(sorted(str(lv.ids[h]) for h in hits)) for hits in _neighbour_rows(lv, parts)]
 
 
 def gap_findings(
@@ -610,13 +684,14 @@ def nesting_findings(
         parts = parts[area >= min_area]
         if parts.size == 0:
             continue
-        covering = _neighbours(children, parts)
+        covering = _neighbour_rows(children, parts)
         own = {str(children.ids[k]) for k in kids}
-        for part, cov in zip(parts, covering, strict=True):
+        for part, hits in zip(parts, covering, strict=True):
             # Children of other parents (or of none) that cover this part straddle into it.
-            strad = [c for c in cov if c not in own]
+            rows = sorted((h for h in hits if str(children.ids[h]) not in own), key=lambda h: str(children.ids[h]))
+            strad = [str(children.ids[h]) for h in rows]
             if strad:
-                g = children.geoms[[children.position(c) for c in strad]]
+                g = children.geoms[rows]
                 shared, _ = out.frame.measure(polygonal(shapely.intersection(g, part)))
                 strad = sorted(c for c, a in zip(strad, shared, strict=True) if a >= min_area)
             all_parts.append(part)

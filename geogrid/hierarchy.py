@@ -276,7 +276,7 @@ def check_grids(
     tick("hierarchy")
 
     # 3. each level as a coverage; the levels nested
-    present = sorted({int(v) for v in level[usable]})
+    present = [int(v) for v in np.unique(level[usable])]
     built: dict[int, _impl.Level] = {}
     gw, ma = float(gap_width_m), float(min_area_m2)
     outline_l = None if outline_g is None else frame.local(np.array([outline_g], dtype=object))[0]

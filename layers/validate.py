@@ -491,6 +491,27 @@ def _check_ids(frame: pd.DataFrame, schema: LayerSchema, ids: np.ndarray | None,
         )
 
 
+def _cycle_nodes(up: np.ndarray) -> np.ndarray:
+    """Nodes on a cycle of the functional graph ``i -> up[i]`` (``-1``: no successor).
+
+    Pointer jumping: after ``k`` squarings ``jump[i]`` is the node ``2**k`` links above
+    ``i`` (or the sink ``n`` once a chain has ended). Once ``2**k >= n`` every surviving
+    image lies on a cycle, and as the jump permutes each cycle, the images are exactly
+    the cycle nodes. Chains that all end stop the loop early (log(depth) steps).
+    """
+    n = len(up)
+    jump = np.append(np.where(up >= 0, up, n), n)
+    steps = 1
+    while steps < n:
+        jump = jump[jump]
+        steps *= 2
+        if (jump[:n] == n).all():
+            return np.zeros(n, dtype=bool)
+    out = np.zeros(n + 1, dtype=bool)
+    out[jump[:n]] = True
+    return out[:n]
+
+
 def _check_hierarchy(ids: np.ndarray | None, checked: _Checked) -> None:
     parsed = checked.parsed
     if ids is None or "parent_id" not in parsed or "level" not in parsed:
@@ -498,12 +519,24 @@ def _check_hierarchy(ids: np.ndarray | None, checked: _Checked) -> None:
     problems = checked.problems
     parent = parsed["parent_id"].to_numpy(dtype=object, na_value=None)
     level = parsed["level"].to_numpy(dtype=float, na_value=np.nan)
-    id_list = [None if pd.isna(i) else str(i) for i in ids]
-    level_of: dict[str, float] = {}
-    for i, lv in zip(id_list, level, strict=True):
-        if i is not None and i not in level_of:
-            level_of[i] = lv
-    has_parent = np.array([p is not None for p in parent], dtype=bool)
+    # Integer codes of the ids (-1: no id); the level of an id is that of its first row,
+    # its parent link that of its last row.
+    code, uniques = pd.factorize(pd.Series(ids, dtype=object), use_na_sentinel=True)
+    code = np.asarray(code, dtype=np.int64)
+    # Codes count up in order of first appearance: a row is an id's first when its code
+    # exceeds every code before it.
+    seen = np.maximum.accumulate(np.concatenate([[-1], code]))[:-1]
+    first_row = np.flatnonzero(code > seen)
+    if len(first_row) == int((code >= 0).sum()):  # no duplicate ids
+        last_row = first_row
+    else:
+        named = np.flatnonzero(code >= 0)
+        _, last_rev = np.unique(code[named][::-1], return_index=True)
+        last_row = named[::-1][last_rev]
+    has_parent = pd.notna(parsed["parent_id"]).to_numpy(dtype=bool)
+    pcode = np.full(len(parent), -1, dtype=np.int64)
+    if has_parent.any():
+        pcode[has_parent] = pd.Index(uniques, dtype=object).get_indexer(parent[has_parent])
     top = level == 0
     top_with_parent = top & has_parent
     if top_with_parent.any():
@@ -527,9 +560,9 @@ def _check_hierarchy(ids: np.ndarray | None, checked: _Checked) -> None:
                 "give it the grid_id of the grid of the level above that contains it",
             )
         )
-    unknown = np.array([p is not None and p not in level_of for p in parent], dtype=bool)
+    unknown = has_parent & (pcode < 0)
     if unknown.any():
-        missing = sorted({str(p) for p, u in zip(parent, unknown, strict=True) if u})
+        missing = sorted({str(p) for p in parent[unknown]})
         problems.append(
             _problem(
                 "unknown_parent",
@@ -539,10 +572,9 @@ def _check_hierarchy(ids: np.ndarray | None, checked: _Checked) -> None:
                 "parent_id must be the grid_id of a grid in the same layer",
             )
         )
-    plevel = np.array(
-        [level_of.get(p, np.nan) if p is not None else np.nan for p in parent],
-        dtype=float,
-    )
+    plevel = np.full(len(parent), np.nan)
+    known = pcode >= 0
+    plevel[known] = level[first_row[pcode[known]]]
     with np.errstate(invalid="ignore"):
         wrong_level = has_parent & ~unknown & ~top & np.isfinite(plevel) & np.isfinite(level) & (plevel != level - 1)
     if wrong_level.any():
@@ -555,25 +587,10 @@ def _check_hierarchy(ids: np.ndarray | None, checked: _Checked) -> None:
                 "a grid on level L must have a parent on level L-1: fix level or parent_id",
             )
         )
-    # Cycles: follow parent links iteratively; a walk that meets itself is a cycle.
-    parent_of = {i: p for i, p in zip(id_list, parent, strict=True) if i is not None}
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    in_cycle: set[str] = set()
-    for start in parent_of:
-        if state.get(start):
-            continue
-        path: list[str] = []
-        node: str | None = start
-        while node is not None and node in parent_of and not state.get(node):
-            state[node] = 1
-            path.append(node)
-            node = parent_of[node]
-        if node is not None and state.get(node) == 1:
-            in_cycle.update(path[path.index(node) :])
-        for p in path:
-            state[p] = 2
-    if in_cycle:
-        mask = np.array([i in in_cycle for i in id_list], dtype=bool)
+    # Cycles: the ids on a cycle of the links id -> parent id.
+    in_cycle = _cycle_nodes(pcode[last_row])
+    if in_cycle.any():
+        mask = (code >= 0) & in_cycle[np.maximum(code, 0)]
         problems.append(
             _problem(
                 "parent_cycle",

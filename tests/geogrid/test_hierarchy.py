@@ -570,3 +570,15 @@ def test_real_boundaries_repair_is_sound():
     from geogrid.repair import repair_grids
 
     assert check_grids(repair_grids(_tokyo(), max_gap_m2=1e4).grids).sound
+
+
+def test_edge_twins_survive_a_hash_collision(monkeypatch):
+    from geogrid import _hierarchy_impl as impl
+
+    cells = np.array([shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1), shapely.box(0, 1, 2.5, 2)], dtype=object)
+    segs = impl.Segments.of(cells)
+    expected = impl.twinned(segs.key, segs.forward)
+    assert expected.sum() == 2  # only the edge x = 1 between the two lower boxes twins
+    monkeypatch.setattr(impl, "_HASH_MUL", np.uint64(0))  # every row hashes alike: the exact sort takes over
+    np.testing.assert_array_equal(impl.twinned(segs.key, segs.forward), expected)
+    np.testing.assert_array_equal(impl.untwinned(cells, segs), [True, True, True])

@@ -633,3 +633,23 @@ def test_the_input_is_not_modified(incidents):
     before = incidents.copy()
     validate_layer(incidents, "incidents")
     assert_geodataframe_equal(incidents, before)
+
+
+def test_a_long_chain_into_a_cycle_names_only_the_cycle():
+    # 40 grids in one chain whose top 3 loop back on each other: the 37 below lead into
+    # the cycle but are not on it.
+    n = 40
+    ids = [f"c{i}" for i in range(n)]
+    parents = [f"c{i + 1}" for i in range(n - 1)] + ["c37"]
+    levels = list(range(n, 0, -1))
+    g = gpd.GeoDataFrame(
+        {"grid_id": ids, "parent_id": parents, "level": levels},
+        geometry=[shapely.box(117, 39, 117.01, 39.01)] * n,
+        crs="EPSG:4326",
+    )
+    with pytest.raises(ValidationError) as info:
+        validate_layer(g, "grids")
+    cycle = [p for p in info.value.problems if p.kind == "parent_cycle"]
+    assert len(cycle) == 1
+    assert cycle[0].rows == (37, 38, 39)
+    assert cycle[0].ids == ("c37", "c38", "c39")
