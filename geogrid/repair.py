@@ -39,9 +39,10 @@ import shapely
 
 from geogrid import _hierarchy_impl as _himpl
 from geogrid import _repair_impl as _impl
-from geogrid.hierarchy import _as_geometry, _door
+from geogrid.hierarchy import REPORTED_PROBLEM_KINDS, _as_geometry
 from layers.crs import ensure_crs, metric_crs, to_crs_object
-from layers.errors import TopologyError, format_ids
+from layers.errors import TopologyError, ValidationError, format_ids
+from layers.validate import validate_layer
 
 __all__ = ["REPAIR_ACTIONS", "RepairResult", "repair_grids"]
 
@@ -166,7 +167,7 @@ def _repair_grids(
         msg = f"errors={errors!r}: pass 'raise' or 'skip'"
         raise ValueError(msg)
     crs = ensure_crs(grids.crs, what="grids")
-    n_invalid = _door(grids, source="grids")
+    invalid_rows = _door_invalid_rows(grids)
     ids = grids["grid_id"].astype(str).to_numpy(dtype=object)
     parent_s = grids["parent_id"].astype("string").str.strip()
     parents = parent_s.mask(parent_s == "").to_numpy(dtype=object, na_value=None)
@@ -190,8 +191,10 @@ def _repair_grids(
         refusals.append(_impl.Refusal("empty", int(level[r]), (str(ids[r]),), msg))
     out = raw.copy()
     valid = np.ones(len(raw), dtype=bool)
-    if n_invalid != 0:  # the door counted them already when it passed
+    if invalid_rows is None:
         valid[usable] = shapely.is_valid(raw[usable])
+    else:  # the door found them already when it passed
+        valid[invalid_rows] = False
     bad = np.flatnonzero(~valid)
     if bad.size:
         reasons = shapely.is_valid_reason(raw[bad])
@@ -269,6 +272,28 @@ def _repair_grids(
         "max_gap_m2": float(max_gap_m2),
     }
     return RepairResult(result, logframe, refused, summary)
+
+
+def _door_invalid_rows(grids: gpd.GeoDataFrame) -> np.ndarray | None:
+    """Raise the door problems that make the layer unusable (as ``check_grids``).
+
+    Returns the positions of the invalid polygons when the layer passed the door and
+    it named them all, else None (then validity is tested here).
+    """
+    try:
+        canon = validate_layer(grids, "grids", source="grids")
+    except ValidationError as err:
+        fatal = [p for p in err.problems if p.kind not in REPORTED_PROBLEM_KINDS]
+        if fatal:
+            raise ValidationError(err.source, fatal) from err
+        return None
+    count = int(canon.attrs.get("invalid_geometries", 0))
+    named = [str(i) for i in canon.attrs.get("invalid_geometry_ids", [])]
+    if len(named) != count:
+        return None
+    # the canonical frame keeps the row order; ids named more than once: test validity here
+    rows = np.flatnonzero(canon["grid_id"].astype(str).isin(named).to_numpy(dtype=bool))
+    return rows if rows.size == count else None
 
 
 def _metric_crs_of(lon: float, lat: float) -> Any:
@@ -751,27 +776,38 @@ def _extend(log: _impl.Change, more: _impl.Change) -> None:
 
 
 def _log_frame(log: _impl.Change, crs: Any) -> gpd.GeoDataFrame:
+    n = len(log.action)
+    order = np.arange(n)
+    if n:
+        rank = {a: i for i, a in enumerate(REPAIR_ACTIONS)}
+        area = np.array(log.area_m2, dtype=float)
+        key = (  # by level, action, grid, larger pieces first; stable
+            -np.where(np.isnan(area), 0.0, area),
+            np.array(log.grid_id, dtype=str),
+            np.array([rank[a] for a in log.action]),
+            np.array(log.level, dtype=np.int64),
+        )
+        order = np.lexsort(key)
+
+    def col(values: list[Any]) -> np.ndarray:
+        arr = np.empty(n, dtype=object)
+        arr[:] = values
+        return arr[order]
+
     df = pd.DataFrame(
         {
-            "action": pd.Series(log.action, dtype=object),
-            "level": pd.Series(log.level, dtype="int64"),
-            "grid_id": pd.Series(log.grid_id, dtype=object),
-            "parent_id": pd.Series(log.parent_id, dtype=object),
-            "other_ids": pd.Series(log.other_ids, dtype=object),
-            "area_m2": pd.Series(log.area_m2, dtype="float64"),
-            "distance_m": pd.Series(log.distance_m, dtype="float64"),
-            "message": pd.Series(log.message, dtype=object),
+            "action": pd.Series(col(log.action), dtype=object),
+            "level": pd.Series(np.array(log.level, dtype=np.int64)[order], dtype="int64"),
+            "grid_id": pd.Series(col(log.grid_id), dtype=object),
+            "parent_id": pd.Series(col(log.parent_id), dtype=object),
+            "other_ids": pd.Series(col(log.other_ids), dtype=object),
+            "area_m2": pd.Series(np.array(log.area_m2, dtype=float)[order], dtype="float64"),
+            "distance_m": pd.Series(np.array(log.distance_m, dtype=float)[order], dtype="float64"),
+            "message": pd.Series(col(log.message), dtype=object),
         }
     )
-    geoms = np.array(log.geometry, dtype=object) if log.geometry else np.empty(0, dtype=object)
-    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
-    if len(gdf):
-        order = {a: i for i, a in enumerate(REPAIR_ACTIONS)}
-        key = pd.DataFrame(
-            {"l": gdf["level"], "a": gdf["action"].map(order), "g": gdf["grid_id"], "s": -gdf["area_m2"].fillna(0)}
-        )
-        gdf = gdf.iloc[key.sort_values(["l", "a", "g", "s"], kind="stable").index]
-    return gdf.reset_index(drop=True)[_LOG_COLUMNS]
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(col(log.geometry), crs=crs), crs=crs)
+    return gdf[_LOG_COLUMNS]
 
 
 def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
