@@ -301,7 +301,7 @@ def arrange(
         # Exempt faces nobody covers are left alone (they need no grid).
         out = shapely.intersects(exempt, reps) & np.array([not c for c in cover], dtype=bool)
         group[out] = NO_GROUP
-    area, _ = frame.measure(frame.local(faces))
+    area, _ = frame.measure_input(faces)
     return Arrangement(faces, cover, group, area, held, overlapped)
 
 
@@ -315,7 +315,7 @@ def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tupl
     keep = a != b
     a, b = a[keep], b[keep]
     common = shapely.intersection(shapely.boundary(faces[a]), shapely.boundary(faces[b]))
-    _, length = frame.measure(frame.local(common))
+    _, length = frame.measure_input(common)
     keep = length > 0
     return a[keep], b[keep], length[keep]
 

@@ -390,7 +390,7 @@ def _repair_level(
         groups = arr.group[gap_faces]
         by_group = [(g, gap_faces[groups == g]) for g in np.unique(groups)]
         group_parts = [shapely.get_parts(shapely.coverage_union_all(arr.faces[fs])) for _, fs in by_group]
-        group_area, _ = frame.measure(frame.local(np.concatenate(group_parts)))  # one pass through the transformer
+        group_area, _ = frame.measure_input(np.concatenate(group_parts))  # one pass through the transformer
         at = 0
         for (g, fs), parts in zip(by_group, group_parts, strict=True):
             area = group_area[at : at + len(parts)]
@@ -422,7 +422,7 @@ def _repair_level(
         refusals.append((_impl.Refusal("gap", lv, (str(pid[g]),), msg, float(arr.area[f]), arr.faces[f]), None))
 
     # grids that would vanish or lose most of their area to clipping: refused
-    cell_area, _ = frame.measure(frame.local(_himpl.polygonal(shapely.make_valid(cells))))
+    cell_area, _ = frame.measure_input(_himpl.polygonal(shapely.make_valid(cells)))
     clipped_area = np.zeros(n)
     clipped_into: dict[int, set[str]] = {}
     for c, f in lost:
@@ -470,7 +470,7 @@ def _repair_level(
         )
     if merged:
         all_parts = np.concatenate([m[3] for m in merged])
-        all_area, _ = frame.measure(frame.local(all_parts))  # one pass through the transformer
+        all_area, _ = frame.measure_input(all_parts)  # one pass through the transformer
         at = 0
         for action, c, others, parts in merged:
             for part, a in zip(parts, all_area[at : at + len(parts)], strict=True):
