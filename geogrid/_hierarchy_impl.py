@@ -121,6 +121,11 @@ class Frame:
 
         return shapely.transform(geoms, f)
 
+    def measure_input(self, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Area (m²) and length (m) of input-CRS geometries, straight to the metric CRS (no local round trip)."""
+        g = shapely.transform(geoms, self._metric_xy)
+        return shapely.area(g), shapely.length(g)
+
     def measure(self, local_geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Area (m²) and length (m) of local geometries, measured in the metric CRS."""
         g = shapely.transform(self.unlocal(local_geoms), self._metric_xy)
@@ -451,7 +456,7 @@ def twinned(
     run = np.cumsum(start) - 1
     count = np.bincount(run)
     fwd = np.bincount(run, weights=forward[order])
-    out = np.empty(len(k), dtype=bool)
+    out = np.empty(len(key), dtype=bool)
     out[order] = ((count == 2) & (fwd == 1))[run]
     return out
 

@@ -215,6 +215,29 @@ class Arrangement:
     overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders under a grid
 
 
+def _segment_keys(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every segment of ``lines`` as one 32-byte key (lexicographically smaller end first, -0.0 as 0.0)."""
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    same = line[1:] == line[:-1]
+    p, q = xy[:-1][same], xy[1:][same]
+    fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
+    key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)]) + 0.0
+    return np.ascontiguousarray(key).view(np.dtype((np.void, 32))).ravel(), line[:-1][same]
+
+
+def _has_segment(segments: np.ndarray, rings: np.ndarray) -> np.ndarray:
+    """Which two-point ``segments`` are exactly a segment of ``rings``: noding them adds nothing."""
+    out = np.zeros(len(segments), dtype=bool)
+    if len(segments) == 0 or len(rings) == 0:
+        return out
+    seg_key, seg_of = _segment_keys(segments)
+    ring_key, _ = _segment_keys(rings)
+    if seg_key.size != len(segments) or np.isnan(shapely.get_coordinates(segments)).any():
+        return out  # not all two-point lines (or NaN): keep every one
+    out[seg_of[np.isin(seg_key, ring_key)]] = True
+    return out
+
+
 def arrange(
     cells: np.ndarray,
     parents: np.ndarray | None,
@@ -238,7 +261,7 @@ def arrange(
     """
     rings = [rings_of(cells), rings_of(frozen)]
     if parent_lines is not None:
-        rings.append(parent_lines)
+        rings.append(parent_lines[~_has_segment(parent_lines, rings[0])])
     elif parents is not None and len(parents):
         rings.append(rings_of(parents))
     lines = np.concatenate(rings)
@@ -278,7 +301,7 @@ def arrange(
         # Exempt faces nobody covers are left alone (they need no grid).
         out = shapely.intersects(exempt, reps) & np.array([not c for c in cover], dtype=bool)
         group[out] = NO_GROUP
-    area, _ = frame.measure(frame.local(faces))
+    area, _ = frame.measure_input(faces)
     return Arrangement(faces, cover, group, area, held, overlapped)
 
 
@@ -292,7 +315,7 @@ def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tupl
     keep = a != b
     a, b = a[keep], b[keep]
     common = shapely.intersection(shapely.boundary(faces[a]), shapely.boundary(faces[b]))
-    _, length = frame.measure(frame.local(common))
+    _, length = frame.measure_input(common)
     keep = length > 0
     return a[keep], b[keep], length[keep]
 

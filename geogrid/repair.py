@@ -39,9 +39,10 @@ import shapely
 
 from geogrid import _hierarchy_impl as _himpl
 from geogrid import _repair_impl as _impl
-from geogrid.hierarchy import _as_geometry, _door
+from geogrid.hierarchy import REPORTED_PROBLEM_KINDS, _as_geometry
 from layers.crs import ensure_crs, metric_crs, to_crs_object
-from layers.errors import TopologyError, format_ids
+from layers.errors import TopologyError, ValidationError, format_ids
+from layers.validate import validate_layer
 
 __all__ = ["REPAIR_ACTIONS", "RepairResult", "repair_grids"]
 
@@ -166,7 +167,7 @@ def _repair_grids(
         msg = f"errors={errors!r}: pass 'raise' or 'skip'"
         raise ValueError(msg)
     crs = ensure_crs(grids.crs, what="grids")
-    n_invalid = _door(grids, source="grids")
+    invalid_rows = _door_invalid_rows(grids)
     ids = grids["grid_id"].astype(str).to_numpy(dtype=object)
     parent_s = grids["parent_id"].astype("string").str.strip()
     parents = parent_s.mask(parent_s == "").to_numpy(dtype=object, na_value=None)
@@ -190,8 +191,10 @@ def _repair_grids(
         refusals.append(_impl.Refusal("empty", int(level[r]), (str(ids[r]),), msg))
     out = raw.copy()
     valid = np.ones(len(raw), dtype=bool)
-    if n_invalid != 0:  # the door counted them already when it passed
+    if invalid_rows is None:
         valid[usable] = shapely.is_valid(raw[usable])
+    else:  # the door found them already when it passed
+        valid[invalid_rows] = False
     bad = np.flatnonzero(~valid)
     if bad.size:
         reasons = shapely.is_valid_reason(raw[bad])
@@ -208,7 +211,7 @@ def _repair_grids(
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
         skip: set[int] = set()
         while True:
-            use = np.array([r for r in rows if r not in skip], dtype=np.int64)
+            use = rows if not skip else np.array([r for r in rows if r not in skip], dtype=np.int64)
             frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
             fast = None
             if incremental and not lv and frozen.size == 0 and use.size == 1 and valid[use[0]]:
@@ -252,14 +255,16 @@ def _repair_grids(
         result = result.set_geometry(gpd.GeoSeries(geo, index=result.index, crs=crs), crs=crs)
         result = result.rename_geometry(grids.geometry.name) if result.geometry.name != grids.geometry.name else result
     logframe = _log_frame(log, crs)
-    acts = logframe["action"]
+    acts = logframe["action"].to_numpy(dtype=object)
+    area = logframe["area_m2"].to_numpy(dtype=float)
+    counts = {a: int((acts == a).sum()) for a in REPAIR_ACTIONS}
     summary = {
         "changed": int(changed.size),
-        "counts": {a: int((acts == a).sum()) for a in REPAIR_ACTIONS if (acts == a).any()},
+        "counts": {a: c for a, c in counts.items() if c},
         "area_m2": {
-            a: float(logframe.loc[acts == a, "area_m2"].sum())
+            a: float(pd.Series(area[acts == a]).sum())
             for a in ("clipped", "overlap_resolved", "gap_filled")
-            if (acts == a).any()
+            if counts[a]
         },
         "refused": len(refused),
         "metric_crs": frame.metric.to_string(),
@@ -267,6 +272,28 @@ def _repair_grids(
         "max_gap_m2": float(max_gap_m2),
     }
     return RepairResult(result, logframe, refused, summary)
+
+
+def _door_invalid_rows(grids: gpd.GeoDataFrame) -> np.ndarray | None:
+    """Raise the door problems that make the layer unusable (as ``check_grids``).
+
+    Returns the positions of the invalid polygons when the layer passed the door and
+    it named them all, else None (then validity is tested here).
+    """
+    try:
+        canon = validate_layer(grids, "grids", source="grids")
+    except ValidationError as err:
+        fatal = [p for p in err.problems if p.kind not in REPORTED_PROBLEM_KINDS]
+        if fatal:
+            raise ValidationError(err.source, fatal) from err
+        return None
+    count = int(canon.attrs.get("invalid_geometries", 0))
+    named = [str(i) for i in canon.attrs.get("invalid_geometry_ids", [])]
+    if len(named) != count:
+        return None
+    # the canonical frame keeps the row order; ids named more than once: test validity here
+    rows = np.flatnonzero(canon["grid_id"].astype(str).isin(named).to_numpy(dtype=bool))
+    return rows if rows.size == count else None
 
 
 def _metric_crs_of(lon: float, lat: float) -> Any:
@@ -361,13 +388,15 @@ def _repair_level(
     gap_faces = np.flatnonzero(kind == 2)
     if gap_faces.size:
         groups = arr.group[gap_faces]
-        for g in np.unique(groups):
-            fs = gap_faces[groups == g]
-            parts = shapely.get_parts(shapely.coverage_union_all(arr.faces[fs]))
-            area, _ = frame.measure(frame.local(parts))
+        by_group = [(g, gap_faces[groups == g]) for g in np.unique(groups)]
+        group_parts = [shapely.get_parts(shapely.coverage_union_all(arr.faces[fs])) for _, fs in by_group]
+        group_area, _ = frame.measure_input(np.concatenate(group_parts))  # one pass through the transformer
+        at = 0
+        for (g, fs), parts in zip(by_group, group_parts, strict=True):
+            area = group_area[at : at + len(parts)]
+            at += len(parts)
             where = pid[g] if lv else "the jurisdiction"
             for part, a in zip(parts, area, strict=True):
-                inside = fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]
                 if not (children.get(int(g)) if with_children is None else int(g) in with_children):
                     msg = (
                         f"{_himpl.area_text(a)} of grid {where!r} has no child on level {lv} to take it: "
@@ -381,7 +410,7 @@ def _repair_level(
                 else:
                     continue
                 refusals.append((_impl.Refusal("gap", lv, (str(where),), msg, float(a), part), None))
-                for f in inside:
+                for f in fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]:
                     candidates[f] = []
 
     owner = _impl.assign(arr, candidates, owner, frame)
@@ -393,7 +422,7 @@ def _repair_level(
         refusals.append((_impl.Refusal("gap", lv, (str(pid[g]),), msg, float(arr.area[f]), arr.faces[f]), None))
 
     # grids that would vanish or lose most of their area to clipping: refused
-    cell_area, _ = frame.measure(frame.local(_himpl.polygonal(shapely.make_valid(cells))))
+    cell_area, _ = frame.measure_input(_himpl.polygonal(shapely.make_valid(cells)))
     clipped_area = np.zeros(n)
     clipped_into: dict[int, set[str]] = {}
     for c, f in lost:
@@ -441,7 +470,7 @@ def _repair_level(
         )
     if merged:
         all_parts = np.concatenate([m[3] for m in merged])
-        all_area, _ = frame.measure(frame.local(all_parts))  # one pass through the transformer
+        all_area, _ = frame.measure_input(all_parts)  # one pass through the transformer
         at = 0
         for action, c, others, parts in merged:
             for part, a in zip(parts, all_area[at : at + len(parts)], strict=True):
@@ -543,21 +572,28 @@ def _repair_level_incremental(
         return None  # a parent with no child: the full rebuild refuses it
     tree = shapely.STRtree(cells)
     odd = shapely.linestrings(cs.key[~fam0].reshape(-1, 2, 2))
-    play[tree.query(odd, predicate="crosses")[1]] = True
-    play[tree.query(odd, predicate="within")[1]] = True
+    # crosses or within, in one pass: the segment's interior meets the grid's interior
+    a, b = tree.query(odd)
+    play[b[shapely.relate_pattern(odd[a], cells[b], "T********")]] = True
     vertices = _Vertices.of(cells, frame, snap_m)
     k = np.array(frame.scale)
     reach = 2 * snap_m / min(k) if snap_m > 0 else 0.0  # input units: a snapped grid stays this close
-    seg_lines = shapely.linestrings(ps.key.reshape(-1, 2, 2))
     untwinned_p = np.flatnonzero(~pfam)
+    par_tree = shapely.STRtree(par)
     for _ in range(6):
         play = vertices.partners(play)
         if play.sum() > _FULL_SHARE * n:
             return None
         inplay = np.flatnonzero(play)
         box = shapely.bounds(cells[inplay]) + np.array([-reach, -reach, reach, reach])
-        near = shapely.STRtree(shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])).query(seg_lines)[0]
+        boxes = shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])
+        # Segments of the parents whose envelope meets a box (a segment's envelope lies in its parent's):
+        # only those become lines for the envelope test.
+        cand = np.flatnonzero(np.isin(ps.cell, par_tree.query(boxes)[1]))
+        seg_lines = shapely.linestrings(ps.key[cand].reshape(-1, 2, 2))
+        near = cand[np.unique(shapely.STRtree(boxes).query(seg_lines)[0])]
         near = np.union1d(untwinned_p, near)
+        seg_lines = shapely.linestrings(ps.key[near].reshape(-1, 2, 2))
         kept = np.flatnonzero(~play)
         outcome = _repair_level(
             lv,
@@ -572,9 +608,9 @@ def _repair_level_incremental(
             max_gap_m2,
             exempt,
             made_valid,
-            anchors=seg_lines[near],  # parent vertices it may snap to
+            anchors=seg_lines,  # parent vertices it may snap to
             anchor_owner=ps.cell[near],
-            parent_lines=seg_lines[near],  # snapping can move a grid's edge off the parent edge it twinned
+            parent_lines=seg_lines,  # snapping can move a grid's edge off the parent edge it twinned
             holders=cells[kept],
             with_children=with_children,
         )
@@ -740,27 +776,38 @@ def _extend(log: _impl.Change, more: _impl.Change) -> None:
 
 
 def _log_frame(log: _impl.Change, crs: Any) -> gpd.GeoDataFrame:
+    n = len(log.action)
+    order = np.arange(n)
+    if n:
+        rank = {a: i for i, a in enumerate(REPAIR_ACTIONS)}
+        area = np.array(log.area_m2, dtype=float)
+        key = (  # by level, action, grid, larger pieces first; stable
+            -np.where(np.isnan(area), 0.0, area),
+            np.array(log.grid_id, dtype=str),
+            np.array([rank[a] for a in log.action]),
+            np.array(log.level, dtype=np.int64),
+        )
+        order = np.lexsort(key)
+
+    def col(values: list[Any]) -> np.ndarray:
+        arr = np.empty(n, dtype=object)
+        arr[:] = values
+        return arr[order]
+
     df = pd.DataFrame(
         {
-            "action": pd.Series(log.action, dtype=object),
-            "level": pd.Series(log.level, dtype="int64"),
-            "grid_id": pd.Series(log.grid_id, dtype=object),
-            "parent_id": pd.Series(log.parent_id, dtype=object),
-            "other_ids": pd.Series(log.other_ids, dtype=object),
-            "area_m2": pd.Series(log.area_m2, dtype="float64"),
-            "distance_m": pd.Series(log.distance_m, dtype="float64"),
-            "message": pd.Series(log.message, dtype=object),
+            "action": pd.Series(col(log.action), dtype=object),
+            "level": pd.Series(np.array(log.level, dtype=np.int64)[order], dtype="int64"),
+            "grid_id": pd.Series(col(log.grid_id), dtype=object),
+            "parent_id": pd.Series(col(log.parent_id), dtype=object),
+            "other_ids": pd.Series(col(log.other_ids), dtype=object),
+            "area_m2": pd.Series(np.array(log.area_m2, dtype=float)[order], dtype="float64"),
+            "distance_m": pd.Series(np.array(log.distance_m, dtype=float)[order], dtype="float64"),
+            "message": pd.Series(col(log.message), dtype=object),
         }
     )
-    geoms = np.array(log.geometry, dtype=object) if log.geometry else np.empty(0, dtype=object)
-    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
-    if len(gdf):
-        order = {a: i for i, a in enumerate(REPAIR_ACTIONS)}
-        key = pd.DataFrame(
-            {"l": gdf["level"], "a": gdf["action"].map(order), "g": gdf["grid_id"], "s": -gdf["area_m2"].fillna(0)}
-        )
-        gdf = gdf.iloc[key.sort_values(["l", "a", "g", "s"], kind="stable").index]
-    return gdf.reset_index(drop=True)[_LOG_COLUMNS]
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(col(log.geometry), crs=crs), crs=crs)
+    return gdf[_LOG_COLUMNS]
 
 
 def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
