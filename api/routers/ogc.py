@@ -131,7 +131,11 @@ def landing(
 
 def _landing_html(doc: dict[str, Any], collection_ids: list[str], base: str) -> str:
     e = html.escape
-    maps = f'<li><a href="{e(base)}maps/grids">Grid levels</a></li>'
+    maps = (
+        f'<li><a href="{e(base)}maps/command-centre">Command centre (指挥中心)</a>: grids, incidents, cameras, '
+        "hot spots, blind spots</li>"
+        f'<li><a href="{e(base)}maps/grids">Grid levels</a></li>'
+    )
     api = "".join(
         f'<li><a href="{e(link["href"])}">{e(link["title"])}</a> <code>{e(link["type"])}</code></li>'
         for link in doc["links"]

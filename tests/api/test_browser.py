@@ -194,4 +194,5 @@ def test_the_landing_page_links_to_the_map(server, browser):
     assert browser.title == "geogrid"
     hrefs = browser.execute_script("return [...document.querySelectorAll('a')].map(a => a.href)")
     assert server + "/maps/grids" in hrefs
+    assert server + "/maps/command-centre" in hrefs
     assert browser.execute_script("return window.__csp") == []
