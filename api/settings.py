@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     """Origins allowed to call the API from a browser (``"https://a.example,https://b.example"``); default none."""
 
     docs: bool = False
-    """Serve the interactive API docs at ``/docs`` (Swagger UI, loaded from a CDN: for development only)."""
+    """Serve the interactive API docs at ``/docs`` (Swagger UI, vendored and served by the app)."""
 
     @field_validator("api_keys", mode="before")
     @classmethod

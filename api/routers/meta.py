@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.auth import public, require_viewer
 from api.errors import ErrorBody
+from api.middleware import csp_nonce
 
-__all__ = ["DOCS_CSP", "OpenAPIResponse", "docs_router", "router"]
+__all__ = ["SWAGGER_UI", "OpenAPIResponse", "docs_router", "router"]
 
 router = APIRouter(tags=["meta"])
 
@@ -22,12 +23,8 @@ class OpenAPIResponse(JSONResponse):
     media_type = "application/vnd.oai.openapi+json;version=3.0"
 
 
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-"""The looser policy of ``/docs`` alone: Swagger UI comes from a CDN (development only)."""
+SWAGGER_UI = "/static/vendor/swagger-ui-dist-5.35.0"
+"""The vendored Swagger UI (FastAPI's default page loads it from a CDN, which intranets cannot reach)."""
 
 
 @router.get("/health", dependencies=[Depends(public)], summary="Liveness")
@@ -56,8 +53,17 @@ docs_router = APIRouter(tags=["meta"], dependencies=[Depends(require_viewer)])
 
 
 @docs_router.get("/docs", response_class=HTMLResponse, summary="Interactive API docs", include_in_schema=False)
-def docs() -> HTMLResponse:
-    """Return Swagger UI for ``/openapi.json`` (only with ``GEOGRID_DOCS=true``)."""
-    page = get_swagger_ui_html(openapi_url="/openapi.json", title="geogrid API")
-    page.headers["Content-Security-Policy"] = DOCS_CSP
-    return page
+def docs(request: Request) -> HTMLResponse:
+    """Return Swagger UI for ``/openapi.json`` (only with ``GEOGRID_DOCS=true``), served by the app itself.
+
+    The page's one inline script carries the response's CSP nonce, so the usual policy applies.
+    """
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="geogrid API",
+        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+    )
+    body = bytes(page.body).decode().replace("<script>", f'<script nonce="{csp_nonce(request.scope)}">')
+    return HTMLResponse(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from fastapi import Request
@@ -267,7 +268,14 @@ def test_docs_are_off_unless_enabled(full_client, full_store_path):
     assert full_client.get("/redoc").status_code == 404
     assert full_client.get("/openapi.json").status_code == 200  # QGIS needs the API document
     with TestClient(create_app(Settings(store=full_store_path, docs=True))) as c:
-        assert c.get("/docs").status_code == 200
+        page = c.get("/docs")
+        assert page.status_code == 200
+        # Swagger UI comes from the app, not a CDN, under the usual nonce policy.
+        assert "https://" not in page.text
+        nonce = re.search(r"'nonce-([^']+)'", page.headers["content-security-policy"]).group(1)
+        assert f'<script nonce="{nonce}">' in page.text
+        for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
+            assert c.get(asset).status_code == 200, asset
 
 
 # -- errors ----------------------------------------------------------------------------------
