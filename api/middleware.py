@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CSP_NONCE_KEY", "BodyLimitMiddleware", "SecurityHeadersMiddleware", "csp_nonce"]
@@ -89,10 +90,10 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, guarded_send)
-        except Exception:
+        except ClientDisconnect:
+            # We cut the body off ourselves and the client has its 413; any other disconnect is real.
             if not refused:
                 raise
-            # The client has its 413; what the app raised on the cut-off body (ClientDisconnect) is moot.
 
     async def _refuse_too_large(self, send: Send) -> None:
         await self._refuse(
