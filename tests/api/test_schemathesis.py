@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api import Settings, create_app
 from api.settings import Role
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 KEYS = {"st-viewer-0123456789": Role.VIEWER, "st-planner-0123456789": Role.PLANNER, "st-admin-0123456789": Role.ADMIN}
 HEADERS = {

@@ -235,7 +235,8 @@ def test_chunked_iterable_equals_in_memory(demo_district, many_points):
 
 
 def test_dask_equals_in_memory(demo_district, many_points):
-    dask_geopandas = pytest.importorskip("dask_geopandas")
+    import dask_geopandas  # a dev dependency (the dask extra): missing is a failure, not a skip
+
     ddf = dask_geopandas.from_geopandas(many_points, npartitions=3)
     got = assign_points_dask(ddf, demo_district.grids).compute()
     pd.testing.assert_frame_equal(got, assign_points(many_points, demo_district.grids))

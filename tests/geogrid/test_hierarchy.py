@@ -490,8 +490,9 @@ def _jittered(d: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 # -- real public boundary data shipped inside an installed package (libpysal) -------
 def _libpysal_example(rel: str) -> gpd.GeoDataFrame:
-    libpysal = pytest.importorskip("libpysal", reason="libpysal (dev dependency) ships the boundary files")
     from pathlib import Path
+
+    import libpysal  # a dependency of geogrid; its wheel ships the boundary files
 
     return gpd.read_file(Path(libpysal.__file__).parent / "examples" / rel)
 
