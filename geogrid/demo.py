@@ -26,10 +26,8 @@ stored in EPSG:4326):
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +55,7 @@ from geogrid._demo_city import (
 )
 from geogrid._demo_events import TZ, YEAR, _cameras, _incidents
 from layers.schema import CAMERAS, GRIDS, INCIDENTS, STORAGE_CRS, coerce_dtypes
-from layers.store import GeoPackageStore
+from layers.store import GeoPackageStore, file_lock
 
 __all__ = [
     "DEMO_VERSION",
@@ -227,17 +225,6 @@ def write_demo(
     return store
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def demo_store(
     cache_dir: str | os.PathLike[str] | None = None,
     *,
@@ -267,7 +254,7 @@ def demo_store(
 
         cache_dir = platformdirs.user_cache_dir("geogrid")
     path = Path(cache_dir) / f"demo-v{DEMO_VERSION}-seed{seed}.gpkg"
-    with _file_lock(path.with_name(path.name + ".build.lock")):
+    with file_lock(path.with_name(path.name + ".build.lock")):
         if not path.exists():
             write_demo(path, seed, progress=progress)
     return path

@@ -34,7 +34,7 @@ import pyogrio
 from layers.errors import EditConflict, NotFoundError, StoreError
 from layers.schema import SCHEMAS, STORAGE_CRS, LayerKind, coerce_dtypes
 
-__all__ = ["SCHEMA_VERSION", "GeoPackageStore", "PlanInfo", "Store", "VersionInfo", "open_store"]
+__all__ = ["SCHEMA_VERSION", "GeoPackageStore", "PlanInfo", "Store", "VersionInfo", "file_lock", "open_store"]
 
 SCHEMA_VERSION = 1
 """Version of the on-disk layout written into the store's metadata."""
@@ -282,14 +282,8 @@ class GeoPackageStore(Store):
     # -- writing -----------------------------------------------------------------
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
+            yield
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Path]:
@@ -654,6 +648,22 @@ class GeoPackageStore(Store):
         df = pd.DataFrame(rows, columns=cols)
         df["parameters"] = [json.loads(p) for p in df["parameters"]]
         return df
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block.
+
+    The lock goes with the process: a writer killed while holding it releases it.
+    """
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def open_store(location: str | os.PathLike[str]) -> Store:
