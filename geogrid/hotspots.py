@@ -5,9 +5,13 @@ grid and incident layers here. Results are GeoDataFrames keyed by ``grid_id`` th
 the grids' index and CRS.
 
 Inference. Local statistics use esda's conditional permutation scheme, reproduced draw
-for draw (no numba needed, none used): with the same ``seed`` the pseudo p-values equal
+for draw in exact IEEE arithmetic: with the same ``seed`` the pseudo p-values equal
 ``esda.G_Local(star=True)`` / ``esda.Moran_Local``'s ``p_sim`` (esda's default
-"directed" alternative: the tail the observed value lies in, ``(M + 1) / (R + 1)``).
+"directed" alternative: the tail the observed value lies in, ``(M + 1) / (R + 1)``) as
+esda computes them in plain Python. With numba installed esda compiles its kernels with
+``fastmath=True``, which reassociates the permuted sums: exact ties with the observed
+statistic (common with counts) then fall either way and a few of esda's counts move by
+one or two. We keep the exact arithmetic.
 Maps need a two-sided statement, so ``p_fdr`` is the Benjamini–Hochberg adjustment of
 the two-sided ``min(1, 2 p)`` over all grids, and ``bin`` is ArcGIS's Gi_Bin on it.
 """
