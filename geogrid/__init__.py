@@ -4,7 +4,14 @@ Map a city's nested grid hierarchy, keep its boundaries sound, and analyse the
 incidents and camera coverage inside it.
 """
 
-from geogrid.assignment import GridLocator, assign_points, assign_points_chunked, assign_points_dask, assign_xy
+from geogrid.assignment import (
+    GridLocator,
+    assign_points,
+    assign_points_chunked,
+    assign_points_dask,
+    assign_xy,
+    grid_positions,
+)
 from geogrid.coverage import blind_spots, camera_views, grid_coverage, rank_blind_hotspots, unseen_incidents
 from geogrid.demo import DemoDistrict, build_demo, demo_store, write_demo
 from geogrid.edits import (
@@ -117,6 +124,7 @@ __all__ = [
     "gi_star",
     "grid_coverage",
     "grid_map",
+    "grid_positions",
     "grid_stats",
     "grids_at",
     "incident_hotspots",

@@ -6,44 +6,47 @@ A regular raster of square cells is laid over the polygons' bounding box. Each c
   exactly that polygon, so a point falling there is answered by one array lookup;
 * ``-1``: the cell lies outside every polygon;
 * ``<= -2``: a *special* cell, ``-2 - code`` being its slot: a polygon boundary passes within
-  ``eps`` of it, or several polygons hold its centre (overlaps).
+  ``eps`` of it, or its centre is not held by exactly zero or one polygon (overlaps).
 
-A special cell keeps its candidates (the polygons holding its centre ``c`` and those with a
-boundary segment in it, sorted, at most 64 used as bits), the set of candidates holding ``c`` as a
-bit mask, and its distinct boundary segments (a segment shared by two polygons is stored once),
-each with the mask of the candidates it bounds and the side of ``c``. A point ``p`` in the cell
-then holds exactly the candidates ``mask(c) XOR (masks of the segments that the segment c-p
+A special cell keeps, in one row of ``slot_info``, its kind, its candidates (the polygon holding
+its centre ``c`` and those with a boundary segment in it, sorted, at most 64 used as bits), the
+bit of the candidate holding ``c``, and its distinct boundary segments (a segment shared by two
+polygons is stored once, its coordinates copied next to the cell's other segments and turned so
+that ``c`` lies on its left), each with the mask of the candidates it bounds. A point ``p`` in the
+cell then holds exactly the candidates ``mask(c) XOR (masks of the segments that the segment c-p
 crosses)`` (the crossing-number rule, walked from ``c`` instead of from infinity); the answer is
-the lowest set bit. All of it is vectorised numpy over the points of a chunk: one orientation test
-per (point, segment), two more only for segments whose line separates ``p`` from ``c``.
+the lowest set bit. A cell crossed right through by a single segment stores both answers and
+needs one orientation test.
 
 Exactness: every orientation is decided with Shewchuk's static error bound for ``orient2d``
 (``|det| > (3 + 16u) u (|l| + |r|)`` certifies the sign of the exact determinant). A point whose
 decision is not certified (it lies on or within rounding of a segment's line, or the segment
-``c-p`` passes through a vertex) goes to prepared ``shapely.intersects_xy`` against its cell's
-candidates, which decides closed-set membership exactly; so does every point of a cell whose
-centre lies within ``eps`` of a segment (where the scan-line classification of ``c`` could
-round). Correctness does not depend on the raster resolution, only speed does.
+``c-p`` passes through a vertex) goes to prepared ``shapely.intersects_xy`` against the polygons
+an STRtree returns for it, which decides closed-set membership exactly; so does every point of a
+*fallback* cell: one whose centre lies within ``eps`` of a segment (where the centre's
+classification could round), one held by several polygons, or one with more than 64 candidates.
+Correctness does not depend on the raster resolution, only speed does.
 
-Building it (all numpy, no Point objects):
+Building it (numba kernels over flat arrays, no Point objects):
 
-1. ring segments, and their distinct undirected versions with the polygons each bounds;
+1. ring segments with a winding sign (shells counter-clockwise, holes clockwise), and their
+   distinct undirected versions with the polygons each bounds;
 2. boundary cells: every distinct segment is walked strip by strip along its major axis; in each
    strip the rows between the segment's entry and exit (grown by ``eps``) are marked (a
    conservative superset of the cells the closed segment touches);
 3. interior owners: a scan line through the centre of every raster row crosses the rings with the
-   half-open rule ``(y1 <= yc) != (y2 <= yc)``; sorted per polygon and row, consecutive crossings
-   pair up into spans, and a difference array counts, for every cell centre, how many polygons
-   hold it and the sum of their ids; the spans also give the polygons holding each special
-   cell's centre.
+   half-open rule ``(y1 <= yc) != (y2 <= yc)``; each crossing adds its signed polygon code to the
+   first cell centre right of it, and a prefix sum along the row gives every centre's winding
+   count and the sum of the ids holding it (no sort);
+4. the special cells' tables, one slot at a time.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -54,53 +57,243 @@ __all__: list[str] = []
 _I64 = np.int64
 _I32 = np.int32
 _U64 = np.uint64
-_MAX_CELLS = 1 << 22
+_MAX_CELLS = 1 << 21
 _MIN_CELLS = 1 << 12
 _TARGET_SPECIAL = 0.02  # aim: this share of the raster's area in boundary cells (capped by _MAX_CELLS)
 _CHUNK = 1 << 17  # points per chunk: temporaries stay in reused memory (fresh pages cost more than the math)
 _MAX_BITS = 64
 _U = 2.0**-53  # unit roundoff
 _CCW_ERR = (3.0 + 16.0 * _U) * _U  # Shewchuk's ccwerrboundA
+_ID_BITS = 40  # a crossing adds +-((1 << 40) + poly + 1) to the cells right of it: count above, id sum below
+_UNSURE = -3  # the kernel's mark for a point shapely must decide
+
+_GENERAL, _SINGLE, _FALLBACK = 0, 1, 2  # kinds of special cell
+SLOT = np.dtype(
+    [
+        ("x1", "f8"), ("y1", "f8"), ("x2", "f8"), ("y2", "f8"),  # a single cell's segment, centre on the left
+        ("cmask", "u8"),  # the candidate holding the centre (bit)
+        ("q0", "i4"), ("q1", "i4"),  # the cell's segments in pair_xy / pair_mask
+        ("cand", "i4"),  # its first candidate in candidates
+        ("kind", "i4"),
+        ("same", "i4"), ("other", "i4"),  # a single cell's answers on the centre's side and the other
+    ],
+    align=True,
+)  # fmt: skip
+"""One special cell: 64 bytes, one cache line (a point in a single cell reads nothing else)."""
 
 
-def _ragged_arange(counts: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """For counts ``[2, 3]`` return owners ``[0, 0, 1, 1, 1]`` and offsets ``[0, 1, 0, 1, 2]``."""
-    counts = counts.astype(_I64, copy=False)
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(counts.size, dtype=_I64), counts)
-    starts = np.cumsum(counts) - counts
-    offset = np.arange(total, dtype=_I64) - starts[owner]
-    return owner, offset
+def _aligned_slots(n: int) -> npt.NDArray[np.void]:
+    """Return a zeroed array of ``n`` slots starting on a 64-byte boundary."""
+    raw = np.zeros((n + 1) * SLOT.itemsize, dtype=np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip : skip + n * SLOT.itemsize].view(SLOT)
 
 
-def _orient(
-    ax: npt.NDArray[np.float64],
-    ay: npt.NDArray[np.float64],
-    bx: npt.NDArray[np.float64],
-    by: npt.NDArray[np.float64],
-    cx: npt.NDArray[np.float64],
-    cy: npt.NDArray[np.float64],
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+@numba.njit(cache=True, nogil=True, inline="always")
+def _orient1(ax: float, ay: float, bx: float, by: float, cx: float, cy: float) -> tuple[float, bool]:
     """Orientation of ``c`` against the line ``a -> b`` (> 0: left) and whether its sign is certain."""
     left = (ax - cx) * (by - cy)
     right = (ay - cy) * (bx - cx)
     det = left - right
-    np.abs(left, out=left)
-    np.abs(right, out=right)
-    left += right
-    left *= _CCW_ERR
-    return det, np.abs(det) > left
+    return det, abs(det) > _CCW_ERR * (abs(left) + abs(right))
 
 
-def _segments(polygons: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Return every ring segment as rows ``(x1, y1, x2, y2)`` and the index of its polygon."""
-    parts, part_idx = shapely.get_parts(polygons, return_index=True)
-    rings, ring_idx = shapely.get_rings(parts, return_index=True)
-    coords, coord_idx = shapely.get_coordinates(rings, return_index=True)
-    same = coord_idx[:-1] == coord_idx[1:]
-    seg = np.column_stack([coords[:-1][same], coords[1:][same]])
-    poly = part_idx[ring_idx[coord_idx[:-1][same]]].astype(_I64)
-    return seg, poly
+@numba.njit(cache=True, nogil=True)
+def _locate_kernel(x, y, x0, y0, inv, width, height, codes, xc, yc, slot_info, pair_xy, pair_mask, candidates, out):
+    """Locate every point into ``out``; return how many were marked :data:`_UNSURE`.
+
+    Per point: its cell's code answers it, or (a special cell) the segment c-p from the cell's
+    centre is walked across the cell's segments, XOR-ing the masks of those it crosses; any
+    orientation the static bound cannot certify marks the point for shapely.
+    """
+    n_unsure = 0
+    one = np.uint64(1)
+    # Two passes: first every point's cell code (independent loads the CPU overlaps), then the
+    # points of special cells, whose record loads no longer wait on their code's.
+    special = np.empty(x.size, dtype=np.int64)
+    m = 0
+    for i in range(x.size):
+        fx = (x[i] - x0) * inv
+        if not fx >= 0.0:  # also NaN: the corner cell, always empty
+            fx = 0.0
+        if fx > width - 1:
+            fx = width - 1
+        fy = (y[i] - y0) * inv
+        if not fy >= 0.0:
+            fy = 0.0
+        if fy > height - 1:
+            fy = height - 1
+        code = codes[int(fy) * width + int(fx)]
+        out[i] = code
+        if code <= -2:
+            special[m] = i
+            m += 1
+    for j in range(m):
+        i = special[j]
+        px = x[i]
+        py = y[i]
+        code = out[i]
+        rec = slot_info[-2 - code]
+        kind = rec.kind
+        if kind == _SINGLE:
+            det, sure = _orient1(rec.x1, rec.y1, rec.x2, rec.y2, px, py)
+            if not sure:
+                out[i] = _UNSURE
+                n_unsure += 1
+            elif det > 0:  # the centre's side
+                out[i] = rec.same
+            else:
+                out[i] = rec.other
+            continue
+        if kind == _FALLBACK:
+            out[i] = _UNSURE
+            n_unsure += 1
+            continue
+        cx = xc[min(max(int((px - x0) * inv), 0), width - 1)]  # NaN points never reach here
+        cy = yc[min(max(int((py - y0) * inv), 0), height - 1)]
+        flips = np.uint64(0)
+        unsure = False
+        for q in range(rec.q0, rec.q1):
+            ax, ay, bx, by = pair_xy[q, 0], pair_xy[q, 1], pair_xy[q, 2], pair_xy[q, 3]
+            d2, sure = _orient1(ax, ay, bx, by, px, py)
+            if not sure:
+                unsure = True
+                break
+            if d2 > 0:
+                continue  # p on the centre's side of the segment's line: c-p cannot cross it
+            d3, sure3 = _orient1(cx, cy, px, py, ax, ay)
+            d4, sure4 = _orient1(cx, cy, px, py, bx, by)
+            if not (sure3 and sure4):
+                unsure = True
+                break
+            if (d3 > 0) != (d4 > 0):
+                flips ^= pair_mask[q]
+        if unsure:
+            out[i] = _UNSURE
+            n_unsure += 1
+            continue
+        held = rec.cmask ^ flips
+        if held == 0:
+            out[i] = -1
+            continue
+        bit = 0
+        while (held >> np.uint64(bit)) & one == 0:
+            bit += 1
+        out[i] = candidates[rec.cand + bit]
+    return n_unsure
+
+
+@dataclass
+class OwnerRaster:
+    """The built locator: raster geometry, cell codes and the tables of the special cells."""
+
+    polygons: npt.NDArray[np.object_]
+    x0: float
+    y0: float
+    size: float
+    width: int
+    height: int
+    codes: npt.NDArray[np.int32]
+    xc: npt.NDArray[np.float64]  # cell-centre abscissae (exactly those the scan lines used)
+    yc: npt.NDArray[np.float64]
+    slot_info: npt.NDArray[np.void]  # slot -> its record (:data:`SLOT`)
+    pair_xy: npt.NDArray[np.float64]  # the slots' segments, centre on the left, grouped by slot
+    pair_mask: npt.NDArray[np.uint64]  # candidates bounded by the segment (bits)
+    candidates: npt.NDArray[np.int32]  # each slot's sorted candidates from its record's ``cand``
+    stats: dict[str, float] = field(default_factory=dict)
+    _tree: shapely.STRtree | None = field(default=None, repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the raster and the tables of its special cells."""
+        arrays = (self.codes, self.xc, self.yc, self.slot_info, self.pair_xy, self.pair_mask, self.candidates)
+        return int(sum(a.nbytes for a in arrays))
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_tree"] = None  # rebuilt on demand
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        shapely.prepare(self.polygons)  # prepared state does not survive pickling
+
+    # -- lookup ----------------------------------------------------------------------
+    def locate(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Index of the polygon holding each point (lowest index on shared boundaries), -1 if none."""
+        out = np.empty(x.size, dtype=_I64)
+        for start in range(0, x.size, _CHUNK):
+            sl = slice(start, start + _CHUNK)
+            out[sl] = self.locate_chunk(x[sl], y[sl])
+        return out
+
+    def locate_chunk(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
+        """:meth:`locate` for one chunk (keep chunks small: ~1e5 points), as int32."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        out = np.empty(x.size, dtype=_I32)
+        unsure = _locate_kernel(
+            x, y, self.x0, self.y0, 1.0 / self.size, self.width, self.height, self.codes, self.xc, self.yc,
+            self.slot_info, self.pair_xy, self.pair_mask, self.candidates, out,
+        )  # fmt: skip
+        if unsure:
+            redo = np.flatnonzero(out == _UNSURE)
+            out[redo] = self._exact(x[redo], y[redo])
+        return out
+
+    def _exact(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
+        """Test points against the polygons whose boxes hold them, with shapely; keep the lowest holder."""
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.polygons)
+        pts, cand = self._tree.query(shapely.points(x, y), predicate="intersects")
+        n = self.polygons.size
+        best = np.full(x.size, n, dtype=_I64)
+        np.minimum.at(best, pts, cand)
+        best[best == n] = -1
+        return best.astype(_I32)
+
+
+def _empty_raster(polygons: npt.NDArray[np.object_]) -> OwnerRaster:
+    return OwnerRaster(
+        polygons, 0.0, 0.0, 1.0, 1, 1, np.full(1, -1, _I32), np.zeros(1), np.zeros(1), _aligned_slots(0),
+        np.zeros((0, 4)), np.zeros(0, _U64), np.zeros(0, _I32),
+    )  # fmt: skip
+
+
+# -- building ---------------------------------------------------------------------------------
+def _segments(
+    polygons: npt.NDArray[np.object_],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Every ring segment as rows ``(x1, y1, x2, y2)``, its polygon, and its ring's winding sign.
+
+    The sign is +1 for counter-clockwise shells and clockwise holes, -1 for the others: with it
+    every polygon winds once around its interior points. Plain polygons (no holes, not in a
+    multipolygon: most grids) are read with one ``get_coordinates``; only the others are taken apart.
+    """
+    types = shapely.get_type_id(polygons)
+    plain = types == 3
+    parts, part_poly = polygons[plain], np.flatnonzero(plain)
+    other = np.flatnonzero(~plain & (types != -1))
+    if other.size:
+        sub, sub_idx = shapely.get_parts(polygons[other], return_index=True)
+        keep = shapely.get_type_id(sub) == 3
+        parts = np.concatenate([parts, sub[keep]])
+        part_poly = np.concatenate([part_poly, other[sub_idx[keep]]])
+    holed = shapely.get_num_interior_rings(parts) > 0
+    xy, ring = shapely.get_coordinates(parts[~holed], return_index=True)  # one ring per part
+    ring_poly, ring_shell = part_poly[~holed], np.ones(int((~holed).sum()), dtype=bool)
+    if holed.any():
+        rings, ring_part = shapely.get_rings(parts[holed], return_index=True)
+        xy2, ring2 = shapely.get_coordinates(rings, return_index=True)
+        xy, ring = np.concatenate([xy, xy2]), np.concatenate([ring, ring2 + ring_poly.size])
+        ring_poly = np.concatenate([ring_poly, part_poly[holed][ring_part]])
+        ring_shell = np.concatenate([ring_shell, np.r_[True, ring_part[1:] != ring_part[:-1]]])
+    same = ring[:-1] == ring[1:]
+    seg = np.column_stack([xy[:-1][same], xy[1:][same]])
+    ring = ring[:-1][same]
+    twice_area = np.bincount(ring, seg[:, 0] * seg[:, 3] - seg[:, 2] * seg[:, 1], minlength=ring_poly.size)
+    sign = np.where((twice_area > 0) == ring_shell, 1, -1).astype(_I64)
+    return seg, ring_poly[ring].astype(_I64), sign[ring]
 
 
 def _distinct_segments(
@@ -128,223 +321,261 @@ def _distinct_segments(
     return np.ascontiguousarray(canon[new]), np.flatnonzero(np.append(new, True)), seg_poly[order]
 
 
-def _unique_rank(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Sorted distinct ``keys`` (non-negative) and each key's position among them (one sort, no search)."""
-    if keys.size == 0:
-        return keys.copy(), keys.copy()
-    idx_bits = max(int(keys.size).bit_length(), 1)
-    if int(keys.max()).bit_length() + idx_bits <= 63:  # pack key and position into one int64
-        packed = (keys << idx_bits) | np.arange(keys.size, dtype=_I64)
-        packed.sort()
-        skeys = packed >> idx_bits
-        origin = packed & ((1 << idx_bits) - 1)
-        del packed
-    else:
-        origin = np.argsort(keys, kind="stable")
-        skeys = keys[origin]
-    new = np.empty(skeys.size, dtype=bool)
-    new[0] = True
-    np.not_equal(skeys[1:], skeys[:-1], out=new[1:])
-    rank = np.empty(keys.size, dtype=_I64)
-    rank[origin] = np.cumsum(new) - 1
-    return skeys[new], rank
+@numba.njit(cache=True, nogil=True)
+def _permute_csr(ptr, vals, order):
+    """Rows ``order`` of the CSR table ``(ptr, vals)``, as a new CSR table."""
+    new_ptr = np.zeros(order.size + 1, dtype=np.int64)
+    for i in range(order.size):
+        new_ptr[i + 1] = new_ptr[i] + ptr[order[i] + 1] - ptr[order[i]]
+    new_vals = np.empty(new_ptr[-1], dtype=vals.dtype)
+    for i in range(order.size):
+        new_vals[new_ptr[i] : new_ptr[i + 1]] = vals[ptr[order[i]] : ptr[order[i] + 1]]
+    return new_ptr, new_vals
 
 
-def _lowest(
-    held: npt.NDArray[np.uint64], first: npt.NDArray[np.int64], candidates: npt.NDArray[np.int32]
-) -> npt.NDArray[np.int32]:
-    """Return the candidate of the lowest set bit of ``held`` (candidates start at ``first``); -1 if none."""
-    low = held & (~held + _U64(1))
-    bit = np.frexp(low.astype(np.float64))[1] - 1
-    return np.where(held != 0, candidates[first + np.maximum(bit, 0)], -1).astype(_I32)
+@numba.njit(cache=True, nogil=True)
+def _walk(useg, x0, y0, size, width, height, eps, cells, segs):
+    """Cells within ``eps`` of each segment (a superset, each cell once per segment).
+
+    With empty ``cells`` only counts them; otherwise fills ``cells`` and ``segs``. Each segment is
+    walked strip by strip along its major axis; in each strip the rows between its entry and exit
+    (grown by ``eps``) are taken.
+    """
+    fill = cells.size > 0
+    k = 0
+    for s in range(useg.shape[0]):
+        x1, y1, x2, y2 = useg[s, 0], useg[s, 1], useg[s, 2], useg[s, 3]
+        steep = abs(y2 - y1) > abs(x2 - x1)
+        if steep:  # walk along y: u = y, v = x
+            ua, va, ub, vb, u0, v0, n_u, n_v = y1, x1, y2, x2, y0, x0, height, width
+        else:
+            ua, va, ub, vb, u0, v0, n_u, n_v = x1, y1, x2, y2, x0, y0, width, height
+        du = ub - ua
+        slope = (vb - va) / du if du != 0 else 0.0
+        umin, umax = min(ua, ub), max(ua, ub)
+        c_lo = int(np.floor((umin - eps - u0) / size))
+        c_hi = int(np.floor((umax + eps - u0) / size))
+        for c in range(c_lo, c_hi + 1):
+            s_lo = max(umin, u0 + c * size - eps)
+            s_hi = min(umax, u0 + (c + 1) * size + eps)
+            v_lo = va + (s_lo - ua) * slope
+            v_hi = va + (s_hi - ua) * slope
+            r_lo = int(np.floor((min(v_lo, v_hi) - eps - v0) / size))
+            r_hi = int(np.floor((max(v_lo, v_hi) + eps - v0) / size))
+            cc = min(max(c, 0), n_u - 1)
+            for r in range(r_lo, r_hi + 1):
+                if fill:
+                    rr = min(max(r, 0), n_v - 1)
+                    cells[k] = cc * width + rr if steep else rr * width + cc
+                    segs[k] = s
+                k += 1
+    return k
 
 
-@dataclass
-class OwnerRaster:
-    """The built locator: raster geometry, cell codes and the tables of the special cells."""
+@numba.njit(cache=True, nogil=True)
+def _winding(seg, seg_poly, seg_sign, xc, yc, width, height):
+    """Per cell centre: (number of polygons winding around it << 40) + (sum of their ids + 1).
 
-    polygons: npt.NDArray[np.object_]
-    x0: float
-    y0: float
-    size: float
-    width: int
-    height: int
-    codes: npt.NDArray[np.int32]
-    xc: npt.NDArray[np.float64]  # cell-centre abscissae (exactly those the scan lines used)
-    yc: npt.NDArray[np.float64]
-    special_cells: npt.NDArray[np.int64]  # slot -> cell
-    cand_ptr: npt.NDArray[np.int64]  # slot -> its candidates (sorted polygon indices)
-    candidates: npt.NDArray[np.int32]
-    centre_mask: npt.NDArray[np.uint64]  # slot -> candidates holding the centre (bits)
-    fallback: npt.NDArray[np.bool_]  # slot -> decide every point with shapely
-    pair_ptr: npt.NDArray[np.int64]  # slot -> its distinct segments
-    pair_seg: npt.NDArray[np.int32]
-    pair_mask: npt.NDArray[np.uint64]  # candidates bounded by the segment (bits)
-    pair_left: npt.NDArray[np.bool_]  # the centre lies left of the segment
-    useg: npt.NDArray[np.float64]  # distinct segments (x1, y1, x2, y2)
-    # slots split by one segment that runs right through the cell: the answer on each side
-    single: npt.NDArray[np.bool_]
-    same_side: npt.NDArray[np.int32]
-    other_side: npt.NDArray[np.int32]
-    stats: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held by the raster and the tables of its special cells."""
-        arrays = (
-            self.codes,
-            self.xc,
-            self.yc,
-            self.special_cells,
-            self.cand_ptr,
-            self.candidates,
-            self.centre_mask,
-            self.fallback,
-            self.pair_ptr,
-            self.pair_seg,
-            self.pair_mask,
-            self.pair_left,
-            self.useg,
-            self.single,
-            self.same_side,
-            self.other_side,
-        )
-        return int(sum(a.nbytes for a in arrays))
-
-    def __getstate__(self) -> dict[str, object]:
-        return self.__dict__.copy()
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        shapely.prepare(self.polygons)  # prepared state does not survive pickling
-
-    # -- lookup ----------------------------------------------------------------------
-    def locate(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        """Index of the polygon holding each point (lowest index on shared boundaries), -1 if none."""
-        out = np.empty(x.size, dtype=_I64)
-        for start in range(0, x.size, _CHUNK):
-            sl = slice(start, start + _CHUNK)
-            out[sl] = self.locate_chunk(x[sl], y[sl])
-        return out
-
-    def locate_chunk(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
-        """:meth:`locate` for one chunk (keep chunks small: ~1e5 points), as int32."""
-        inv = 1.0 / self.size
-        # Clamp into the raster (its outermost ring of cells is always -1); fmax maps NaN to 0.
-        fx = np.subtract(x, self.x0)
-        fx *= inv
-        np.fmax(fx, 0.0, out=fx)
-        np.fmin(fx, self.width - 1, out=fx)
-        fy = np.subtract(y, self.y0)
-        fy *= inv
-        np.fmax(fy, 0.0, out=fy)
-        np.fmin(fy, self.height - 1, out=fy)
-        cell = fy.astype(np.intp)
-        cell *= self.width
-        cell += fx.astype(np.intp)
-        code = self.codes[cell]
-        special = np.flatnonzero(code <= -2)
-        if special.size:
-            code[special] = self._special(special, -2 - code[special].astype(_I64), x, y)
-        return code
-
-    def _special(
-        self,
-        points: npt.NDArray[np.int64],
-        slots: npt.NDArray[np.int64],
-        x: npt.NDArray[np.float64],
-        y: npt.NDArray[np.float64],
-    ) -> npt.NDArray[np.int32]:
-        """Decide the points of special cells: crossing parity from the cell centre, else shapely."""
-        single = self.single[slots]
-        if not single.any():
-            return self._general(points, slots, x, y)
-        out = np.empty(points.size, dtype=_I32)
-        one = np.flatnonzero(single)
-        rest = np.flatnonzero(~single)
-        if rest.size:
-            out[rest] = self._general(points[rest], slots[rest], x, y)
-        sl, pts = slots[one], points[one]
-        q = self.pair_ptr[sl]
-        s = self.pair_seg[q]
-        d2, sure = _orient(self.useg[s, 0], self.useg[s, 1], self.useg[s, 2], self.useg[s, 3], x[pts], y[pts])
-        out[one] = np.where((d2 > 0) == self.pair_left[q], self.same_side[sl], self.other_side[sl])
-        redo = np.flatnonzero(~sure)
-        if redo.size:
-            out[one[redo]] = self._exact(pts[redo], sl[redo], x, y)
-        return out
-
-    def _general(
-        self,
-        points: npt.NDArray[np.int64],
-        slots: npt.NDArray[np.int64],
-        x: npt.NDArray[np.float64],
-        y: npt.NDArray[np.float64],
-    ) -> npt.NDArray[np.int32]:
-        """Any special cell: XOR the masks of the segments that the segment c-p crosses."""
-        px, py = x[points], y[points]
-        k = points.size
-        first = self.pair_ptr[slots]
-        count = self.pair_ptr[slots + 1] - first
-        owner, offset = _ragged_arange(count)
-        q = first[owner] + offset
-        s = self.pair_seg[q]
-        ax, ay, bx, by = (self.useg[s, i] for i in range(4))
-        qx, qy = px[owner], py[owner]
-        d2, sure = _orient(ax, ay, bx, by, qx, qy)
-        # the segment's line separates p from c: does the segment c-p cross the segment itself?
-        sep = np.flatnonzero(((d2 > 0) != self.pair_left[q]) & sure)
-        cross = np.zeros(q.size, dtype=bool)
-        if sep.size:
-            cell = self.special_cells[slots[owner[sep]]]
-            row = cell // self.width
-            cx, cy = self.xc[cell - row * self.width], self.yc[row]
-            sx, sy = qx[sep], qy[sep]
-            d3, sure3 = _orient(cx, cy, sx, sy, ax[sep], ay[sep])
-            d4, sure4 = _orient(cx, cy, sx, sy, bx[sep], by[sep])
-            cross[sep] = (d3 > 0) != (d4 > 0)
-            sure[sep] &= sure3 & sure4
-        unsure = self.fallback[slots]
-        unsure[owner[~sure]] = True
-        flips = np.zeros(k, dtype=_U64)
-        has = np.flatnonzero(count > 0)
-        if has.size:
-            masks = np.where(cross, self.pair_mask[q], _U64(0))
-            flips[has] = np.bitwise_xor.reduceat(masks, (np.cumsum(count) - count)[has])
-        out = _lowest(self.centre_mask[slots] ^ flips, self.cand_ptr[slots], self.candidates)
-        redo = np.flatnonzero(unsure)
-        if redo.size:
-            out[redo] = self._exact(points[redo], slots[redo], x, y)
-        return out
-
-    def _exact(
-        self,
-        points: npt.NDArray[np.int64],
-        slots: npt.NDArray[np.int64],
-        x: npt.NDArray[np.float64],
-        y: npt.NDArray[np.float64],
-    ) -> npt.NDArray[np.int32]:
-        """Test points against all their cell's candidates with shapely; keep the lowest that holds each."""
-        first = self.cand_ptr[slots]
-        counts = self.cand_ptr[slots + 1] - first
-        owner, offset = _ragged_arange(counts)
-        cand = self.candidates[first[owner] + offset].astype(_I64)
-        pts = points[owner]
-        hit = shapely.intersects_xy(self.polygons[cand], x[pts], y[pts])
-        n = self.polygons.size
-        best = np.full(points.size, n, dtype=_I64)
-        np.minimum.at(best, owner[hit], cand[hit])
-        best[best == n] = -1
-        return best.astype(_I32)
+    A scan line through every row centre crosses the rings by the half-open rule; each crossing
+    adds its signed code to the first centre right of it, and a prefix sum along the row
+    accumulates the codes of the crossings left of each centre.
+    """
+    acc = np.zeros(width * height, dtype=np.int64)
+    y_first = yc[0]
+    x_first = xc[0]
+    step_y = yc[1] - yc[0] if height > 1 else 1.0
+    step_x = xc[1] - xc[0] if width > 1 else 1.0
+    for s in range(seg.shape[0]):
+        x1, y1, x2, y2 = seg[s, 0], seg[s, 1], seg[s, 2], seg[s, 3]
+        if y1 == y2:
+            continue
+        ymin, ymax = min(y1, y2), max(y1, y2)
+        # rows with ymin <= yc < ymax
+        r = max(int(np.floor((ymin - y_first) / step_y)), 0)
+        while r > 0 and yc[r - 1] >= ymin:
+            r -= 1
+        while r < height and yc[r] < ymin:
+            r += 1
+        code = ((np.int64(1) << _ID_BITS) + seg_poly[s] + 1) * (seg_sign[s] if y2 < y1 else -seg_sign[s])
+        while r < height and yc[r] < ymax:
+            xs = x1 + (yc[r] - y1) / (y2 - y1) * (x2 - x1)
+            c = min(max(int(np.floor((xs - x_first) / step_x)) + 1, 0), width)  # first centre > xs
+            while c > 0 and xc[c - 1] > xs:
+                c -= 1
+            while c < width and xc[c] <= xs:
+                c += 1
+            if c < width:
+                acc[r * width + c] += code
+            r += 1
+    for r in range(height):
+        run = np.int64(0)
+        for c in range(r * width, (r + 1) * width):
+            run += acc[c]
+            acc[c] = run
+    return acc
 
 
-def _empty_raster(polygons: npt.NDArray[np.object_]) -> OwnerRaster:
-    z64, z32 = np.zeros(0, _I64), np.zeros(0, _I32)
-    return OwnerRaster(
-        polygons, 0.0, 0.0, 1.0, 1, 1, np.full(1, -1, _I32), np.zeros(1), np.zeros(1), z64,
-        np.zeros(1, _I64), z32, np.zeros(0, _U64), np.zeros(0, bool), np.zeros(1, _I64), z32,
-        np.zeros(0, _U64), np.zeros(0, bool), np.zeros((0, 4)), np.zeros(0, bool), z32, z32,
-    )  # fmt: skip
+@numba.njit(cache=True, nogil=True)
+def _paint(acc, boundary_cells, n_poly):
+    """Cell codes, the cell of each slot, and the polygon holding each slot's centre (-1 none, -2 unknown)."""
+    n = acc.size
+    boundary = np.zeros(n, dtype=np.bool_)
+    for c in boundary_cells:
+        boundary[c] = True
+    codes = np.empty(n, dtype=np.int32)
+    slot_cell = np.empty(n, dtype=np.int64)
+    slot_centre = np.empty(n, dtype=np.int64)
+    one = np.int64(1) << _ID_BITS
+    k = 0
+    for c in range(n):
+        a = acc[c]
+        centre = -2
+        if a == 0:
+            centre = -1
+        elif one < a <= one + n_poly:  # exactly one polygon
+            centre = a - one - 1
+        if centre != -2 and not boundary[c]:
+            codes[c] = centre
+            continue
+        codes[c] = -2 - k
+        slot_cell[k] = c
+        slot_centre[k] = centre
+        k += 1
+    return codes, slot_cell[:k].copy(), slot_centre[:k].copy()
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lowest_candidate(held, buf):
+    """Return the candidate of the lowest set bit of ``held`` (``buf``: the sorted candidates), -1 if none."""
+    if held == 0:
+        return -1
+    bit = 0
+    while (held >> np.uint64(bit)) & np.uint64(1) == 0:
+        bit += 1
+    return buf[bit]
+
+
+@numba.njit(cache=True, nogil=True)
+def _tables(slots, codes, slot_cell, slot_centre, cells, segs, useg, u_ptr, u_poly, xc, yc, width, size, eps):
+    """Fill ``slots`` (the special cells' records); return ``pair_xy``, ``pair_mask``, ``candidates``."""
+    n_slots = slot_cell.size
+    n_pairs = cells.size
+    # group the (cell, segment) pairs by slot: a counting sort
+    count = np.zeros(n_slots + 1, dtype=np.int64)
+    for i in range(n_pairs):
+        count[-2 - codes[cells[i]] + 1] += 1
+    for s in range(n_slots):
+        count[s + 1] += count[s]
+    cursor = count[:-1].copy()
+    p_seg = np.empty(n_pairs, dtype=np.int64)
+    for i in range(n_pairs):
+        s = -2 - codes[cells[i]]
+        p_seg[cursor[s]] = segs[i]
+        cursor[s] += 1
+    info = slots
+    pair_xy = np.empty((n_pairs, 4), dtype=np.float64)
+    pair_mask = np.zeros(n_pairs, dtype=np.uint64)
+    cand_total = 0
+    for s in range(n_slots):
+        cand_total += count[s + 1] - count[s] + 1
+    candidates = np.empty(max(cand_total, 1), dtype=np.int32)
+    buf = np.empty(_MAX_BITS + 1, dtype=np.int64)
+    one = np.uint64(1)
+    k_cand = 0
+    n_fallback = 0
+    n_single = 0
+    for s in range(n_slots):
+        q0, q1 = count[s], count[s + 1]
+        cell = slot_cell[s]
+        row = cell // width
+        cx, cy = xc[cell - row * width], yc[row]
+        rec = info[s]
+        rec.q0 = q0
+        rec.q1 = q1
+        rec.same = -1
+        rec.other = -1
+        centre = slot_centre[s]
+        kind = _GENERAL if centre != -2 else _FALLBACK
+        # candidates: the centre's polygon and every polygon bounded by a segment of the cell
+        m = 0
+        if centre >= 0:
+            buf[0] = centre
+            m = 1
+        for q in range(q0, q1):
+            if kind == _FALLBACK:
+                break
+            sg = p_seg[q]
+            for t in range(u_ptr[sg], u_ptr[sg + 1]):
+                p = u_poly[t]
+                j = m
+                dup = False
+                for jj in range(m):
+                    if buf[jj] == p:
+                        dup = True
+                        break
+                if dup:
+                    continue
+                if m == _MAX_BITS:
+                    kind = _FALLBACK
+                    break
+                while j > 0 and buf[j - 1] > p:  # insertion sort
+                    buf[j] = buf[j - 1]
+                    j -= 1
+                buf[j] = p
+                m += 1
+        # the segments, turned so that the centre lies on their left; a centre near a line: fallback
+        for q in range(q0, q1):
+            sg = p_seg[q]
+            ax, ay, bx, by = useg[sg, 0], useg[sg, 1], useg[sg, 2], useg[sg, 3]
+            d1, sure = _orient1(ax, ay, bx, by, cx, cy)
+            if not sure or abs(d1) <= eps * math.hypot(bx - ax, by - ay):
+                kind = _FALLBACK
+            if d1 < 0:
+                ax, ay, bx, by = bx, by, ax, ay
+            pair_xy[q, 0], pair_xy[q, 1], pair_xy[q, 2], pair_xy[q, 3] = ax, ay, bx, by
+            if kind != _FALLBACK:
+                mask = np.uint64(0)
+                for t in range(u_ptr[sg], u_ptr[sg + 1]):
+                    p = u_poly[t]
+                    for jj in range(m):
+                        if buf[jj] == p:
+                            mask ^= one << np.uint64(jj)
+                            break
+                pair_mask[q] = mask
+        rec.kind = kind
+        if kind == _FALLBACK:
+            n_fallback += 1
+            continue
+        cmask = np.uint64(0)
+        if centre >= 0:
+            for jj in range(m):
+                if buf[jj] == centre:
+                    cmask = one << np.uint64(jj)
+        rec.cmask = cmask
+        rec.cand = k_cand
+        for jj in range(m):
+            candidates[k_cand + jj] = buf[jj]
+        k_cand += m
+        if q1 - q0 == 1:
+            # Does the segment run right through the cell (grown by 2 eps)? Then, for p and c in the
+            # cell on either side of its line, the segment c-p crosses it (Liang-Barsky, slack in t).
+            ax, ay, bx, by = pair_xy[q0, 0], pair_xy[q0, 1], pair_xy[q0, 2], pair_xy[q0, 3]
+            t_in, t_out = -np.inf, np.inf
+            half = size / 2 + 2 * eps
+            for a, b, mid in ((ax, bx, cx), (ay, by, cy)):
+                d = b - a
+                if d != 0:
+                    t1 = (mid - half - a) / d
+                    t2 = (mid + half - a) / d
+                    t_in = max(t_in, min(t1, t2))
+                    t_out = min(t_out, max(t1, t2))
+            if t_in >= 1e-9 and t_out <= 1 - 1e-9:
+                rec.kind = _SINGLE
+                rec.x1, rec.y1, rec.x2, rec.y2 = ax, ay, bx, by
+                n_single += 1
+                rec.same = _lowest_candidate(cmask, buf)
+                rec.other = _lowest_candidate(cmask ^ pair_mask[q0], buf)
+    return pair_xy, pair_mask, candidates[: max(k_cand, 1)].copy(), n_fallback, n_single
 
 
 def build_owner_raster(
@@ -359,8 +590,7 @@ def build_owner_raster(
     usable = ~(shapely.is_missing(polygons) | shapely.is_empty(polygons)) if n else np.zeros(0, bool)
     if not usable.any():
         return _empty_raster(polygons)
-    shapely.prepare(polygons[usable])
-    seg, seg_poly = _segments(polygons)
+    seg, seg_poly, seg_sign = _segments(polygons)
     useg, u_ptr, u_poly = _distinct_segments(seg, seg_poly)
     u_len = np.hypot(useg[:, 2] - useg[:, 0], useg[:, 3] - useg[:, 1])
     minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(polygons[usable]))
@@ -381,248 +611,35 @@ def build_owner_raster(
     height = math.ceil((maxy - y0) / size) + 3
     xc: npt.NDArray[np.float64] = x0 + (np.arange(width, dtype=np.float64) + 0.5) * size
     yc: npt.NDArray[np.float64] = y0 + (np.arange(height, dtype=np.float64) + 0.5) * size
+    # distinct segments in raster order of their midpoints: the walks and tables below then read
+    # and write memory close to what they touched last
+    order = np.argsort(
+        ((useg[:, 1] + useg[:, 3]) * 0.5 - y0) // size * width + ((useg[:, 0] + useg[:, 2]) * 0.5 - x0) // size
+    )
+    u_ptr, u_poly = _permute_csr(u_ptr, u_poly, order)
+    useg = useg[order]
 
-    b_cells, b_seg = _boundary_pairs(useg, x0, y0, size, width, height, eps)
-    boundary = np.zeros(width * height, dtype=bool)
-    boundary[b_cells] = True
-    codes, special_cells, c_slot, c_poly = _paint(_spans(seg, seg_poly, xc, yc), boundary, width, height)
-    del seg, seg_poly, boundary
-    n_slots = special_cells.size
-
-    # (slot, distinct segment) pairs sorted by slot; then the polygons each pair bounds
-    nu = max(useg.shape[0], 1)
-    pkey = (-2 - codes[b_cells].astype(_I64)) * nu + b_seg
-    del b_cells, b_seg
-    pkey.sort()
-    p_slot = pkey // nu
-    p_seg = pkey - p_slot * nu
-    del pkey
-    pair_ptr = np.zeros(n_slots + 1, dtype=_I64)
-    np.cumsum(np.bincount(p_slot, minlength=n_slots), out=pair_ptr[1:])
-    per_pair = u_ptr[p_seg + 1] - u_ptr[p_seg]
-    t_pair, t_off = _ragged_arange(per_pair)
-    t_key = p_slot[t_pair] * n + u_poly[u_ptr[p_seg][t_pair] + t_off]
-    del t_off, t_pair
-
-    # candidates of each slot: sorted and distinct; each key's rank within its slot gives its bit
-    keys = np.concatenate([t_key, c_slot * n + c_poly])
-    n_t = t_key.size
-    del t_key, c_slot, c_poly
-    ukeys, rank = _unique_rank(keys)
-    k_slot = ukeys // n
-    candidates = (ukeys - k_slot * n).astype(_I32)
-    cand_ptr = np.zeros(n_slots + 1, dtype=_I64)
-    np.cumsum(np.bincount(k_slot, minlength=n_slots), out=cand_ptr[1:])
-    del ukeys
-    fallback = np.diff(cand_ptr) > _MAX_BITS
-    rank -= cand_ptr[keys // n]
-    np.minimum(rank, _MAX_BITS - 1, out=rank)
-    bit = np.left_shift(_U64(1), rank.astype(_U64))
-    del rank
-    centre_mask = np.zeros(n_slots, dtype=_U64)
-    # a polygon's spans on a row are disjoint: each (slot, polygon) once, so adding sets the bits
-    np.add.at(centre_mask, keys[n_t:] // n, bit[n_t:])
-    del keys
-    pair_mask = np.bitwise_xor.reduceat(bit[:n_t], np.cumsum(per_pair) - per_pair) if n_t else bit[:0]
-    del bit
-
-    # the side of each segment the centre lies on; a centre too near a segment's line sends its cell to shapely
-    cell = special_cells[p_slot]
-    r = cell // width
-    cx, cy = xc[cell - r * width], yc[r]
-    del cell, r
-    ax, ay, bx, by = (useg[p_seg, i] for i in range(4))
-    d1, sure = _orient(ax, ay, bx, by, cx, cy)
-    sure &= np.abs(d1) > eps * u_len[p_seg]
-    fallback[p_slot[~sure]] = True
-    # Does the segment run right through the cell (grown by 2 eps)? Then, for p and c in the cell
-    # on either side of its line, the segment c-p crosses it (Liang-Barsky, with slack in t).
-    t_in = np.full(p_seg.size, -np.inf)
-    t_out = np.full(p_seg.size, np.inf)
-    for a, b, centre in ((ax, bx, cx), (ay, by, cy)):
-        d = b - a
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t1 = (centre - (size / 2 + 2 * eps) - a) / d
-            t2 = (centre + (size / 2 + 2 * eps) - a) / d
-        flat = d == 0
-        t1[flat], t2[flat] = -np.inf, np.inf
-        np.maximum(t_in, np.minimum(t1, t2), out=t_in)
-        np.minimum(t_out, np.maximum(t1, t2), out=t_out)
-    through = (t_in >= 1e-9) & (t_out <= 1 - 1e-9)
-    single = (np.diff(pair_ptr) == 1) & ~fallback
-    single[p_slot[~through]] = False
-    first = pair_ptr[:-1][single]
-    same_side = _lowest(centre_mask[single], cand_ptr[:-1][single], candidates)
-    other_side = _lowest(centre_mask[single] ^ pair_mask[first], cand_ptr[:-1][single], candidates)
-    q_same = np.full(n_slots, -1, dtype=_I32)
-    q_other = np.full(n_slots, -1, dtype=_I32)
-    q_same[single], q_other[single] = same_side, other_side
+    none = np.zeros(0, _I64)
+    n_pairs = _walk(useg, x0, y0, size, width, height, eps, none, none)
+    cells, segs = np.empty(n_pairs, _I64), np.empty(n_pairs, _I64)
+    _walk(useg, x0, y0, size, width, height, eps, cells, segs)
+    acc = _winding(seg, seg_poly, seg_sign, xc, yc, width, height)
+    del seg, seg_poly, seg_sign
+    codes, slot_cell, slot_centre = _paint(acc, cells, n)
+    del acc
+    info = _aligned_slots(slot_cell.size)
+    pair_xy, pair_mask, candidates, n_fallback, n_single = _tables(
+        info, codes, slot_cell, slot_centre, cells, segs, useg, u_ptr, u_poly, xc, yc, width, size, eps
+    )
     stats = {
         "cells": float(width * height),
-        "special_cells": float(n_slots),
+        "special_cells": float(slot_cell.size),
         "candidates": float(candidates.size),
-        "segments_in_cells": float(p_seg.size),
-        "fallback_cells": float(fallback.sum()),
-        "single_segment_cells": float(single.sum()),
+        "segments_in_cells": float(n_pairs),
+        "fallback_cells": float(n_fallback),
+        "single_segment_cells": float(n_single),
         "cell_size": size,
     }
     return OwnerRaster(
-        polygons, x0, y0, size, width, height, codes, xc, yc, special_cells, cand_ptr, candidates,
-        centre_mask, fallback, pair_ptr, p_seg.astype(_I32), pair_mask, d1 > 0, useg, single, q_same, q_other,
-        stats,
-    )  # fmt: skip
-
-
-def _boundary_pairs(
-    useg: npt.NDArray[np.float64],
-    x0: float,
-    y0: float,
-    size: float,
-    width: int,
-    height: int,
-    eps: float,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Cells within ``eps`` of each segment (a superset, each cell once per segment), with the segment."""
-    cells_out: list[npt.NDArray[np.int64]] = []
-    segs_out: list[npt.NDArray[np.int64]] = []
-    x1, y1, x2, y2 = useg.T
-    steep = np.abs(y2 - y1) > np.abs(x2 - x1)
-    for is_steep in (False, True):
-        sel = np.flatnonzero(steep == is_steep)
-        if not sel.size:
-            continue
-        if is_steep:  # walk along y: u = y, v = x
-            ua, va, ub, vb, u0, v0, n_u, n_v = y1[sel], x1[sel], y2[sel], x2[sel], y0, x0, height, width
-        else:
-            ua, va, ub, vb, u0, v0, n_u, n_v = x1[sel], y1[sel], x2[sel], y2[sel], x0, y0, width, height
-        du = ub - ua
-        slope = np.divide(vb - va, du, out=np.zeros_like(du), where=du != 0)
-        umin, umax = np.minimum(ua, ub), np.maximum(ua, ub)
-        c_lo = np.floor((umin - eps - u0) / size).astype(_I64)
-        c_hi = np.floor((umax + eps - u0) / size).astype(_I64)
-        counts = c_hi - c_lo + 1
-        # process in batches of about 4M strips to bound memory
-        csum = np.cumsum(counts)
-        bounds = np.searchsorted(csum, np.arange(0, int(csum[-1]) + (1 << 22), 1 << 22), side="left")
-        bounds = np.unique(np.concatenate(([0], np.minimum(bounds, sel.size), [sel.size])))
-        for a, b in itertools.pairwise(bounds):
-            if a == b:
-                continue
-            owner, offset = _ragged_arange(counts[a:b])
-            k = owner + a
-            c = c_lo[k] + offset
-            s_lo = np.maximum(umin[k], u0 + c * size - eps)
-            s_hi = np.minimum(umax[k], u0 + (c + 1) * size + eps)
-            v_lo = va[k] + (s_lo - ua[k]) * slope[k]
-            v_hi = va[k] + (s_hi - ua[k]) * slope[k]
-            vmin = np.minimum(v_lo, v_hi) - eps
-            vmax = np.maximum(v_lo, v_hi) + eps
-            r_lo = np.floor((vmin - v0) / size).astype(_I64)
-            r_hi = np.floor((vmax - v0) / size).astype(_I64)
-            owner2, offset2 = _ragged_arange(r_hi - r_lo + 1)
-            cc = np.clip(c[owner2], 0, n_u - 1)
-            rr = np.clip(r_lo[owner2] + offset2, 0, n_v - 1)
-            cell = cc * width + rr if is_steep else rr * width + cc
-            cells_out.append(cell)
-            segs_out.append(sel[k[owner2]])
-    if not cells_out:
-        return np.zeros(0, _I64), np.zeros(0, _I64)
-    return np.concatenate(cells_out), np.concatenate(segs_out)
-
-
-def _spans(
-    seg: npt.NDArray[np.float64],
-    seg_poly: npt.NDArray[np.int64],
-    xc: npt.NDArray[np.float64],
-    yc: npt.NDArray[np.float64],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Scan-line spans ``(row, c0, c1, poly)``, sorted by row: centres ``c0 <= col < c1`` of ``row`` lie in ``poly``.
-
-    A scan line through the centre of every raster row crosses the rings with the half-open rule
-    ``(y1 <= yc) != (y2 <= yc)``; sorted per row and polygon, consecutive crossings pair up (even-odd).
-    """
-    x1, y1, x2, y2 = seg.T
-    ymin, ymax = np.minimum(y1, y2), np.maximum(y1, y2)
-    r_lo = np.searchsorted(yc, ymin, side="left")
-    r_hi = np.searchsorted(yc, ymax, side="left")  # rows with ymin <= yc < ymax: the half-open rule
-    owner, offset = _ragged_arange((r_hi - r_lo).astype(_I64))
-    row = r_lo[owner] + offset
-    t = (yc[row] - y1[owner]) / (y2[owner] - y1[owner])
-    xs = x1[owner] + t * (x2[owner] - x1[owner])
-    poly = seg_poly[owner]
-    del owner, offset, t
-    # order by (row, polygon), then by xs inside each group: most groups (convex rings) hold two
-    # crossings, put in order by a min/max; only larger groups need a sort of their own
-    n_poly = int(seg_poly.max()) + 1 if seg_poly.size else 1
-    key = row * n_poly + poly
-    order = np.argsort(key)
-    key, xs = key[order], xs[order]
-    del order, row, poly
-    start = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    size = np.diff(np.append(start, key.size))
-    big = np.flatnonzero(size > 2)
-    if big.size:
-        owner, offset = _ragged_arange(size[big])
-        idx = start[big][owner] + offset
-        xs[idx] = xs[idx[np.lexsort((xs[idx], key[idx]))]]
-    lo, hi = np.minimum(xs[0::2], xs[1::2]), np.maximum(xs[0::2], xs[1::2])
-    key = key[0::2]
-    row, poly = key // n_poly, key % n_poly
-    c0 = np.searchsorted(xc, lo, side="right")
-    c1 = np.searchsorted(xc, hi, side="right")
-    keep = c1 > c0
-    return row[keep], c0[keep].astype(_I64), c1[keep].astype(_I64), poly[keep]
-
-
-_ID_BITS = 40  # a span adds (1 << 40) + poly + 1 to its cells: the count above, the id sum below
-
-
-def _paint(
-    spans: tuple[npt.NDArray[np.int64], ...],
-    boundary: npt.NDArray[np.bool_],
-    width: int,
-    height: int,
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Cell codes, special cells, and (slot, polygon) for every polygon holding a special cell's centre.
-
-    Works in blocks of rows so that no temporary spans the whole raster. Every span ends before
-    its row's last column (the raster has a margin), so a difference array over a block of whole
-    rows sums back to zero at each row end.
-    """
-    row, c0, c1, poly = spans
-    codes = np.empty(height * width, dtype=_I32)
-    rows_per_block = max(1, (1 << 18) // width)
-    bounds = np.searchsorted(row, np.arange(0, height + rows_per_block, rows_per_block))
-    enc = (poly + 1) + (1 << _ID_BITS)
-    mask = (1 << _ID_BITS) - 1
-    special_out: list[npt.NDArray[np.int64]] = []
-    slot_out: list[npt.NDArray[np.int64]] = []
-    poly_out: list[npt.NDArray[np.int64]] = []
-    slot0 = 0
-    for b, r0 in enumerate(range(0, height, rows_per_block)):
-        s = r0 * width
-        e = min(r0 + rows_per_block, height) * width
-        i, j = bounds[b], bounds[b + 1]
-        start = row[i:j] * width - s
-        diff = np.zeros(e - s + 1, dtype=_I64)
-        np.add.at(diff, start + c0[i:j], enc[i:j])
-        np.add.at(diff, start + c1[i:j], -enc[i:j])
-        acc = np.cumsum(diff[:-1])
-        cnt = acc >> _ID_BITS
-        code = np.where(cnt == 1, (acc & mask) - 1, -1).astype(_I32)
-        special = cnt >= 2
-        special |= boundary[s:e]
-        local = np.flatnonzero(special)
-        code[local] = -2 - np.arange(slot0, slot0 + local.size, dtype=_I32)
-        codes[s:e] = code
-        special_out.append(local + s)
-        # the special cells inside each span hold its polygon at their centre
-        before = np.cumsum(special, dtype=_I64)
-        before -= special
-        lo = before[start + c0[i:j]]
-        hi = before[start + c1[i:j]]
-        owner, offset = _ragged_arange(hi - lo)
-        slot_out.append(lo[owner] + offset + slot0)
-        poly_out.append(poly[i:j][owner])
-        slot0 += local.size
-    return codes, np.concatenate(special_out), np.concatenate(slot_out), np.concatenate(poly_out)
+        polygons, x0, y0, size, width, height, codes, xc, yc, info, pair_xy, pair_mask, candidates, stats
+    )

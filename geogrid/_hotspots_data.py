@@ -178,12 +178,11 @@ def _filter_incidents(
 
 def _assign(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> np.ndarray:
     """Position in ``grids`` (one level) of the grid holding each point; -1 outside every grid."""
-    from geogrid.assignment import assign_points
+    from geogrid.assignment import assign_points, grid_positions
 
     level = int(grids["level"].iloc[0]) if len(grids) else 0
     ids = assign_points(points, grids, levels=[level], nested=False)[f"grid_id_{level}"]
-    pos = pd.Series(np.arange(len(grids)), index=pd.Index(grids["grid_id"].astype(str)))
-    return ids.map(pos).fillna(-1).to_numpy(dtype=np.int64)
+    return grid_positions(ids, grids["grid_id"].to_numpy())
 
 
 def _periods(reported: pd.Series, period: str, tz: str) -> pd.PeriodIndex:

@@ -6,7 +6,7 @@ Grids are taken as **closed** polygons: a point on a grid's boundary belongs to 
 lies on the boundary shared by several grids of a level goes to the one with the **lowest
 grid_id** (string order) among them. So every point inside the jurisdiction, boundary or not,
 gets exactly one grid per level, and the answer does not depend on the row order of the grids.
-A point outside every grid of a level gets ``<NA>`` there; ``outside`` is True when it lies in no
+A point outside every grid of a level gets NaN (missing) there; ``outside`` is True when it lies in no
 grid of any requested level. Such points are kept and flagged, never dropped.
 
 ``geopandas.sjoin(predicate="within")`` agrees with this everywhere except on boundaries, where
@@ -22,9 +22,10 @@ inside one grid storing that grid's index, so most points are answered by one ar
 point in a cell that a boundary crosses is decided by orientation tests against the few segments
 clipped to that cell, with a certified error bound; the rare point that lies on (or within
 rounding of) a segment goes to prepared ``shapely.intersects_xy`` against the cell's candidates.
-Points are read and located in chunks of about 1e5, and the ``grid_id`` columns are built by one
-Arrow ``take`` over the integer positions: no Point objects, no Python string per point, no
-compilation.
+Points are read and located in chunks of about 1e5 by one compiled (numba) loop, and each
+``grid_id`` column is a pandas Categorical over the level's grid_ids built from the integer
+positions: no Point objects, no Python string per point. The first call in a fresh environment
+compiles the kernels (a few seconds); numba caches them on disk for every later process.
 
 Grid versions
 -------------
@@ -45,7 +46,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
 
 import geopandas as gpd
 import shapely
@@ -62,6 +62,7 @@ __all__ = [
     "assign_points_chunked",
     "assign_points_dask",
     "assign_xy",
+    "grid_positions",
 ]
 
 VALID_FROM = "valid_from"
@@ -82,7 +83,8 @@ class GridLocator:
     -----
     Build once, call :meth:`locate` for every chunk: building costs about as much as locating
     a few million points. The raster and the tables of its boundary cells take :attr:`nbytes`
-    bytes (about 120 MB for 100,000 Voronoi grids).
+    bytes (about 140 MB for 100,000 Voronoi grids). The first locator in a fresh install compiles its
+    numba kernels (about 6 s); they are cached on disk for later processes.
 
     Examples
     --------
@@ -143,6 +145,29 @@ def assign_xy(
     [1, 0, -1]
     """
     return GridLocator(polygons).locate(x, y)
+
+
+def grid_positions(grid_ids: pd.Series, ids: Sequence[Any] | npt.NDArray[Any] | pd.Index) -> npt.NDArray[np.int64]:
+    """Position in ``ids`` of each value of a ``grid_id_<level>`` column; -1 where missing or not in ``ids``.
+
+    Reads a Categorical column (as :func:`assign_points` gives) through its codes: one lookup per
+    grid, not per point. Any other column is matched value by value.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> col = pd.Series(pd.Categorical(["b", None, "a"], categories=["a", "b", "c"]))
+    >>> grid_positions(col, ["c", "b", "a"]).tolist()
+    [1, -1, 2]
+    """
+    index = pd.Index(np.asarray(ids, dtype=object).astype(str), dtype=object)
+    if isinstance(grid_ids.dtype, pd.CategoricalDtype):
+        codes = grid_ids.cat.codes.to_numpy()
+        per_cat = np.append(index.get_indexer(grid_ids.cat.categories.astype(str).to_numpy(dtype=object)), -1)
+        return per_cat[codes].astype(np.int64)  # code -1 (missing) picks the appended -1
+    values = grid_ids.astype(object).to_numpy()
+    found = index.get_indexer(np.where(pd.isna(values), None, values.astype(str)))
+    return found.astype(np.int64)
 
 
 # -- the adapter ------------------------------------------------------------------------------
@@ -307,18 +332,31 @@ def _plan(grids: gpd.GeoDataFrame, levels: Sequence[int] | None, nested: bool | 
     return _Plan(wanted, plans)
 
 
-def _to_frame(plan: _Plan, codes: dict[int, npt.NDArray[np.int32]], index: pd.Index) -> pd.DataFrame:
+def _categories(plans: Sequence[_Plan], levels: Sequence[int]) -> dict[int, pd.CategoricalDtype]:
+    """Per level, one categorical dtype over the grid_ids of every plan (every grid version), sorted."""
+    out = {}
+    for lv in levels:
+        ids = np.unique(np.concatenate([p.plans[lv].ids.astype(str) for p in plans]))
+        out[lv] = pd.CategoricalDtype(pd.Index(ids, dtype="str"), ordered=False)
+    return out
+
+
+def _to_frame(
+    plan: _Plan, codes: dict[int, npt.NDArray[np.int32]], index: pd.Index, dtypes: dict[int, pd.CategoricalDtype]
+) -> pd.DataFrame:
     cols: dict[str, Any] = {}
     outside = np.ones(len(index), dtype=bool)
     for lv in plan.levels:
         c = codes[lv]
         outside &= c < 0
-        # one take over integer codes: no Python string per point
-        ids = pa.array([None, *plan.plans[lv].ids.astype(str)], type=pa.large_string())
-        c += 1  # in place: -1 (no grid) -> the null in front
-        taken = ids.take(c)
-        c -= 1
-        cols[f"grid_id_{lv}"] = pd.arrays.ArrowStringArray(pa.chunked_array([taken]))
+        cats = dtypes[lv].categories
+        ids = plan.plans[lv].ids
+        if len(ids) != len(cats) or not np.array_equal(ids.astype(str), cats.to_numpy(dtype=str)):
+            # this plan is one grid version: its positions -> positions among all versions' ids
+            to_cat = np.concatenate(([-1], cats.get_indexer(ids.astype(str)))).astype(np.int32)
+            c = to_cat[c + 1]
+        # integer codes over the level's grid_ids: no string per point
+        cols[f"grid_id_{lv}"] = pd.Categorical.from_codes(c, dtype=dtypes[lv])
     cols["outside"] = outside
     return pd.DataFrame(cols, index=index, copy=False)
 
@@ -400,6 +438,7 @@ class _Assigner:
         if self.time is None:
             self.current = _plan(_active(grids, None), levels, nested)
             self.levels = self.current.levels
+            self.dtypes = _categories([self.current], self.levels)
             return
         cuts = pd.concat(
             [pd.to_datetime(grids[c], utc=True) for c in (VALID_FROM, VALID_TO) if c in grids.columns]
@@ -412,6 +451,7 @@ class _Assigner:
         for s in starts:
             active = _active(grids, s)
             self.epochs.append((s, _plan(active, self.levels, nested) if len(active) else self.current))
+        self.dtypes = _categories([self.current, *(p for _, p in self.epochs)], self.levels)
 
     def __call__(self, points: gpd.GeoDataFrame | gpd.GeoSeries) -> pd.DataFrame:
         _check_crs(points.crs, self.crs)
@@ -420,7 +460,7 @@ class _Assigner:
             if self.time is not None:
                 msg = f"points have no column {self.time!r} (time=): name their reported-at column"
                 raise KeyError(msg)
-            return _to_frame(self.current, self.current.assign(geoms), points.index)
+            return _to_frame(self.current, self.current.assign(geoms), points.index, self.dtypes)
         t = pd.to_datetime(points[self.time], utc=True).to_numpy()
         frames = []
         order = np.arange(len(points))
@@ -430,7 +470,7 @@ class _Assigner:
             sel = order[epoch == e]
             plan = self.current if e < 0 else self.epochs[int(e)][1]
             codes = plan.assign(geoms[sel])
-            frames.append(_to_frame(plan, codes, points.index[sel]).set_axis(sel, axis=0))
+            frames.append(_to_frame(plan, codes, points.index[sel], self.dtypes).set_axis(sel, axis=0))
         out = pd.concat(frames).sort_index()
         out.index = points.index
         return out
@@ -469,8 +509,10 @@ def assign_points(
     Returns
     -------
     pandas.DataFrame
-        Indexed like ``points``: one column ``grid_id_<level>`` per level (string dtype,
-        ``<NA>`` outside every grid of that level) and a boolean ``outside``. On a boundary
+        Indexed like ``points``: one column ``grid_id_<level>`` per level and a boolean
+        ``outside``. The grid_id columns are Categorical with every grid_id of the level as a
+        category (so ``value_counts()`` lists grids without points too), NaN outside every grid
+        of that level; ``.astype(str)`` gives plain strings. On a boundary
         shared by several grids the lowest ``grid_id`` wins (see the module notes).
 
     Raises
@@ -494,7 +536,7 @@ def assign_points(
     0         D         A    False
     1         D         A    False
     2         D         B    False
-    3      <NA>      <NA>     True
+    3       NaN       NaN     True
     """
     return _Assigner(grids, levels, nested, time)(points)
 
@@ -637,5 +679,7 @@ def assign_points_dask(
     """
     assigner = _Assigner(grids, levels, nested, time)
     _check_crs(ddf.crs, grids.crs)
-    meta = _to_frame(assigner.current, {lv: np.zeros(0, np.int32) for lv in assigner.levels}, ddf._meta.index)
+    meta = _to_frame(
+        assigner.current, {lv: np.zeros(0, np.int32) for lv in assigner.levels}, ddf._meta.index, assigner.dtypes
+    )
     return ddf.map_partitions(assigner, meta=meta)

@@ -32,7 +32,7 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.assignment import _check_crs, assign_points
+from geogrid.assignment import _check_crs, assign_points, grid_positions
 from layers.crs import metric_crs
 
 __all__ = ["STAT_COLUMNS", "grid_stats", "smooth_rates", "summarise_codes"]
@@ -373,7 +373,7 @@ def grid_stats(
         area = _areas_km2(g, crs)
         ids = g["grid_id"].astype(object).to_numpy()
         col = assigned[f"grid_id_{lv}"] if f"grid_id_{lv}" in assigned.columns else inc[f"grid_id_{lv}"]
-        codes = pd.Index(ids).get_indexer(col.astype(object).to_numpy())
+        codes = grid_positions(col, ids)
         base = g[[c for c in _GRID_COLUMNS if c in g.columns]]
         for value, sel in groups:
             s = summarise_codes(

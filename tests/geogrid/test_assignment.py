@@ -63,7 +63,10 @@ def test_identical_to_sjoin_on_the_demo_district(demo_district):
     assert list(out.columns) == ["grid_id_0", "grid_id_1", "grid_id_2", "grid_id_3", "outside"]
     assert out["outside"].sum() > 1000  # the bounding box holds points outside the district
     for level in range(4):
-        assert out[f"grid_id_{level}"].dtype == "string"
+        col = out[f"grid_id_{level}"]
+        assert isinstance(col.dtype, pd.CategoricalDtype)
+        # every grid of the level is a category, points or not
+        assert set(col.cat.categories) == set(demo_district.grids.loc[demo_district.grids["level"] == level, "grid_id"])
         _same(out[f"grid_id_{level}"], _sjoin_ids(pts, demo_district.grids, level))
     assert (out["outside"] == out["grid_id_3"].isna()).all()
 
@@ -200,6 +203,39 @@ def test_points_use_the_grid_version_valid_when_reported():
     assert out["grid_id_0"].tolist() == ["A", "A2", "A1", "A1"]  # no time: the current version
     assert list(out.index) == [4, 3, 2, 1]
     assert assign_points(pts, grids)["grid_id_0"].tolist() == ["A2", "A2", "A1", "A1"]
+    # one categorical over every version's grids, so the versions' rows concatenate as one column
+    assert list(out["grid_id_0"].cat.categories) == ["A", "A1", "A2"]
+
+
+def test_grid_positions_reads_categorical_and_plain_columns():
+    from geogrid.assignment import grid_positions
+
+    ids = ["c", "a", "b"]
+    cat = pd.Series(pd.Categorical(["a", None, "b", "z"], categories=["a", "b", "z"]))
+    assert grid_positions(cat, ids).tolist() == [1, -1, 2, -1]  # z: a category that is not a grid here
+    plain = pd.Series(["a", None, "b", "z"], dtype="string")
+    assert grid_positions(plain, ids).tolist() == [1, -1, 2, -1]
+    assert grid_positions(cat.astype(object), np.array(ids, dtype=object)).tolist() == [1, -1, 2, -1]
+
+
+def test_ring_orientation_does_not_matter():
+    """Shells clockwise and holes counter-clockwise (the shapefile convention) locate the same."""
+    from geogrid._assign_impl import build_owner_raster
+
+    rng = np.random.default_rng(5)
+    polys = np.array(
+        [
+            shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (3, 1), (3, 3), (1, 3)]]),
+            shapely.box(1, 1, 3, 3),
+            shapely.MultiPolygon([shapely.box(4, 0, 6, 2), shapely.box(7, 0, 8, 1)]),
+        ],
+        dtype=object,
+    )
+    x, y = _awkward_points(polys, rng, 5000)
+    ccw = build_owner_raster(shapely.orient_polygons(polys), max_cells=50_000).locate(x, y)
+    cw = build_owner_raster(shapely.orient_polygons(polys, exterior_cw=True), max_cells=50_000).locate(x, y)
+    np.testing.assert_array_equal(ccw, cw)
+    np.testing.assert_array_equal(cw, _lowest_holding(polys, x, y))
 
 
 # -- larger than memory ----------------------------------------------------------------------------
@@ -269,11 +305,13 @@ def _awkward_points(polys: np.ndarray, rng: np.random.Generator, n: int) -> tupl
 
 
 def _forced(raster, mode: str):
+    from geogrid._assign_impl import _FALLBACK, _GENERAL, _SINGLE
+
+    kind = raster.slot_info["kind"]
     if mode == "general":  # every special cell by the crossing-parity path
-        raster.single[:] = False
+        kind[kind == _SINGLE] = _GENERAL
     elif mode == "shapely":  # every special cell by prepared shapely
-        raster.fallback[:] = True
-        raster.single[:] = False
+        kind[:] = _FALLBACK
     return raster
 
 
