@@ -14,7 +14,7 @@ from api.errors import install_error_handlers
 from api.features import LayerCache
 from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from api.openapi import build_openapi
-from api.routers import analyses, maps, meta, ogc, plans
+from api.routers import analyses, maps, meta, ogc, plans, session
 from api.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(meta.router)
+    app.include_router(session.router)
     if settings.docs:
         app.include_router(meta.docs_router)
     app.include_router(ogc.router)

@@ -11,6 +11,7 @@ import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
@@ -20,18 +21,33 @@ from starlette.routing import BaseRoute, Mount
 from api.settings import Role, Settings, get_settings
 
 __all__ = [
+    "CSRF_HEADER",
     "POLICIES",
+    "SESSION_COOKIE",
     "Principal",
     "RouteInfo",
     "check_route_policies",
     "current_principal",
     "iter_routes",
+    "login_url",
     "public",
     "require_admin",
     "require_planner",
     "require_viewer",
+    "role_of_key",
     "route_policy",
+    "safe_next",
 ]
+
+
+SESSION_COOKIE = "geogrid_key"
+"""The cookie a browser sign-in (``/login``) keeps the key in: HttpOnly, SameSite=Strict, path ``/``."""
+
+CSRF_HEADER = "X-Requested-With"
+"""A change authenticated by the cookie must carry this header (any value): a page of another site
+cannot add it without a CORS preflight, which the app refuses (SameSite=Strict is the first line)."""
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,22 @@ class Principal:
 
     role: Role | None
     authenticated: bool
+    via_cookie: bool = False
+
+
+def safe_next(value: str | None) -> str:
+    """Return ``value`` if it is a path on this server, else ``/`` (no open redirect after sign-in)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+def login_url(next_path: str) -> str:
+    """Return the sign-in URL that comes back to ``next_path`` afterwards."""
+    return "/login?next=" + quote(safe_next(next_path), safe="/")
 
 
 def _bearer(request: Request) -> str | None:
@@ -71,15 +103,33 @@ def _role_of(token: str, settings: Settings) -> Role | None:
     return found
 
 
-def current_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
-    """Identify the caller from ``Authorization: Bearer <key>``.
+def role_of_key(token: str, settings: Settings) -> Role | None:
+    """Return the role of an API key, None for an unknown one (compared in constant time)."""
+    return _role_of(token, settings)
 
-    An unknown key is refused (401) even where anonymous reading is allowed, so
-    that a mistyped key fails loudly instead of silently losing its rights.
+
+def current_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
+    """Identify the caller from ``Authorization: Bearer <key>``, else from the sign-in cookie.
+
+    An unknown key in the header is refused (401) even where anonymous reading is allowed,
+    so that a mistyped key fails loudly instead of silently losing its rights. A cookie whose
+    key is no longer configured counts as no key (the browser is sent to sign in again). A
+    change (POST, DELETE, ...) authenticated by the cookie must carry :data:`CSRF_HEADER`.
     """
+    anonymous = Principal(role=Role.VIEWER if settings.anonymous_read else None, authenticated=False)
     token = _bearer(request)
     if token is None:
-        return Principal(role=Role.VIEWER if settings.anonymous_read else None, authenticated=False)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        role = _role_of(cookie, settings) if cookie else None
+        if role is None:
+            return anonymous
+        if request.method not in _SAFE_METHODS and CSRF_HEADER.lower() not in request.headers:
+            msg = (
+                f"a change signed in by cookie must carry the {CSRF_HEADER} header "
+                "(the app's pages send it; other sites cannot)"
+            )
+            raise HTTPException(status_code=403, detail=msg)
+        return Principal(role=role, authenticated=True, via_cookie=True)
     role = _role_of(token, settings)
     if role is None:
         msg = "unknown API key"
@@ -90,7 +140,9 @@ def current_principal(request: Request, settings: Annotated[Settings, Depends(ge
 def _require(minimum: Role) -> Callable[[Principal], Principal]:
     def policy(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role is None:
-            msg = f"this needs the {minimum.label} role: send 'Authorization: Bearer <key>'"
+            msg = (
+                f"this needs the {minimum.label} role: send 'Authorization: Bearer <key>' (browsers: sign in at /login)"
+            )
             raise _unauthorised(msg)
         if principal.role < minimum:
             msg = f"this needs the {minimum.label} role; the key has {principal.role.label}"

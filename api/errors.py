@@ -14,10 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.auth import login_url
 from api.features import InvalidParameterError
 from layers.errors import (
     CRSError,
@@ -155,8 +156,12 @@ def _allowed_methods(request: Request) -> str | None:
     return ", ".join(sorted(methods)) or None
 
 
-async def _http_error(request: Request, err: Exception) -> JSONResponse:
+async def _http_error(request: Request, err: Exception) -> Response:
     assert isinstance(err, StarletteHTTPException)
+    if err.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        # A browser opening a page without a key: to the sign-in form, and back here afterwards.
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(login_url(target), status_code=303)
     detail = err.detail if isinstance(err.detail, str) else "request refused"
     response = error_response(err.status_code, _HTTP_CODES.get(err.status_code, "HTTPError"), detail)
     for name, value in (err.headers or {}).items():

@@ -81,7 +81,7 @@ _PANEL = """
     <option value="split_grid">切分网格 split_grid</option>
     <option value="reshape_boundary">调整边界 reshape_boundary</option>
   </select></label>
-  <label>规划员密钥<input id="gg-key" type="password" autocomplete="off"></label>
+  <label>规划员密钥（已登录 /login 可不填）<input id="gg-key" type="password" autocomplete="off"></label>
   <div class="gg-diff" id="gg-diff"></div>
   <div class="gg-msg" id="gg-msg"></div>
 </div>
@@ -160,7 +160,8 @@ _SCRIPT = """
       if (!body.grid_a) body.grid_a = byId('gg-grid').value;
       if (!body.grid_b) body.grid_b = byId('gg-neighbour').value;
     }
-    const headers = {'Content-Type': 'application/json', 'If-Match': etag};
+    // X-Requested-With: a change signed in by the session cookie must carry it (api.auth.CSRF_HEADER)
+    const headers = {'Content-Type': 'application/json', 'If-Match': etag, 'X-Requested-With': 'geogrid'};
     if (key) headers.Authorization = 'Bearer ' + key;
     let r, data;
     try {

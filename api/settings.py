@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins allowed to call the API from a browser (``"https://a.example,https://b.example"``); default none."""
 
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """How long a browser sign-in (``/login``: the key kept in an HttpOnly cookie) lasts, in hours."""
+
     docs: bool = False
     """Serve the interactive API docs at ``/docs`` (Swagger UI, vendored and served by the app)."""
 

@@ -196,3 +196,26 @@ def test_the_landing_page_links_to_the_map(server, browser):
     assert server + "/maps/grids" in hrefs
     assert server + "/maps/command-centre" in hrefs
     assert browser.execute_script("return window.__csp") == []
+
+
+def test_with_keys_a_browser_signs_in_and_reaches_the_map(store_path, browser):
+    """Keys configured: the map redirects to the sign-in form; a wrong key is refused; the right one opens it."""
+    from selenium.webdriver.common.by import By
+
+    key = "browser-viewer-key-0123456789"
+    with _serve(create_app(Settings(store=store_path, api_keys=f"{key}:viewer"))) as url:
+        browser.get(url + "/maps/grids")
+        assert browser.current_url == url + "/login?next=/maps/grids"
+        for attempt in ("not-the-key", key):
+            field = browser.find_element(By.NAME, "key")
+            field.clear()
+            field.send_keys(attempt)
+            field.submit()
+        assert browser.current_url == url + "/maps/grids"
+        deadline = time.monotonic() + 20
+        while not browser.execute_script("return document.querySelectorAll('.leaflet-interactive').length"):
+            assert time.monotonic() < deadline, "the map did not render after signing in"
+            time.sleep(0.05)
+        # the cookie is out of the page scripts' reach
+        assert browser.execute_script("return document.cookie") == ""
+        assert browser.execute_script("return window.__csp") == []
