@@ -12,6 +12,9 @@ from api.features import LIMIT_DEFAULT, LIMIT_MAX
 
 __all__ = ["build_openapi", "to_openapi_30"]
 
+_PAGE_ERRORS = frozenset({"/login"})
+"""Paths a browser posts a form to: their refusals are pages (the form again), not JSON."""
+
 
 def to_openapi_30(node: Any) -> Any:
     """Rewrite the JSON Schema 2020-12 parts FastAPI emits into OpenAPI 3.0 schema objects.
@@ -89,7 +92,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 param.get("schema", {}).pop("nullable", None)
             for code, response in op.get("responses", {}).items():
                 content = response.get("content")
-                if code[:1] in ("4", "5") and content:
+                if code[:1] in ("4", "5") and content and path not in _PAGE_ERRORS:
                     # Errors are always JSON (api.errors), whatever the route's own media type.
                     response["content"] = {"application/json": next(iter(content.values()))}
         if path.endswith("/items"):

@@ -57,13 +57,46 @@ button {{ padding: .45rem 1.2rem; font: inherit; }}
     return HTMLResponse(body, status_code=status)
 
 
-@router.get("/login", response_class=HTMLResponse, summary="Sign-in form for browsers")
+_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+_REDIRECT = {"headers": {"Location": {"schema": {"type": "string"}}}}
+_FORM_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            _FORM_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "required": ["key"],
+                    "properties": {
+                        "key": {"type": "string", "description": "the API key"},
+                        "next": {"type": "string", "description": "a path here to go on to (default /)"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.get("/login", response_class=HTMLResponse, summary="Sign-in form for browsers", responses={200: _HTML})
 def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     """Return the sign-in form; after signing in the browser goes on to ``next`` (a path here)."""
     return _page(request, safe_next(next), None, 200)
 
 
-@router.post("/login", response_class=HTMLResponse, summary="Sign in with an API key (form post)")
+@router.post(
+    "/login",
+    response_class=RedirectResponse,
+    status_code=303,
+    summary="Sign in with an API key (form post)",
+    responses={
+        303: {"description": "Signed in: the session cookie is set; on to `next`", **_REDIRECT},
+        400: {"description": "The form could not be read", **_HTML},
+        401: {"description": "Unknown key: the form again", **_HTML},
+        415: {"description": "Not a form post", **_HTML},
+    },
+    openapi_extra=_FORM_BODY,
+)
 async def login(request: Request, settings: SettingsDep) -> Response:
     """Check the posted key; if known, set the session cookie and redirect (303) to ``next``.
 
@@ -72,7 +105,7 @@ async def login(request: Request, settings: SettingsDep) -> Response:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != _FORM_TYPE:
         return _page(request, "/", f"post the form as {_FORM_TYPE}", 415)
     try:
-        fields = parse_qs((await request.body()).decode("utf-8"), max_num_fields=4)
+        fields = parse_qs((await request.body()).decode("utf-8"))  # size: capped by the body limit
     except (UnicodeDecodeError, ValueError):
         return _page(request, "/", "the form could not be read", 400)
     next_path = safe_next((fields.get("next") or ["/"])[0])
@@ -93,7 +126,13 @@ async def login(request: Request, settings: SettingsDep) -> Response:
     return response
 
 
-@router.post("/logout", summary="Sign out: drop the session cookie")
+@router.post(
+    "/logout",
+    response_class=RedirectResponse,
+    status_code=303,
+    summary="Sign out: drop the session cookie",
+    responses={303: {"description": "Signed out: on to the sign-in form", **_REDIRECT}},
+)
 def logout() -> Response:
     """Drop the session cookie and show the sign-in form."""
     response = RedirectResponse("/login", status_code=303)
