@@ -209,7 +209,39 @@ def cases(scale: str) -> list[Case]:
             extra=extra,
         )
 
+    def planner_case() -> Case:
+        extra: dict[str, Any] = {}
+
+        def ours(s: dict[str, Any]) -> float:
+            import urllib.request
+
+            from geogrid.plans import new_plan
+
+            if "plan_id" not in s:
+                s["plan_id"] = new_plan(GeoPackageStore(s["store"]), "基准 benchmark", author="bench").plan_id
+            page = f"/maps/planner/{s['plan_id']}"
+            app = create_app(Settings(store=s["store"]))
+            with _serve(app) as url, _browser() as driver:
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(url + page, timeout=300) as r:
+                    size = len(r.read())
+                build_s = time.perf_counter() - t0
+                _render_ms(driver, url + page)
+                ms = _render_ms(driver, url + page)
+            extra.update(page_mb=round(size / 1e6, 2), render_ms=round(ms), first_build_s=round(build_s, 2))
+            return ms
+
+        return Case(
+            name="planner_page",
+            setup=setup,
+            ours=ours,
+            repeat=1,
+            notes="demo seed 0: an open plan over all 1,114 grids (4 levels); Geoman drawing tools; timed: render ms",
+            extra=extra,
+        )
+
     return [
+        planner_case(),
         page_case(
             "command_centre_last_week",
             "",
