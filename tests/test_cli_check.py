@@ -151,3 +151,55 @@ def test_report_is_one_offline_page_with_every_finding_and_escaped_names(tiny_gr
     # Every finding is in the table and on the map.
     assert page.count("<tr><td class=num>") == 2  # the gap on level 2 and the untiled parent
     assert "parent_not_tiled" in page and "gap (1)" in page
+
+
+def test_outline_and_exempt_files_shape_what_is_a_gap(tiny_grids, tmp_path):
+    src = tmp_path / "grids.geojson"
+    tiny_grids[tiny_grids["grid_id"] != "G4"].to_file(src)
+    lake = tmp_path / "水域.geojson"
+    tiny_grids.loc[tiny_grids["grid_id"] == "G4", ["geometry"]].to_file(lake)
+
+    def gaps(*extra: object) -> list[dict]:
+        out = run(src, "--json", *extra)
+        assert out.returncode in (0, 1), out.stderr
+        return [f for f in json.loads(out.stdout)["findings"] if f["kind"] == "gap"]
+
+    assert [g["level"] for g in gaps()] == [2]
+    assert gaps("--exempt", lake) == []  # the lake needs no grid
+    # an outline wider than the district: the ring around it is a gap on every level
+    outline = tmp_path / "辖区.geojson"
+    gpd.GeoDataFrame(geometry=[tiny_grids.union_all().buffer(0.002, join_style="mitre")], crs=tiny_grids.crs).to_file(
+        outline
+    )
+    assert {0, 1, 2} <= {g["level"] for g in gaps("--outline", outline, "--exempt", lake)}
+
+
+def _no_crs(path: Path, g: gpd.GeoDataFrame) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pyogrio warns that the file will have no CRS
+        gpd.GeoDataFrame(geometry=g.geometry.to_numpy()).to_file(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "words"),
+    [
+        ("exempt.gpkg", _no_crs, "has no CRS"),  # (GeoJSON is WGS-84 by definition: GDAL says so)
+        (
+            "exempt.geojson",
+            lambda p, g: gpd.GeoDataFrame(geometry=g.representative_point(), crs=g.crs).to_file(p),
+            "must hold polygons",
+        ),
+        ("exempt.geojson", lambda p, g: p.write_text("not a vector file", encoding="utf-8"), "cannot read it"),
+    ],
+    ids=["no-crs", "points", "garbage"],
+)
+def test_an_unusable_exempt_file_exits_2_with_the_reason(tiny_grids, tmp_path, name, make, words):
+    src = tmp_path / "grids.gpkg"
+    tiny_grids.to_file(src, layer="grids")
+    bad = tmp_path / name
+    make(bad, tiny_grids)
+    out = run(src, "--exempt", bad)
+    assert out.returncode == 2, out.stdout
+    assert words in out.stderr and "--exempt" in out.stderr

@@ -100,3 +100,15 @@ def test_unusable_exits_2(tiny_grids, tmp_path, args, words):
     assert res.returncode == 2
     assert words in res.stderr
     assert digest(src) == before
+
+
+def test_exempt_areas_are_left_open_instead_of_refused(tiny_grids, tmp_path):
+    src = tmp_path / "grids.gpkg"
+    tiny_grids[tiny_grids["grid_id"] != "G4"].to_file(src, layer="grids")
+    lake = tmp_path / "水域.geojson"
+    tiny_grids.loc[tiny_grids["grid_id"] == "G4", ["geometry"]].to_file(lake)
+    refused = run(src, "--out", tmp_path / "a.gpkg")
+    assert refused.returncode == 1 and "refused" in refused.stdout  # a gap far above --max-gap
+    done = run(src, "--out", tmp_path / "b.gpkg", "--exempt", lake)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "refused" not in done.stdout

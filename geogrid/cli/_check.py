@@ -13,12 +13,15 @@ import geopandas as gpd
 import pyogrio
 
 from geogrid.cli._common import (
+    EXEMPT_HELP,
     EXIT_FINDINGS,
     EXIT_OK,
+    OUTLINE_HELP,
     grid_file_options,
     handle_errors,
     main,
     measure_option,
+    polygon_file_option,
     progress_bar,
 )
 from geogrid.hierarchy import FINDING_KINDS, REPORTED_PROBLEM_KINDS, CheckResult, check_grids
@@ -115,6 +118,8 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 @grid_file_options
 @measure_option("--gap-width", 1.0, "M", "edges closer than this (metres) without coinciding are edge mismatches")
 @measure_option("--min-area", 0.01, "M2", "ignore overlaps, gaps and leaks smaller than this (m²)")
+@polygon_file_option("outline", OUTLINE_HELP)
+@polygon_file_option("exempt", EXEMPT_HELP)
 @click.option(
     "--level", "levels", type=click.IntRange(min=0), multiple=True, help="report only this level (repeatable)"
 )
@@ -134,6 +139,8 @@ def check(
     crs: str | None,
     gap_width: float,
     min_area: float,
+    outline: gpd.GeoDataFrame | None,
+    exempt: gpd.GeoDataFrame | None,
     levels: tuple[int, ...],
     report: Path | None,
 ) -> None:
@@ -148,6 +155,7 @@ def check(
       geogrid check demo.gpkg
       geogrid check 网格.geojson --id-col 编号 --parent-col 上级 --level-col 层级 --json
       geogrid check demo.gpkg --report qa.html
+      geogrid check demo.gpkg --outline 辖区.geojson --exempt 水域.gpkg
     """
     grids = _load(src, columns, layer, crs)
     n_steps = 2 + 2 * len(set(grids["level"].dropna().astype(int)))
@@ -157,7 +165,15 @@ def check(
             bar.set_postfix_str(label)
             bar.update(1)
 
-        result = check_grids(grids, gap_width_m=gap_width, min_area_m2=min_area, levels=levels or None, progress=step)
+        result = check_grids(
+            grids,
+            gap_width_m=gap_width,
+            min_area_m2=min_area,
+            outline=outline,
+            exempt=exempt,
+            levels=levels or None,
+            progress=step,
+        )
     if report is not None:
         from geogrid._qa_report import report_html
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -122,3 +123,41 @@ def grid_file_options(func: F) -> F:
     func = click.option("--crs", default=None, help="the CRS of the file, if it does not say (e.g. EPSG:4326)")(func)
     func = click.option("--layer", default=None, help="layer to read from a multi-layer file (default: 'grids')")(func)
     return column_mapping_options(func)
+
+
+def _polygon_file(path: Path | None, what: str) -> Any:
+    """Read a vector file of polygons for ``--outline`` / ``--exempt`` (None when not given)."""
+    if path is None:
+        return None
+    import pyogrio
+
+    try:
+        frame = pyogrio.read_dataframe(path)
+    except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
+        fail(f"--{what} {path}: cannot read it ({err})")
+    if frame.crs is None:
+        fail(f"--{what} {path} has no CRS: save it with one (e.g. EPSG:4326)")
+    kinds = set(frame.geom_type.dropna())
+    if not kinds <= {"Polygon", "MultiPolygon"}:
+        fail(f"--{what} {path} must hold polygons; it has {', '.join(sorted(kinds)) or 'no geometry'}")
+    return frame
+
+
+def polygon_file_option(name: str, help_text: str) -> Callable[[F], F]:
+    """Return an option ``--<name> FILE`` that hands the command the file's polygons (GeoDataFrame or None)."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            kwargs[name] = _polygon_file(kwargs[name], name)
+            return func(*args, **kwargs)
+
+        return click.option(  # type: ignore[return-value]
+            f"--{name}", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE", help=help_text
+        )(wrapper)
+
+    return decorate
+
+
+EXEMPT_HELP = "a vector file of areas no grid needs to cover (a lake, a closed site): never gaps"
+OUTLINE_HELP = "a vector file of the jurisdiction, if it is not the union of level 0 (its holes are enclaves)"

@@ -8,8 +8,20 @@ from pathlib import Path
 import click
 import pandas as pd
 
+import geopandas as gpd
+
 from geogrid.cli._check import _is_store, _load
-from geogrid.cli._common import EXIT_FINDINGS, EXIT_OK, fail, grid_file_options, handle_errors, main, measure_option
+from geogrid.cli._common import (
+    EXEMPT_HELP,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    fail,
+    grid_file_options,
+    handle_errors,
+    main,
+    measure_option,
+    polygon_file_option,
+)
 from geogrid.repair import RepairResult, repair_grids
 from layers.errors import StoreError
 from layers.store import GeoPackageStore
@@ -40,6 +52,7 @@ def format_repair(result: RepairResult, *, source: str, out: str) -> str:
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="the repaired GeoPackage to write")
 @measure_option("--snap", 0.5, "M", "snap vertices closer than this (m)")
 @measure_option("--max-gap", 5000.0, "M2", "refuse to fill a gap larger than this (m²)")
+@polygon_file_option("exempt", EXEMPT_HELP)
 @click.option(
     "--log", "log_path", type=click.Path(path_type=Path), default=None, help="write the change log as CSV here"
 )
@@ -50,6 +63,7 @@ def repair(
     out: Path,
     snap: float,
     max_gap: float,
+    exempt: gpd.GeoDataFrame | None,
     log_path: Path | None,
     columns: dict[str, str],
     layer: str | None,
@@ -68,13 +82,14 @@ def repair(
     Examples:
       geogrid repair demo.gpkg --out fixed.gpkg --log changes.csv
       geogrid repair 网格.geojson --out fixed.gpkg --snap 1 --max-gap 2000
+      geogrid repair demo.gpkg --out fixed.gpkg --exempt 水域.gpkg
     """
     if out.resolve() == src.resolve():
         fail(f"--out {out} is SRC: repair never overwrites its input; name another file")
     if out.suffix.lower() != ".gpkg":
         fail(f"--out {out} must be a GeoPackage (.gpkg)")
     grids = _load(src, columns, layer, crs)
-    result = repair_grids(grids, snap_m=snap, max_gap_m2=max_gap, errors="skip")
+    result = repair_grids(grids, snap_m=snap, max_gap_m2=max_gap, exempt=exempt, errors="skip")
     layers = {"grids": result.grids}
     if layer is None and not columns and crs is None and _is_store(src):
         source = GeoPackageStore(src)
