@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -77,8 +78,8 @@ def _serve(app: FastAPI) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture
-def browser(tmp_path):
+def start_chromium(profile: Path, *, window: str, init_script: str) -> Any:
+    """Headless Chromium that reaches only 127.0.0.1, logs the console, and runs ``init_script`` first on every page."""
     _require_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -93,15 +94,21 @@ def browser(tmp_path):
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1024,768",
+        f"--user-data-dir={profile}",
+        f"--window-size={window}",
         # A request to any other host fails at once instead of waiting for a closed network.
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": init_script})
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = start_chromium(tmp_path / "chromium-profile", window="1024,768", init_script=CSP_RECORDER)
     try:
         yield driver
     finally:

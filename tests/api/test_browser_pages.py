@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from api import Settings, create_app
-from tests.api.test_browser import CHROMEDRIVER, CHROMIUM, CSP_RECORDER, _require_browser, _serve
+from tests.api.test_browser import CSP_RECORDER, _serve, start_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser-demo")]
 
@@ -120,29 +120,8 @@ def server(demo) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
     profile = tmp_path_factory.mktemp("chromium-profile")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,800",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER})
+    driver = start_chromium(profile, window="1280,800", init_script=RECORDER)
     driver.set_script_timeout(30)
     try:
         yield driver
