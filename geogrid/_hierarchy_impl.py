@@ -518,17 +518,64 @@ def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray
 
 
 def edge_findings(lv: Level, gap_width: float, out: Findings) -> None:
-    """Edge lines of each cell that do not match a neighbour's."""
+    """Edge lines that do not match a neighbour's: one finding per pair of neighbours.
+
+    Each dirty cell's mismatched lines are split by the neighbour they lie within the gap width
+    of; the pieces of both cells of a pair make one finding naming both (so the planner knows
+    which two grids to fix). A line near no neighbour stays a finding of its own cell.
+    """
     d = np.flatnonzero(lv.dirty)
-    ids = [(str(lv.ids[i]),) for i in d]
+    if d.size == 0:
+        return
+    # Each segment of the lines faces the neighbour whose boundary is nearest its midpoint (within
+    # the gap width). The lines first get the vertices of nearby neighbours that lie on them (a
+    # T-junction's vertex), so a line along two neighbours is split exactly where they meet.
+    src, hit = lv.tree.query(lv.edges[d], predicate="dwithin", distance=gap_width)
+    vx, vi = shapely.get_coordinates(shapely.boundary(lv.geoms[hit]), return_index=True)
+    owner = src[vi]
+    order = np.argsort(owner, kind="stable")
+    verts = np.full(d.size, None, dtype=object)
+    has = np.unique(owner)
+    verts[has] = shapely.multipoints(vx[order], indices=np.searchsorted(has, owner[order]))
+    edges = shapely.normalize(lv.edges[d])  # the same segments whatever the row order
+    snap = np.flatnonzero(verts != None)  # noqa: E711 - elementwise
+    edges[snap] = shapely.snap(edges[snap], verts[snap], tolerance=gap_width * 1e-6)
+    parts, part_cell = shapely.get_parts(edges, return_index=True)
+    xy, which = shapely.get_coordinates(parts, return_index=True)
+    cut = which[:-1] == which[1:]
+    seg = shapely.linestrings(np.stack([xy[:-1][cut], xy[1:][cut]], axis=1))
+    seg_cell = d[part_cell[which[:-1][cut]]]
+    mids = shapely.line_interpolate_point(seg, 0.5, normalized=True)
+    q, cand = lv.tree.query(mids, predicate="dwithin", distance=gap_width)
+    other = cand != seg_cell[q]
+    q, cand = q[other], cand[other]
+    dist = shapely.distance(mids[q], shapely.boundary(lv.geoms[cand]))
+    rank = np.argsort(np.argsort(lv.ids.astype(str), kind="stable"))  # ties go to the lowest grid_id, not row
+    order = np.lexsort((rank[cand], dist, q))  # per piece: the nearest neighbour first
+    q, cand = q[order], cand[order]
+    first = np.r_[True, q[1:] != q[:-1]]
+    facing = np.full(len(seg), -1, dtype=np.int64)
+    facing[q[first]] = cand[first]
+    pair = np.where(facing >= 0, np.minimum(seg_cell, facing), seg_cell)
+    mate = np.where(facing >= 0, np.maximum(seg_cell, facing), -1)
+    key = np.unique(np.column_stack([pair, mate]), axis=0, return_inverse=True)
+    groups, group_of = key[0], key[1].ravel()
+    ids: list[tuple[str, ...]] = [
+        tuple(sorted((str(lv.ids[i]), str(lv.ids[j])))) if j >= 0 else (str(lv.ids[i]),) for i, j in groups
+    ]
+    order = np.argsort(group_of, kind="stable")
+    bounds = np.cumsum(np.bincount(group_of, minlength=len(groups)))[:-1]
+    # normalised: the same lines whatever the row order of the input
+    merged = [shapely.line_merge(shapely.union_all(part)) for part in np.split(seg[order], bounds)]
+    lines = shapely.normalize(np.array(merged, dtype=object))
 
     def msg(i: int, _a: float, length: float) -> str:
-        return (
-            f"grid {ids[i][0]!r}: {length:,.1f} m of edge do not match a neighbour's exactly "
-            f"(an overlap, a sliver narrower than {gap_width:g} m, or a vertex missing where a neighbour's edge ends)"
-        )
+        what = f"an overlap, a sliver narrower than {gap_width:g} m, or a vertex missing where a neighbour's edge ends"
+        if len(ids[i]) == 2:
+            return f"grids {ids[i][0]!r} and {ids[i][1]!r}: {length:,.1f} m of their common edge do not match ({what})"
+        return f"grid {ids[i][0]!r}: {length:,.1f} m of edge do not match a neighbour's exactly ({what})"
 
-    out.add_local("edge_mismatch", lv.level, ids, lv.edges[d], msg, measure="length")
+    out.add_local("edge_mismatch", lv.level, ids, lines, msg, measure="length")
 
 
 def overlap_findings(lv: Level, min_area: float, out: Findings) -> None:
