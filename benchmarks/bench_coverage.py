@@ -30,8 +30,8 @@ def _random_city(n_cameras: int, n_grids: int, seed: int) -> tuple[np.ndarray, n
 
 def _ours(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     grids, views = data
-    covered, _, _ = _geom.covered_per_grid(grids, views)
-    return shapely.area(covered)
+    covered_m2, _, _ = _geom.covered_area_per_grid(grids, views)
+    return covered_m2
 
 
 def _baseline(data: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
