@@ -206,24 +206,29 @@ def covered_area_per_grid(grids: np.ndarray, views: np.ndarray) -> tuple[np.ndar
     """Return the seen area of each grid and the (grid, view) pairs that see it.
 
     The areas-only twin of :func:`covered_per_grid` (same results, no geometry built):
-    ``(covered_m2, pair_grid, pair_view)``, pairs sorted by grid then view.
+    ``(covered_m2, pair_grid, pair_view)``, pairs grouped by grid.
     """
     covered, gi, vi, _ = _covered_area_per_grid(grids, views)
     return covered, gi, vi
 
 
 def _covered_area_per_grid(
-    grids: np.ndarray, views: np.ndarray
+    grids: np.ndarray, views: np.ndarray, *, threads: int | None = None, max_views: int = _kernel.MAX_VIEWS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`covered_area_per_grid`, plus the positions of the grids measured with GEOS."""
+    """:func:`covered_area_per_grid`, plus the positions of the grids measured with GEOS.
+
+    ``threads`` and ``max_views`` go to :func:`geogrid._coverage_kernel.measure`.
+    """
     n = len(grids)
     none = np.empty(0, np.int64)
     if n == 0 or len(views) == 0:
         return np.zeros(n), none, none, none
     live = ~(shapely.is_empty(views) | shapely.is_missing(views))
     gi, vi = shapely.STRtree(np.where(live, views, np.array(None, dtype=object))).query(grids)
-    order = np.lexsort((vi, gi))
-    gi, vi = gi[order].astype(np.int64), vi[order].astype(np.int64)
+    if np.any(gi[1:] < gi[:-1]):  # grouped by grid (as the STRtree gives them)
+        order = np.argsort(gi, kind="stable")
+        gi, vi = gi[order], vi[order]
+    gi, vi = gi.astype(np.int64), vi.astype(np.int64)
     both = np.concatenate([np.asarray(grids, dtype=object), np.asarray(views, dtype=object)])
     x0, y0, x1, y1 = shapely.total_bounds(both)
     if not np.isfinite([x0, y0, x1, y1]).all():
@@ -232,20 +237,20 @@ def _covered_area_per_grid(
     flat = _kernel.flatten(both, ((x0 + x1) / 2, (y0 + y1) / 2))
     tol = max(abs(x0), abs(x1), abs(y0), abs(y1), 1.0) * _kernel.TOL_REL
     cand_off = np.searchsorted(gi, np.arange(n + 1))
-    covered, pair_area, unsure = _kernel.covered_areas(*flat, cand_off, vi + n, tol, _kernel.NEAR * tol)
+    covered, pair_area, unsure = _kernel.measure(flat, cand_off, vi + n, tol, threads=threads, max_views=max_views)
     area = shapely.area(grids)
     floor = 1e-9 * np.maximum(area, 1.0)
     unsure |= (covered < -floor) | (covered > area + floor)
     seen = pair_area > floor[gi]
     redo = np.flatnonzero(unsure)
     if redo.size:
-        # Decisions too close to call: measure those grids with GEOS.
+        # Decisions too close to call, or too many views for the kernel: GEOS measures those grids.
         cov, fg, fv = covered_per_grid(np.asarray(grids)[redo], views)
         covered[redo] = shapely.area(cov)
         seen &= ~unsure[gi]
         gi = np.concatenate([gi[seen], redo[fg]])
         vi = np.concatenate([vi[seen], fv])
-        order = np.lexsort((vi, gi))
+        order = np.argsort(gi, kind="stable")
         gi, vi = gi[order], vi[order]
     else:
         gi, vi = gi[seen], vi[seen]
