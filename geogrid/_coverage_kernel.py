@@ -246,6 +246,10 @@ def _covered_areas(
     pa = np.zeros(kmax)
     hit = np.zeros(kmax, np.bool_)  # the polygon cuts the current stretch
     state = np.zeros(kmax, np.int64)  # if not, its state along the stretch (-1: not known yet)
+    # Carried along a ring: each polygon's state at the end of the previous edge, and whether
+    # that vertex lies on the polygon's boundary (then the state may change there).
+    end_state = np.full(kmax, -1, np.int64)
+    end_touch = np.zeros(kmax, np.bool_)
     ts = np.empty(_SPLITS)
     lo_in, hi_in = np.empty(_SPLITS), np.empty(_SPLITS)
     lo_out, hi_out = np.empty(_SPLITS), np.empty(_SPLITS)
@@ -285,8 +289,12 @@ def _covered_areas(
                     ne += 1
         acc = 0.0
         unsure = False
+        ends0 = ends1 = False  # the previous edge's stage 0 / 1 reached its end vertex
         for e in range(ne):
             c, pi = e_c[e], e_pi[e]
+            follows = e > 0 and e_c[e - 1] == c - 1 and e_pi[e - 1] == pi  # the ring's previous edge
+            was0, was1 = follows and ends0, follows and ends1
+            ends0 = ends1 = False
             ax, ay = xy[c, 0], xy[c, 1]
             bx, by = xy[c + 1, 0], xy[c + 1, 1]
             dx, dy = bx - ax, by - ay
@@ -309,6 +317,8 @@ def _covered_areas(
                     y0 = min(ay + t_lo * dy, ay + t_hi * dy) - tol
                     y1 = max(ay + t_lo * dy, ay + t_hi * dy) + tol
                     tmin, tmax = t_lo + tol / length, t_hi - tol / length
+                    at_start = t_lo == 0.0 and (was0 if stage == 0 else was1)
+                    at_end = t_hi == 1.0
                     ts[0], ts[1] = t_lo, t_hi
                     nt = 2
                     for qi in range(qa, qb):
@@ -319,8 +329,10 @@ def _covered_areas(
                             continue
                         if bbox[q, 0] > x1 or bbox[q, 2] < x0 or bbox[q, 1] > y1 or bbox[q, 3] < y0:
                             state[qi] = _OUT
+                            end_touch[qi] = False
                             continue
                         n0 = nt
+                        touch = False  # b within the tolerance of q's boundary
                         for ch in range(chunk_off[ring_off[q]], chunk_off[ring_off[q + 1]]):
                             if cbox[ch, 0] > x1 or cbox[ch, 2] < x0 or cbox[ch, 1] > y1 or cbox[ch, 3] < y0:
                                 continue
@@ -329,6 +341,12 @@ def _covered_areas(
                                 ex, ey = xy[cq + 1, 0], xy[cq + 1, 1]
                                 if min(cx, ex) > x1 or max(cx, ex) < x0 or min(cy, ey) > y1 or max(cy, ey) < y0:
                                     continue
+                                if at_end and not touch:
+                                    fx, fy = ex - cx, ey - cy
+                                    lf = fx * fx + fy * fy
+                                    u = min(max(((bx - cx) * fx + (by - cy) * fy) / lf, 0.0), 1.0) if lf > 0 else 0.0
+                                    qx, qy = cx + u * fx - bx, cy + u * fy - by
+                                    touch = qx * qx + qy * qy <= tol * tol
                                 # Distances of c and e from the line a -> b, times its length.
                                 d1 = dx * (cy - ay) - dy * (cx - ax)
                                 d2 = dx * (ey - ay) - dy * (ex - ax)
@@ -356,6 +374,11 @@ def _covered_areas(
                                                 ts[nt] = t
                                             nt += 1
                         hit[qi] = nt > n0
+                        # Nothing of q on the stretch and its start not on q's boundary: q's
+                        # state there is the one the previous edge ended with.
+                        if at_start and not hit[qi] and not end_touch[qi] and end_state[qi] in (_IN, _OUT):
+                            state[qi] = end_state[qi]
+                        end_touch[qi] = touch
                     if nt > _SPLITS:
                         unsure = True
                         nt = _SPLITS
@@ -367,6 +390,8 @@ def _covered_areas(
                             j -= 1
                         ts[j + 1] = v
                     # -- Decide each piece by its midpoint.
+                    for qi in range(qa, qb):
+                        end_state[qi] = -1
                     for j in range(nt - 1):
                         t0, t1 = ts[j], ts[j + 1]
                         if (t1 - t0) * length <= tol:
@@ -433,6 +458,8 @@ def _covered_areas(
                                         s = _IN
                                 if not hit[qi]:
                                     state[qi] = s
+                            if j == nt - 2:
+                                end_state[qi] = s
                             if stage == 0:
                                 if s == _IN:  # inside the grid (on its boundary, the grid's piece counts)
                                     if n_out > 0 and hi_out[n_out - 1] == t0:
@@ -452,6 +479,11 @@ def _covered_areas(
                                 break
                         if keep or seen:
                             acc += cr
+                    if at_end:
+                        if stage == 0:
+                            ends0 = True
+                        else:
+                            ends1 = True
                 if stage == 0:
                     for ii in range(n_out):
                         lo_in[ii], hi_in[ii] = lo_out[ii], hi_out[ii]
