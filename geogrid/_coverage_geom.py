@@ -128,11 +128,15 @@ def shadows(
     cos_half = np.sqrt(np.clip((1 + (da * db).sum(1) / np.maximum(la * lb, 1e-12)) / 2, 0.0, 1.0))
     ok = facing & (cos_half > _FAR_MIN_COS) & (la > 1e-9) & (lb > 1e-9)
     pc, c, a, b, da, db, la, lb = pc[ok], c[ok], a[ok], b[ok], da[ok], db[ok], la[ok], lb[ok]
-    far = (range_m[pc] + 1.0) / cos_half[ok] + 1.0
+    # Push both ends beyond the range and beyond the edge itself: the quad is then simple
+    # (an end farther than the push would cross the far side over the edge: a bow-tie).
+    far = np.maximum((range_m[pc] + 1.0) / cos_half[ok] + 1.0, np.maximum(la, lb) + 1.0)
     a2 = c + da / la[:, None] * far[:, None]
     b2 = c + db / lb[:, None] * far[:, None]
     quads = shapely.polygons(np.stack([a, b, b2, a2, a], axis=1))
-    quads = shapely.make_valid(quads)  # near-degenerate quads (camera almost on the edge line)
+    bad = ~shapely.is_valid(quads)  # near-degenerate quads (camera almost on the edge line)
+    if bad.any():
+        quads[bad] = shapely.make_valid(quads[bad])
     return _group_union(quads, pc, n)
 
 
