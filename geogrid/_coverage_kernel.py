@@ -341,7 +341,12 @@ def _covered_areas(
                                 ex, ey = xy[cq + 1, 0], xy[cq + 1, 1]
                                 if min(cx, ex) > x1 or max(cx, ex) < x0 or min(cy, ey) > y1 or max(cy, ey) < y0:
                                     continue
-                                if at_end and not touch:
+                                if (
+                                    at_end
+                                    and not touch
+                                    and min(cx, ex) - tol <= bx <= max(cx, ex) + tol
+                                    and min(cy, ey) - tol <= by <= max(cy, ey) + tol
+                                ):
                                     fx, fy = ex - cx, ey - cy
                                     lf = fx * fx + fy * fy
                                     u = min(max(((bx - cx) * fx + (by - cy) * fy) / lf, 0.0), 1.0) if lf > 0 else 0.0
@@ -432,10 +437,10 @@ def _covered_areas(
                                             if (cy > my) != (ey > my) and mx < cx + (my - cy) * (ex - cx) / (ey - cy):
                                                 inside = not inside
                                             if (
-                                                mx < min(cx, ex) - near
-                                                or mx > max(cx, ex) + near
-                                                or my < min(cy, ey) - near
+                                                my < min(cy, ey) - near
                                                 or my > max(cy, ey) + near
+                                                or mx < min(cx, ex) - near
+                                                or mx > max(cx, ex) + near
                                             ):
                                                 continue
                                             fx, fy = ex - cx, ey - cy
