@@ -242,7 +242,7 @@ def _covered_area_per_grid(
     tol = max(abs(x0), abs(x1), abs(y0), abs(y1), 1.0) * _kernel.TOL_REL
     cand_off = np.searchsorted(gi, np.arange(n + 1))
     covered, pair_area, unsure = _kernel.measure(flat, cand_off, vi + n, tol, threads=threads, max_views=max_views)
-    area = shapely.area(grids)
+    area = np.nan_to_num(shapely.area(grids))  # a missing grid has no area
     floor = 1e-9 * np.maximum(area, 1.0)
     unsure |= (covered < -floor) | (covered > area + floor)
     seen = pair_area > floor[gi]

@@ -155,6 +155,8 @@ def test_empty_and_missing_views_are_skipped():
     assert_same(grids, [None, shapely.Polygon(), sector(5, 5, 0, 360, 3), None])
     cov, gi, vi = geom.covered_area_per_grid(np.array(grids, dtype=object), np.array([None, shapely.Polygon()]))
     assert cov.tolist() == [0.0] and gi.size == vi.size == 0
+    cov, gi, vi = geom.covered_area_per_grid(np.array([None, *grids], dtype=object), np.array([grids[0]]))
+    assert cov.tolist() == [0.0, 100.0] and gi.tolist() == [1] and vi.tolist() == [0]
 
 
 def test_a_view_touching_a_grid_is_not_a_seeing_pair():
