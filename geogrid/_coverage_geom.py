@@ -227,8 +227,7 @@ def _covered_area_per_grid(
     none = np.empty(0, np.int64)
     if n == 0 or len(views) == 0:
         return np.zeros(n), none, none, none
-    live = ~(shapely.is_empty(views) | shapely.is_missing(views))
-    gi, vi = shapely.STRtree(np.where(live, views, np.array(None, dtype=object))).query(grids)
+    gi, vi = shapely.STRtree(views).query(grids)  # the tree leaves missing and empty views out
     if np.any(gi[1:] < gi[:-1]):  # grouped by grid (as the STRtree gives them)
         order = np.argsort(gi, kind="stable")
         gi, vi = gi[order], vi[order]
