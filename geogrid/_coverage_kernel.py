@@ -79,10 +79,11 @@ def flatten(geoms: np.ndarray, origin: tuple[float, float]) -> Flat:
     simple = live & (kind == 3) & (shapely.get_num_interior_rings(geoms) == 0)
     if np.all(simple | empty | (kind == -1)):
         ring_poly = np.flatnonzero(simple)
-        s_xy, s_ring = shapely.get_coordinates(geoms, return_index=True)
-        xy = s_xy - shift
+        xy, s_ring = shapely.get_coordinates(geoms, return_index=True)
+        xy -= shift
         coord_off = np.zeros(len(ring_poly) + 1, np.int64)
         np.cumsum(np.bincount(s_ring, minlength=n)[ring_poly], out=coord_off[1:])
+        del s_ring
         ring_hole = np.zeros(len(ring_poly), np.bool_)
     else:
         s_idx = np.flatnonzero(simple)
