@@ -2,7 +2,8 @@
 
 Sector polygons built in one vectorised pass, 2-D occlusion by shadow polygons behind
 building edges, and per-grid coverage as the union of the views clipped to each grid
-(STRtree pairs, one intersection per pair, one grouped union per grid).
+(STRtree pairs, one intersection per pair, one grouped union per grid), or, when only
+the areas are needed, the compiled Green's-theorem kernel of :mod:`geogrid._coverage_kernel`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 import shapely
+
+from geogrid import _coverage_kernel as _kernel
 
 _FAR_MIN_COS = 0.02
 """Edges seen under more than ~177.7° (the camera on the edge) cast no shadow quad."""
@@ -125,11 +128,15 @@ def shadows(
     cos_half = np.sqrt(np.clip((1 + (da * db).sum(1) / np.maximum(la * lb, 1e-12)) / 2, 0.0, 1.0))
     ok = facing & (cos_half > _FAR_MIN_COS) & (la > 1e-9) & (lb > 1e-9)
     pc, c, a, b, da, db, la, lb = pc[ok], c[ok], a[ok], b[ok], da[ok], db[ok], la[ok], lb[ok]
-    far = (range_m[pc] + 1.0) / cos_half[ok] + 1.0
+    # Push both ends beyond the range and beyond the edge itself: the quad is then simple
+    # (an end farther than the push would cross the far side over the edge: a bow-tie).
+    far = np.maximum((range_m[pc] + 1.0) / cos_half[ok] + 1.0, np.maximum(la, lb) + 1.0)
     a2 = c + da / la[:, None] * far[:, None]
     b2 = c + db / lb[:, None] * far[:, None]
     quads = shapely.polygons(np.stack([a, b, b2, a2, a], axis=1))
-    quads = shapely.make_valid(quads)  # near-degenerate quads (camera almost on the edge line)
+    bad = ~shapely.is_valid(quads)  # near-degenerate quads (camera almost on the edge line)
+    if bad.any():
+        quads[bad] = shapely.make_valid(quads[bad])
     return _group_union(quads, pc, n)
 
 
@@ -197,3 +204,57 @@ def covered_per_grid(grids: np.ndarray, views: np.ndarray) -> tuple[np.ndarray, 
     if coll.any():
         covered[coll] = [shapely.union_all([p for p in shapely.get_parts(c) if p.area > 0]) for c in covered[coll]]
     return covered, gi, vi
+
+
+def covered_area_per_grid(grids: np.ndarray, views: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the seen area of each grid and the (grid, view) pairs that see it.
+
+    The areas-only twin of :func:`covered_per_grid` (same results, no geometry built):
+    ``(covered_m2, pair_grid, pair_view)``, pairs grouped by grid.
+    """
+    covered, gi, vi, _ = _covered_area_per_grid(grids, views)
+    return covered, gi, vi
+
+
+def _covered_area_per_grid(
+    grids: np.ndarray, views: np.ndarray, *, threads: int | None = None, max_views: int = _kernel.MAX_VIEWS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`covered_area_per_grid`, plus the positions of the grids measured with GEOS.
+
+    ``threads`` and ``max_views`` go to :func:`geogrid._coverage_kernel.measure`.
+    """
+    n = len(grids)
+    none = np.empty(0, np.int64)
+    if n == 0 or len(views) == 0:
+        return np.zeros(n), none, none, none
+    gi, vi = shapely.STRtree(views).query(grids)  # the tree leaves missing and empty views out
+    if np.any(gi[1:] < gi[:-1]):  # grouped by grid (as the STRtree gives them)
+        order = np.argsort(gi, kind="stable")
+        gi, vi = gi[order], vi[order]
+    gi, vi = gi.astype(np.int64), vi.astype(np.int64)
+    both = np.concatenate([np.asarray(grids, dtype=object), np.asarray(views, dtype=object)])
+    x0, y0, x1, y1 = shapely.total_bounds(both)
+    if not np.isfinite([x0, y0, x1, y1]).all():
+        return np.zeros(n), none, none, none
+    # Shift to the centre: coordinates near zero keep every cross product exact to more digits.
+    flat = _kernel.flatten(both, ((x0 + x1) / 2, (y0 + y1) / 2))
+    tol = max(abs(x0), abs(x1), abs(y0), abs(y1), 1.0) * _kernel.TOL_REL
+    cand_off = np.searchsorted(gi, np.arange(n + 1))
+    covered, pair_area, unsure = _kernel.measure(flat, cand_off, vi + n, tol, threads=threads, max_views=max_views)
+    area = np.nan_to_num(shapely.area(grids))  # a missing grid has no area
+    floor = 1e-9 * np.maximum(area, 1.0)
+    unsure |= (covered < -floor) | (covered > area + floor)
+    seen = pair_area > floor[gi]
+    redo = np.flatnonzero(unsure)
+    if redo.size:
+        # Decisions too close to call, or too many views for the kernel: GEOS measures those grids.
+        cov, fg, fv = covered_per_grid(np.asarray(grids)[redo], views)
+        covered[redo] = shapely.area(cov)
+        seen &= ~unsure[gi]
+        gi = np.concatenate([gi[seen], redo[fg]])
+        vi = np.concatenate([vi[seen], fv])
+        order = np.argsort(gi, kind="stable")
+        gi, vi = gi[order], vi[order]
+    else:
+        gi, vi = gi[seen], vi[seen]
+    return np.clip(covered, 0.0, area), gi, vi, redo

@@ -6,9 +6,11 @@ buildings layer each view is cut by the buildings in front of the camera (2-D vi
 a camera beside a street does not see through a block). Offline cameras count as blind
 unless ``include_offline=True``.
 
-Per-grid coverage is the union of the views clipped to each grid: an STRtree gives the
-(grid, view) pairs, one intersection per pair, one grouped union per grid. No global
-union of the views is ever built. When a level's grids are tiled exactly by their
+Per-grid coverage is the union of the views clipped to each grid. Its area comes from a
+compiled kernel (Green's theorem over the boundary pieces of that union, no polygon
+built); where the blind part's geometry is wanted, an STRtree gives the (grid, view)
+pairs, one intersection per pair, one grouped union per grid. No global union of the
+views is ever built. When a level's grids are tiled exactly by their
 children (as in a valid hierarchy), the coarser level is summed from the finer one.
 
 Placement of new cameras lives in :mod:`geogrid.placement`.
@@ -261,9 +263,12 @@ def _coverage_core(
                     seers[r] = np.unique(np.concatenate([seers[c] for c in k]))
                 done[rows] = True
                 continue
-        cov, gi, vi = _geom.covered_per_grid(geoms[rows], views)
-        covered[rows] = cov
-        cov_m2[rows] = shapely.area(cov)
+        if need_geometry:
+            cov, gi, vi = _geom.covered_per_grid(geoms[rows], views)
+            covered[rows] = cov
+            cov_m2[rows] = shapely.area(cov)
+        else:  # areas only: the compiled kernel, no polygon built
+            cov_m2[rows], gi, vi = _geom.covered_area_per_grid(geoms[rows], views)
         order = np.argsort(gi, kind="stable")
         split = np.split(vi[order], np.cumsum(np.bincount(gi, minlength=len(rows)))[:-1])
         for r, s in zip(rows, split, strict=True):
