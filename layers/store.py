@@ -684,12 +684,14 @@ def open_store(location: str | os.PathLike[str]) -> Store:
     """
     loc = str(location)
     if loc.startswith(("postgresql://", "postgres://")):
-        from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+        from urllib.parse import parse_qs, urlencode, urlsplit
 
         from layers.postgis import PostGISStore
 
         parts = urlsplit(loc)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         schema = query.pop("schema", "geogrid")
-        return PostGISStore(urlunsplit(parts._replace(query=urlencode(query))), schema=schema)
+        # Not urlunsplit: it drops the "//" of a URL without host ("postgresql:///db?host=/run/postgresql").
+        dsn = loc.split("#", 1)[0].split("?", 1)[0] + (f"?{urlencode(query)}" if query else "")
+        return PostGISStore(dsn, schema=schema)
     return GeoPackageStore(loc)
