@@ -42,7 +42,7 @@ import pandas as pd
 import geopandas as gpd
 import shapely
 
-from layers.errors import NotFoundError, StoreError
+from layers.errors import EditConflict, NotFoundError, StoreError
 from layers.schema import SCHEMAS, STORAGE_CRS, LayerKind, coerce_dtypes
 from layers.store import (
     _EDIT_LOG_COLUMNS,
@@ -417,6 +417,24 @@ class PostGISStore(Store):
         _refuse_unless_open_at(info, plan_id, expected_version)
         return info
 
+    def _advance(self, con: Any, info: PlanInfo, status: str, at: datetime) -> int:
+        """Move the (row-locked, checked) plan to its next version and ``status``; return the version it was at.
+
+        The update is conditional on the version and status checked under the lock, and
+        must hit exactly one row: belt and braces, should a caller ever skip the lock.
+        """
+        cur = con.execute(
+            self._sql(
+                "UPDATE {plans} SET status = %s, version = version + 1, updated_at = %s "
+                "WHERE plan_id = %s AND version = %s AND status = 'open'"
+            ),
+            (status, at, info.plan_id, info.version),
+        )
+        if cur.rowcount != 1:
+            msg = f"plan {info.plan_id!r} changed while being saved: nothing was changed; reload the plan and redo the edit"
+            raise EditConflict(msg, expected=info.version, actual=None)
+        return info.version
+
     def _log(
         self,
         con: Any,
@@ -538,11 +556,7 @@ class PostGISStore(Store):
             info = self._locked(con, plan_id, expected_version)
             at = self._clock(con)
             self._load_layer(con, self._plan_table(info.plan_id), grids)
-            v = int(expected_version)
-            con.execute(
-                self._sql("UPDATE {plans} SET version = %s, updated_at = %s WHERE plan_id = %s AND version = %s"),
-                (v + 1, at, info.plan_id, v),
-            )
+            v = self._advance(con, info, "open", at)
             self._log(con, author, info.plan_id, operation, parameters, v, v + 1, at)
             saved = self._plan_row(con, info.plan_id, "FOR UPDATE")
         assert saved is not None
@@ -555,11 +569,7 @@ class PostGISStore(Store):
         with self._connect() as con, con.transaction():
             info = self._locked(con, plan_id, expected_version)
             at = self._clock(con)
-            v = int(expected_version)
-            con.execute(
-                self._sql("UPDATE {plans} SET status = 'discarded', version = %s, updated_at = %s WHERE plan_id = %s"),
-                (v + 1, at, info.plan_id),
-            )
+            v = self._advance(con, info, "discarded", at)
             con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._id(self._plan_table(info.plan_id))))
             self._log(con, author, info.plan_id, "discard", {}, v, v + 1, at)
             discarded = self._plan_row(con, info.plan_id, "FOR UPDATE")
@@ -597,11 +607,7 @@ class PostGISStore(Store):
                 self._sql("INSERT INTO {versions} VALUES (%s, %s, NULL, %s, %s)"),
                 (current + 1, at, info.plan_id, str(author)),
             )
-            v = int(expected_version)
-            con.execute(
-                self._sql("UPDATE {plans} SET status = 'committed', version = %s, updated_at = %s WHERE plan_id = %s"),
-                (v + 1, at, info.plan_id),
-            )
+            v = self._advance(con, info, "committed", at)
             con.execute(sql.SQL("DROP TABLE {}").format(self._id(plan_table)))
             self._log(con, author, info.plan_id, "commit", {"network_version": current + 1}, v, v + 1, at)
             self._write_metadata(con, {"network_version": current + 1})

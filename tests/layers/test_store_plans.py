@@ -6,7 +6,6 @@ assertions; ``_snapshot`` stands for "the store's whole content" on either.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import signal
 import sqlite3
@@ -15,8 +14,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
 
 import pandas as pd
 import pytest
@@ -27,6 +24,8 @@ import shapely
 from layers.errors import EditConflict, NotFoundError, StoreError
 from layers.postgis import PostGISStore
 from layers.store import GeoPackageStore, Store, open_store
+from tests.layers._stores import location as _location
+from tests.layers._stores import snapshot as _snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,41 +47,6 @@ def store(request, tmp_path) -> Store:
         s = PostGISStore(request.getfixturevalue("postgis_dsn"), schema=f"t_{secrets.token_hex(6)}")
     s.write({"grids": _grids()})
     return s
-
-
-def _location(store: Store) -> str:
-    """What ``open_store`` takes to open ``store`` again (in another process)."""
-    if isinstance(store, GeoPackageStore):
-        return str(store.path)
-    from psycopg.conninfo import conninfo_to_dict
-
-    assert isinstance(store, PostGISStore)
-    params = {k: str(v) for k, v in conninfo_to_dict(store.dsn).items()}
-    return "postgresql:///?" + urlencode({**params, "schema": store.schema})
-
-
-def _snapshot(store: Store) -> Any:
-    """The store's whole content: the file's bytes, or every table of the schema with every row."""
-    if isinstance(store, GeoPackageStore):
-        return hashlib.sha256(store.path.read_bytes()).hexdigest()
-    import psycopg
-    from psycopg import sql
-
-    assert isinstance(store, PostGISStore)
-    with psycopg.connect(store.dsn) as con:
-        tables = [
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY table_name",
-                (store.schema,),
-            )
-        ]
-        return {
-            t: con.execute(
-                sql.SQL("SELECT array_agg(x::text ORDER BY x::text) FROM {} x").format(sql.Identifier(store.schema, t))
-            ).fetchone()[0]
-            for t in tables
-        }
 
 
 def _bump(store: Store, plan_id: str, expected: int, author: str = "li") -> int:
@@ -279,3 +243,164 @@ def test_killed_commit_leaves_the_old_or_the_new_version(store, delay):
     if version == 1:  # the dead writer's locks went with it: the commit can be redone
         assert fresh.commit_plan("p1", expected_version=1, author="li").version == 2
         assert fresh.read("grids")["households"].tolist() == [11, 11]
+
+
+def test_chinese_names_round_trip_and_odd_plan_ids_are_just_not_found(store):
+    plan = store.create_plan("拆分望海楼 C03", author="李雷")
+    grids, _ = store.read_plan(plan.plan_id)
+    grids["name"] = ["河北区", "网格一"]
+    store.save_plan(
+        plan.plan_id,
+        grids,
+        expected_version=0,
+        author="韩梅梅",
+        operation="update_attributes",
+        parameters={"values": {"name": "网格一"}, "说明": "改名"},
+    )
+    assert (store.plan_info(plan.plan_id).name, store.plan_info(plan.plan_id).created_by) == ("拆分望海楼 C03", "李雷")
+    assert store.read_plan(plan.plan_id)[0]["name"].tolist() == ["河北区", "网格一"]
+    log = store.edit_log(plan.plan_id)
+    assert log["author"].tolist() == ["李雷", "韩梅梅"]
+    assert log["parameters"].tolist()[1] == {"values": {"name": "网格一"}, "说明": "改名"}
+    assert log["parameters"].tolist()[0] == {"name": "拆分望海楼 C03", "base_version": 1}
+    before = _snapshot(store)
+    for odd in ["p1'; DROP TABLE grids; --", 'p1" OR 1=1', "P1", "p1 ", "网格"]:
+        with pytest.raises(NotFoundError, match="no plan"):
+            store.plan_info(odd)
+        with pytest.raises(NotFoundError, match="no plan"):
+            store.read_plan(odd)
+        with pytest.raises(NotFoundError, match="no plan"):
+            store.save_plan(odd, grids, expected_version=1, author="x", operation="x", parameters={})
+        with pytest.raises(NotFoundError, match="no plan"):
+            store.commit_plan(odd, expected_version=1, author="x")
+        assert store.edit_log(odd).empty
+    assert _snapshot(store) == before
+
+
+def test_every_store_starts_without_plans_or_versions(store):
+    assert store.plans() == [] and store.versions() == [] and store.network_version() == 1
+    assert store.edit_log().empty and list(store.edit_log().columns)[:3] == ["seq", "at", "author"]
+    assert store.read_version(1)["households"].tolist() == [10, 10]
+    with pytest.raises(NotFoundError, match="no version 2"):
+        store.read_version(2)
+
+
+_RACER = textwrap.dedent(
+    """
+    import sys, time
+    import layers.postgis as pg
+    import layers.store as s
+    from layers.errors import EditConflict
+    def slowly(real):
+        def slow(*a, **k):
+            real(*a, **k)
+            time.sleep(0.3)  # widen the window: the others arrive while the winner holds the lock
+        return slow
+    s.pyogrio.write_dataframe = slowly(s.pyogrio.write_dataframe)
+    pg.PostGISStore._load_layer = slowly(pg.PostGISStore._load_layer)
+    pg.PostGISStore._copy_table = slowly(pg.PostGISStore._copy_table)
+    store, what, plan_id, who, value = s.open_store(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    grids, info = store.read_plan(plan_id)
+    grids["households"] = value  # what a save writes (a commit takes the plan as stored)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    try:
+        if what == "save":
+            store.save_plan(plan_id, grids, expected_version=info.version, author=who, operation="race", parameters={})
+        else:
+            store.commit_plan(plan_id, expected_version=info.version, author=who)
+        print("won", flush=True)
+    except EditConflict as err:
+        print(f"conflict {err.expected} {err.actual}", flush=True)
+    """
+)
+
+
+def _race(store: Store, what: str, plan_ids: list[str]) -> list[str]:
+    """Start one racer per plan id; once every one has read its plan, let them all go at once."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, _location(store), what, pid, f"racer{i}", str(100 + i)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, pid in enumerate(plan_ids)
+    ]
+    for p in procs:  # every racer has read its plan before any of them writes
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    for p in procs:  # then all of them go at once (communicate() would start them one by one)
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    return [o[0].strip() for o in outs]
+
+
+@pytest.mark.slow
+def test_racers_saving_the_same_version_exactly_one_wins(store):
+    store.create_plan("x", author="li")
+    racers = 4
+    results = _race(store, "save", ["p1"] * racers)
+    winners = [i for i, r in enumerate(results) if r == "won"]
+    assert len(winners) == 1, results
+    assert sorted(results) == ["conflict 0 1"] * (racers - 1) + ["won"]
+    grids, info = store.read_plan("p1")
+    assert info.version == 1
+    assert grids["households"].tolist() == [100 + winners[0]] * 2  # the winner's grids, whole
+    log = store.edit_log("p1")
+    assert log["operation"].tolist() == ["create", "race"]
+    assert log["author"].tolist()[1] == f"racer{winners[0]}"
+
+
+@pytest.mark.slow
+def test_racers_committing_plans_of_the_same_network_exactly_one_wins(store):
+    racers = 3
+    for i in range(racers):  # plan p<i+1> sets households to 100 + i
+        plan = store.create_plan(f"plan {i}", author="li")
+        grids, _ = store.read_plan(plan.plan_id)
+        grids["households"] = 100 + i
+        store.save_plan(plan.plan_id, grids, expected_version=0, author="li", operation="set", parameters={})
+    results = _race(store, "commit", [f"p{i + 1}" for i in range(racers)])
+    winners = [i for i, r in enumerate(results) if r == "won"]
+    assert len(winners) == 1, results
+    assert sorted(results) == ["conflict 1 2"] * (racers - 1) + ["won"]  # copied from version 1, 2 committed since
+    assert [v.version for v in store.versions()] == [1, 2]
+    assert store.versions()[1].plan_id == f"p{winners[0] + 1}"
+    assert store.read("grids")["households"].tolist() == [100 + winners[0]] * 2
+    assert store.read_version(1)["households"].tolist() == [10, 10]
+    assert [p.status for p in store.plans()].count("committed") == 1
+    assert store.edit_log()["operation"].tolist().count("commit") == 1
+
+
+_CREATOR = textwrap.dedent(
+    """
+    import sys
+    from layers.store import open_store
+    store = open_store(sys.argv[1])
+    print(" ".join(store.create_plan(f"{sys.argv[2]}-{i}", author=sys.argv[2]).plan_id for i in range(3)))
+    """
+)
+
+
+@pytest.mark.slow
+def test_concurrent_plan_starts_get_distinct_ids(store):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CREATOR, _location(store), f"c{i}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    ids = [pid for o in outs for pid in o[0].split()]
+    assert sorted(ids, key=lambda i: int(i[1:])) == [f"p{n}" for n in range(1, 13)]
+    assert sorted(p.plan_id for p in store.plans()) == sorted(ids)
+    assert store.edit_log()["operation"].tolist() == ["create"] * 12
