@@ -15,7 +15,7 @@ from geopandas.testing import assert_geodataframe_equal
 from layers.errors import StoreError
 from layers.postgis import PostGISStore
 from layers.store import Store, open_store
-from tests.layers._stores import snapshot
+from tests._stores import snapshot
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ import shapely
 from layers.errors import EditConflict, NotFoundError, StoreError
 from layers.postgis import PostGISStore
 from layers.store import GeoPackageStore, Store, open_store
-from tests.layers._stores import location as _location
-from tests.layers._stores import snapshot as _snapshot
+from tests._stores import location as _location
+from tests._stores import snapshot as _snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
