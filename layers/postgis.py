@@ -53,6 +53,7 @@ from layers.store import (
     PlanInfo,
     Store,
     VersionInfo,
+    _refuse_internal_names,
     _refuse_unless_based_on,
     _refuse_unless_open_at,
 )
@@ -226,6 +227,7 @@ class PostGISStore(Store):
         """Replace ``layers`` in one transaction and update metadata."""
         from psycopg import sql
 
+        _refuse_internal_names(layers)
         for name, gdf in layers.items():
             _check_name(name, "layer name")
             if gdf.crs is None:

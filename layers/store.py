@@ -124,6 +124,17 @@ def _refuse_unless_based_on(info: PlanInfo, current: int) -> None:
         raise EditConflict(msg, expected=info.base_version, actual=current)
 
 
+def _refuse_internal_names(layers: Mapping[str, Any]) -> None:
+    """Raise StoreError for layer names of geogrid's own tables: plans, versions and the log are not written as layers."""
+    reserved = sorted(name for name in layers if str(name).startswith(_HIDDEN_PREFIX))
+    if reserved:
+        msg = (
+            f"layer name(s) {', '.join(map(repr, reserved))} start with {_HIDDEN_PREFIX!r}, which geogrid keeps for "
+            "its plans, versions and edit log: choose another name"
+        )
+        raise StoreError(msg)
+
+
 _PLAN_SQL = f"""
 CREATE TABLE IF NOT EXISTS {_PLANS} (
     plan_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, version INTEGER NOT NULL,
@@ -349,6 +360,7 @@ class GeoPackageStore(Store):
 
     def write(self, layers: Mapping[str, gpd.GeoDataFrame], *, metadata: Mapping[str, Any] | None = None) -> None:
         """Replace ``layers`` atomically and update metadata (``updated_at``, user keys)."""
+        _refuse_internal_names(layers)
         for name, gdf in layers.items():
             if gdf.crs is None:
                 msg = f"layer {name!r} has no CRS; the store keeps {STORAGE_CRS}: set it before writing"

@@ -404,3 +404,12 @@ def test_concurrent_plan_starts_get_distinct_ids(store):
     assert sorted(ids, key=lambda i: int(i[1:])) == [f"p{n}" for n in range(1, 13)]
     assert sorted(p.plan_id for p in store.plans()) == sorted(ids)
     assert store.edit_log()["operation"].tolist() == ["create"] * 12
+
+
+@pytest.mark.parametrize("name", ["geogrid_edit_log", "geogrid_plan_p1", "geogrid_grids_v1"])
+def test_layers_cannot_overwrite_the_plan_tables(store, name):
+    store.create_plan("x", author="li")
+    before = _snapshot(store)
+    with pytest.raises(StoreError, match="geogrid keeps for its plans"):
+        store.write({"grids": _grids(99), name: _grids()})
+    assert _snapshot(store) == before
