@@ -24,7 +24,7 @@ never see a half-replaced plan. Timestamps come from the database clock
 order even when several application servers write. A trigger refuses UPDATE, DELETE
 and TRUNCATE on the edit log.
 
-Requires ``psycopg`` (``pip install geogrid[postgis]``) and PostGIS ≥ 3.0.
+Requires ``psycopg`` (``pip install geogrid[postgis]``), PostgreSQL ≥ 11 and PostGIS ≥ 3.0.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -65,6 +65,9 @@ _KINDS = {k.value for k in LayerKind}
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _GRIDS = LayerKind.GRIDS.value
 _PLAN_COLUMNS = ("plan_id", "name", "status", "version", "base_version", "created_by", "created_at", "updated_at")
+_PLAN_ROW = f"SELECT {', '.join(_PLAN_COLUMNS)} FROM {{plans}} WHERE plan_id = %s"
+_PLAN_ROW_FOR_SHARE = f"{_PLAN_ROW} FOR SHARE"  # readers: wait for a writer, keep writers out while reading
+_PLAN_ROW_FOR_UPDATE = f"{_PLAN_ROW} FOR UPDATE"  # writers: one at a time per plan
 _APPEND_ONLY_FN = f"{_LOG}_append_only"
 _APPEND_ONLY_TRIGGERS = (f"{_LOG}_no_update_delete", f"{_LOG}_no_truncate")
 
@@ -398,22 +401,20 @@ class PostGISStore(Store):
         )
         return NotFoundError(msg)
 
-    def _plan_row(self, con: Any, plan_id: str, lock: str) -> PlanInfo | None:
+    def _plan_row(self, con: Any, plan_id: str, lock: Literal["share", "update"]) -> PlanInfo | None:
         """Read the plan's record on ``con`` with a row lock (``FOR SHARE`` or ``FOR UPDATE``); None if missing."""
         from psycopg import errors
 
-        assert lock in ("FOR SHARE", "FOR UPDATE")
-        cols = ", ".join(_PLAN_COLUMNS)
+        query = _PLAN_ROW_FOR_SHARE if lock == "share" else _PLAN_ROW_FOR_UPDATE
         try:
-            row = con.execute(self._sql(f"SELECT {cols} FROM {{plans}} WHERE plan_id = %s {lock}"), (str(plan_id),))
-            found = row.fetchone()
+            found = con.execute(self._sql(query), (str(plan_id),)).fetchone()
         except errors.UndefinedTable:
             return None
         return None if found is None else self._plan_of(found)
 
     def _locked(self, con: Any, plan_id: str, expected_version: int) -> PlanInfo:
         """Inside a transaction: lock the plan's row, then its record, or EditConflict if it moved on."""
-        info = self._plan_row(con, plan_id, "FOR UPDATE")
+        info = self._plan_row(con, plan_id, "update")
         if info is None:
             raise self._no_plan(plan_id)
         _refuse_unless_open_at(info, plan_id, expected_version)
@@ -505,7 +506,7 @@ class PostGISStore(Store):
         row for update) either finished before, or waits until the read is done.
         """
         with self._connect() as con, con.transaction():
-            info = self._plan_row(con, plan_id, "FOR SHARE")
+            info = self._plan_row(con, plan_id, "share")
             if info is None:
                 raise self._no_plan(plan_id)
             if info.status != "open":
@@ -532,7 +533,7 @@ class PostGISStore(Store):
                 (plan_id, str(name), base, str(author), at, at),
             )
             self._log(con, author, plan_id, "create", {"name": name, "base_version": base}, None, 0, at)
-            info = self._plan_row(con, plan_id, "FOR SHARE")
+            info = self._plan_row(con, plan_id, "share")
         assert info is not None
         return info
 
@@ -560,7 +561,7 @@ class PostGISStore(Store):
             self._load_layer(con, self._plan_table(info.plan_id), grids)
             v = self._advance(con, info, "open", at)
             self._log(con, author, info.plan_id, operation, parameters, v, v + 1, at)
-            saved = self._plan_row(con, info.plan_id, "FOR UPDATE")
+            saved = self._plan_row(con, info.plan_id, "update")
         assert saved is not None
         return saved
 
@@ -574,7 +575,7 @@ class PostGISStore(Store):
             v = self._advance(con, info, "discarded", at)
             con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._id(self._plan_table(info.plan_id))))
             self._log(con, author, info.plan_id, "discard", {}, v, v + 1, at)
-            discarded = self._plan_row(con, info.plan_id, "FOR UPDATE")
+            discarded = self._plan_row(con, info.plan_id, "update")
         assert discarded is not None
         return discarded
 
