@@ -64,8 +64,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GEOGRID_", extra="ignore", hide_input_in_errors=True)
 
-    store: Path | None = None
-    """The GeoPackage store to serve; None serves the demo district (built on first use)."""
+    store: Path | str | None = None
+    """The store to serve: a GeoPackage path, or a PostGIS URL (``postgresql://user@host/db?schema=geogrid``,
+    kept as text); None serves the demo district (built on first use). Give a database password through
+    ``~/.pgpass`` or ``PGPASSWORD`` rather than in the URL."""
 
     tiles: str | None = None
     """URL template of a local basemap tile server (``http://tiles.local/{z}/{x}/{y}.png``); None: no basemap."""
@@ -94,6 +96,14 @@ class Settings(BaseSettings):
 
     docs: bool = False
     """Serve the interactive API docs at ``/docs`` (Swagger UI, vendored and served by the app)."""
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: Any) -> Any:
+        # A URL must not become a Path: Path("postgresql://h/db") is "postgresql:/h/db".
+        if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+            return value
+        return None if value is None else Path(value)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -96,6 +96,45 @@ class VersionInfo:
     committed_by: str | None
 
 
+_EDIT_LOG_COLUMNS = ("seq", "at", "author", "plan_id", "operation", "parameters", "version_before", "version_after")
+"""Columns of :meth:`Store.edit_log`, in order (every backend returns these)."""
+
+
+def _refuse_unless_open_at(info: PlanInfo, plan_id: str, expected_version: int) -> None:
+    """Raise EditConflict unless the plan is open and at ``expected_version`` (shared by the backends)."""
+    if info.status != "open":
+        msg = f"plan {plan_id!r} is {info.status}: nothing was changed"
+        raise EditConflict(msg, expected=expected_version, actual=info.version)
+    if info.version != int(expected_version):
+        msg = (
+            f"plan {plan_id!r} is at version {info.version}, but the edit was based on version "
+            f"{expected_version}: someone else changed it. Nothing was changed; reload the plan and redo the edit"
+        )
+        raise EditConflict(msg, expected=expected_version, actual=info.version)
+
+
+def _refuse_unless_based_on(info: PlanInfo, current: int) -> None:
+    """Raise EditConflict unless the plan was copied from network version ``current`` (shared by the backends)."""
+    if info.base_version != current:
+        msg = (
+            f"plan {info.plan_id!r} was copied from network version {info.base_version}, but version "
+            f"{current} has been committed since: nothing was changed. Start a new plan from the "
+            "current network and redo the edits (geogrid plan diff shows them)"
+        )
+        raise EditConflict(msg, expected=info.base_version, actual=current)
+
+
+def _refuse_internal_names(layers: Mapping[str, Any]) -> None:
+    """Raise StoreError for layer names of geogrid's own tables: plans, versions and the log are not written as layers."""
+    reserved = sorted(name for name in layers if str(name).startswith(_HIDDEN_PREFIX))
+    if reserved:
+        msg = (
+            f"layer name(s) {', '.join(map(repr, reserved))} start with {_HIDDEN_PREFIX!r}, which geogrid keeps for "
+            "its plans, versions and edit log: choose another name"
+        )
+        raise StoreError(msg)
+
+
 _PLAN_SQL = f"""
 CREATE TABLE IF NOT EXISTS {_PLANS} (
     plan_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, version INTEGER NOT NULL,
@@ -321,6 +360,7 @@ class GeoPackageStore(Store):
 
     def write(self, layers: Mapping[str, gpd.GeoDataFrame], *, metadata: Mapping[str, Any] | None = None) -> None:
         """Replace ``layers`` atomically and update metadata (``updated_at``, user keys)."""
+        _refuse_internal_names(layers)
         for name, gdf in layers.items():
             if gdf.crs is None:
                 msg = f"layer {name!r} has no CRS; the store keeps {STORAGE_CRS}: set it before writing"
@@ -480,15 +520,7 @@ class GeoPackageStore(Store):
             msg = f"store {self.path} has no plan {plan_id!r}"
             raise NotFoundError(msg)
         info = self._plan_of(row)
-        if info.status != "open":
-            msg = f"plan {plan_id!r} is {info.status}: nothing was changed"
-            raise EditConflict(msg, expected=expected_version, actual=info.version)
-        if info.version != int(expected_version):
-            msg = (
-                f"plan {plan_id!r} is at version {info.version}, but the edit was based on version "
-                f"{expected_version}: someone else changed it. Nothing was changed; reload the plan and redo the edit"
-            )
-            raise EditConflict(msg, expected=expected_version, actual=info.version)
+        _refuse_unless_open_at(info, plan_id, expected_version)
         return info
 
     def _write_layer(self, path: Path, name: str, gdf: gpd.GeoDataFrame) -> None:
@@ -562,15 +594,7 @@ class GeoPackageStore(Store):
         return self.plan_info(plan_id)
 
     def _checked_info(self, info: PlanInfo, plan_id: str, expected_version: int) -> None:
-        if info.status != "open":
-            msg = f"plan {plan_id!r} is {info.status}: nothing was changed"
-            raise EditConflict(msg, expected=expected_version, actual=info.version)
-        if info.version != int(expected_version):
-            msg = (
-                f"plan {plan_id!r} is at version {info.version}, but the edit was based on version "
-                f"{expected_version}: someone else changed it. Nothing was changed; reload the plan and redo the edit"
-            )
-            raise EditConflict(msg, expected=expected_version, actual=info.version)
+        _refuse_unless_open_at(info, plan_id, expected_version)
 
     def discard_plan(self, plan_id: str, *, expected_version: int, author: str) -> PlanInfo:
         """Discard an open plan at ``expected_version``; the network is untouched."""
@@ -609,13 +633,7 @@ class GeoPackageStore(Store):
                 current = con.execute(f"SELECT max(version) FROM {_VERSIONS}").fetchone()[0]
                 first_commit = current is None
                 current = int(current or 1)
-                if info.base_version != current:
-                    msg = (
-                        f"plan {plan_id!r} was copied from network version {info.base_version}, but version "
-                        f"{current} has been committed since: nothing was changed. Start a new plan from the "
-                        "current network and redo the edits (geogrid plan diff shows them)"
-                    )
-                    raise EditConflict(msg, expected=info.base_version, actual=current)
+                _refuse_unless_based_on(info, current)
             if first_commit:
                 old = pyogrio.read_dataframe(tmp, layer="grids", use_arrow=True)
                 self._write_layer(tmp, self._version_layer(1), old)
@@ -640,7 +658,7 @@ class GeoPackageStore(Store):
 
     def edit_log(self, plan_id: str | None = None) -> pd.DataFrame:
         """Read the append-only edit log (who, when, operation, parameters, version before/after), oldest first."""
-        cols = ["seq", "at", "author", "plan_id", "operation", "parameters", "version_before", "version_after"]
+        cols = list(_EDIT_LOG_COLUMNS)
         if not self.path.exists():
             return pd.DataFrame(columns=cols)
         where, params = ("", ()) if plan_id is None else (" WHERE plan_id = ?", (str(plan_id),))
@@ -678,12 +696,14 @@ def open_store(location: str | os.PathLike[str]) -> Store:
     """
     loc = str(location)
     if loc.startswith(("postgresql://", "postgres://")):
-        from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+        from urllib.parse import parse_qs, urlencode, urlsplit
 
         from layers.postgis import PostGISStore
 
         parts = urlsplit(loc)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         schema = query.pop("schema", "geogrid")
-        return PostGISStore(urlunsplit(parts._replace(query=urlencode(query))), schema=schema)
+        # Not urlunsplit: it drops the "//" of a URL without host ("postgresql:///db?host=/run/postgresql").
+        dsn = loc.split("#", 1)[0].split("?", 1)[0] + (f"?{urlencode(query)}" if query else "")
+        return PostGISStore(dsn, schema=schema)
     return GeoPackageStore(loc)

@@ -11,18 +11,19 @@ from click.testing import CliRunner
 import shapely
 
 from geogrid.cli import main
-from layers.store import GeoPackageStore
+from layers.store import open_store
 
 X0, Y0, D = 117.20, 39.10, 0.01
 
 
-@pytest.fixture
-def store_path(tmp_path, tiny_grids):
+@pytest.fixture(params=["gpkg", "postgis"])
+def store_path(request, tmp_path, tiny_grids) -> str:
+    """A GeoPackage path or a ``postgresql://`` URL: the commands take either."""
     g = tiny_grids.copy()
     g["households"] = pd.array([100, 60, 40, 30, 30, 20, 20], dtype="Int64")
-    path = tmp_path / "cli.gpkg"
-    GeoPackageStore(path).write({"grids": g})
-    return str(path)
+    location = str(tmp_path / "cli.gpkg") if request.param == "gpkg" else request.getfixturevalue("postgis_url")
+    open_store(location).write({"grids": g})
+    return location
 
 
 def invoke(*args: str):

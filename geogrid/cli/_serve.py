@@ -6,11 +6,29 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from tqdm import tqdm
 
 from geogrid.cli._common import handle_errors, main
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _without_password(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for printing).
+
+    Examples
+    --------
+    >>> _without_password("postgresql://me:secret@db/city?schema=s")
+    'postgresql://me:***@db/city?schema=s'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _is_loopback(host: str) -> bool:
@@ -24,7 +42,7 @@ def _is_loopback(host: str) -> bool:
 
 
 @main.command()
-@click.argument("store", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("store", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
 @click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
 @click.option(
@@ -36,8 +54,8 @@ def _is_loopback(host: str) -> bool:
     "Without keys the server reads anonymously and binds to loopback only.",
 )
 @handle_errors
-def serve(store: Path | None, host: str, port: int, api_keys: str) -> None:
-    r"""Serve STORE (a GeoPackage) as maps and an API; with no STORE, the demo district.
+def serve(store: str | None, host: str, port: int, api_keys: str) -> None:
+    r"""Serve STORE (a GeoPackage, or a PostGIS URL) as maps and an API; with no STORE, the demo district.
 
     The demo district is built on first use into the user cache directory (a few
     seconds) and reused afterwards. Everything the pages need is served by geogrid
@@ -51,6 +69,7 @@ def serve(store: Path | None, host: str, port: int, api_keys: str) -> None:
     Examples:
       geogrid serve                      the demo district on http://127.0.0.1:8000/
       geogrid serve city.gpkg --port 9000
+      geogrid serve "postgresql://geogrid@db.local/city?schema=hebei"
       GEOGRID_API_KEYS="k1:viewer,k2:admin" geogrid serve city.gpkg --host 0.0.0.0
     """
     import uvicorn
@@ -64,14 +83,19 @@ def serve(store: Path | None, host: str, port: int, api_keys: str) -> None:
             "Set GEOGRID_API_KEYS='key1:viewer,key2:admin' (or --api-keys), or bind to 127.0.0.1"
         )
         raise click.UsageError(msg)
-    if store is not None and not store.exists():
-        msg = f"{store} does not exist: build one with `geogrid demo {store}`"
-        raise click.BadParameter(msg, param_hint="STORE")
-    if store is None:
-        with tqdm(total=9, desc="demo district (first use)", unit="step", leave=False, disable=None) as bar:
-            store = demo_store(progress=lambda _stage: bar.update(1))
+    if store is not None and store.startswith(_URL_SCHEMES):
+        location, shown_store = store, _without_password(store)
+    else:
+        path = None if store is None else Path(store)
+        if path is not None and not path.exists():
+            msg = f"{path} does not exist: build one with `geogrid demo {path}`"
+            raise click.BadParameter(msg, param_hint="STORE")
+        if path is None:
+            with tqdm(total=9, desc="demo district (first use)", unit="step", leave=False, disable=None) as bar:
+                path = demo_store(progress=lambda _stage: bar.update(1))
+        location = shown_store = str(path.resolve())
     # The app reads its settings (GEOGRID_*) from the environment of the server process.
-    os.environ["GEOGRID_STORE"] = str(store.resolve())
+    os.environ["GEOGRID_STORE"] = location
     if keyed:
         os.environ["GEOGRID_API_KEYS"] = api_keys
         os.environ.pop("GEOGRID_LOCAL_ADMIN_KEY", None)
@@ -79,7 +103,9 @@ def serve(store: Path | None, host: str, port: int, api_keys: str) -> None:
         admin_key = secrets.token_urlsafe(24)
         os.environ["GEOGRID_LOCAL_ADMIN_KEY"] = admin_key
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"geogrid: serving {store} on http://{shown}:{port}/ (maps: http://{shown}:{port}/maps/grids)", err=True)
+    click.echo(
+        f"geogrid: serving {shown_store} on http://{shown}:{port}/ (maps: http://{shown}:{port}/maps/grids)", err=True
+    )
     if not keyed:
         click.echo(
             "geogrid: no API keys configured: reading is open to this machine only.\n"

@@ -48,3 +48,15 @@ def test_keys_allow_a_public_host(runs, store_path, monkeypatch):
     assert "GEOGRID_LOCAL_ADMIN_KEY" not in os.environ
     assert "k1-0123456789" not in out.output
     assert runs[0][1]["host"] == "0.0.0.0"
+
+
+def test_a_postgis_url_is_served_as_given_and_printed_without_its_password(runs):
+    url = "postgresql://planner:s3cret-pw@db.example/city?schema=hebei"
+    out = CliRunner().invoke(main, ["serve", url])
+    assert out.exit_code == 0, out.output
+    import os
+
+    assert os.environ["GEOGRID_STORE"] == url  # not resolved as a file path
+    assert "postgresql://planner:***@db.example/city?schema=hebei" in out.output
+    assert "s3cret-pw" not in out.output
+    assert runs

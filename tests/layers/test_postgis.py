@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -11,7 +14,8 @@ from geopandas.testing import assert_geodataframe_equal
 
 from layers.errors import StoreError
 from layers.postgis import PostGISStore
-from layers.store import open_store
+from layers.store import Store, open_store
+from tests._stores import snapshot
 
 
 @pytest.fixture
@@ -80,3 +84,149 @@ def test_rewriting_a_layer_replaces_it(store, tiny_grids):
 
 def test_open_store_recognises_postgresql_urls(postgis_dsn):
     assert isinstance(open_store("postgresql://postgres@localhost/postgres"), PostGISStore)
+
+
+# -- plans, versions and the edit log: what only a database can do wrong ----------------------
+def _plan_store(store: PostGISStore) -> PostGISStore:
+    store.write(
+        {
+            "grids": gpd.GeoDataFrame(
+                {"grid_id": ["D", "a"], "parent_id": [None, "D"], "level": [0, 1], "households": [10, 10]},
+                geometry=[shapely.box(117.2, 39.1, 117.22, 39.11)] * 2,
+                crs="EPSG:4326",
+            )
+        }
+    )
+    return store
+
+
+def _same_script(store: Store, network: gpd.GeoDataFrame) -> dict[str, Any]:
+    """Run one plan workflow on ``network`` and return everything the store answers along the way."""
+    store.write({"grids": network})
+    out: dict[str, Any] = {"created": store.create_plan("拆分 S1", author="李雷")}
+    grids, out["read"] = store.read_plan("p1")
+    grids.loc[grids["grid_id"] == "G1", "name"] = "网格一（新）"
+    out["saved"] = store.save_plan(
+        "p1", grids, expected_version=0, author="李雷", operation="update_attributes", parameters={"grid_id": "G1"}
+    )
+    out["plan_grids"], _ = store.read_plan("p1")
+    store.create_plan("丢弃", author="王")
+    out["discarded"] = store.discard_plan("p2", expected_version=0, author="王")
+    out["committed"] = store.commit_plan("p1", expected_version=1, author="李雷")
+    out["grids"] = store.read("grids")
+    out["v1"], out["v2"] = store.read_version(1), store.read_version(2)
+    out["versions"], out["plans"], out["log"] = store.versions(), store.plans(), store.edit_log()
+    out["network_version"], out["layers"] = store.network_version(), store.layer_names()
+    return out
+
+
+def test_plans_answer_what_the_geopackage_store_answers(store, tmp_store, tiny_grids):
+    pg, gp = _same_script(store, tiny_grids), _same_script(tmp_store, tiny_grids)
+    for key in ("plan_grids", "grids", "v1", "v2"):
+        assert_geodataframe_equal(pg[key], gp[key], check_dtype=True)
+    assert pg["plan_grids"]["name"].tolist()[3] == "网格一（新）"
+    for key in ("created", "read", "saved", "discarded", "committed"):
+        a, b = pg[key], gp[key]
+        assert type(a) is type(b)
+        for f in a.__dataclass_fields__:
+            if f.endswith("_at") or f.startswith("valid_"):  # the two stores' clocks differ; the form does not
+                x, y = getattr(a, f), getattr(b, f)
+                assert type(x) is type(y) and (x is None or (len(x) == len(y) and x.endswith("+00:00"))), (key, f, x, y)
+            else:
+                assert getattr(a, f) == getattr(b, f), (key, f)
+    assert [(v.version, v.plan_id, v.committed_by, v.valid_to is None) for v in pg["versions"]] == [
+        (v.version, v.plan_id, v.committed_by, v.valid_to is None) for v in gp["versions"]
+    ]
+    assert [(p.plan_id, p.name, p.status, p.version) for p in pg["plans"]] == [
+        (p.plan_id, p.name, p.status, p.version) for p in gp["plans"]
+    ]
+    log_pg, log_gp = pg["log"], gp["log"]
+    assert log_pg.dtypes.to_dict() == log_gp.dtypes.to_dict()
+    pd.testing.assert_frame_equal(log_pg.drop(columns="at"), log_gp.drop(columns="at"))
+    assert all(isinstance(t, str) and t.endswith("+00:00") for t in log_pg["at"])
+    assert (pg["network_version"], pg["layers"]) == (gp["network_version"], gp["layers"]) == (2, ["grids"])
+    v1, v2 = pg["versions"]
+    assert v1.valid_to == v2.valid_from == pg["committed"].valid_from
+
+
+def test_the_edit_log_trigger_refuses_truncate_but_not_insert(store):
+    import psycopg
+
+    _plan_store(store).create_plan("x", author="li")
+    with psycopg.connect(store.dsn, options=f"-c search_path={store.schema}") as con:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: TRUNCATE refused"):
+            con.execute("TRUNCATE geogrid_edit_log")
+        con.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: UPDATE refused"):
+            con.execute("UPDATE geogrid_edit_log SET parameters = '{}' WHERE seq = 1")
+        con.rollback()
+        con.execute(
+            "INSERT INTO geogrid_edit_log (at, author, operation, parameters) VALUES (now(), 'ops', 'note', '{}')"
+        )
+    assert store.edit_log()["operation"].tolist() == ["create", "note"]
+
+
+def test_a_commit_failing_halfway_changes_nothing(store, monkeypatch):
+    _plan_store(store).create_plan("x", author="li")
+    grids, _ = store.read_plan("p1")
+    grids["households"] = 11
+    store.save_plan("p1", grids, expected_version=0, author="li", operation="bump", parameters={})
+    before = snapshot(store)
+
+    def broken(self, con, extra):  # everything else of the commit has run by now
+        msg = "disk full"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(PostGISStore, "_write_metadata", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.commit_plan("p1", expected_version=1, author="li")
+    assert snapshot(store) == before
+    monkeypatch.undo()
+    assert store.commit_plan("p1", expected_version=1, author="li").version == 2
+    assert store.read("grids")["households"].tolist() == [11, 11]
+
+
+def test_a_refused_save_changes_nothing(store):
+    _plan_store(store).create_plan("x", author="li")
+    grids, _ = store.read_plan("p1")
+    grids["Bad Column"] = 1  # refused after the plan row was locked and the version checked
+    before = snapshot(store)
+    with pytest.raises(StoreError, match="Bad Column"):
+        store.save_plan("p1", grids, expected_version=0, author="li", operation="x", parameters={})
+    assert snapshot(store) == before
+    assert store.plan_info("p1").version == 0
+
+
+def test_a_reader_waits_for_a_save_in_progress_and_sees_it_whole(store, monkeypatch):
+    _plan_store(store).create_plan("x", author="li")
+    swapped, release = threading.Event(), threading.Event()
+    real = PostGISStore._load_layer
+
+    def load_then_wait(self, con, name, gdf):
+        real(self, con, name, gdf)
+        swapped.set()  # the new plan layer is in place, the version not yet bumped, nothing committed
+        release.wait(30)
+
+    monkeypatch.setattr(PostGISStore, "_load_layer", load_then_wait)
+    grids, _ = store.read_plan("p1")
+    grids["households"] = 11
+    saver = threading.Thread(
+        target=store.save_plan,
+        args=("p1", grids),
+        kwargs={"expected_version": 0, "author": "li", "operation": "bump", "parameters": {}},
+    )
+    saver.start()
+    try:
+        assert swapped.wait(30)
+        got: list[Any] = []
+        reader = threading.Thread(target=lambda: got.append(store.read_plan("p1")))
+        reader.start()
+        reader.join(0.5)
+        assert not got  # the reader is waiting on the saver's row lock
+        release.set()
+        reader.join(30)
+    finally:
+        release.set()
+        saver.join(30)
+    ((frame, info),) = got
+    assert (info.version, frame["households"].tolist()) == (1, [11, 11])
