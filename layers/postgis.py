@@ -324,10 +324,6 @@ class PostGISStore(Store):
     def _plan_table(plan_id: str) -> str:
         return _check_name(f"{_HIDDEN_PREFIX}plan_{plan_id}", "plan layer")
 
-    @staticmethod
-    def _version_table(version: int) -> str:
-        return f"{_HIDDEN_PREFIX}grids_v{int(version)}"
-
     def _id(self, name: str) -> Any:
         from psycopg import sql
 
@@ -477,15 +473,8 @@ class PostGISStore(Store):
         )
         return [self._version_of(r) for r in rows]
 
-    def read_version(self, version: int) -> gpd.GeoDataFrame:
-        """Read the grid layer as it was in ``version`` (the current layer for the current version)."""
-        known = {v.version for v in self.versions()}
-        if not known and int(version) == 1:
-            return self.read("grids")
-        if int(version) not in known:
-            msg = f"PostGIS schema {self.schema!r} has no version {version}; versions: {sorted(known) or [1]}"
-            raise NotFoundError(msg)
-        return self.read(self._version_table(version))
+    def _describe(self) -> str:
+        return f"PostGIS schema {self.schema!r}"
 
     def plans(self) -> list[PlanInfo]:
         """List every plan (open, committed or discarded), oldest first."""
@@ -601,9 +590,9 @@ class PostGISStore(Store):
             at = self._clock(con)
             plan_table = self._plan_table(info.plan_id)
             if first_commit:
-                self._copy_table(con, "grids", self._version_table(1))
+                self._copy_table(con, "grids", self._version_layer(1))
                 con.execute(self._sql("INSERT INTO {versions} VALUES (1, NULL, NULL, NULL, NULL)"))
-            self._copy_table(con, plan_table, self._version_table(current + 1))
+            self._copy_table(con, plan_table, self._version_layer(current + 1))
             self._copy_table(con, plan_table, "grids")
             con.execute(self._sql("UPDATE {versions} SET valid_to = %s WHERE version = %s"), (at, current))
             con.execute(

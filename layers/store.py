@@ -192,9 +192,24 @@ class Store(ABC):
         """List every committed version with its validity period, oldest first (empty before any commit)."""
         raise self._unsupported(_WHAT_VERSIONS)
 
+    @staticmethod
+    def _version_layer(version: int) -> str:
+        """Return the hidden layer holding the grids of a committed ``version``."""
+        return f"{_HIDDEN_PREFIX}grids_v{int(version)}"
+
+    def _describe(self) -> str:
+        """Name the store in messages."""
+        return repr(self)
+
     def read_version(self, version: int) -> gpd.GeoDataFrame:
-        """Read the grid layer as it was in ``version``."""
-        raise self._unsupported(_WHAT_VERSIONS)
+        """Read the grid layer as it was in ``version`` (the current layer for the current version)."""
+        known = {v.version for v in self.versions()}
+        if not known and int(version) == 1:
+            return self.read("grids")
+        if int(version) not in known:
+            msg = f"{self._describe()} has no version {version}; versions: {sorted(known) or [1]}"
+            raise NotFoundError(msg)
+        return self.read(self._version_layer(version))
 
     def plans(self) -> list[PlanInfo]:
         """List every plan (open, committed or discarded), oldest first."""
@@ -401,9 +416,8 @@ class GeoPackageStore(Store):
     def _plan_layer(plan_id: str) -> str:
         return f"{_HIDDEN_PREFIX}plan_{plan_id}"
 
-    @staticmethod
-    def _version_layer(version: int) -> str:
-        return f"{_HIDDEN_PREFIX}grids_v{int(version)}"
+    def _describe(self) -> str:
+        return f"store {self.path}"
 
     def _ro(self) -> sqlite3.Connection:
         self._require()
@@ -441,16 +455,6 @@ class GeoPackageStore(Store):
             f"SELECT version, valid_from, valid_to, plan_id, committed_by FROM {_VERSIONS} ORDER BY version"
         )
         return [self._version_of(r) for r in rows]
-
-    def read_version(self, version: int) -> gpd.GeoDataFrame:
-        """Read the grid layer as it was in ``version`` (the current layer for the current version)."""
-        known = {v.version for v in self.versions()}
-        if not known and int(version) == 1:
-            return self.read("grids")
-        if int(version) not in known:
-            msg = f"store {self.path} has no version {version}; versions: {sorted(known) or [1]}"
-            raise NotFoundError(msg)
-        return self.read(self._version_layer(version))
 
     def plans(self) -> list[PlanInfo]:
         """List every plan (open, committed or discarded), oldest first."""
