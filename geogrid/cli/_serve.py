@@ -31,6 +31,39 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def warm_kernels() -> None:
+    """Load (or, in a fresh install, compile) the numba kernels the pages use, on a tiny input.
+
+    ``geogrid serve`` runs this in a background thread while the server starts, so the first
+    map request does not pay the ~0.5 s cache load (or the seconds of a first compile).
+    """
+    import numpy as np
+
+    import shapely
+
+    from geogrid import _coverage_geom
+    from geogrid.assignment import GridLocator
+
+    box = np.array([shapely.box(0.0, 0.0, 10.0, 10.0)], dtype=object)
+    GridLocator(box).locate(np.array([5.0, 0.0]), np.array([5.0, 0.0]))
+    one = np.ones(1)
+    views = _coverage_geom.sectors(one * 5, one * 5, one * 0, one * 90, one * 3)
+    _coverage_geom.covered_area_per_grid(box, views)
+
+
+def _warm_in_background() -> None:
+    import logging
+    import threading
+
+    def run() -> None:
+        try:
+            warm_kernels()
+        except Exception:  # a failed warm-up costs the first request time, nothing else: say so, go on
+            logging.getLogger("geogrid.serve").warning("could not pre-load the compiled kernels", exc_info=True)
+
+    threading.Thread(target=run, name="geogrid-warm-kernels", daemon=True).start()
+
+
 def _is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
     if host == "localhost":
@@ -112,4 +145,5 @@ def serve(store: str | None, host: str, port: int, api_keys: str) -> None:
             f"geogrid: admin key for this run:  Authorization: Bearer {admin_key}",
             err=True,
         )
+    _warm_in_background()
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")

@@ -60,3 +60,25 @@ def test_a_postgis_url_is_served_as_given_and_printed_without_its_password(runs)
     assert "postgresql://planner:***@db.example/city?schema=hebei" in out.output
     assert "s3cret-pw" not in out.output
     assert runs
+
+
+def test_serve_preloads_the_compiled_kernels_in_the_background(runs, store_path, monkeypatch):
+    import threading
+
+    from geogrid.cli import _serve
+
+    started = []
+    monkeypatch.setattr(_serve, "warm_kernels", lambda: started.append(threading.current_thread().name))
+    result = CliRunner().invoke(main, ["serve", str(store_path)])
+    assert result.exit_code == 0, result.output
+    for t in threading.enumerate():
+        if t.name == "geogrid-warm-kernels":
+            t.join(timeout=30)
+    assert started == ["geogrid-warm-kernels"]
+    assert len(runs) == 1
+
+
+def test_warm_kernels_runs_the_real_kernels():
+    from geogrid.cli._serve import warm_kernels
+
+    warm_kernels()  # loads from numba's cache (or compiles): must not raise
