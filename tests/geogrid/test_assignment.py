@@ -390,3 +390,32 @@ def test_points_are_read_in_chunks_with_rows_named_globally(tiny_grids):
     assert out["outside"].sum() == 1
     assert out["outside"].iloc[_CHUNK + 3]
     assert (out["grid_id_2"].iloc[:_CHUNK] == "G1").all()
+
+
+def test_dask_with_grid_versions_equals_in_memory():
+    """Partitions that meet different grid versions still share one categorical dtype."""
+    import dask_geopandas
+
+    t_split = pd.Timestamp("2025-06-01", tz="UTC")
+    grids = gpd.GeoDataFrame(
+        {
+            "grid_id": ["A", "A1", "A2"],
+            "parent_id": [None, None, None],
+            "level": [0, 0, 0],
+            "valid_from": [pd.NaT, t_split, t_split],
+            "valid_to": [t_split, pd.NaT, pd.NaT],
+        },
+        geometry=[shapely.box(0, 0, 2, 1), shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
+        crs="EPSG:3857",
+    )
+    rng = np.random.default_rng(4)
+    n = 400
+    pts = gpd.GeoDataFrame(
+        {"reported_at": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 360, n)), "D")},
+        geometry=gpd.points_from_xy(rng.uniform(-0.5, 2.5, n), rng.uniform(-0.2, 1.2, n)),
+        crs="EPSG:3857",
+    )
+    expected = assign_points(pts, grids, time="reported_at")
+    assert set(expected["grid_id_0"].dropna()) == {"A", "A1", "A2"}  # both versions are met
+    ddf = dask_geopandas.from_geopandas(pts, npartitions=4)  # early partitions: only A; late: A1, A2
+    pd.testing.assert_frame_equal(assign_points_dask(ddf, grids, time="reported_at").compute(), expected)
