@@ -556,6 +556,18 @@ def edge_findings(lv: Level, gap_width: float, out: Findings) -> None:
     first = np.r_[True, q[1:] != q[:-1]]
     facing = np.full(len(seg), -1, dtype=np.int64)
     facing[q[first]] = cand[first]
+    # A long segment whose neighbour comes near it only away from its middle: the nearest
+    # neighbour of the whole segment (within the gap width).
+    lost = np.flatnonzero(facing < 0)
+    if lost.size:
+        q2, cand2 = lv.tree.query(seg[lost], predicate="dwithin", distance=gap_width)
+        other2 = cand2 != seg_cell[lost[q2]]
+        q2, cand2 = q2[other2], cand2[other2]
+        dist2 = shapely.distance(seg[lost[q2]], lv.geoms[cand2])
+        order2 = np.lexsort((rank[cand2], dist2, q2))
+        q2, cand2 = q2[order2], cand2[order2]
+        first2 = np.r_[True, q2[1:] != q2[:-1]] if q2.size else np.zeros(0, dtype=bool)
+        facing[lost[q2[first2]]] = cand2[first2]
     pair = np.where(facing >= 0, np.minimum(seg_cell, facing), seg_cell)
     mate = np.where(facing >= 0, np.maximum(seg_cell, facing), -1)
     key = np.unique(np.column_stack([pair, mate]), axis=0, return_inverse=True)

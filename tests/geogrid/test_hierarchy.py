@@ -585,3 +585,19 @@ def test_edge_twins_survive_a_hash_collision(monkeypatch):
     monkeypatch.setattr(impl, "_HASH_MUL", np.uint64(0))  # every row hashes alike: the exact sort takes over
     np.testing.assert_array_equal(impl.twinned(segs.key, segs.forward), expected)
     np.testing.assert_array_equal(impl.untwinned(cells, segs), [True, True, True])
+
+
+def test_a_long_mismatched_edge_is_paired_with_the_neighbour_that_only_nears_its_ends():
+    # B's bottom leaves A's single 100 m top edge within the gap width only near x = 0 (GEOS flags the
+    # whole edge); at the edge's midpoint B is 4 m away. The finding still names both grids.
+    a = box(0, 0, 100, 10)
+    b = shapely.Polygon([(0, 10), (5, 10.4), (50, 14), (100, 10), (100, 20), (0, 20)])
+    grids = gpd.GeoDataFrame(
+        {"grid_id": ["D", "A", "B"], "parent_id": [None, "D", "D"], "level": [0, 1, 1]},
+        geometry=[box(0, 0, 100, 20), a, b],
+        crs="EPSG:3857",
+    )
+    found = check_grids(grids, gap_width_m=1.0).findings
+    mism = found[found["kind"] == "edge_mismatch"]
+    assert [tuple(t) for t in mism["grid_ids"]] == [("A", "B")]
+    assert "'A' and 'B'" in mism["message"].iloc[0]
