@@ -182,9 +182,10 @@ def test_levels_follow_parent_ids_only_when_they_nest(tiny_grids):
 
 
 # -- grid versions ---------------------------------------------------------------------------------
-def test_points_use_the_grid_version_valid_when_reported():
+def _split_on_june_first(crs: str | None = None) -> gpd.GeoDataFrame:
+    """Grid A until 2025-06-01, then its halves A1 and A2."""
     t_split = pd.Timestamp("2025-06-01", tz="UTC")
-    grids = gpd.GeoDataFrame(
+    return gpd.GeoDataFrame(
         {
             "grid_id": ["A", "A1", "A2"],
             "parent_id": [None, None, None],
@@ -193,7 +194,12 @@ def test_points_use_the_grid_version_valid_when_reported():
             "valid_to": [t_split, pd.NaT, pd.NaT],
         },
         geometry=[shapely.box(0, 0, 2, 1), shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
+        crs=crs,
     )
+
+
+def test_points_use_the_grid_version_valid_when_reported():
+    grids = _split_on_june_first()
     pts = gpd.GeoDataFrame(
         {"reported_at": pd.to_datetime(["2025-01-01", "2025-07-01", "2025-07-01", None], utc=True)},
         geometry=gpd.points_from_xy([1.5, 1.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]),
@@ -396,18 +402,7 @@ def test_dask_with_grid_versions_equals_in_memory():
     """Partitions that meet different grid versions still share one categorical dtype."""
     import dask_geopandas
 
-    t_split = pd.Timestamp("2025-06-01", tz="UTC")
-    grids = gpd.GeoDataFrame(
-        {
-            "grid_id": ["A", "A1", "A2"],
-            "parent_id": [None, None, None],
-            "level": [0, 0, 0],
-            "valid_from": [pd.NaT, t_split, t_split],
-            "valid_to": [t_split, pd.NaT, pd.NaT],
-        },
-        geometry=[shapely.box(0, 0, 2, 1), shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
-        crs="EPSG:3857",
-    )
+    grids = _split_on_june_first("EPSG:3857")
     rng = np.random.default_rng(4)
     n = 400
     pts = gpd.GeoDataFrame(
