@@ -98,6 +98,23 @@ def _orient1(ax: float, ay: float, bx: float, by: float, cx: float, cy: float) -
     return det, abs(det) > _CCW_ERR * (abs(left) + abs(right))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lowest_bit(held):
+    """Return the index of the lowest set bit of the uint64 ``held``, -1 if none is set."""
+    if held == 0:
+        return -1
+    bit = 0
+    while (held >> np.uint64(bit)) & np.uint64(1) == 0:
+        bit += 1
+    return bit
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _candidate(bit, buf):
+    """Return ``buf[bit]``, -1 for no bit."""
+    return -1 if bit < 0 else buf[bit]
+
+
 @numba.njit(cache=True, nogil=True)
 def _locate_kernel(x, y, x0, y0, inv, width, height, codes, xc, yc, slot_info, pair_xy, pair_mask, candidates, out):
     """Locate every point into ``out``; return how many were marked :data:`_UNSURE`.
@@ -107,7 +124,6 @@ def _locate_kernel(x, y, x0, y0, inv, width, height, codes, xc, yc, slot_info, p
     orientation the static bound cannot certify marks the point for shapely.
     """
     n_unsure = 0
-    one = np.uint64(1)
     # Two passes: first every point's cell code (independent loads the CPU overlaps), then the
     # points of special cells, whose record loads no longer wait on their code's.
     special = np.empty(x.size, dtype=np.int64)
@@ -172,14 +188,8 @@ def _locate_kernel(x, y, x0, y0, inv, width, height, codes, xc, yc, slot_info, p
             out[i] = _UNSURE
             n_unsure += 1
             continue
-        held = rec.cmask ^ flips
-        if held == 0:
-            out[i] = -1
-            continue
-        bit = 0
-        while (held >> np.uint64(bit)) & one == 0:
-            bit += 1
-        out[i] = candidates[rec.cand + bit]
+        bit = _lowest_bit(rec.cmask ^ flips)
+        out[i] = -1 if bit < 0 else candidates[rec.cand + bit]
     return n_unsure
 
 
@@ -444,17 +454,6 @@ def _paint(acc, boundary_cells, n_poly):
     return codes, slot_cell[:k].copy(), slot_centre[:k].copy()
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _lowest_candidate(held, buf):
-    """Return the candidate of the lowest set bit of ``held`` (``buf``: the sorted candidates), -1 if none."""
-    if held == 0:
-        return -1
-    bit = 0
-    while (held >> np.uint64(bit)) & np.uint64(1) == 0:
-        bit += 1
-    return buf[bit]
-
-
 @numba.njit(cache=True, nogil=True)
 def _tables(slots, codes, slot_cell, slot_centre, cells, segs, useg, u_ptr, u_poly, xc, yc, width, size, eps):
     """Fill ``slots`` (the special cells' records); return ``pair_xy``, ``pair_mask``, ``candidates``."""
@@ -573,8 +572,8 @@ def _tables(slots, codes, slot_cell, slot_centre, cells, segs, useg, u_ptr, u_po
                 rec.kind = _SINGLE
                 rec.x1, rec.y1, rec.x2, rec.y2 = ax, ay, bx, by
                 n_single += 1
-                rec.same = _lowest_candidate(cmask, buf)
-                rec.other = _lowest_candidate(cmask ^ pair_mask[q0], buf)
+                rec.same = _candidate(_lowest_bit(cmask), buf)
+                rec.other = _candidate(_lowest_bit(cmask ^ pair_mask[q0]), buf)
     return pair_xy, pair_mask, candidates[: max(k_cand, 1)].copy(), n_fallback, n_single
 
 

@@ -517,6 +517,23 @@ def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray
     return Level(level, rows, ids[rows], g, tree, dirty, edges, segs=segs)
 
 
+def _nearest_other(lv: Level, geoms: np.ndarray, own: np.ndarray, gap_width: float, rank: np.ndarray) -> np.ndarray:
+    """Row of the cell other than ``own[i]`` whose boundary is nearest ``geoms[i]`` within the gap width (-1: none).
+
+    Ties go to the lowest ``rank`` (grid_id order), so the answer does not depend on row order.
+    """
+    q, cand = lv.tree.query(geoms, predicate="dwithin", distance=gap_width)
+    keep = cand != own[q]
+    q, cand = q[keep], cand[keep]
+    dist = shapely.distance(geoms[q], shapely.boundary(lv.geoms[cand]))
+    order = np.lexsort((rank[cand], dist, q))
+    q, cand = q[order], cand[order]
+    first = np.r_[True, q[1:] != q[:-1]] if q.size else np.zeros(0, dtype=bool)
+    out = np.full(len(geoms), -1, dtype=np.int64)
+    out[q[first]] = cand[first]
+    return out
+
+
 def edge_findings(lv: Level, gap_width: float, out: Findings) -> None:
     """Edge lines that do not match a neighbour's: one finding per pair of neighbours.
 
@@ -545,29 +562,13 @@ def edge_findings(lv: Level, gap_width: float, out: Findings) -> None:
     cut = which[:-1] == which[1:]
     seg = shapely.linestrings(np.stack([xy[:-1][cut], xy[1:][cut]], axis=1))
     seg_cell = d[part_cell[which[:-1][cut]]]
-    mids = shapely.line_interpolate_point(seg, 0.5, normalized=True)
-    q, cand = lv.tree.query(mids, predicate="dwithin", distance=gap_width)
-    other = cand != seg_cell[q]
-    q, cand = q[other], cand[other]
-    dist = shapely.distance(mids[q], shapely.boundary(lv.geoms[cand]))
     rank = np.argsort(np.argsort(lv.ids.astype(str), kind="stable"))  # ties go to the lowest grid_id, not row
-    order = np.lexsort((rank[cand], dist, q))  # per piece: the nearest neighbour first
-    q, cand = q[order], cand[order]
-    first = np.r_[True, q[1:] != q[:-1]]
-    facing = np.full(len(seg), -1, dtype=np.int64)
-    facing[q[first]] = cand[first]
+    facing = _nearest_other(lv, shapely.line_interpolate_point(seg, 0.5, normalized=True), seg_cell, gap_width, rank)
     # A long segment whose neighbour comes near it only away from its middle: the nearest
     # neighbour of the whole segment (within the gap width).
     lost = np.flatnonzero(facing < 0)
     if lost.size:
-        q2, cand2 = lv.tree.query(seg[lost], predicate="dwithin", distance=gap_width)
-        other2 = cand2 != seg_cell[lost[q2]]
-        q2, cand2 = q2[other2], cand2[other2]
-        dist2 = shapely.distance(seg[lost[q2]], lv.geoms[cand2])
-        order2 = np.lexsort((rank[cand2], dist2, q2))
-        q2, cand2 = q2[order2], cand2[order2]
-        first2 = np.r_[True, q2[1:] != q2[:-1]] if q2.size else np.zeros(0, dtype=bool)
-        facing[lost[q2[first2]]] = cand2[first2]
+        facing[lost] = _nearest_other(lv, seg[lost], seg_cell[lost], gap_width, rank)
     pair = np.where(facing >= 0, np.minimum(seg_cell, facing), seg_cell)
     mate = np.where(facing >= 0, np.maximum(seg_cell, facing), -1)
     key = np.unique(np.column_stack([pair, mate]), axis=0, return_inverse=True)

@@ -323,7 +323,8 @@ def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int) -> _Inci
     cat_names, cat = codes("category")
     src_names, src = codes("source")
     st_names, st = codes("status")
-    closed = [escape_text(s) in {escape_text(c) for c in _CLOSED_STATUSES} for s in st_names]
+    closed_names = {escape_text(c) for c in _CLOSED_STATUSES}  # st_names are escaped text too
+    closed = [s in closed_names for s in st_names]
     if "reported_at" in recent and n:
         local = pd.DatetimeIndex(pd.to_datetime(recent["reported_at"], utc=True)).tz_convert(_LOCAL_TZ)
         times = np.datetime_as_string(local.tz_localize(None).to_numpy(dtype="datetime64[m]"), unit="m")

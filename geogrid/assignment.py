@@ -179,6 +179,8 @@ class _LevelPlan:
     ids: npt.NDArray[np.object_]  # grid_ids of the level, sorted
     locator: GridLocator | None  # None: derived from the finest level
     from_finest: npt.NDArray[np.int64] | None  # finest position -> position in ids (-1 none)
+    # position + 1 -> category code, when the categories span other grid versions too (else None)
+    to_category: npt.NDArray[np.int32] | None = None
 
     def locate_chunk(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
         assert self.locator is not None
@@ -333,11 +335,19 @@ def _plan(grids: gpd.GeoDataFrame, levels: Sequence[int] | None, nested: bool | 
 
 
 def _categories(plans: Sequence[_Plan], levels: Sequence[int]) -> dict[int, pd.CategoricalDtype]:
-    """Per level, one categorical dtype over the grid_ids of every plan (every grid version), sorted."""
+    """Per level, one categorical dtype over the grid_ids of every plan (every grid version), sorted.
+
+    Each plan's level whose ids are not exactly those categories gets its ``to_category`` table.
+    """
     out = {}
     for lv in levels:
         ids = np.unique(np.concatenate([p.plans[lv].ids.astype(str) for p in plans]))
-        out[lv] = pd.CategoricalDtype(pd.Index(ids, dtype="str"), ordered=False)
+        cats = pd.Index(ids, dtype="str")
+        out[lv] = pd.CategoricalDtype(cats, ordered=False)
+        for p in plans:
+            mine = p.plans[lv].ids.astype(str)
+            if len(mine) != len(ids) or not np.array_equal(mine, ids):
+                p.plans[lv].to_category = np.concatenate(([-1], cats.get_indexer(mine))).astype(np.int32)
     return out
 
 
@@ -349,12 +359,9 @@ def _to_frame(
     for lv in plan.levels:
         c = codes[lv]
         outside &= c < 0
-        cats = dtypes[lv].categories
-        ids = plan.plans[lv].ids
-        if len(ids) != len(cats) or not np.array_equal(ids.astype(str), cats.to_numpy(dtype=str)):
-            # this plan is one grid version: its positions -> positions among all versions' ids
-            to_cat = np.concatenate(([-1], cats.get_indexer(ids.astype(str)))).astype(np.int32)
-            c = to_cat[c + 1]
+        to_category = plan.plans[lv].to_category
+        if to_category is not None:  # this plan is one grid version among several
+            c = to_category[c + 1]
         # integer codes over the level's grid_ids: no string per point
         cols[f"grid_id_{lv}"] = pd.Categorical.from_codes(c, dtype=dtypes[lv])
     cols["outside"] = outside
