@@ -43,6 +43,8 @@ KINDS = ("invalid", "overlap", "gap", "edge_mismatch", "outside_parent", "parent
 """Finding kinds, in the order findings are sorted."""
 
 _POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
+_ON_OUTLINE_M = 1e-6
+"""A segment within this (local metres) of the jurisdiction's boundary at both ends and its middle lies on it."""
 _REASON_POINT = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
 
 Progress = Callable[[str], None]
@@ -378,7 +380,11 @@ class Segments:
             keep = sure[ring_s]
             xy_s, ring_s = xy_s[keep], ring_s[keep]
             o_cell = np.union1d(o_cell, s_cell[~sure])
-        rings, ring_cell = shapely.get_rings(shapely.orient_polygons(geoms[o_cell]), return_index=True)
+        # get_rings returns nothing for a MultiPolygon (only Polygons have rings): take the parts first,
+        # or a multi-part grid has no segments at all and looks twinned (clean) to every later pass.
+        parts, part_cell = shapely.get_parts(shapely.orient_polygons(geoms[o_cell]), return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        ring_cell = part_cell[ring_part]
         if len(rings):
             xy_o, ring_o = shapely.get_coordinates(rings, return_index=True)
             xy = np.concatenate([xy_s, xy_o])
@@ -534,8 +540,13 @@ def _nearest_other(lv: Level, geoms: np.ndarray, own: np.ndarray, gap_width: flo
     return out
 
 
-def edge_findings(lv: Level, gap_width: float, out: Findings) -> None:
+def edge_findings(lv: Level, gap_width: float, out: Findings, outline: shapely.Geometry | None = None) -> None:
     """Edge lines that do not match a neighbour's: one finding per pair of neighbours.
+
+    Segments lying on ``outline`` (the jurisdiction's boundary: its outer ring, enclaves)
+    are not reported: GEOS flags edges of the coverage's boundary that come within the gap
+    width of each other (an acute notch in the outline, the corners of an enclave), but
+    there is no neighbour there to match, and any overlap or gap there is reported as such.
 
     Each dirty cell's mismatched lines are split by the neighbour they lie within the gap width
     of; the pieces of both cells of a pair make one finding naming both (so the planner knows
@@ -562,6 +573,15 @@ def edge_findings(lv: Level, gap_width: float, out: Findings) -> None:
     cut = which[:-1] == which[1:]
     seg = shapely.linestrings(np.stack([xy[:-1][cut], xy[1:][cut]], axis=1))
     seg_cell = d[part_cell[which[:-1][cut]]]
+    if outline is not None and not shapely.is_empty(outline) and len(seg):
+        ends = shapely.points(np.concatenate([xy[:-1][cut], xy[1:][cut]]))
+        mids = shapely.line_interpolate_point(seg, 0.5, normalized=True)
+        shapely.prepare(outline)
+        on = shapely.dwithin(outline, ends, _ON_OUTLINE_M).reshape(2, -1).all(axis=0)
+        on &= shapely.dwithin(outline, mids, _ON_OUTLINE_M)
+        seg, seg_cell = seg[~on], seg_cell[~on]
+        if seg.size == 0:
+            return
     rank = np.argsort(np.argsort(lv.ids.astype(str), kind="stable"))  # ties go to the lowest grid_id, not row
     facing = _nearest_other(lv, shapely.line_interpolate_point(seg, 0.5, normalized=True), seg_cell, gap_width, rank)
     # A long segment whose neighbour comes near it only away from its middle: the nearest
@@ -774,12 +794,20 @@ def nesting_findings(
     out.add_local("parent_not_tiled", parents.level, all_ids, np.array(all_parts, dtype=object), untiled_msg)
 
 
-def jurisdiction_of(top: Level | None, outline: shapely.Geometry | None) -> shapely.Geometry:
-    """Return the outline, or the top level's union with inter-grid holes kept and enclaves removed."""
+def jurisdiction_of(top: Level | None, outline: shapely.Geometry | None, gap_width: float) -> shapely.Geometry:
+    """Return the outline, or the top level's union with its holes filled except enclaves.
+
+    A hole of the top level's union is an enclave (land outside the jurisdiction, however
+    many top-level grids border it) unless it is narrower than the gap width everywhere:
+    then it is a sliver gap between grids.
+    """
     if outline is not None:
         return outline
     if top is None or top.union is None:
         return shapely.Polygon()
     filled = fill_holes(top.union)
-    enclaves = shapely.difference(holes_of(top.geoms), top.union)
-    return shapely.difference(filled, enclaves) if not shapely.is_empty(enclaves) else filled
+    holes = shapely.get_parts(holes_of(np.array([top.union], dtype=object)))
+    if holes.size == 0:
+        return filled
+    enclaves = holes[~shapely.is_empty(shapely.buffer(holes, -gap_width / 2))]
+    return shapely.difference(filled, shapely.union_all(enclaves)) if enclaves.size else filled

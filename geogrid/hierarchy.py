@@ -171,6 +171,7 @@ def check_grids(
     metric_crs: object = None,
     levels: Iterable[int] | None = None,
     progress: Callable[[str], None] | None = None,
+    method: str = "fast",
 ) -> CheckResult:
     """Check every level of a grid layer and how the levels nest.
 
@@ -197,6 +198,12 @@ def check_grids(
         Report only these levels (default: all). Hierarchy findings are always reported.
     progress
         Called with a short label after each step (for progress bars).
+    method
+        ``"fast"`` (default), or ``"reference"`` to compute the area findings (``invalid``,
+        ``overlap``, ``gap``, ``outside_parent``, ``parent_not_tiled``) with
+        :func:`geogrid.reference.check_grids` instead: plain pairwise GEOS calls, slow,
+        for double-checking a verdict. ``edge_mismatch`` and ``hierarchy`` findings are
+        computed the same way by both.
 
     Returns
     -------
@@ -232,6 +239,9 @@ def check_grids(
     96
     """
     crs = ensure_crs(grids.crs, what="grids")
+    if method not in ("fast", "reference"):
+        msg = f"method must be 'fast' or 'reference', got {method!r}"
+        raise ValueError(msg)
     n_invalid = _door(grids, source="grids")
     n = len(grids)
     ids = grids["grid_id"].astype(str).to_numpy(dtype=object)
@@ -288,10 +298,11 @@ def check_grids(
         built[lv] = cur
         cur.union = _impl.union_level(cur.geoms, cur.dirty)
         if jurisdiction is None:
-            jurisdiction = _impl.jurisdiction_of(cur, outline_l)
+            jurisdiction = _impl.jurisdiction_of(cur, outline_l, gw)
+            rim = shapely.boundary(jurisdiction)
         wanted = report is None or lv in report
         if wanted:
-            _impl.edge_findings(cur, gw, out)
+            _impl.edge_findings(cur, gw, out, rim)
             _impl.overlap_findings(cur, ma, out)
             _impl.gap_findings(cur, jurisdiction, exempt_l, gw, ma, out)
         tick(f"level {lv}")
@@ -308,9 +319,48 @@ def check_grids(
                 report_untiled=report is None or (lv - 1) in report,
             )
         tick(f"nesting {lv - 1}/{lv}")
+    if method == "reference":
+        _use_reference(out, grids, gw, ma, outline_g, exempt_g, frame)
     findings = _frame_of(out, report)
     summary = _summarise(findings, level, frame, gw, ma)
     return CheckResult(findings, summary)
+
+
+_AREA_KINDS = frozenset({"invalid", "overlap", "gap", "outside_parent", "parent_not_tiled"})
+
+
+def _use_reference(
+    out: _impl.Findings,
+    grids: gpd.GeoDataFrame,
+    gap_width: float,
+    min_area: float,
+    outline: shapely.Geometry | None,
+    exempt: shapely.Geometry | None,
+    frame: _impl.Frame,
+) -> None:
+    """Replace the fast path's area findings in ``out`` by the reference's."""
+    from geogrid._reference_check import check_grids_reference
+
+    keep = [i for i, k in enumerate(out.kind) if k not in _AREA_KINDS]
+    cols = ("kind", "level", "grid_ids", "area_m2", "length_m", "message", "geometry")
+    kept = {c: [getattr(out, c)[i] for i in keep] for c in cols}
+    for c in cols:
+        setattr(out, c, kept[c])
+    usable = grids[~(grids.geometry.is_empty | grids.geometry.isna())]
+    ref = check_grids_reference(
+        usable,
+        gap_width_m=gap_width,
+        min_area_m2=min_area,
+        outline=outline,
+        exempt=exempt,
+        metric_crs_=frame.metric,
+    )
+    for kind, lv, ids, area, geom in zip(
+        ref["kind"], ref["level"], ref["grid_ids"], ref["area_m2"], ref.geometry, strict=True
+    ):
+        what = "invalid" if kind == "invalid" else f"{_impl.area_text(area)} ({kind.replace('_', ' ')})"
+        msg = f"{what} at level {lv}: {', '.join(map(repr, ids)) or 'no grid'} (reference check)"
+        out.add(kind, lv, ids, msg, geom, area_m2=area)
 
 
 def _metric_crs_of(lon: float, lat: float) -> Any:

@@ -1,7 +1,7 @@
 """Differential testing: every fast engine answer against the reference (:mod:`geogrid.reference`).
 
 Each family module (``tests/fuzz/check.py``, ``assign.py``, ``coverage.py``, ``edits.py``,
-``repair.py``...) defines ``FAMILY`` and ``run_case(seed) -> Outcome``: one seeded case, built by
+``repair.py``...) defines ``FAMILY`` and ``COLUMNS`` (its failure columns) and ``run_case(seed) -> Outcome``: one seeded case, built by
 one of the family's generators, compared with the reference. The same function serves the CI lane
 (``tests/fuzz/test_lane.py``, fixed seeds, every count must be zero) and the long lane::
 

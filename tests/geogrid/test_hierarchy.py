@@ -605,3 +605,174 @@ def test_a_long_mismatched_edge_is_paired_with_the_neighbour_that_only_nears_its
     mism = found[found["kind"] == "edge_mismatch"]
     assert [tuple(t) for t in mism["grid_ids"]] == [("A", "B")]
     assert "'A' and 'B'" in mism["message"].iloc[0]
+
+
+# -- MultiPolygon grids, exclaves, notches and enclaves (issue "Verdicts you can trust") ----------------
+UTM = "EPSG:32650"
+E0, N0 = 500_000.0, 4_330_000.0
+
+
+def utm_layer(rows: list[tuple[str, str | None, int, shapely.Geometry]]) -> gpd.GeoDataFrame:
+    """A layer in UTM 50N from (grid_id, parent_id, level, geometry in metres around the origin)."""
+    ids, parents, levels, geoms = zip(*rows, strict=True)
+    g = gpd.GeoDataFrame(
+        {"grid_id": list(ids), "parent_id": list(parents), "level": list(levels)}, geometry=list(geoms), crs=UTM
+    )
+    return g.set_geometry(g.geometry.translate(E0, N0))
+
+
+def sq(x: float, y: float = 0.0, s: float = 100.0) -> shapely.Polygon:
+    return shapely.box(x, y, x + s, y + s)
+
+
+def multi(*polys: shapely.Polygon) -> shapely.MultiPolygon:
+    return shapely.MultiPolygon(list(polys))
+
+
+def agrees_with_reference(g: gpd.GeoDataFrame, **kw) -> None:
+    from geogrid._reference_check import check_grids_reference
+    from tests.fuzz import Outcome
+    from tests.fuzz.check import compare
+
+    out = Outcome("check", 0, "unit")
+    compare(check_grids(g, metric_crs=UTM, **kw).findings, check_grids_reference(g, metric_crs_=UTM), out)
+    assert not out.failed, out.details
+
+
+def test_exact_copy_of_a_two_part_grid_is_an_overlap():
+    # the issue's minimal case: three 100 m squares, the outer two one grid, plus a copy of that grid
+    two = multi(sq(0), sq(200))
+    g = utm_layer(
+        [
+            ("D", None, 0, sq(0, s=100) | sq(100) | sq(200)),
+            ("a", "D", 1, two),
+            ("b", "D", 1, multi(sq(100))),
+            ("c", "D", 1, two),
+        ]
+    )
+    result = check_grids(g, metric_crs=UTM)
+    over = one(result, "overlap")
+    assert over["grid_ids"] == ("a", "c")
+    assert over["area_m2"] == pytest.approx(20_000, rel=1e-9)
+    agrees_with_reference(g)
+
+
+def test_two_overlapping_multipolygon_squares_do_not_crash():
+    g = utm_layer(
+        [
+            ("D", None, 0, shapely.box(0, 0, 200, 100)),
+            ("a", "D", 1, multi(shapely.box(0, 0, 120, 100))),
+            ("b", "D", 1, multi(shapely.box(80, 0, 200, 100))),
+        ]
+    )
+    over = one(check_grids(g, metric_crs=UTM), "overlap")
+    assert over["area_m2"] == pytest.approx(4_000, rel=1e-9)
+    agrees_with_reference(g)
+
+
+def test_exclave_drawn_inside_a_neighbour_is_an_overlap():
+    part = shapely.box(140, 40, 160, 60)  # a part of a inside b, b unchanged
+    g = utm_layer(
+        [("D", None, 0, shapely.box(0, 0, 200, 100)), ("a", "D", 1, multi(sq(0), part)), ("b", "D", 1, sq(100))]
+    )
+    result = check_grids(g, metric_crs=UTM)
+    assert one(result, "overlap")["area_m2"] == pytest.approx(400, rel=1e-9)
+    assert "outside_parent" not in set(result.findings["kind"])
+    agrees_with_reference(g)
+
+
+def test_multipolygon_child_outside_its_multipolygon_parent():
+    g = utm_layer(
+        [
+            ("D", None, 0, shapely.box(0, 0, 400, 100)),
+            ("S1", "D", 1, multi(sq(0), sq(200))),
+            ("S2", "D", 1, multi(sq(100), sq(300))),
+            ("a", "S1", 2, multi(sq(0), sq(100))),  # its second part lies in S2
+            ("b", "S1", 2, multi(sq(200))),
+            ("c", "S2", 2, multi(sq(300))),
+        ]
+    )
+    result = check_grids(g, metric_crs=UTM)
+    out = one(result, "outside_parent")
+    assert out["grid_ids"] == ("a", "S1")
+    assert out["area_m2"] == pytest.approx(10_000, rel=1e-9)
+    agrees_with_reference(g)
+
+
+def test_acute_notch_in_the_outline_where_two_grids_meet_is_sound():
+    # a 1 m wide, 40 m deep notch cut into the district where a and b meet, at every level
+    notch = shapely.Polygon([(99.5, 100), (100, 60), (100.5, 100)])
+    a, b = sq(0) - notch, sq(100) - notch
+    g = utm_layer([("D", None, 0, a | b), ("a", "D", 1, a), ("b", "D", 1, b)])
+    assert shapely.coverage_is_valid(g.geometry[g["level"] == 1].to_numpy())
+    result = check_grids(g, metric_crs=UTM)
+    assert result.sound, list(result.findings["message"])
+
+
+@pytest.mark.parametrize("tops", [1, 2, 3], ids=["one-top-grid", "two-top-grids", "three-top-grids"])
+def test_enclave_bordered_by_several_top_level_grids_is_not_a_gap(tops):
+    hole = shapely.Point(200, 100).buffer(20, quad_segs=4)  # centred where the top-level grids meet
+    cols = {1: [shapely.box(0, 0, 400, 200)], 2: [shapely.box(0, 0, 200, 200), shapely.box(200, 0, 400, 200)]}
+    cols[3] = [shapely.box(0, 0, 200, 200), shapely.box(200, 0, 400, 100), shapely.box(200, 100, 400, 200)]
+    rows: list[tuple[str, str | None, int, shapely.Geometry]] = []
+    for i, top in enumerate(cols[tops]):
+        rows.append((f"D{i}", None, 0, top - hole))
+        for j, kid in enumerate(
+            shapely.get_parts(shapely.intersection(top, [shapely.box(0, 0, 400, 100), shapely.box(0, 100, 400, 200)]))
+        ):
+            if kid.area > 0:
+                rows.append((f"D{i}-{j}", f"D{i}", 1, kid - hole))
+    result = check_grids(utm_layer(rows), metric_crs=UTM)
+    assert result.sound, list(result.findings["message"])
+
+
+def test_a_hole_narrower_than_the_gap_width_between_top_level_grids_is_a_gap():
+    sliver = shapely.box(199.8, 40, 200.2, 60)  # 0.4 m wide: not an enclave
+    g = utm_layer(
+        [("A", None, 0, shapely.box(0, 0, 200, 100) - sliver), ("B", None, 0, shapely.box(200, 0, 400, 100) - sliver)]
+    )
+    result = check_grids(g, metric_crs=UTM)
+    assert one(result, "gap")["area_m2"] == pytest.approx(8.0, rel=1e-6)
+    agrees_with_reference(g)
+
+
+TOKYO_PINNED = {"invalid": 10, "overlap": 210, "overlap_1m2": 130, "overlap_m2": 878_276.6, "gap_m2": 477.2}
+"""Tokyo's defects as the reference computes them (libpysal tokyomet262, stored CRS), read or stored."""
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["as-read", "geopackage-round-trip"])
+def test_real_boundaries_equal_the_reference_read_or_stored(stored):
+    from geogrid._reference_check import check_grids_reference
+    from tests.fuzz import Outcome
+    from tests.fuzz.check import compare
+    from tests.fuzz.gen import _round_trip
+
+    g = _round_trip(_tokyo(), "GPKG") if stored else _tokyo()
+    assert (g.geom_type == "MultiPolygon").all() if stored else (g.geom_type == "Polygon").any()
+    ref = check_grids_reference(g)
+    kinds = ref["kind"].value_counts().to_dict()
+    over = ref[ref["kind"] == "overlap"]
+    assert kinds["invalid"] == TOKYO_PINNED["invalid"]
+    assert len(over) == TOKYO_PINNED["overlap"]
+    assert (over["area_m2"] >= 1).sum() == TOKYO_PINNED["overlap_1m2"]
+    assert over["area_m2"].sum() == pytest.approx(TOKYO_PINNED["overlap_m2"], abs=0.1)
+    assert ref.loc[ref["kind"] == "gap", "area_m2"].sum() == pytest.approx(TOKYO_PINNED["gap_m2"], abs=0.1)
+    out = Outcome("check", 0, "tokyo")
+    fast = check_grids(g).findings
+    compare(fast, ref, out)
+    assert not out.failed, out.details
+    assert len(fast[fast["kind"] == "overlap"]) == TOKYO_PINNED["overlap"]
+
+
+def test_method_reference_gives_the_same_area_findings():
+    part = shapely.box(140, 40, 160, 60)
+    g = utm_layer(
+        [("D", None, 0, shapely.box(0, 0, 200, 100)), ("a", "D", 1, multi(sq(0), part)), ("b", "D", 1, sq(100))]
+    )
+    fast, ref = check_grids(g, metric_crs=UTM), check_grids(g, metric_crs=UTM, method="reference")
+    cols = ["kind", "level", "grid_ids"]
+    assert fast.findings[cols].values.tolist() == ref.findings[cols].values.tolist()
+    assert ref.findings["area_m2"].iloc[0] == pytest.approx(fast.findings["area_m2"].iloc[0], rel=1e-9)
+    assert "reference check" in ref.findings["message"].iloc[0]
+    with pytest.raises(ValueError, match="'fast' or 'reference'"):
+        check_grids(g, method="exact")

@@ -1,0 +1,22 @@
+"""Reference implementations: the specification every fast path of geogrid must equal.
+
+Each function here is short, slow and obviously correct: built from plain GEOS (shapely)
+and pandas calls with no shortcut, so that a verdict of the engine can be double-checked
+by anyone, and so that the tests can compare the two on generated and real inputs
+(``tests/fuzz``; results in CORRECTNESS.md). Use them on hundreds or a few thousand
+grids; the engine's own functions are the ones to use on a city.
+
+==========================  ====================================================
+reference                   fast path it specifies
+==========================  ====================================================
+:func:`check_grids`         :func:`geogrid.check_grids` (area defects per level,
+                            nesting, validity; not ``edge_mismatch`` lines)
+==========================  ====================================================
+"""
+
+from __future__ import annotations
+
+from geogrid._reference_check import check_grids_reference as check_grids
+from geogrid._reference_check import jurisdiction_reference as jurisdiction
+
+__all__ = ["check_grids", "jurisdiction"]
