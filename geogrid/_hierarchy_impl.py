@@ -361,6 +361,12 @@ class Segments:
         """Segments of ``geoms`` (exteriors counter-clockwise, holes clockwise)."""
         if len(geoms) == 0:
             return cls(np.zeros((0, 4)), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
+        if (shapely.get_type_id(geoms) != _POLYGON).any():
+            # Multi-part grids (every grid after a GeoPackage round trip): segments of each part,
+            # credited to its grid, so the parts take the fast path of plain polygons below.
+            parts, part_cell = shapely.get_parts(geoms, return_index=True)
+            segs = cls.of(parts)
+            return cls(segs.key, segs.forward, part_cell[segs.cell])
         # A polygon without holes is its one ring: its coordinates need no ring objects,
         # and the sign of its area (shoelace) says its orientation, so GEOS reorients only
         # the others and the rings too thin for the sign to be sure.

@@ -15,9 +15,17 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import settings as _hypothesis_settings
 
 import geopandas as gpd
 import shapely
+
+# Property tests are derandomized: the same examples on every run, in CI and here, so a red
+# example is reproducible (and is a bug to fix, never a retry). HYPOTHESIS_PROFILE=explore
+# searches afresh (random seeds, example database) when you want Hypothesis to look further.
+_hypothesis_settings.register_profile("default", derandomize=True, database=None, print_blob=True)
+_hypothesis_settings.register_profile("explore", derandomize=False, max_examples=500)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
