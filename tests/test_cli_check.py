@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import geopandas as gpd
@@ -46,6 +47,25 @@ def test_findings_exit_1_with_a_table_and_the_worst_items(tiny_grids, tmp_path):
     assert any(line.startswith("parent_not_tiled") for line in lines)
     assert "worst 2 of 2 findings" in out.stdout
     assert "'S2'" in out.stdout
+
+
+def test_reference_option_gives_the_same_verdict_on_a_stored_multipart_overlap(tiny_grids, tmp_path):
+    # a GeoPackage store makes every grid a MultiPolygon; a copy of G1 overlaps it entirely
+    g = tiny_grids.copy()
+    dup = g[g["grid_id"] == "G1"].assign(grid_id="G1b")
+    store = GeoPackageStore(tmp_path / "city.gpkg")
+    store.write({"grids": gpd.GeoDataFrame(pd.concat([g, dup], ignore_index=True), crs=g.crs)})
+    fast, ref = run(store.path, "--json"), run(store.path, "--json", "--reference")
+    assert fast.returncode == ref.returncode == 1, (fast.stderr, ref.stderr)
+    pairs = [
+        [
+            (f["kind"], f["grid_ids"], round(f["area_m2"] or 0))
+            for f in json.loads(o.stdout)["findings"]
+            if f["kind"] == "overlap"
+        ]
+        for o in (fast, ref)
+    ]
+    assert pairs[0] == pairs[1] and pairs[0][0][1] == ["G1", "G1b"]
 
 
 def test_json_contract_in_utf8(tiny_grids, tmp_path):
