@@ -163,18 +163,56 @@ def polygonal(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
+def _clean_union(clean: np.ndarray) -> tuple[shapely.Geometry, bool]:
+    """Coverage union of cells taken for a valid coverage, and whether they really were one.
+
+    A valid coverage's union is valid and has exactly the sum of its cells' areas; when it
+    is not (an overlap no fast pass saw), the overlay union is returned with False.
+    """
+    if clean.size == 0:
+        return shapely.Polygon(), True
+    try:
+        base = shapely.coverage_union_all(clean)
+    except GEOSException:  # not a valid coverage after all: the slow, safe path
+        return shapely.union_all(clean), False
+    if overlooked_overlap(clean, base):
+        return shapely.union_all(clean), False
+    return base, True
+
+
 def union_level(geoms: np.ndarray, dirty: np.ndarray) -> shapely.Geometry:
     """Union of a level: fast coverage union of the clean cells, overlay union of the rest."""
-    clean = geoms[~dirty]
-    base = shapely.Polygon()
-    if clean.size:
-        try:
-            base = shapely.coverage_union_all(clean)
-        except GEOSException:  # not a valid coverage after all: the slow, safe path
-            base = shapely.union_all(clean)
+    base, _ok = _clean_union(geoms[~dirty])
     if dirty.any():
         return shapely.union_all(np.concatenate([[base], geoms[dirty]]))
     return base
+
+
+def unite(lv: Level) -> None:
+    """Set ``lv.union``; if its clean cells turn out to overlap, mark every cell dirty.
+
+    Never seen: it would take an overlap between cells every fast pass called clean. The
+    whole level then goes to the exhaustive path (every intersecting pair is tested)
+    rather than a guess.
+    """
+    base, ok = _clean_union(lv.geoms[~lv.dirty])
+    if not ok:
+        lv.dirty[:] = True
+        lv.union = shapely.union_all(lv.geoms)
+    elif lv.dirty.any():
+        lv.union = shapely.union_all(np.concatenate([[base], lv.geoms[lv.dirty]]))
+    else:
+        lv.union = base
+
+
+def overlooked_overlap(clean: np.ndarray, union: shapely.Geometry) -> bool:
+    """Whether cells taken for a valid coverage are not one, by their coverage union.
+
+    On overlapping cells GEOS's coverage union returns an invalid geometry (parts that
+    overlap) or one with less area than the cells.
+    """
+    total = float(shapely.area(clean).sum())
+    return not shapely.is_valid(union) or abs(total - float(shapely.area(union))) > 1e-9 * total
 
 
 def fill_holes(geom: shapely.Geometry) -> shapely.Geometry:
@@ -526,7 +564,36 @@ def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray
         pos = np.searchsorted(near, core)
         edges[core] = found[pos]
     dirty = ~shapely.is_empty(edges)
+    dirty |= stacked(g, tree, dirty)
     return Level(level, rows, ids[rows], g, tree, dirty, edges, segs=segs)
+
+
+def stacked(geoms: np.ndarray, tree: shapely.STRtree, dirty: np.ndarray) -> np.ndarray:
+    """Cells with no invalid edge that still overlap another cell.
+
+    A cell whose every segment is twinned can overlap a cell that is twinned too: a block
+    of grids copied with a shift has twinned interior cells lying on the originals'. Such
+    overlaps are bounded by untwinned edges, so each region of overlap touches a dirty
+    cell: starting from the dirty cells, every cell that overlaps the interior of another
+    is added, and its neighbours are examined in turn, until no new cell overlaps.
+    """
+    found = np.zeros(len(geoms), dtype=bool)
+    seen = dirty.copy()
+    frontier = np.flatnonzero(dirty)
+    while frontier.size:
+        near = np.unique(tree.query(geoms[frontier], predicate="intersects")[1])
+        near = near[~seen[near]]
+        seen[near] = True
+        if near.size == 0:
+            break
+        src, hit = tree.query(geoms[near], predicate="intersects")
+        other = hit != near[src]
+        src, hit = src[other], hit[other]
+        inside = shapely.relate_pattern(geoms[near[src]], geoms[hit], "T********")
+        new = np.unique(near[src[inside]])
+        found[new] = True
+        frontier = new
+    return found
 
 
 def _nearest_other(lv: Level, geoms: np.ndarray, own: np.ndarray, gap_width: float, rank: np.ndarray) -> np.ndarray:
@@ -558,7 +625,7 @@ def edge_findings(lv: Level, gap_width: float, out: Findings, outline: shapely.G
     of; the pieces of both cells of a pair make one finding naming both (so the planner knows
     which two grids to fix). A line near no neighbour stays a finding of its own cell.
     """
-    d = np.flatnonzero(lv.dirty)
+    d = np.flatnonzero(~shapely.is_empty(lv.edges))
     if d.size == 0:
         return
     # Each segment of the lines faces the neighbour whose boundary is nearest its midpoint (within

@@ -296,7 +296,7 @@ def check_grids(
         rows = np.flatnonzero(usable & (level == lv))
         cur = _impl.build_level(lv, rows, ids, local, gw)
         built[lv] = cur
-        cur.union = _impl.union_level(cur.geoms, cur.dirty)
+        _impl.unite(cur)
         if jurisdiction is None:
             jurisdiction = _impl.jurisdiction_of(cur, outline_l, gw)
             rim = shapely.boundary(jurisdiction)

@@ -160,6 +160,24 @@ def _duplicate(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
     return f"{row.grid_id.iloc[0]} duplicated"
 
 
+def _shift_block(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
+    """A copy of one parent's children (new ids, same parent), shifted 0.5-30 m: a stacked block."""
+    lv = int(g["level"].max())
+    kids = g[g["level"] == lv]
+    par = str(rng.choice(sorted(set(kids["parent_id"].dropna())))) if lv > 0 else None
+    block = kids[kids["parent_id"] == par].copy() if par is not None else kids.copy()
+    d = rng.uniform(0.5, 30.0) * _metres(g)
+    a = rng.uniform(0, 6.3)
+    block["grid_id"] = block["grid_id"] + "_cp"
+    block = block.set_geometry(block.geometry.translate(d * np.cos(a), d * np.sin(a)))
+    new = pd.concat([g, block], ignore_index=True)
+    g.drop(index=g.index, inplace=True)
+    for c in new.columns:
+        g[c] = None
+    g[list(new.columns)] = new
+    return f"{len(block)} children of {par} copied and shifted {d / _metres(g):.1f} m"
+
+
 def _exclave(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
     """A part of grid A drawn inside its neighbour B (B unchanged): an overlap."""
     lv = int(g["level"].max())
@@ -269,6 +287,7 @@ PERTURBATIONS: dict[str, Callable[[np.random.Generator, gpd.GeoDataFrame], str]]
     "translate": _translate,
     "delete": _delete,
     "duplicate": _duplicate,
+    "shift_block": _shift_block,
     "exclave": _exclave,
     "sliver": _sliver,
     "bow_tie": _bow_tie,

@@ -776,3 +776,33 @@ def test_method_reference_gives_the_same_area_findings():
     assert "reference check" in ref.findings["message"].iloc[0]
     with pytest.raises(ValueError, match="'fast' or 'reference'"):
         check_grids(g, method="exact")
+
+
+def _shifted_block() -> gpd.GeoDataFrame:
+    """A 5 x 5 fishnet of 100 m grids plus a copy of its central 3 x 3 block shifted by (7, 5) m, with new ids.
+
+    The copy's centre grid is twinned with its shifted neighbours and the original centre with
+    the originals, so no edge of either is invalid: only area says they overlap.
+    """
+    rows: list[tuple[str, str | None, int, shapely.Geometry]] = [("D", None, 0, shapely.box(0, 0, 500, 500))]
+    rows += [(f"g{i}{j}", "D", 1, sq(i * 100, j * 100)) for i in range(5) for j in range(5)]
+    rows += [(f"c{i}{j}", "D", 1, sq(i * 100 + 7, j * 100 + 5)) for i in range(1, 4) for j in range(1, 4)]
+    return utm_layer(rows)
+
+
+def test_a_shifted_copy_of_a_block_overlaps_at_every_pair():
+    g = _shifted_block()
+    over = check_grids(g, metric_crs=UTM).findings.query("kind == 'overlap'")
+    assert ("c22", "g22") in set(over["grid_ids"])
+    assert over["area_m2"].sum() == pytest.approx(90_000, rel=1e-9)  # the copy lies wholly on the originals
+    agrees_with_reference(g)
+
+
+def test_an_overlap_every_fast_pass_missed_hands_the_level_to_the_exhaustive_path(monkeypatch):
+    from geogrid import _hierarchy_impl
+
+    monkeypatch.setattr(_hierarchy_impl, "stacked", lambda geoms, _tree, _dirty: np.zeros(len(geoms), dtype=bool))
+    g = _shifted_block()
+    over = check_grids(g, metric_crs=UTM).findings.query("kind == 'overlap'")
+    assert over["area_m2"].sum() == pytest.approx(90_000, rel=1e-9)
+    agrees_with_reference(g)
