@@ -163,7 +163,7 @@ def polygonal(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
-def _clean_union(clean: np.ndarray) -> tuple[shapely.Geometry, bool]:
+def _clean_union(clean: np.ndarray, *, verify: bool = True) -> tuple[shapely.Geometry, bool]:
     """Coverage union of cells taken for a valid coverage, and whether they really were one.
 
     A valid coverage's union is valid and has exactly the sum of its cells' areas; when it
@@ -175,14 +175,18 @@ def _clean_union(clean: np.ndarray) -> tuple[shapely.Geometry, bool]:
         base = shapely.coverage_union_all(clean)
     except GEOSException:  # not a valid coverage after all: the slow, safe path
         return shapely.union_all(clean), False
-    if overlooked_overlap(clean, base):
+    if verify and overlooked_overlap(clean, base):
         return shapely.union_all(clean), False
     return base, True
 
 
 def union_level(geoms: np.ndarray, dirty: np.ndarray) -> shapely.Geometry:
-    """Union of a level: fast coverage union of the clean cells, overlay union of the rest."""
-    base, _ok = _clean_union(geoms[~dirty])
+    """Union of some cells of a level :func:`unite` has seen: coverage union of the clean ones, overlay of the rest.
+
+    The clean cells of a level that :func:`unite` verified are a valid coverage, and so is
+    any subset of them: no need to verify again.
+    """
+    base, _ok = _clean_union(geoms[~dirty], verify=False)
     if dirty.any():
         return shapely.union_all(np.concatenate([[base], geoms[dirty]]))
     return base
