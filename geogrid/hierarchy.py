@@ -278,7 +278,7 @@ def check_grids(
                 out.add("invalid", level[r], (ids[r],), msg, where if where is not None else raw[r])
     usable &= ~(shapely.is_empty(fixed) | shapely.is_missing(fixed))
     local = np.empty(n, dtype=object)
-    local[usable] = _impl.single_parts(frame.local(fixed[usable]))
+    local[usable] = frame.local(_impl.single_parts(fixed[usable]))
     tick("validity")
 
     # 2. the hierarchy itself
