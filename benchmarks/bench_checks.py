@@ -10,6 +10,8 @@ checks), reports invalid polygons by raising, and measures nothing in m².
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 import geopandas as gpd
@@ -127,49 +129,44 @@ def cases(scale: str) -> list[Case]:
                 "baseline finds no gap polygons, no areas in m², no parent problems"
             ),
         ),
+        *(
+            case
+            for tag, encode, encoded in (
+                ("", lambda g: g, ""),
+                ("_multipolygon", as_multipolygons, "; every grid a MultiPolygon (a GeoPackage round trip)"),
+            )
+            for case in _four_level_cases(n4, tag, encode, encoded, repeat=1 if scale == "full" else 3)
+        ),
+    ]
+
+
+def _four_level_cases(
+    n4: int, tag: str, encode: Callable[[gpd.GeoDataFrame], gpd.GeoDataFrame], encoded: str, repeat: int
+) -> list[Case]:
+    """The 4-level check against one flat edge validation and against overlay, on one encoding."""
+    k = n4 * n4 // 1000
+
+    def setup() -> gpd.GeoDataFrame:
+        return encode(fishnet_levels(n4, (n4, n4 // 4, 10), seed=0, perturbed=k))
+
+    what = f"4 levels 1/16/{(n4 // 10) ** 2}/{n4 * n4}, seed 0, {k} basic cells perturbed 3 m{encoded}"
+    return [
         Case(
-            name=f"check_4_levels_{n4 * n4}_basic",
-            setup=lambda: fishnet_levels(n4, (n4, n4 // 4, 10), seed=0, perturbed=n4 * n4 // 1000),
+            name=f"check_4_levels_{n4 * n4}{tag}_basic",
+            setup=setup,
             ours=lambda g: check_grids(g, gap_width_m=1.0),
             baseline=_basic_edges,
             baseline_name="coverage_invalid_edges on the basic level only",
-            notes=(
-                f"4 levels 1/16/{(n4 // 10) ** 2}/{n4 * n4}, seed 0, {n4 * n4 // 1000} basic cells perturbed 3 m; "
-                "target: ratio >= 0.5 (the full check within 2x of one flat edge validation)"
-            ),
-            repeat=1 if scale == "full" else 3,
+            notes=f"{what}; target: ratio >= 0.5 (the full check within 2x of one flat edge validation)",
+            repeat=repeat,
         ),
         Case(
-            name=f"check_4_levels_{n4 * n4}_vs_overlay",
-            setup=lambda: fishnet_levels(n4, (n4, n4 // 4, 10), seed=0, perturbed=n4 * n4 // 1000),
+            name=f"check_4_levels_{n4 * n4}{tag}_vs_overlay",
+            setup=setup,
             ours=lambda g: check_grids(g, gap_width_m=1.0),
             baseline=_basic_overlay,
             baseline_name="geopandas.overlay(df, df) self-overlaps of the basic level only",
-            notes=(
-                f"same input as check_4_levels_{n4 * n4}_basic; target: ratio >= 10 (every kind on 4 levels "
-                "against one kind on one level)"
-            ),
-            repeat=1 if scale == "full" else 3,
-        ),
-        Case(
-            name=f"check_4_levels_{n4 * n4}_multipolygon_basic",
-            setup=lambda: as_multipolygons(fishnet_levels(n4, (n4, n4 // 4, 10), seed=0, perturbed=n4 * n4 // 1000)),
-            ours=lambda g: check_grids(g, gap_width_m=1.0),
-            baseline=_basic_edges,
-            baseline_name="coverage_invalid_edges on the basic level only",
-            notes=(
-                f"as check_4_levels_{n4 * n4}_basic with every grid a MultiPolygon (a GeoPackage round trip); "
-                "target: ratio >= 0.5"
-            ),
-            repeat=1 if scale == "full" else 3,
-        ),
-        Case(
-            name=f"check_4_levels_{n4 * n4}_multipolygon_vs_overlay",
-            setup=lambda: as_multipolygons(fishnet_levels(n4, (n4, n4 // 4, 10), seed=0, perturbed=n4 * n4 // 1000)),
-            ours=lambda g: check_grids(g, gap_width_m=1.0),
-            baseline=_basic_overlay,
-            baseline_name="geopandas.overlay(df, df) self-overlaps of the basic level only",
-            notes=f"as check_4_levels_{n4 * n4}_vs_overlay with every grid a MultiPolygon; target: ratio >= 10",
-            repeat=1 if scale == "full" else 3,
+            notes=f"{what}; target: ratio >= 10 (every kind on 4 levels against one kind on one level)",
+            repeat=repeat,
         ),
     ]

@@ -148,15 +148,18 @@ def _delete(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
     return f"{gid} deleted"
 
 
+def _append(g: gpd.GeoDataFrame, rows: gpd.GeoDataFrame) -> None:
+    """Append ``rows`` to ``g`` in place (perturbations change the frame they are given)."""
+    start = int(g.index.max()) + 1 if len(g) else 0
+    for i in range(len(rows)):
+        g.loc[start + i] = rows.iloc[i]
+
+
 def _duplicate(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
     r = _pick(rng, g, int(rng.integers(1, int(g["level"].max()) + 1)))
     row = g.iloc[[r]].copy()
     row["grid_id"] = row["grid_id"] + "_dup"
-    new = pd.concat([g, row], ignore_index=True)
-    g.drop(index=g.index, inplace=True)
-    for c in new.columns:
-        g[c] = None
-    g[list(new.columns)] = new
+    _append(g, row)
     return f"{row.grid_id.iloc[0]} duplicated"
 
 
@@ -170,11 +173,7 @@ def _shift_block(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
     a = rng.uniform(0, 6.3)
     block["grid_id"] = block["grid_id"] + "_cp"
     block = block.set_geometry(block.geometry.translate(d * np.cos(a), d * np.sin(a)))
-    new = pd.concat([g, block], ignore_index=True)
-    g.drop(index=g.index, inplace=True)
-    for c in new.columns:
-        g[c] = None
-    g[list(new.columns)] = new
+    _append(g, block)
     return f"{len(block)} children of {par} copied and shifted {d / _metres(g):.1f} m"
 
 
