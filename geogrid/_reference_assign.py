@@ -43,7 +43,7 @@ def assign_points_reference(
     -------
     pandas.DataFrame
         Indexed like ``points``: ``grid_id_<level>`` (object dtype: the lowest ``grid_id``, as
-        a string, among the level's grids whose closure contains the point; None where none)
+        a string, among the level's grids whose closure contains the point; NaN where none)
         per level, and ``outside`` (True when no requested level holds the point).
 
     Examples
@@ -54,7 +54,7 @@ def assign_points_reference(
     ...     geometry=[shapely.box(1, 0, 2, 1), shapely.box(0, 0, 1, 1)])
     >>> pts = gpd.GeoSeries.from_xy([1.0, 1.5, 5.0], [0.5, 0.5, 5.0])
     >>> assign_points_reference(pts, grids)["grid_id_0"].tolist()
-    ['A', 'B', None]
+    ['A', 'B', nan]
     """
     geoms = np.asarray(points.geometry.array if isinstance(points, gpd.GeoDataFrame) else points.array)
     have = sorted(int(v) for v in pd.unique(grids["level"].dropna()))
