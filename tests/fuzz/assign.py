@@ -12,7 +12,8 @@ Hierarchies: Voronoi cells clipped to a district (a box or a skewed quadrilatera
 bottom-up into 2-4 levels with ``coverage_union_all``; in a UTM zone (EPSG:32650) or in lon/lat
 (EPSG:4326, in China or elsewhere, either hemisphere). Perturbations: enclaves (cells dropped: holes
 through every level), exclaves (a unit handed to a far group: a multi-part parent, often with a hole
-around it). Encodings: Polygon, every grid a MultiPolygon, mixed; rings reversed at random;
+around it), one finest vertex nudged by 1e-9 of the extent (the areas still add up to 1e-9),
+a parent link that contradicts the geometry. Encodings: Polygon, every grid a MultiPolygon, mixed; rings reversed at random;
 repeated vertices. Ids are random strings, so the lowest id on a level says nothing about the
 parents' ids (the "districts A | B where B's child is called 'a'" case).
 
@@ -130,6 +131,21 @@ def make_case(seed: int) -> tuple[str, gpd.GeoDataFrame, gpd.GeoDataFrame]:
         units.append(np.array([shapely.coverage_union_all(below[grp == g]) for g in range(grp.max() + 1)]))
     units.reverse()  # units[0]: level 0
     groups.reverse()  # groups[lv]: level lv+1 unit -> level lv unit
+    if rng.random() < 0.2:  # one finest vertex nudged by 1e-9 of the extent: the areas still add up
+        units[-1] = units[-1].copy()
+        i = int(rng.integers(len(units[-1])))
+        xy = shapely.get_coordinates(units[-1][i])
+        k = int(rng.integers(len(xy) - 1))
+        step = rng.choice([-1.0, 1.0], 2) * 1e-9 * side
+        units[-1][i] = shapely.set_coordinates(
+            units[-1][i], np.where(np.all(xy == xy[k], axis=1)[:, None], xy + step, xy)
+        )
+        perturb.append("nudged")
+    if n_levels > 1 and rng.random() < 0.2 and groups[-1].max() > 0:  # a parent link contradicting geometry
+        groups[-1] = groups[-1].copy()
+        u = int(rng.integers(len(groups[-1])))
+        groups[-1][u] = (groups[-1][u] + 1) % (groups[-1].max() + 1)
+        perturb.append("relinked")
     mode = str(rng.choice(["polygon", "multipolygon", "mixed"]))
     ids = [_ids(rng, len(u), lv) for lv, u in enumerate(units)]
     rows = []
