@@ -290,9 +290,11 @@ def _empty_raster(polygons: npt.NDArray[np.object_]) -> OwnerRaster:
 
 
 # -- building ---------------------------------------------------------------------------------
-def _segments(
-    polygons: npt.NDArray[np.object_],
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+Segs = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+"""Ring segments ``(x1, y1, x2, y2)``, their polygon and winding sign, as :func:`_segments` gives them."""
+
+
+def _segments(polygons: npt.NDArray[np.object_]) -> Segs:
     """Every ring segment as rows ``(x1, y1, x2, y2)``, its polygon, and its ring's winding sign.
 
     The sign is +1 for counter-clockwise shells and clockwise holes, -1 for the others: with it
@@ -325,8 +327,15 @@ def _segments(
     return seg, ring_poly[ring].astype(_I64), sign[ring]
 
 
+def ring_segments(polygons: npt.NDArray[np.object_]) -> Segs:
+    """Every ring segment of ``polygons``, its polygon and winding sign (see :func:`_segments`)."""
+    return _segments(polygons)
+
+
 def boundaries_add_up(
-    finest: npt.NDArray[np.object_], coarse: npt.NDArray[np.object_], anc: npt.NDArray[np.int64]
+    finest: npt.NDArray[np.object_] | Segs,
+    coarse: npt.NDArray[np.object_],
+    anc: npt.NDArray[np.int64],
 ) -> bool:
     """Whether each coarse polygon's boundary is exactly the sum of its descendants' boundaries.
 
@@ -338,11 +347,12 @@ def boundaries_add_up(
     polygons the descendants' indicator functions then add up to their ancestor's off the
     segments: the descendants tile the ancestor exactly, and every coarse boundary segment is a
     finest one. A coarse polygon drawn with vertices its descendants lack (or the other way
-    round) fails the test, even when the point sets agree.
+    round) fails the test, even when the point sets agree. ``finest`` may be given as its
+    :func:`_segments` already (several coarse levels against one finest level).
     """
     parts = []
     for polys, owner, w in ((finest, anc, 1), (coarse, None, -1)):
-        s, s_poly, sign = _segments(polys)
+        s, s_poly, sign = polys if isinstance(polys, tuple) else _segments(polys)
         s = np.where((sign < 0)[:, None], s[:, [2, 3, 0, 1]], s)  # polygon on the left
         parts.append((s, s_poly if owner is None else owner[s_poly], np.full(len(s), w, dtype=_I64)))
     seg = np.concatenate([p[0] for p in parts]) + 0.0  # -0.0 -> 0.0
@@ -355,7 +365,15 @@ def boundaries_add_up(
     swap = (seg[:, 0] > seg[:, 2]) | ((seg[:, 0] == seg[:, 2]) & (seg[:, 1] > seg[:, 3]))
     seg = np.where(swap[:, None], seg[:, [2, 3, 0, 1]], seg)
     weight = np.where(swap, -weight, weight)
-    order = np.lexsort((seg[:, 3], seg[:, 2], seg[:, 1], seg[:, 0], group))
+    # Sort by a hash of (group, bits): equal keys become neighbours. Runs split wherever the key
+    # changes, so a hash collision can only split a key's copies apart (a false "no": the level
+    # is then located by geometry), never add up different keys.
+    h = group.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    for i in range(4):
+        h ^= seg[:, i].copy().view(np.uint64)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    order = np.argsort(h, kind="stable")
     seg, group, weight = seg[order], group[order], weight[order]
     new = np.ones(len(seg), dtype=bool)
     new[1:] = (group[1:] != group[:-1]) | (seg[1:] != seg[:-1]).any(axis=1)

@@ -54,7 +54,14 @@ import pandas as pd
 import geopandas as gpd
 import shapely
 
-from geogrid._assign_impl import _CHUNK, OwnerRaster, boundaries_add_up, build_owner_raster, lowest_holder
+from geogrid._assign_impl import (
+    _CHUNK,
+    OwnerRaster,
+    boundaries_add_up,
+    build_owner_raster,
+    lowest_holder,
+    ring_segments,
+)
 from layers.errors import CRSError, SchemaError, format_ids
 
 if TYPE_CHECKING:
@@ -283,7 +290,9 @@ def _require_columns(grids: pd.DataFrame, needed: Sequence[str]) -> None:
         raise SchemaError(source, [Problem("missing_column", msg)])
 
 
-def _nests_exactly(finest: gpd.GeoDataFrame, coarse: gpd.GeoDataFrame, anc: npt.NDArray[np.int64]) -> bool:
+def _nests_exactly(
+    finest: gpd.GeoDataFrame, coarse: gpd.GeoDataFrame, anc: npt.NDArray[np.int64], cache: dict[str, Any]
+) -> bool:
     """Whether ``coarse`` is tiled exactly by its descendants in ``finest`` (``anc``: finest -> coarse).
 
     Then a point the finest level's locator certifies to lie inside one grid (off every boundary)
@@ -303,29 +312,32 @@ def _nests_exactly(finest: gpd.GeoDataFrame, coarse: gpd.GeoDataFrame, anc: npt.
     sums = np.bincount(anc, weights=shapely.area(fg), minlength=len(coarse))
     if not np.allclose(sums, shapely.area(cg), rtol=_NESTING_RTOL, atol=0.0):
         return False
-    return boundaries_add_up(fg, cg, anc) and bool(shapely.coverage_is_valid(cg))
+    if "segments" not in cache:  # the finest level's segments serve every coarser level
+        cache["segments"] = ring_segments(fg)
+    return boundaries_add_up(cache["segments"], cg, anc) and bool(shapely.coverage_is_valid(cg))
 
 
 def _ancestors(
     grids: gpd.GeoDataFrame, finest_ids: npt.NDArray[np.object_], level: int, ids: npt.NDArray[np.object_]
 ) -> npt.NDArray[np.int64]:
     """Position in ``ids`` (grids of ``level``) of each finest grid's ancestor at that level, -1 if none."""
-    parent = pd.Series(grids["parent_id"].to_numpy(dtype=object), index=grids["grid_id"].to_numpy(dtype=object))
-    parent = parent[~parent.index.duplicated()]
-    lv = pd.Series(grids["level"].to_numpy(dtype="int64"), index=grids["grid_id"].to_numpy(dtype=object))
-    lv = lv[~lv.index.duplicated()]
-    cur = pd.Series(finest_ids, dtype=object)
-    for _ in range(64):  # deeper than any real hierarchy; stops cycles
-        cur_lv = lv.reindex(cur.to_numpy()).to_numpy()
-        done = (cur_lv == level) | pd.isna(cur_lv) | pd.isna(cur.to_numpy())
-        if done.all():
-            break
-        nxt = parent.reindex(cur.to_numpy()).to_numpy()
-        cur = pd.Series(np.where(done, cur.to_numpy(), nxt), dtype=object)
-    found = pd.Index(ids).get_indexer(cur.to_numpy())
-    cur_lv = lv.reindex(cur.to_numpy()).to_numpy()
-    found[~(cur_lv == level)] = -1
-    return found.astype(np.int64)
+    all_ids = grids["grid_id"].to_numpy(dtype=object)
+    index = pd.Index(all_ids)
+    first = ~index.duplicated()  # a repeated grid_id: its first row speaks for it
+    index, all_ids = pd.Index(all_ids[first]), all_ids[first]
+    parent = index.get_indexer(grids["parent_id"].to_numpy(dtype=object)[first]) if "parent_id" in grids else None
+    lv = grids["level"].to_numpy(dtype="int64")[first]
+    cur = index.get_indexer(finest_ids)
+    if parent is not None:
+        for _ in range(64):  # deeper than any real hierarchy; stops cycles
+            step = (cur >= 0) & (lv[cur] != level)
+            if not step.any():
+                break
+            cur = np.where(step, parent[cur], cur)
+    at_level = (cur >= 0) & (lv[cur] == level)
+    found = np.full(cur.size, -1, dtype=np.int64)
+    found[at_level] = pd.Index(ids).get_indexer(all_ids[cur[at_level]])
+    return found
 
 
 def _plan(grids: gpd.GeoDataFrame, levels: Sequence[int] | None, nested: bool | Literal["auto"]) -> _Plan:
@@ -344,13 +356,14 @@ def _plan(grids: gpd.GeoDataFrame, levels: Sequence[int] | None, nested: bool | 
     fg = by_level[finest]
     f_ids = fg["grid_id"].to_numpy(dtype=object)
     plans = {finest: _LevelPlan(finest, f_ids, GridLocator(np.asarray(fg.geometry.array)), None)}
+    cache: dict[str, Any] = {}
     for lv in wanted[:-1]:
         g = by_level[lv]
         ids = g["grid_id"].to_numpy(dtype=object)
         anc = None
         if nested is not False and "parent_id" in grids.columns:
             anc = _ancestors(grids, f_ids, lv, ids)
-            if nested == "auto" and not _nests_exactly(fg, g, anc):
+            if nested == "auto" and not _nests_exactly(fg, g, anc, cache):
                 anc = None
         if anc is None:
             plans[lv] = _LevelPlan(lv, ids, GridLocator(np.asarray(g.geometry.array)), None)
