@@ -556,7 +556,7 @@ def assign_points(
         have no ``valid_from`` / ``valid_to``.
     method
         ``"fast"`` (default): the owner raster and, where the levels nest, the parent links.
-        ``"reference"``: :func:`geogrid.reference.assign_points_reference` on each level (plain
+        ``"reference"``: :func:`geogrid.reference.assign_points` on each level (plain
         GEOS ``intersects``, then the lowest grid_id), to double-check the fast answer; the same
         columns and dtypes, many times slower. ``nested`` does not apply.
 

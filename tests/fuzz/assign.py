@@ -38,9 +38,10 @@ from geogrid._reference_assign import assign_points_reference
 from geogrid.assignment import assign_points
 from tests.fuzz import Outcome
 
-__all__ = ["FAMILY", "make_case", "run_case"]
+__all__ = ["COLUMNS", "FAMILY", "make_case", "run_case"]
 
 FAMILY = "assign"
+COLUMNS = ("crash", "mismatch", "mismatch_located")
 _MAX_POINTS = 6_000
 
 
@@ -213,7 +214,7 @@ def run_case(seed: int) -> Outcome:
         out = Outcome(FAMILY, seed, "generator")
         out.fail("crash", traceback.format_exc(limit=3))
         return out
-    out = Outcome(FAMILY, seed, name, counts={"mismatch": 0, "mismatch_located": 0, "crash": 0})
+    out = Outcome(FAMILY, seed, name, counts=dict.fromkeys(COLUMNS, 0))
     try:
         ref = assign_points_reference(points, grids)
         _compare(assign_points(points, grids), ref, "mismatch", points, out)
