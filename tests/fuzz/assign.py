@@ -13,19 +13,22 @@ bottom-up into 2-4 levels with ``coverage_union_all``; in a UTM zone (EPSG:32650
 (EPSG:4326, in China or elsewhere, either hemisphere). Perturbations: enclaves (cells dropped: holes
 through every level), exclaves (a unit handed to a far group: a multi-part parent, often with a hole
 around it), one finest vertex nudged by 1e-9 of the extent (the areas still add up to 1e-9),
-a parent link that contradicts the geometry. Encodings: Polygon, every grid a MultiPolygon, mixed; rings reversed at random;
-repeated vertices. Ids are random strings, so the lowest id on a level says nothing about the
-parents' ids (the "districts A | B where B's child is called 'a'" case).
+a parent link that contradicts the geometry. Encodings: Polygon, every grid a MultiPolygon,
+mixed; rings reversed at random; repeated vertices; Z; a GeoPackage round trip. Ids are random
+strings, so the lowest id on a level says nothing about the parents' ids (the "districts A | B
+where B's child is called 'a'" case).
 
 Points: every vertex of every level, every edge midpoint, points a few ulps and 1e-9 (relative to
 the extent) off edges on either side, random points inside and outside the bounding box.
 
 Columns: ``mismatch`` (points where the default answer differs from the reference, summed over
-levels), ``mismatch_located`` (the same for ``nested=False``), ``crash``.
+levels), ``mismatch_located`` (the same for ``nested=False``), ``mismatch_trusted`` (the same for
+``nested=True``, on hierarchies whose parent links are right), ``crash``.
 """
 
 from __future__ import annotations
 
+import tempfile
 import traceback
 
 import numpy as np
@@ -41,7 +44,7 @@ from tests.fuzz import Outcome
 __all__ = ["COLUMNS", "FAMILY", "make_case", "run_case"]
 
 FAMILY = "assign"
-COLUMNS = ("crash", "mismatch", "mismatch_located")
+COLUMNS = ("crash", "mismatch", "mismatch_located", "mismatch_trusted")
 _MAX_POINTS = 6_000
 
 
@@ -159,9 +162,22 @@ def make_case(seed: int) -> tuple[str, gpd.GeoDataFrame, gpd.GeoDataFrame]:
         pd.DataFrame(rows, columns=["grid_id", "parent_id", "level", "geometry"]), geometry="geometry", crs=crs
     )
     grids = grids.sample(frac=1.0, random_state=int(rng.integers(2**31)))  # row order must not matter
+    if rng.random() < 0.15:  # Z: heights must not matter
+        grids = grids.set_geometry(shapely.force_3d(grids.geometry.values, z=float(rng.uniform(0, 50))))
+        mode += "+z"
+    if rng.random() < 0.1:  # what a store gives back: a GeoPackage round trip (every grid a MultiPolygon)
+        grids = _gpkg_round_trip(grids)
+        mode += "+gpkg"
     points = _adversarial_points(rng, units, side)
     name = f"voronoi/{'utm' if crs != 'EPSG:4326' else 'lonlat'}/{n_levels}lv/{'+'.join(perturb) or 'plain'}/{mode}"
     return name, grids, gpd.GeoDataFrame(geometry=gpd.points_from_xy(points[:, 0], points[:, 1]), crs=crs)
+
+
+def _gpkg_round_trip(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/grids.gpkg"
+        grids.to_file(path, layer="grids")
+        return gpd.read_file(path, layer="grids")
 
 
 def _adversarial_points(rng: np.random.Generator, units: list[np.ndarray], side: float) -> np.ndarray:
@@ -219,6 +235,8 @@ def run_case(seed: int) -> Outcome:
         ref = assign_points_reference(points, grids)
         _compare(assign_points(points, grids), ref, "mismatch", points, out)
         _compare(assign_points(points, grids, nested=False), ref, "mismatch_located", points, out)
+        if "relinked" not in name and "nudged" not in name:  # parent_id is right: trusting it is too
+            _compare(assign_points(points, grids, nested=True), ref, "mismatch_trusted", points, out)
     except Exception:
         out.fail("crash", traceback.format_exc(limit=5))
     return out
