@@ -239,6 +239,16 @@ class OwnerRaster:
 
     def locate_chunk(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
         """:meth:`locate` for one chunk (keep chunks small: ~1e5 points), as int32."""
+        return self.locate_chunk_flagged(x, y)[0]
+
+    def locate_chunk_flagged(
+        self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """:meth:`locate_chunk`, and the positions of the points shapely decided.
+
+        Every other point is certified to lie off every boundary segment (farther than rounding)
+        and to be held by at most one polygon; a point on a boundary is always among the decided.
+        """
         x = np.ascontiguousarray(x, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
         out = np.empty(x.size, dtype=_I32)
@@ -246,21 +256,30 @@ class OwnerRaster:
             x, y, self.x0, self.y0, 1.0 / self.size, self.width, self.height, self.codes, self.xc, self.yc,
             self.slot_info, self.pair_xy, self.pair_mask, self.candidates, out,
         )  # fmt: skip
-        if unsure:
-            redo = np.flatnonzero(out == _UNSURE)
+        redo = np.flatnonzero(out == _UNSURE) if unsure else np.zeros(0, dtype=_I64)
+        if redo.size:
             out[redo] = self._exact(x[redo], y[redo])
-        return out
+        return out, redo
 
     def _exact(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
         """Test points against the polygons whose boxes hold them, with shapely; keep the lowest holder."""
         if self._tree is None:
             self._tree = shapely.STRtree(self.polygons)
-        pts, cand = self._tree.query(shapely.points(x, y), predicate="intersects")
-        n = self.polygons.size
-        best = np.full(x.size, n, dtype=_I64)
-        np.minimum.at(best, pts, cand)
-        best[best == n] = -1
-        return best.astype(_I32)
+        return lowest_holder(self._tree, self.polygons.size, x, y)
+
+
+def lowest_holder(
+    tree: shapely.STRtree, n: int, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int32]:
+    """Lowest position among the ``n`` polygons of ``tree`` whose closure holds each point; -1 if none.
+
+    GEOS decides ``intersects`` of a point and a polygon with exact orientation tests.
+    """
+    pts, cand = tree.query(shapely.points(x, y), predicate="intersects")
+    best = np.full(x.size, n, dtype=_I64)
+    np.minimum.at(best, pts, cand)
+    best[best == n] = -1
+    return best.astype(_I32)
 
 
 def _empty_raster(polygons: npt.NDArray[np.object_]) -> OwnerRaster:
@@ -271,9 +290,11 @@ def _empty_raster(polygons: npt.NDArray[np.object_]) -> OwnerRaster:
 
 
 # -- building ---------------------------------------------------------------------------------
-def _segments(
-    polygons: npt.NDArray[np.object_],
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+Segs = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+"""Ring segments ``(x1, y1, x2, y2)``, their polygon and winding sign, as :func:`_segments` gives them."""
+
+
+def _segments(polygons: npt.NDArray[np.object_]) -> Segs:
     """Every ring segment as rows ``(x1, y1, x2, y2)``, its polygon, and its ring's winding sign.
 
     The sign is +1 for counter-clockwise shells and clockwise holes, -1 for the others: with it
@@ -304,6 +325,59 @@ def _segments(
     twice_area = np.bincount(ring, seg[:, 0] * seg[:, 3] - seg[:, 2] * seg[:, 1], minlength=ring_poly.size)
     sign = np.where((twice_area > 0) == ring_shell, 1, -1).astype(_I64)
     return seg, ring_poly[ring].astype(_I64), sign[ring]
+
+
+def ring_segments(polygons: npt.NDArray[np.object_]) -> Segs:
+    """Every ring segment of ``polygons``, its polygon and winding sign (see :func:`_segments`)."""
+    return _segments(polygons)
+
+
+def boundaries_add_up(
+    finest: npt.NDArray[np.object_] | Segs,
+    coarse: npt.NDArray[np.object_],
+    anc: npt.NDArray[np.int64],
+) -> bool:
+    """Whether each coarse polygon's boundary is exactly the sum of its descendants' boundaries.
+
+    Every ring segment, turned so that its polygon lies on its left (shells counter-clockwise,
+    holes clockwise), counts +1 for the descendants (``anc``: finest position -> coarse position)
+    and -1 for their coarse polygon; the test holds when every segment, compared bit for bit,
+    sums to zero per coarse polygon: segments shared by two descendants cancel, and the rest are
+    the coarse polygon's own. The winding number is linear in these segments, so for valid
+    polygons the descendants' indicator functions then add up to their ancestor's off the
+    segments: the descendants tile the ancestor exactly, and every coarse boundary segment is a
+    finest one. A coarse polygon drawn with vertices its descendants lack (or the other way
+    round) fails the test, even when the point sets agree. ``finest`` may be given as its
+    :func:`_segments` already (several coarse levels against one finest level).
+    """
+    parts = []
+    for polys, owner, w in ((finest, anc, 1), (coarse, None, -1)):
+        s, s_poly, sign = polys if isinstance(polys, tuple) else _segments(polys)
+        s = np.where((sign < 0)[:, None], s[:, [2, 3, 0, 1]], s)  # polygon on the left
+        parts.append((s, s_poly if owner is None else owner[s_poly], np.full(len(s), w, dtype=_I64)))
+    seg = np.concatenate([p[0] for p in parts]) + 0.0  # -0.0 -> 0.0
+    group = np.concatenate([p[1] for p in parts])
+    weight = np.concatenate([p[2] for p in parts])
+    keep = (seg[:, 0] != seg[:, 2]) | (seg[:, 1] != seg[:, 3])
+    seg, group, weight = seg[keep], group[keep], weight[keep]
+    if (group < 0).any():
+        return False
+    swap = (seg[:, 0] > seg[:, 2]) | ((seg[:, 0] == seg[:, 2]) & (seg[:, 1] > seg[:, 3]))
+    seg = np.where(swap[:, None], seg[:, [2, 3, 0, 1]], seg)
+    weight = np.where(swap, -weight, weight)
+    # Sort by a hash of (group, bits): equal keys become neighbours. Runs split wherever the key
+    # changes, so a hash collision can only split a key's copies apart (a false "no": the level
+    # is then located by geometry), never add up different keys.
+    h = group.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    for i in range(4):
+        h ^= seg[:, i].copy().view(np.uint64)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    order = np.argsort(h, kind="stable")
+    seg, group, weight = seg[order], group[order], weight[order]
+    new = np.ones(len(seg), dtype=bool)
+    new[1:] = (group[1:] != group[:-1]) | (seg[1:] != seg[:-1]).any(axis=1)
+    return bool((np.add.reduceat(weight, np.flatnonzero(new)) == 0).all()) if len(seg) else True
 
 
 def _distinct_segments(

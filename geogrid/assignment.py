@@ -16,7 +16,11 @@ How it is fast
 --------------
 Only the finest requested level is located by geometry; coarser levels follow through
 ``parent_id`` when the hierarchy nests exactly (see ``nested``), by an integer take on the finest
-level's positions; otherwise each level is located by geometry on its own. Locating uses an
+level's positions; otherwise each level is located by geometry on its own. Parent links only
+answer points the finest level certifies to lie inside one grid: the few points it leaves to
+shapely (all those on or within rounding of a boundary) are located on every derived level by the
+rule itself, since on a shared boundary the lowest grid_id of a coarse level need not be the
+parent of the finest level's winner. Locating uses an
 *owner raster* (:class:`GridLocator`): a fine raster of cells over the grids, each cell wholly
 inside one grid storing that grid's index, so most points are answered by one array lookup. A
 point in a cell that a boundary crosses is decided by orientation tests against the few segments
@@ -50,7 +54,14 @@ import pandas as pd
 import geopandas as gpd
 import shapely
 
-from geogrid._assign_impl import _CHUNK, OwnerRaster, build_owner_raster
+from geogrid._assign_impl import (
+    _CHUNK,
+    OwnerRaster,
+    boundaries_add_up,
+    build_owner_raster,
+    lowest_holder,
+    ring_segments,
+)
 from layers.errors import CRSError, SchemaError, format_ids
 
 if TYPE_CHECKING:
@@ -181,10 +192,27 @@ class _LevelPlan:
     from_finest: npt.NDArray[np.int64] | None  # finest position -> position in ids (-1 none)
     # position + 1 -> category code, when the categories span other grid versions too (else None)
     to_category: npt.NDArray[np.int32] | None = None
+    polygons: npt.NDArray[np.object_] | None = None  # a derived level's grids, for its boundary points
+    _tree: shapely.STRtree | None = None
 
-    def locate_chunk(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_tree"] = None  # rebuilt on demand
+        return state
+
+    def locate_chunk(
+        self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """Positions in ``ids`` (-1: none), and which points were decided by shapely."""
         assert self.locator is not None
-        return self.locator._raster.locate_chunk(x, y)
+        return self.locator._raster.locate_chunk_flagged(x, y)
+
+    def locate_exactly(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
+        """Locate points the parent links cannot settle on this derived level, by the rule, with shapely."""
+        assert self.polygons is not None
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.polygons)
+        return lowest_holder(self._tree, self.polygons.size, x, y)
 
 
 @dataclass
@@ -209,14 +237,19 @@ class _Plan:
         for start in range(0, n, _CHUNK):
             stop = min(start + _CHUNK, n)
             x, y = _xy_chunk(geoms[start:stop], start)
-            base = self.plans[finest].locate_chunk(x, y)
+            base, decided = self.plans[finest].locate_chunk(x, y)
             out[finest][start:stop] = base
             for lv in self.levels[:-1]:
                 if lv in derived:
-                    base1 = base + 1
-                    out[lv][start:stop] = derived[lv][base1]
+                    got = derived[lv][base + 1]
+                    # Points shapely decided at the finest level may lie on a boundary, where the
+                    # lowest grid_id of this level need not be the parent of the finest winner:
+                    # locate those few here by the rule itself.
+                    if decided.size:
+                        got[decided] = self.plans[lv].locate_exactly(x[decided], y[decided])
+                    out[lv][start:stop] = got
                 else:
-                    out[lv][start:stop] = self.plans[lv].locate_chunk(x, y)
+                    out[lv][start:stop] = self.plans[lv].locate_chunk(x, y)[0]
         return out
 
 
@@ -257,55 +290,59 @@ def _require_columns(grids: pd.DataFrame, needed: Sequence[str]) -> None:
         raise SchemaError(source, [Problem("missing_column", msg)])
 
 
-def _nests_exactly(finest: gpd.GeoDataFrame, coarse: gpd.GeoDataFrame, anc: npt.NDArray[np.int64]) -> bool:
-    """Cheap test that ``coarse`` is tiled by its descendants in ``finest`` (``anc``: finest -> coarse).
+def _nests_exactly(
+    finest: gpd.GeoDataFrame, coarse: gpd.GeoDataFrame, anc: npt.NDArray[np.int64], cache: dict[str, Any]
+) -> bool:
+    """Whether ``coarse`` is tiled exactly by its descendants in ``finest`` (``anc``: finest -> coarse).
 
-    Holds when every finest grid has an ancestor, every coarse grid has a descendant, each
-    descendant's representative point lies in its ancestor and the descendants' areas add up
-    to the ancestor's (relative tolerance 1e-9).
+    Then a point the finest level's locator certifies to lie inside one grid (off every boundary)
+    lies inside that grid's ancestor and in no other coarse grid, so the parent link gives the
+    rule's answer; points it leaves to shapely (boundary points among them) are located on the
+    coarse level by the rule. Holds when every finest grid has an ancestor, every coarse grid
+    has a descendant, the coarse grids do not overlap (``shapely.coverage_is_valid``) and each
+    coarse grid's boundary segments are exactly the sum of its descendants' (see
+    :func:`geogrid._assign_impl.boundaries_add_up`): same vertices, bit for bit, as a dissolve
+    gives them. Anything else locates the level by geometry: correct, a little slower.
     """
-    if (anc < 0).any():
+    if (anc < 0).any() or (np.bincount(anc, minlength=len(coarse)) == 0).any():
         return False
-    n = len(coarse)
-    fa = shapely.area(np.asarray(finest.geometry.array))
-    ca = shapely.area(np.asarray(coarse.geometry.array))
-    sums = np.bincount(anc, weights=fa, minlength=n)
-    if not np.allclose(sums, ca, rtol=_NESTING_RTOL, atol=0.0) or (np.bincount(anc, minlength=n) == 0).any():
+    fg = np.asarray(finest.geometry.array)
+    cg = np.asarray(coarse.geometry.array)
+    # cheap first: the areas must add up before the segments are compared bit for bit
+    sums = np.bincount(anc, weights=shapely.area(fg), minlength=len(coarse))
+    if not np.allclose(sums, shapely.area(cg), rtol=_NESTING_RTOL, atol=0.0):
         return False
-    reps = shapely.point_on_surface(np.asarray(finest.geometry.array))
-    return bool(shapely.intersects(np.asarray(coarse.geometry.array)[anc], reps).all())
+    if "segments" not in cache:  # the finest level's segments serve every coarser level
+        cache["segments"] = ring_segments(fg)
+    return boundaries_add_up(cache["segments"], cg, anc) and bool(shapely.coverage_is_valid(cg))
 
 
 def _ancestors(
     grids: gpd.GeoDataFrame, finest_ids: npt.NDArray[np.object_], level: int, ids: npt.NDArray[np.object_]
 ) -> npt.NDArray[np.int64]:
     """Position in ``ids`` (grids of ``level``) of each finest grid's ancestor at that level, -1 if none."""
-    parent = pd.Series(grids["parent_id"].to_numpy(dtype=object), index=grids["grid_id"].to_numpy(dtype=object))
-    parent = parent[~parent.index.duplicated()]
-    lv = pd.Series(grids["level"].to_numpy(dtype="int64"), index=grids["grid_id"].to_numpy(dtype=object))
-    lv = lv[~lv.index.duplicated()]
-    cur = pd.Series(finest_ids, dtype=object)
-    for _ in range(64):  # deeper than any real hierarchy; stops cycles
-        cur_lv = lv.reindex(cur.to_numpy()).to_numpy()
-        done = (cur_lv == level) | pd.isna(cur_lv) | pd.isna(cur.to_numpy())
-        if done.all():
-            break
-        nxt = parent.reindex(cur.to_numpy()).to_numpy()
-        cur = pd.Series(np.where(done, cur.to_numpy(), nxt), dtype=object)
-    found = pd.Index(ids).get_indexer(cur.to_numpy())
-    cur_lv = lv.reindex(cur.to_numpy()).to_numpy()
-    found[~(cur_lv == level)] = -1
-    return found.astype(np.int64)
+    all_ids = grids["grid_id"].to_numpy(dtype=object)
+    index = pd.Index(all_ids)
+    first = ~index.duplicated()  # a repeated grid_id: its first row speaks for it
+    index, all_ids = pd.Index(all_ids[first]), all_ids[first]
+    parent = index.get_indexer(grids["parent_id"].to_numpy(dtype=object)[first]) if "parent_id" in grids else None
+    lv = grids["level"].to_numpy(dtype="int64")[first]
+    cur = index.get_indexer(finest_ids)
+    if parent is not None:
+        for _ in range(64):  # deeper than any real hierarchy; stops cycles
+            step = (cur >= 0) & (lv[cur] != level)
+            if not step.any():
+                break
+            cur = np.where(step, parent[cur], cur)
+    at_level = (cur >= 0) & (lv[cur] == level)
+    found = np.full(cur.size, -1, dtype=np.int64)
+    found[at_level] = pd.Index(ids).get_indexer(all_ids[cur[at_level]])
+    return found
 
 
 def _plan(grids: gpd.GeoDataFrame, levels: Sequence[int] | None, nested: bool | Literal["auto"]) -> _Plan:
     _require_columns(grids, ["grid_id", "level"])
-    have = sorted(int(v) for v in pd.unique(grids["level"].dropna()))
-    wanted = have if levels is None else sorted({int(v) for v in levels})
-    missing = [lv for lv in wanted if lv not in have]
-    if missing or not wanted:
-        msg = f"grids have no level {', '.join(map(str, missing)) or '(none given)'}; levels present: {have}"
-        raise ValueError(msg)
+    wanted = _plan_levels(grids, levels)
     by_level: dict[int, gpd.GeoDataFrame] = {}
     for lv in wanted:
         g = grids[grids["level"] == lv]
@@ -319,18 +356,19 @@ def _plan(grids: gpd.GeoDataFrame, levels: Sequence[int] | None, nested: bool | 
     fg = by_level[finest]
     f_ids = fg["grid_id"].to_numpy(dtype=object)
     plans = {finest: _LevelPlan(finest, f_ids, GridLocator(np.asarray(fg.geometry.array)), None)}
+    cache: dict[str, Any] = {}
     for lv in wanted[:-1]:
         g = by_level[lv]
         ids = g["grid_id"].to_numpy(dtype=object)
         anc = None
         if nested is not False and "parent_id" in grids.columns:
             anc = _ancestors(grids, f_ids, lv, ids)
-            if nested == "auto" and not _nests_exactly(fg, g, anc):
+            if nested == "auto" and not _nests_exactly(fg, g, anc, cache):
                 anc = None
         if anc is None:
             plans[lv] = _LevelPlan(lv, ids, GridLocator(np.asarray(g.geometry.array)), None)
         else:
-            plans[lv] = _LevelPlan(lv, ids, None, anc)
+            plans[lv] = _LevelPlan(lv, ids, None, anc, polygons=np.asarray(g.geometry.array))
     return _Plan(wanted, plans)
 
 
@@ -490,6 +528,7 @@ def assign_points(
     levels: Sequence[int] | None = None,
     nested: bool | Literal["auto"] = "auto",
     time: str | None = None,
+    method: Literal["fast", "reference"] = "fast",
 ) -> pd.DataFrame:
     """Assign each point to its grid at every requested level.
 
@@ -505,13 +544,21 @@ def assign_points(
         Levels to assign (default: every level present).
     nested
         ``"auto"`` (default): derive coarser levels from the finest through ``parent_id`` when
-        the grids pass a cheap nesting test (every finest grid has an ancestor, descendants'
-        areas add up to their ancestor's within 1e-9, representative points inside it);
-        otherwise locate that level by geometry. ``True`` trusts ``parent_id`` without the
-        test, ``False`` always locates every level by geometry.
+        the level is tiled exactly by its descendants (every finest grid has an ancestor, the
+        level has no overlaps, and each grid's boundary is made of its descendants' boundary
+        segments, vertex for vertex, as a dissolve leaves them); otherwise locate that level by
+        geometry. Either way every level follows the boundary rule: a point on a boundary is
+        located on each level by the rule, not through its finest grid's parent. ``True``
+        trusts ``parent_id`` without the test for points off every finest boundary; ``False``
+        always locates every level by geometry.
     time
         Column of ``points`` with the time to pick grid versions by; ignored when the grids
         have no ``valid_from`` / ``valid_to``.
+    method
+        ``"fast"`` (default): the owner raster and, where the levels nest, the parent links.
+        ``"reference"``: :func:`geogrid.reference.assign_points` on each level (plain
+        GEOS ``intersects``, then the lowest grid_id), to double-check the fast answer; the same
+        columns and dtypes, many times slower. ``nested`` does not apply.
 
     Returns
     -------
@@ -545,7 +592,65 @@ def assign_points(
     2         D         B    False
     3       NaN       NaN     True
     """
+    if method == "reference":
+        return _assign_by_reference(points, grids, levels, time)
+    if method != "fast":
+        msg = f"method must be 'fast' or 'reference', got {method!r}"
+        raise ValueError(msg)
     return _Assigner(grids, levels, nested, time)(points)
+
+
+def _assign_by_reference(
+    points: gpd.GeoDataFrame | gpd.GeoSeries, grids: gpd.GeoDataFrame, levels: Sequence[int] | None, time: str | None
+) -> pd.DataFrame:
+    """``method="reference"``: the plain rule per level, with the fast path's columns and dtypes."""
+    from geogrid._reference_assign import assign_points_reference
+
+    _check_crs(points.crs, grids.crs)
+    _require_columns(grids, ["grid_id", "level"])
+    wanted = _plan_levels(grids, levels)
+    current = _active(grids, None)
+    if not _versions(grids) or time is None:
+        out = assign_points_reference(points, current, levels=wanted)
+    else:
+        if not isinstance(points, gpd.GeoDataFrame) or time not in points.columns:
+            msg = f"points have no column {time!r} (time=): name their reported-at column"
+            raise KeyError(msg)
+        cuts = sorted(
+            pd.unique(
+                pd.concat(
+                    [pd.to_datetime(grids[c], utc=True) for c in (VALID_FROM, VALID_TO) if c in grids.columns]
+                ).dropna()
+            )
+        )
+        t = pd.to_datetime(points[time], utc=True).to_numpy()
+        epoch = np.searchsorted(np.asarray(cuts, dtype=t.dtype), t, side="right")
+        epoch[pd.isna(t)] = -1
+        starts: list[pd.Timestamp | None] = [cuts[0] - pd.Timedelta(1, "ns") if cuts else None, *cuts]
+        frames = []
+        for e in np.unique(epoch):
+            sel = np.flatnonzero(epoch == e)
+            active = current if e < 0 else _active(grids, starts[int(e)])
+            if not len(active):
+                active = current
+            frames.append(assign_points_reference(points.iloc[sel], active, levels=wanted).set_axis(sel, axis=0))
+        out = pd.concat(frames).sort_index()
+        out.index = points.index
+    for lv in wanted:
+        ids = grids.loc[grids["level"] == lv, "grid_id"].astype(str).unique()
+        out[f"grid_id_{lv}"] = pd.Categorical(out[f"grid_id_{lv}"], categories=pd.Index(np.sort(ids), dtype="str"))
+    return out
+
+
+def _plan_levels(grids: gpd.GeoDataFrame, levels: Sequence[int] | None) -> list[int]:
+    """Return the requested levels, sorted; refuse levels the grids do not have."""
+    have = sorted(int(v) for v in pd.unique(grids["level"].dropna()))
+    wanted = have if levels is None else sorted({int(v) for v in levels})
+    missing = [lv for lv in wanted if lv not in have]
+    if missing or not wanted:
+        msg = f"grids have no level {', '.join(map(str, missing)) or '(none given)'}; levels present: {have}"
+        raise ValueError(msg)
+    return wanted
 
 
 # -- larger than memory -------------------------------------------------------------------------

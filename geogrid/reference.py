@@ -11,12 +11,15 @@ reference                   fast path it specifies
 ==========================  ====================================================
 :func:`check_grids`         :func:`geogrid.check_grids` (area defects per level,
                             nesting, validity; not ``edge_mismatch`` lines)
+:func:`assign_points`       :func:`geogrid.assign_points` (the boundary rule on
+                            every level: lowest grid_id among closed grids)
 ==========================  ====================================================
 """
 
 from __future__ import annotations
 
+from geogrid._reference_assign import assign_points_reference as assign_points
 from geogrid._reference_check import check_grids_reference as check_grids
 from geogrid._reference_check import jurisdiction_reference as jurisdiction
 
-__all__ = ["check_grids", "jurisdiction"]
+__all__ = ["assign_points", "check_grids", "jurisdiction"]

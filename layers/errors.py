@@ -17,8 +17,10 @@ __all__ = [
     "CRSError",
     "EditConflict",
     "GeogridError",
+    "GeogridWarning",
     "InputTooLargeError",
     "NotFoundError",
+    "OutsideCRSAreaWarning",
     "Problem",
     "SchemaError",
     "StoreError",
@@ -144,6 +146,20 @@ class NotFoundError(GeogridError, KeyError):
 
 class StoreError(GeogridError, OSError):
     """A store cannot be opened, read or written (not a GeoPackage, locked, wrong schema)."""
+
+
+class GeogridWarning(UserWarning):
+    """Base class of every warning geogrid gives: the result is still correct, but look."""
+
+
+class OutsideCRSAreaWarning(GeogridWarning):
+    """Projected coordinates lie outside the nominal area of use of their CRS; the data is accepted.
+
+    Real data uses a transverse Mercator zone a few degrees beyond its strip; the projection is
+    still exact there, only its scale error grows. The message names the rows and how far (km)
+    they lie beyond the area. Silence it, once you have looked, with
+    ``warnings.filterwarnings("ignore", category=OutsideCRSAreaWarning)``.
+    """
 
 
 def format_ids(ids: Iterable[object], limit: int = 10) -> str:

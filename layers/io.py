@@ -566,4 +566,5 @@ def describe(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
         "datum": gdf.attrs.get("datum", "wgs84"),
         "invalid_geometries": int(gdf.attrs.get("invalid_geometries", 0)),
         "invalid_geometry_ids": list(gdf.attrs.get("invalid_geometry_ids", [])),
+        "warnings": list(gdf.attrs.get("warnings", [])),
     }

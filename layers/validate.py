@@ -4,8 +4,12 @@
 runs the same checks on files. Both raise one :class:`~layers.errors.ValidationError`
 whose problems name the rows (0-based positions, and ids where known) and the fix:
 
-- CRS: missing, unknown, coordinates outside its area of use (swapped lon/lat is
-  recognised and named);
+- CRS: missing, unknown; lon/lat beyond -180..180 / -90..90 (swapped lon/lat is
+  recognised and named); projected coordinates that cannot be turned into lon/lat, or that
+  look like degrees and lie outside the CRS's area of use. Projected data merely beyond the
+  nominal area of use (a transverse Mercator zone used a few degrees past its strip, as real
+  data does) is accepted with an :class:`~layers.errors.OutsideCRSAreaWarning` giving the
+  distance in km (also in ``gdf.attrs["warnings"]``);
 - geometry: missing, wrong type, empty, NaN/inf coordinates;
 - columns: missing required columns (with the ``--xxx-col`` option that maps them),
   missing values, values of the wrong type, out-of-range numbers, unknown enum values;
@@ -22,6 +26,7 @@ carries their count in ``gdf.attrs["invalid_geometries"]`` (and the first ids in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +40,14 @@ from pyproj import CRS, Transformer
 
 from layers._guards import Limits
 from layers.crs import to_crs_object
-from layers.errors import CRSError, InputTooLargeError, Problem, ValidationError, format_ids
+from layers.errors import (
+    CRSError,
+    InputTooLargeError,
+    OutsideCRSAreaWarning,
+    Problem,
+    ValidationError,
+    format_ids,
+)
 from layers.schema import SCHEMAS, STORAGE_CRS, Column, LayerKind, LayerSchema, coerce_dtypes
 
 __all__ = ["OPTION_FOR_COLUMN", "Limits", "validate_layer"]
@@ -83,6 +95,7 @@ class _Checked:
     parsed: dict[str, pd.Series] = field(default_factory=dict)
     invalid_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     crs: CRS | None = None
+    warnings: list[str] = field(default_factory=list)  # the input is accepted; given once it is
 
 
 def _rows_ids(mask: np.ndarray, ids: np.ndarray | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -130,12 +143,15 @@ def _check_crs(crs: object, problems: list[Problem], from_file: bool) -> CRS | N
         return None
 
 
+_WORLD = (-180.0, -90.0, 180.0, 90.0)
+
+
 def _area_of_use(crs: CRS) -> tuple[float, float, float, float]:
+    """Return the nominal area of use (west, south, east, north; west > east across the antimeridian)."""
     aou = crs.area_of_use
     if aou is None or crs.is_geographic:
-        return (-180.0, -90.0, 180.0, 90.0)
-    # Projected zones are used a little beyond their nominal strip: allow a 1 degree margin.
-    return (aou.west - 1.0, aou.south - 1.0, aou.east + 1.0, aou.north + 1.0)
+        return _WORLD
+    return (aou.west, aou.south, aou.east, aou.north)
 
 
 def _to_lonlat(crs: CRS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +166,115 @@ def _to_lonlat(crs: CRS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
 def _inside(lon: np.ndarray, lat: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     w, s, e, n = box
     with np.errstate(invalid="ignore"):
-        return np.isfinite(lon) & np.isfinite(lat) & (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
+        in_lon = (lon >= w) & (lon <= e) if w <= e else (lon >= w) | (lon <= e)
+        return np.isfinite(lon) & np.isfinite(lat) & in_lon & (lat >= s) & (lat <= n)
+
+
+def _km_beyond(lon: np.ndarray, lat: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Geodesic distance (km) from each lon/lat to the nearest point of the box, about (0 inside)."""
+    from pyproj import Geod
+
+    w, s, e, n = box
+    if w > e:  # across the antimeridian: measure in a frame where the box is contiguous
+        lon = np.where(lon < w, lon + 360.0, lon)
+        e += 360.0
+    near_lon, near_lat = np.clip(lon, w, e), np.clip(lat, s, n)
+    _, _, metres = Geod(ellps="WGS84").inv(lon, lat, near_lon, near_lat)
+    return np.asarray(metres, dtype=float) / 1000.0
+
+
+def _geographic_ranges(
+    crs: CRS, b: np.ndarray, idx: np.ndarray, n: int, ids: np.ndarray | None, problems: list[Problem]
+) -> np.ndarray:
+    """Refuse lon/lat beyond -180..180 / -90..90, naming swapped columns; return the rows refused."""
+    corners_ok = np.ones(idx.size, dtype=bool)
+    swapped_ok = np.ones(idx.size, dtype=bool)
+    for xi, yi in ((0, 1), (2, 3), (0, 3), (2, 1)):
+        lon, lat = _to_lonlat(crs, b[:, xi], b[:, yi])
+        corners_ok &= _inside(lon, lat, _WORLD)
+        slon, slat = _to_lonlat(crs, b[:, yi], b[:, xi])
+        swapped_ok &= _inside(slon, slat, _WORLD)
+    outside = np.zeros(n, dtype=bool)
+    outside[idx[~corners_ok]] = True
+    if outside.any():
+        name = crs.to_string()
+        if swapped_ok[~corners_ok].all():
+            fix = (
+                "it looks like lon/lat (x/y) are swapped: swap the columns (for CSV: --x-col is the "
+                "longitude) or fix the file"
+            )
+        else:
+            fix = (
+                f"the CRS {name} is used within lon -180..180, lat -90..90; "
+                "check that the CRS is the one the data is in (--crs) and that lon/lat are not swapped"
+            )
+        problems.append(
+            _problem("outside_crs_area", f"coordinates outside the area of use of {name}", outside, ids, fix)
+        )
+    return outside
+
+
+def _projected_ranges(
+    crs: CRS, b: np.ndarray, idx: np.ndarray, n: int, ids: np.ndarray | None, checked: _Checked
+) -> np.ndarray:
+    """Projected coordinates: refuse what cannot be right, warn about the rest beyond the area of use.
+
+    Refused: coordinates the inverse projection cannot take (no lon/lat comes back), and rows
+    outside the area of use whose coordinates all look like degrees (lon/lat labelled with a
+    projected CRS). Rows merely beyond the nominal area of use, as real data uses a zone a few
+    degrees past its strip, are kept: the distance goes into ``checked.warnings``.
+    """
+    box = _area_of_use(crs)
+    name = crs.to_string()
+    corners_ok = np.ones(idx.size, dtype=bool)
+    finite = np.ones(idx.size, dtype=bool)
+    km = np.zeros(idx.size)
+    for xi, yi in ((0, 1), (2, 3), (0, 3), (2, 1)):
+        lon, lat = _to_lonlat(crs, b[:, xi], b[:, yi])
+        ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0)
+        finite &= ok
+        corners_ok &= _inside(lon, lat, box)
+        km = np.maximum(km, np.where(ok, _km_beyond(np.where(ok, lon, 0.0), np.where(ok, lat, 0.0), box), 0.0))
+    degrees = (np.abs(b[:, [0, 2]]) <= 180.0).all(axis=1) & (np.abs(b[:, [1, 3]]) <= 90.0).all(axis=1)
+    w, s, e, nn = box
+    within = f"the CRS {name} is used within lon {w:g}..{e:g}, lat {s:g}..{nn:g}"
+    impossible = np.zeros(n, dtype=bool)
+    impossible[idx[~finite]] = True
+    if impossible.any():
+        checked.problems.append(
+            _problem(
+                "outside_crs_area",
+                f"coordinates {name} cannot turn into lon/lat",
+                impossible,
+                ids,
+                f"{within}; check that the CRS is the one the data is in (--crs)",
+            )
+        )
+    like_degrees = np.zeros(n, dtype=bool)
+    like_degrees[idx[finite & ~corners_ok & degrees]] = True
+    if like_degrees.any():
+        checked.problems.append(
+            _problem(
+                "outside_crs_area",
+                f"coordinates that look like lon/lat degrees, outside the area of use of {name}",
+                like_degrees,
+                ids,
+                f"{within}; check that the CRS is the one the data is in (--crs): lon/lat data is "
+                "EPSG:4326 (or EPSG:4490 for CGCS2000)",
+            )
+        )
+    refused = impossible | like_degrees
+    beyond = np.zeros(n, dtype=bool)
+    far = finite & ~corners_ok & ~degrees
+    beyond[idx[far]] = True
+    if beyond.any():
+        rows, id_list = _rows_ids(beyond, ids)
+        checked.warnings.append(
+            f"coordinates up to {km[far].max():,.0f} km beyond the area of use of {name} at "
+            f"{_where(rows, id_list)}: kept ({within}; the projection's scale error grows out there). "
+            "If the data is not meant to lie there, check the CRS (--crs)"
+        )
+    return refused
 
 
 def _check_geometry(
@@ -220,32 +344,10 @@ def _check_geometry(
     if crs is not None and usable.any():
         idx = np.flatnonzero(usable)
         b = shapely.bounds(geoms[idx])
-        box = _area_of_use(crs)
-        corners_ok = np.ones(idx.size, dtype=bool)
-        swapped_ok = np.ones(idx.size, dtype=bool)
-        for xi, yi in ((0, 1), (2, 3), (0, 3), (2, 1)):
-            lon, lat = _to_lonlat(crs, b[:, xi], b[:, yi])
-            corners_ok &= _inside(lon, lat, box)
-            slon, slat = _to_lonlat(crs, b[:, yi], b[:, xi])
-            swapped_ok &= _inside(slon, slat, box)
-        outside = np.zeros(n, dtype=bool)
-        outside[idx[~corners_ok]] = True
-        if outside.any():
-            w, s, e, nn = box
-            name = crs.to_string()
-            if swapped_ok[~corners_ok].all():
-                fix = (
-                    "it looks like lon/lat (x/y) are swapped: swap the columns (for CSV: --x-col is the "
-                    "longitude) or fix the file"
-                )
-            else:
-                fix = (
-                    f"the CRS {name} is used within lon {w:g}..{e:g}, lat {s:g}..{nn:g}; "
-                    "check that the CRS is the one the data is in (--crs) and that lon/lat are not swapped"
-                )
-            problems.append(
-                _problem("outside_crs_area", f"coordinates outside the area of use of {name}", outside, ids, fix)
-            )
+        if crs.is_geographic:
+            outside = _geographic_ranges(crs, b, idx, n, ids, problems)
+        else:
+            outside = _projected_ranges(crs, b, idx, n, ids, checked)
         if "Polygon" in schema.geometry_types:
             good = np.flatnonzero(usable & ~outside)
             if good.size:
@@ -690,6 +792,10 @@ def finish_frame(
             str(r) for r in shapely.is_valid_reason(gdf.geometry.to_numpy()[invalid[:20]])
         ]
     gdf.attrs["source_crs"] = crs.to_string()
+    if checked.warnings:
+        gdf.attrs["warnings"] = list(checked.warnings)
+    for text in checked.warnings:  # the caller of validate_layer / read_layer is 3 frames up
+        warnings.warn(text, OutsideCRSAreaWarning, stacklevel=3)
     for k, v in (attrs or {}).items():
         gdf.attrs[k] = v
     return gdf

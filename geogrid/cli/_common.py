@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from layers.errors import GeogridError
+from layers.errors import GeogridError, GeogridWarning
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -55,12 +56,31 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        caught: list[warnings.WarningMessage] = []
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                # geogrid's own warnings (the result stands, but look) become "warning: ..." lines
+                warnings.simplefilter("always", GeogridWarning)
+                return func(*args, **kwargs)
         except GeogridError as err:
             fail(str(err))
+        finally:
+            _show_warnings(caught)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Print geogrid's warnings once each on stderr; hand any other warning back to Python."""
+    seen: set[str] = set()
+    for w in caught:
+        if issubclass(w.category, GeogridWarning):
+            text = str(w.message)
+            if text not in seen:
+                seen.add(text)
+                click.echo(f"warning: {text}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
 
 
 def progress_bar(total: int, desc: str) -> tqdm:

@@ -71,7 +71,7 @@ def test_identical_to_sjoin_on_the_demo_district(demo_district):
     assert (out["outside"] == out["grid_id_3"].isna()).all()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n_cells=st.integers(1, 60), n_pts=st.integers(1, 400))
 def test_identical_to_sjoin_on_random_voronoi_coverages(seed, n_cells, n_pts):
     grids = _with_top(_voronoi(n_cells, seed))
@@ -83,7 +83,7 @@ def test_identical_to_sjoin_on_random_voronoi_coverages(seed, n_cells, n_pts):
         _same(out[f"grid_id_{level}"], _sjoin_ids(pts, grids, level))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_core_agrees_with_brute_force_on_overlapping_polygons_with_holes(seed):
     rng = np.random.default_rng(seed)
@@ -356,7 +356,7 @@ def test_special_cells_are_exact_on_a_voronoi_coverage(mode):
     np.testing.assert_array_equal(raster.locate(x, y), _lowest_holding(cells, x, y))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), max_cells=st.sampled_from([4096, 30_000, 300_000]))
 def test_owner_raster_agrees_with_shapely_on_random_polygons_and_awkward_points(seed, max_cells):
     from geogrid._assign_impl import build_owner_raster
@@ -372,7 +372,7 @@ def test_owner_raster_agrees_with_shapely_on_random_polygons_and_awkward_points(
     np.testing.assert_array_equal(got, _lowest_holding(polys, x, y))
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n_cells=st.integers(50, 400))
 def test_identical_to_sjoin_on_many_random_points(seed, n_cells):
     grids = _voronoi(n_cells, seed)
@@ -414,3 +414,74 @@ def test_dask_with_grid_versions_equals_in_memory():
     assert set(expected["grid_id_0"].dropna()) == {"A", "A1", "A2"}  # both versions are met
     ddf = dask_geopandas.from_geopandas(pts, npartitions=4)  # early partitions: only A; late: A1, A2
     pd.testing.assert_frame_equal(assign_points_dask(ddf, grids, time="reported_at").compute(), expected)
+
+
+# -- the boundary rule on every level (issue 11, item 6) -------------------------------------------
+def _districts_a_b(b_child: str = "a") -> gpd.GeoDataFrame:
+    """Districts A | B, each with one child of the same shape; B's child sorts before A's."""
+    a, b = shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)
+    return gpd.GeoDataFrame(
+        {"grid_id": ["A", "B", "b", b_child], "parent_id": [None, None, "A", "B"], "level": [0, 0, 1, 1]},
+        geometry=[a, b, a, b],
+        crs="EPSG:3857",
+    )
+
+
+@pytest.mark.parametrize("nested", ["auto", True, False], ids=["auto", "trusted", "located"])
+def test_a_point_on_a_coarse_boundary_goes_to_the_lowest_grid_id_of_that_level(nested):
+    grids = _districts_a_b()
+    pts = gpd.GeoSeries.from_xy([1.0, 1.0, 0.5, 1.5], [0.5, 0.0, 0.5, 0.5], crs=grids.crs)
+    out = assign_points(pts, grids, nested=nested)
+    # on the border: "a" (B's child) wins level 1, but level 0 is A, the lower of A and B
+    assert out["grid_id_1"].astype(str).tolist() == ["a", "a", "b", "a"]
+    assert out["grid_id_0"].astype(str).tolist() == ["A", "A", "A", "B"]
+
+
+def test_levels_are_derived_only_when_the_children_tile_the_parent_exactly():
+    # c1's edge with c2 leans 1e-10 into P2 at the bottom: the areas still add up within 1e-9, and
+    # a point just inside c1 there lies in P2, not in c1's parent P1
+    d = 1e-10
+    c1 = shapely.Polygon([(0, 0), (1 + d, 0), (1, 1), (0, 1)])
+    c2 = shapely.Polygon([(1 + d, 0), (2, 0), (2, 1), (1, 1)])
+    grids = gpd.GeoDataFrame(
+        {"grid_id": ["P1", "P2", "c1", "c2"], "parent_id": [None, None, "P1", "P2"], "level": [0, 0, 1, 1]},
+        geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1), c1, c2],
+        crs="EPSG:3857",
+    )
+    pts = gpd.GeoSeries.from_xy([1 + 0.4 * d, 0.5], [0.01, 0.5], crs=grids.crs)
+    out = assign_points(pts, grids)
+    assert out["grid_id_1"].astype(str).tolist() == ["c1", "c1"]
+    assert out["grid_id_0"].astype(str).tolist() == ["P2", "P1"]
+
+
+def test_derived_levels_equal_the_reference_on_every_vertex_and_edge_midpoint():
+    from geogrid._assign_impl import boundaries_add_up
+    from geogrid._reference_assign import assign_points_reference
+
+    cells = _voronoi(60, 4)
+    groups = (shapely.get_coordinates(shapely.centroid(cells.geometry.values))[:, 0] * 4).astype(int)
+    parents = [shapely.coverage_union_all(cells.geometry.values[groups == g]) for g in range(groups.max() + 1)]
+    # parent ids sort against the children's parents' order: "z0" holds the leftmost children
+    pid = [f"z{9 - g}" for g in range(groups.max() + 1)]
+    top = gpd.GeoDataFrame({"grid_id": pid, "parent_id": None, "level": 0}, geometry=parents, crs=cells.crs)
+    cells["parent_id"] = [pid[g] for g in groups]
+    grids = pd.concat([top, cells], ignore_index=True)
+    assert boundaries_add_up(cells.geometry.values, np.asarray(parents), groups.astype(np.int64))
+    xy = shapely.get_coordinates(cells.geometry.values)
+    pts = gpd.GeoSeries.from_xy(
+        np.r_[xy[:, 0], (xy[:-1, 0] + xy[1:, 0]) / 2], np.r_[xy[:, 1], (xy[:-1, 1] + xy[1:, 1]) / 2], crs=cells.crs
+    )
+    ref = assign_points_reference(pts, grids)
+    for method in ("fast", "reference"):
+        out = assign_points(pts, grids, method=method)
+        for col in ("grid_id_0", "grid_id_1"):
+            got = out[col].astype(object).where(out[col].notna(), None).tolist()
+            assert got == ref[col].astype(object).where(ref[col].notna(), None).tolist(), (method, col)
+
+
+def test_method_reference_gives_the_fast_columns_and_dtypes(tiny_grids):
+    rng = np.random.default_rng(8)
+    pts = gpd.GeoSeries.from_xy(rng.uniform(X0, X0 + 2 * D, 300), rng.uniform(Y0, Y0 + D, 300), crs=tiny_grids.crs)
+    pd.testing.assert_frame_equal(assign_points(pts, tiny_grids, method="reference"), assign_points(pts, tiny_grids))
+    with pytest.raises(ValueError, match="method must be"):
+        assign_points(pts, tiny_grids, method="sjoin")  # type: ignore[arg-type]

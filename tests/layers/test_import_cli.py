@@ -201,3 +201,22 @@ def test_million_vertex_feature_is_refused_cleanly_by_the_console(tmp_path):
     assert out.returncode == 2, f"exit {out.returncode}: {out.stderr[-2000:]}"
     assert "more than 200,000 vertices" in out.stderr
     assert "at row 0 (id 'BIG')" in out.stderr
+
+
+def test_utm_grids_beyond_their_zone_are_imported_with_a_warning_line(tmp_path):
+    import geopandas as gpd
+    import shapely
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32650", always_xy=True).transform(123.0, 39.0)  # 3 deg east
+    src = tmp_path / "grids.gpkg"
+    gpd.GeoDataFrame(
+        {"grid_id": ["G1"], "parent_id": [None], "level": [0]},
+        geometry=[shapely.box(x, y, x + 100, y + 100)],
+        crs="EPSG:32650",
+    ).to_file(src)
+    r = invoke(src, "--kind", "grids", "--into", tmp_path / "city.gpkg")
+    assert r.exit_code == 0, r.output
+    assert "imported 1 grids" in r.stdout
+    assert r.stderr.count("warning: coordinates up to") == 1
+    assert "km beyond the area of use of EPSG:32650" in r.stderr

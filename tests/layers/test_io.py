@@ -92,6 +92,7 @@ def test_each_format_reads_back_the_validated_layer(tmp_path, tiny_grids, ext):
         "datum": "wgs84",
         "invalid_geometries": 0,
         "invalid_geometry_ids": [],
+        "warnings": [],
     }
 
 

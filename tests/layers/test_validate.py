@@ -653,3 +653,64 @@ def test_a_long_chain_into_a_cycle_names_only_the_cycle():
     assert len(cycle) == 1
     assert cycle[0].rows == (37, 38, 39)
     assert cycle[0].ids == ("c37", "c38", "c39")
+
+
+# -- coordinate ranges: refuse the impossible, warn beyond a projected CRS's area (issue 11, item 8) --
+def _square_at(lon: float, lat: float, crs: str, grid_id: str = "G1") -> gpd.GeoDataFrame:
+    """A 100 m grid whose south-west corner lies at (lon, lat), in ``crs``."""
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    return gpd.GeoDataFrame(
+        {"grid_id": [grid_id], "parent_id": [None], "level": [0]},
+        geometry=[shapely.box(x, y, x + 100, y + 100)],
+        crs=crs,
+    )
+
+
+def test_utm_data_beyond_its_zone_is_kept_with_a_warning_naming_the_distance():
+    from layers.errors import OutsideCRSAreaWarning
+
+    # EPSG:32650 (UTM 50N) is meant for 114..120 E; these grids lie 3 degrees east of it (123 E, 39 N)
+    grids = _square_at(123.0, 39.0, "EPSG:32650")
+    with pytest.warns(OutsideCRSAreaWarning, match=r"up to 2\d\d km beyond the area of use of EPSG:32650 at row 0"):
+        out = validate_layer(grids, "grids")
+    assert out.crs.to_epsg() == 4326
+    assert out.geometry.iloc[0].distance(shapely.Point(123.0, 39.0)) < 1e-9  # a corner stays where it was
+    assert out.attrs["warnings"] and "km beyond" in out.attrs["warnings"][0]
+
+
+def test_utm_data_inside_its_zone_gives_no_warning():
+    out = validate_layer(_square_at(117.0, 39.0, "EPSG:32650"), "grids")  # filterwarnings=error: none may come
+    assert "warnings" not in out.attrs
+
+
+def test_a_latitude_of_117_is_refused():
+    grids = gpd.GeoDataFrame(
+        {"grid_id": ["G1"], "parent_id": [None], "level": [0]},
+        geometry=[shapely.box(39.0, 117.0, 39.01, 117.01)],
+        crs="EPSG:4326",
+    )
+    with pytest.raises(ValidationError, match=r"outside the area of use of EPSG:4326 at row 0") as err:
+        validate_layer(grids, "grids")
+    assert err.value.kinds == {"outside_crs_area"}
+
+
+def test_swapped_lon_lat_is_refused_with_the_fix():
+    grids = gpd.GeoDataFrame(
+        {"grid_id": ["G1"], "parent_id": [None], "level": [0]},
+        geometry=[shapely.box(39.1, 117.2, 39.11, 117.21)],  # (lat, lon) of Tianjin
+        crs="EPSG:4326",
+    )
+    with pytest.raises(ValidationError, match=r"lon/lat \(x/y\) are swapped: swap the columns"):
+        validate_layer(grids, "grids")
+
+
+def test_degrees_labelled_utm_are_refused_not_warned():
+    grids = gpd.GeoDataFrame(
+        {"grid_id": ["G1"], "parent_id": [None], "level": [0]},
+        geometry=[shapely.box(117.2, 39.1, 117.21, 39.11)],
+        crs="EPSG:32650",
+    )
+    with pytest.raises(ValidationError, match=r"look like lon/lat degrees, outside the area of use of EPSG:32650"):
+        validate_layer(grids, "grids")
