@@ -18,7 +18,7 @@ Placement of new cameras lives in :mod:`geogrid.placement`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -137,6 +137,35 @@ def _views_metric(
     return views
 
 
+def _exact_views_metric(
+    cameras: gpd.GeoDataFrame, crs: CRS, *, buildings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Return the (occluded) views of ``cameras`` with exact arcs, for the area kernel.
+
+    Returns ``(views, arcs, fine)`` as :func:`geogrid._coverage_geom.covered_area_per_grid`
+    takes them: the views' corner polygons, their arc rows, and a function giving views as
+    fine polygons (4,096 sides per circle, cut by the same shadows) for the grids GEOS measures.
+    """
+    pts = _metric_geoms(cameras, crs)
+    xy = shapely.get_coordinates(pts)
+    if len(xy) != len(cameras):
+        msg = "cameras must be single points (no empty or multi-point geometries)"
+        raise ValueError(msg)
+    h = cameras["heading_deg"].to_numpy(dtype=float)
+    f = cameras["fov_deg"].to_numpy(dtype=float)
+    rng = cameras["range_m"].to_numpy(dtype=float)
+    views, arcs = _geom.exact_sectors(xy[:, 0], xy[:, 1], h, f, rng)
+    shade = np.full(len(views), None, dtype=object)
+    if len(buildings):
+        views, arcs, shade = _geom.occlude_exact(xy, h, f, rng, buildings, views, arcs)
+
+    def fine(idx: np.ndarray) -> np.ndarray:
+        out = _geom.fine_sectors(xy[idx, 0], xy[idx, 1], h[idx], f[idx], rng[idx], segments=4096)[0]
+        return _geom.cut_views(out, shade[idx])
+
+    return views, arcs, fine
+
+
 # -- public ---------------------------------------------------------------------------------
 def camera_views(
     cameras: gpd.GeoDataFrame,
@@ -220,9 +249,11 @@ def _coverage_core(
     sel = _levels_of(grids, level)
     geoms = _metric_geoms(sel, crs)
     active = _active(cameras, include_offline)
-    views = _views_metric(
-        active, crs, resolution=resolution, min_distance_m=0.0, buildings=_building_parts(buildings, crs)
-    )
+    blds = _building_parts(buildings, crs)
+    if need_geometry:
+        views = _views_metric(active, crs, resolution=resolution, min_distance_m=0.0, buildings=blds)
+    else:  # areas only: exact arcs
+        views, arcs, fine = _exact_views_metric(active, crs, buildings=blds)
     n = len(sel)
     covered = np.full(n, shapely.Polygon(), dtype=object)
     seers: list[np.ndarray] = [np.empty(0, np.int64)] * n
@@ -268,7 +299,7 @@ def _coverage_core(
             covered[rows] = cov
             cov_m2[rows] = shapely.area(cov)
         else:  # areas only: the compiled kernel, no polygon built
-            cov_m2[rows], gi, vi = _geom.covered_area_per_grid(geoms[rows], views)
+            cov_m2[rows], gi, vi = _geom.covered_area_per_grid(geoms[rows], views, arcs=arcs, fine=fine)
         order = np.argsort(gi, kind="stable")
         split = np.split(vi[order], np.cumsum(np.bincount(gi, minlength=len(rows)))[:-1])
         for r, s in zip(rows, split, strict=True):
