@@ -671,7 +671,11 @@ def _covered_areas(
                                             if dist <= tol:
                                                 s = _ON_SAME if tux * fx + tuy * fy > 0.0 else _ON_OPPOSITE
                                                 break
-                                            if dist <= near and abs(tux * fy - tuy * fx) <= _PARALLEL:
+                                            if (
+                                                dist <= near
+                                                and abs(tux * fy - tuy * fx) <= _PARALLEL
+                                                and (rr > 0.0) == (rq > 0.0)  # a line and an arc only touch
+                                            ):
                                                 unsure = True  # running along an edge, a hair off it
                                         if s != _OUT:
                                             break
