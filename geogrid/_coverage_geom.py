@@ -156,98 +156,70 @@ def fine_sectors(
     fov_deg: np.ndarray,
     range_m: np.ndarray,
     segments: int = FINE_SEGMENTS,
-) -> tuple[np.ndarray, list[np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inscribed sector polygons with ``segments`` sides per full circle plus a vertex on each axis.
 
     Returns the polygons (counter-clockwise) and, per camera, the sorted maths angles (radians,
-    from east, counter-clockwise, unwrapped) of the arc's vertices.
+    from east, counter-clockwise, unwrapped) of the arc's vertices, as one array and its
+    offsets: camera ``i``'s are ``angles[off[i]:off[i + 1]]``.
     """
-    out = np.full(len(x), shapely.Polygon(), dtype=object)
-    angles: list[np.ndarray] = []
-    for i in range(len(x)):
-        f, r = min(max(float(fov_deg[i]), 0.0), 360.0), float(range_m[i])
-        if f <= 0 or r <= 0:
-            angles.append(np.empty(0))
-            continue
-        a0 = 0.0 if f >= 360 else (90.0 - float(heading_deg[i]) - f / 2) % 360.0
-        n = max(int(np.ceil(f / 360.0 * segments)), 1)
-        deg = np.linspace(a0, a0 + f, n + 1)
-        axes = 90.0 * np.arange(np.floor(a0 / 90.0) + 1, np.ceil((a0 + f) / 90.0))
-        deg = np.unique(np.concatenate([deg, axes[(axes > a0) & (axes < a0 + f)]]))
-        cs, sn = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-        on_axis = np.isclose(np.mod(deg, 90.0), 0.0, atol=1e-12) | np.isclose(np.mod(deg, 90.0), 90.0, atol=1e-12)
-        q = np.round(deg[on_axis] / 90.0).astype(np.int64) % 4
-        cs[on_axis], sn[on_axis] = np.array([1.0, 0.0, -1.0, 0.0])[q], np.array([0.0, 1.0, 0.0, -1.0])[q]
-        px, py = x[i] + r * cs, y[i] + r * sn
-        if f >= 360:
-            px[-1], py[-1] = px[0], py[0]
-            out[i] = shapely.Polygon(np.column_stack([px, py]))
-        else:
-            out[i] = shapely.Polygon([(x[i], y[i]), *zip(px, py, strict=True)])
-        angles.append(np.radians(deg))
-    return out, angles
-
-
-def _recover_ring(
-    ring: np.ndarray, cx: float, cy: float, r: float, ang: np.ndarray, eps: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """One ring of a fine view cut by shadows, with its arc pieces made exact.
-
-    An edge of the ring that lies on one of the fine arc's chords is a piece of the arc: its
-    end points inside the chord (where a shadow edge crossed it) move onto the circle along
-    that shadow edge, and the edge becomes the arc between its ends. Runs of arc edges merge
-    up to the axis vertices (each arc stays in one quadrant). Returns the closed ring and its
-    arc rows.
-    """
-    p = ring[:-1]
-    m = len(p)
-    nxt = np.roll(p, -1, axis=0)
-    rel, reln = p - (cx, cy), nxt - (cx, cy)
-    d = np.hypot(rel[:, 0], rel[:, 1])
-    on = np.abs(d - r) <= eps
-    # The chord each edge would lie on: found by its midpoint's angle among the arc's vertices.
-    mid = (rel + reln) / 2
-    phi = np.arctan2(mid[:, 1], mid[:, 0])
-    phi = ang[0] + np.mod(phi - ang[0], 2 * np.pi)
-    k = np.clip(np.searchsorted(ang, phi) - 1, 0, len(ang) - 2)
-    qa = r * np.column_stack([np.cos(ang[k]), np.sin(ang[k])])
-    qb = r * np.column_stack([np.cos(ang[k + 1]), np.sin(ang[k + 1])])
-    f = qb - qa
-    lf = np.hypot(f[:, 0], f[:, 1])
-
-    def off_line(v: np.ndarray) -> np.ndarray:
-        return np.abs(f[:, 0] * (v[:, 1] - qa[:, 1]) - f[:, 1] * (v[:, 0] - qa[:, 0])) / np.maximum(lf, 1e-300)
-
-    chord = (off_line(rel) <= eps) & (off_line(reln) <= eps) & (lf > 0)
-    chord &= np.hypot(reln[:, 0] - rel[:, 0], reln[:, 1] - rel[:, 1]) > 0
-    if not chord.any():
-        return ring, np.zeros((m + 1, 3))
-    prev = np.roll(chord, 1)  # edge j - 1 -> j
-    q = rel.copy()
-    for j in np.flatnonzero((chord | prev) & ~on):
-        v = rel[j]
-        if chord[j] and prev[j]:  # between two arc edges: straight out from the camera
-            q[j] = v / max(np.hypot(*v), 1e-300) * r
-            continue
-        w = rel[(j + 1) % m] if prev[j] else rel[j - 1]  # the other end of the shadow edge
-        g = v - w
-        a_, b_, c_ = g @ g, w @ g, w @ w - r * r
-        disc = b_ * b_ - a_ * c_
-        if a_ > 0 and disc >= 0:
-            roots = (-b_ + np.array([-1.0, 1.0]) * np.sqrt(disc)) / a_
-            s = roots[np.argmin(np.abs(roots - 1.0))]
-            q[j] = w + s * g
-        else:
-            q[j] = v / max(np.hypot(*v), 1e-300) * r
-    axis = (np.abs(q[:, 0]) <= eps) | (np.abs(q[:, 1]) <= eps)
-    keep = ~(chord & prev & ~axis)
-    keep[0] = True
-    if keep.sum() < 3:  # a ring must keep three corners: merge nothing
-        keep[:] = True
-    out = q[keep] + (cx, cy)
-    arc = np.zeros((len(out) + 1, 3))
-    arc[:-1][chord[keep]] = (cx, cy, r)
-    return np.vstack([out, out[:1]]), arc
+    n = len(x)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    f = np.clip(np.asarray(fov_deg, dtype=float), 0.0, 360.0)
+    r = np.asarray(range_m, dtype=float)
+    live = (f > 0) & (r > 0)
+    dome = f >= 360.0
+    a0 = np.where(dome, 0.0, np.mod(90.0 - np.asarray(heading_deg, dtype=float) - f / 2, 360.0))
+    # The arc's pieces between axis crossings, each cut into equal steps (at most 360° / segments).
+    cuts = 90.0 * (np.floor(a0 / 90.0)[:, None] + 1 + np.arange(4))
+    bounds = np.column_stack([a0, cuts, a0 + f])
+    kept = np.ones(bounds.shape, bool)
+    kept[:, 1:5] = (cuts < (a0 + f)[:, None] - 1e-9) & (cuts > a0[:, None] + 1e-9)
+    kept &= live[:, None]
+    kcam = np.repeat(np.arange(n), kept.sum(1))
+    kdeg = bounds[kept]
+    pair = kcam[1:] == kcam[:-1]
+    pcam, pa, pb = kcam[:-1][pair], kdeg[:-1][pair], kdeg[1:][pair]
+    ps = np.maximum(np.ceil((pb - pa) / 360.0 * segments), 1).astype(np.int64)
+    cnt = np.bincount(pcam, weights=ps, minlength=n).astype(np.int64) + live  # + the end point
+    ang_off = np.r_[0, np.cumsum(cnt)]
+    deg = np.empty(int(ang_off[-1]))
+    # Piece points: start + k / s of the piece, k = 0 .. s - 1; then each camera's end point.
+    p_first = ang_off[pcam] + (np.cumsum(ps) - ps) - (np.cumsum(ps) - ps)[np.searchsorted(pcam, pcam)]
+    rep = np.repeat(np.arange(len(ps)), ps)
+    k = np.arange(int(ps.sum())) - np.repeat(np.cumsum(ps) - ps, ps)
+    deg[p_first[rep] + k] = pa[rep] + (pb - pa)[rep] * k / ps[rep]
+    deg[ang_off[1:][live] - 1] = (a0 + f)[live]
+    cam = np.repeat(np.arange(n), cnt)
+    rad = np.radians(deg)
+    cs, sn = np.cos(rad), np.sin(rad)
+    k90 = np.round(deg / 90.0)
+    exact = np.abs(deg - 90.0 * k90) <= 1e-12
+    quad = k90[exact].astype(np.int64) % 4
+    cs[exact], sn[exact] = np.array([1.0, 0.0, -1.0, 0.0])[quad], np.array([0.0, 1.0, 0.0, -1.0])[quad]
+    px, py = x[cam] + r[cam] * cs, y[cam] + r[cam] * sn
+    cnt = np.bincount(cam, minlength=n)
+    ang_off = np.r_[0, np.cumsum(cnt)]
+    # Rings: apex + arc + apex for sectors; the arc closed on its first point for domes.
+    sector = live & ~dome
+    n_ring = np.where(sector, cnt + 2, cnt)
+    ring_cam = np.repeat(np.arange(n), n_ring)
+    pos = np.arange(len(ring_cam)) - np.repeat(np.cumsum(n_ring) - n_ring, n_ring)
+    src = ang_off[ring_cam] + np.where(sector[ring_cam], pos - 1, pos)
+    apex = sector[ring_cam] & ((pos == 0) | (pos == n_ring[ring_cam] - 1))
+    src = np.clip(src, 0, max(len(px) - 1, 0))
+    rx = np.where(apex, x[ring_cam], px[src] if len(px) else 0.0)
+    ry = np.where(apex, y[ring_cam], py[src] if len(py) else 0.0)
+    last = np.cumsum(n_ring)[dome & live] - 1
+    rx[last], ry[last] = (
+        rx[np.cumsum(n_ring)[dome & live] - n_ring[dome & live]],
+        ry[np.cumsum(n_ring)[dome & live] - n_ring[dome & live]],
+    )
+    out = np.full(n, shapely.Polygon(), dtype=object)
+    if live.any():
+        ring_live = np.searchsorted(np.flatnonzero(live), ring_cam)
+        out[live] = shapely.polygons(shapely.linearrings(np.column_stack([rx, ry]), indices=ring_live))
+    return out, np.radians(deg), ang_off
 
 
 def occlude_exact(
@@ -262,40 +234,73 @@ def occlude_exact(
     """Exact sectors (:func:`exact_sectors`) cut by the buildings' shadows, arcs kept exact.
 
     Each view a building reaches is built fine (:func:`fine_sectors`), cut by its shadow
-    (:func:`shadows`), and its arc pieces recovered (:func:`_recover_ring`). Exact up to a
-    building corner lying between the fine arc and the true one (a band ``r (1 - cos(π /
-    FINE_SEGMENTS))`` wide: 0.5 mm at 100 m) or crossing the arc twice within one fine step.
+    (:func:`shadows`), and its arc pieces recovered
+    (:func:`geogrid._coverage_kernel.recover_arcs`). Exact up to a building corner lying
+    between the fine arc and the true one (a band ``r (1 - cos(π / FINE_SEGMENTS))`` wide:
+    0.5 mm at 100 m) or a building edge crossing the arc twice within one fine step.
     Returns ``(views, arcs, shade)``: ``shade`` holds each view's shadow (None where none).
     """
     n = len(views)
-    x, y = cam_xy[:, 0], cam_xy[:, 1]
-    fine, angles = fine_sectors(x, y, heading_deg, fov_deg, range_m)
-    shade = shadows(cam_xy, fine, range_m, buildings)
-    cut = np.array([s is not None for s in shade], dtype=bool)
-    if not cut.any():
+    shade = np.full(n, None, dtype=object)
+    if n == 0 or len(buildings) == 0:
         return views, arcs, shade
-    fine_cut = np.full(n, None, dtype=object)
-    fine_cut[cut] = shapely.difference(fine[cut], shade[cut])
+    r = np.asarray(range_m, dtype=float)
+    discs = shapely.box(cam_xy[:, 0] - r, cam_xy[:, 1] - r, cam_xy[:, 0] + r, cam_xy[:, 1] + r)
+    near = np.unique(shapely.STRtree(buildings).query(discs)[0])
+    if near.size == 0:
+        return views, arcs, shade
+    fine, ang, ang_off = fine_sectors(cam_xy[near, 0], cam_xy[near, 1], heading_deg[near], fov_deg[near], r[near])
+    # Which buildings reach a view: asked of coarse sectors around the true ones (chords at r or beyond).
+    coarse = sectors(
+        cam_xy[near, 0], cam_xy[near, 1], heading_deg[near], fov_deg[near], r[near] / np.cos(np.pi / 32), resolution=8
+    )
+    sh = shadows(cam_xy[near], coarse, r[near], buildings)
+    has = np.array([s is not None for s in sh], dtype=bool)
+    if not has.any():
+        return views, arcs, shade
+    shade[near] = sh
+    cut = near[has]  # camera positions
+    local = np.flatnonzero(has)  # their rows among ``near``
+    fine_cut = shapely.difference(fine[local], sh[local])
+    parts, part_view = shapely.get_parts(fine_cut, return_index=True)
+    poly = (shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)
+    parts, part_view = parts[poly], part_view[poly]
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    ring_off = np.r_[0, np.cumsum(np.bincount(ring_of, minlength=len(rings)))]
+    cx, cy = cam_xy[cut, 0], cam_xy[cut, 1]
+    cam = np.column_stack([cx, cy, r[cut]])
+    eps = 1e-14 * (np.abs(cx) + np.abs(cy)) + 1e-10 * r[cut] + 1e-12
+    sub_off = ang_off[np.c_[local, local + 1]]
+    ang_cut = np.concatenate([ang[a:b] for a, b in sub_off]) if len(local) else np.empty(0)
+    ang_cut_off = np.r_[0, np.cumsum(sub_off[:, 1] - sub_off[:, 0])]
+    new_xy, new_off, new_arc = _kernel.recover_arcs(
+        xy, ring_off, part_view[ring_part].astype(np.int64), cam, ang_cut, ang_cut_off, eps
+    )
+    new_rings = shapely.linearrings(new_xy, indices=np.repeat(np.arange(len(rings)), np.diff(new_off)))
+    new_parts = shapely.polygons(new_rings, indices=ring_part)
+    n_parts = np.bincount(part_view, minlength=len(cut))
+    new_views = np.full(len(cut), shapely.Polygon(), dtype=object)
+    single = n_parts == 1
+    first_part = np.cumsum(n_parts) - n_parts
+    new_views[single] = new_parts[first_part[single]]
+    multi = n_parts > 1
+    if multi.any():
+        sel = multi[part_view]
+        new_views[multi] = shapely.multipolygons(
+            new_parts[sel], indices=np.searchsorted(np.flatnonzero(multi), part_view[sel])
+        )
+    # Arc rows per view: the cut views' rows replace the exact sectors' rows.
     counts = shapely.get_num_coordinates(views)
     starts = np.r_[0, np.cumsum(counts)]
     blocks = [arcs[starts[i] : starts[i + 1]] for i in range(n)]
+    view_rows = np.repeat(part_view[ring_part], np.diff(new_off))  # the cut view of each new coordinate
+    row_starts = np.r_[0, np.cumsum(np.bincount(view_rows, minlength=len(cut)))]
+    for k, i in enumerate(cut):
+        blocks[i] = new_arc[row_starts[k] : row_starts[k + 1]]
     out = views.copy()
-    for i in np.flatnonzero(cut):
-        cx, cy, r = float(x[i]), float(y[i]), float(range_m[i])
-        eps = 1e-14 * (abs(cx) + abs(cy)) + 1e-10 * r + 1e-12
-        polys, rows = [], []
-        for part in shapely.get_parts(fine_cut[i]):
-            if shapely.get_type_id(part) != 3 or part.is_empty:
-                continue
-            rings = []
-            for ring in shapely.get_rings(part):
-                xy, a = _recover_ring(shapely.get_coordinates(ring), cx, cy, r, angles[i], eps)
-                rings.append(xy)
-                rows.append(a)
-            polys.append(shapely.Polygon(rings[0], rings[1:]))
-        out[i] = shapely.Polygon() if not polys else polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
-        blocks[i] = np.concatenate(rows) if rows else np.zeros((0, 3))
-    return out, np.concatenate(blocks) if blocks else np.zeros((0, 3)), shade
+    out[cut] = new_views
+    return out, np.concatenate(blocks), shade
 
 
 def shadows(

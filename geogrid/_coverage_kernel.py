@@ -717,3 +717,108 @@ def _covered_areas(
         to_geos[g] = unsure
         for j in range(1, k):
             pair_area[cand_off[g] + j - 1] = pa[j]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def recover_arcs(xy, ring_off, ring_view, cam, ang, ang_off, eps):
+    """Rings of fine views cut by shadows, with their arc pieces made exact (all rings at once).
+
+    Ring ``i`` holds the closed coordinates ``xy[ring_off[i]:ring_off[i + 1]]`` of a view
+    of camera ``ring_view[i]`` (``cam`` rows: x, y, range); that camera's fine arc has its
+    vertices at the maths angles ``ang[ang_off[v]:ang_off[v + 1]]`` (sorted, unwrapped).
+    An edge that lies on one of the fine arc's chords is a piece of the arc: its end points
+    inside the chord (where a shadow edge crossed it) move onto the circle along that shadow
+    edge (straight out from the camera between two chords), and the edge becomes the arc
+    between its ends. Runs of arc edges merge up to the axis vertices (each arc stays in
+    one quadrant; a ring keeps at least three corners). Returns ``(xy, ring_off, arc)``:
+    the new closed rings and one arc row ``(cx, cy, r)`` per coordinate (``r = 0``: straight).
+    """
+    n_out = len(xy)
+    out = np.empty((n_out, 2))
+    arc = np.zeros((n_out, 3))
+    off = np.zeros(len(ring_off), np.int64)
+    mmax = 1
+    for i in range(len(ring_off) - 1):
+        mmax = max(mmax, ring_off[i + 1] - ring_off[i])
+    rel = np.empty((mmax, 2))
+    q = np.empty((mmax, 2))
+    chord = np.zeros(mmax, np.bool_)
+    keep = np.zeros(mmax, np.bool_)
+    w = 0
+    for i in range(len(ring_off) - 1):
+        v = ring_view[i]
+        cx, cy, r, e = cam[v, 0], cam[v, 1], cam[v, 2], eps[v]
+        a = ang[ang_off[v] : ang_off[v + 1]]
+        c0 = ring_off[i]
+        m = ring_off[i + 1] - c0 - 1
+        for j in range(m):
+            rel[j, 0], rel[j, 1] = xy[c0 + j, 0] - cx, xy[c0 + j, 1] - cy
+        n_chord = 0
+        for j in range(m):
+            j2 = (j + 1) % m
+            px, py, nx, ny = rel[j, 0], rel[j, 1], rel[j2, 0], rel[j2, 1]
+            chord[j] = False
+            if (px == nx and py == ny) or len(a) < 2:
+                continue
+            phi = np.arctan2(0.5 * (py + ny), 0.5 * (px + nx))
+            phi = a[0] + np.mod(phi - a[0], 2 * np.pi)
+            k = min(max(np.searchsorted(a, phi) - 1, 0), len(a) - 2)
+            ax, ay = r * np.cos(a[k]), r * np.sin(a[k])
+            fx, fy = r * np.cos(a[k + 1]) - ax, r * np.sin(a[k + 1]) - ay
+            lf = np.sqrt(fx * fx + fy * fy)
+            if lf == 0.0:
+                continue
+            d1 = abs(fx * (py - ay) - fy * (px - ax)) / lf
+            d2 = abs(fx * (ny - ay) - fy * (nx - ax)) / lf
+            chord[j] = d1 <= e and d2 <= e
+            n_chord += chord[j]
+        if n_chord == 0:
+            for j in range(m + 1):
+                out[w + j, 0], out[w + j, 1] = xy[c0 + j, 0], xy[c0 + j, 1]
+            w += m + 1
+            off[i + 1] = w
+            continue
+        n_keep = 0
+        for j in range(m):
+            prev = chord[(j - 1 + m) % m]
+            px, py = rel[j, 0], rel[j, 1]
+            q[j, 0], q[j, 1] = px, py
+            d = np.sqrt(px * px + py * py)
+            if (chord[j] or prev) and abs(d - r) > e and d > 0.0:
+                done = False
+                if not (chord[j] and prev):  # along the shadow edge that ends here
+                    o = (j + 1) % m if prev else (j - 1 + m) % m
+                    wx, wy = rel[o, 0], rel[o, 1]
+                    gx, gy = px - wx, py - wy
+                    aa = gx * gx + gy * gy
+                    bb = wx * gx + wy * gy
+                    cc = wx * wx + wy * wy - r * r
+                    disc = bb * bb - aa * cc
+                    if aa > 0.0 and disc >= 0.0:
+                        sq = np.sqrt(disc)
+                        s1, s2 = (-bb - sq) / aa, (-bb + sq) / aa
+                        s = s1 if abs(s1 - 1.0) < abs(s2 - 1.0) else s2
+                        q[j, 0], q[j, 1] = wx + s * gx, wy + s * gy
+                        done = True
+                if not done:
+                    q[j, 0], q[j, 1] = px / d * r, py / d * r
+            axis = abs(q[j, 0]) <= e or abs(q[j, 1]) <= e
+            # Merge only inside one quadrant: this vertex and both neighbours on the same side of both axes.
+            jp, jn = (j - 1 + m) % m, (j + 1) % m
+            same = q[jp, 0] * px >= 0.0 and q[jp, 1] * py >= 0.0 and rel[jn, 0] * px >= 0.0 and rel[jn, 1] * py >= 0.0
+            keep[j] = j == 0 or not (chord[j] and prev and not axis and same)
+            n_keep += keep[j]
+        if n_keep < 3:
+            for j in range(m):
+                keep[j] = True
+        first = w
+        for j in range(m):
+            if keep[j]:
+                out[w, 0], out[w, 1] = q[j, 0] + cx, q[j, 1] + cy
+                if chord[j]:
+                    arc[w, 0], arc[w, 1], arc[w, 2] = cx, cy, r
+                w += 1
+        out[w, 0], out[w, 1] = out[first, 0], out[first, 1]
+        w += 1
+        off[i + 1] = w
+    return out[:w], off, arc[:w]

@@ -8,7 +8,9 @@ unless ``include_offline=True``.
 
 Per-grid coverage is the union of the views clipped to each grid. Its area comes from a
 compiled kernel (Green's theorem over the boundary pieces of that union, no polygon
-built); where the blind part's geometry is wanted, an STRtree gives the (grid, view)
+built) that integrates the views' circular arcs exactly (occluded views keep exact arcs
+too; see :func:`geogrid._coverage_geom.occlude_exact`); where the blind part's geometry is
+wanted (drawn with ``resolution`` segments per 90° of arc), an STRtree gives the (grid, view)
 pairs, one intersection per pair, one grouped union per grid. No global union of the
 views is ever built. When a level's grids are tiled exactly by their
 children (as in a valid hierarchy), the coarser level is summed from the finer one.
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_RESOLUTION = 8
-"""Arc segments per 90° of a view (as ``quad_segs`` in shapely's buffer)."""
+"""Arc segments per 90° of a drawn view (as ``quad_segs`` in shapely's buffer); areas use exact arcs."""
 
 
 # -- CRS at the door ------------------------------------------------------------------------
@@ -317,6 +319,7 @@ def grid_coverage(
     include_offline: bool = False,
     metric_crs: object = None,
     resolution: int = DEFAULT_RESOLUTION,
+    method: str = "kernel",
 ) -> gpd.GeoDataFrame:
     """Return the share of each grid that some camera sees.
 
@@ -335,7 +338,11 @@ def grid_coverage(
     metric_crs
         The CRS areas are measured in; default as in :func:`camera_views`.
     resolution
-        Arc segments per 90° of view.
+        Unused for areas (the arcs are exact); kept for symmetry with :func:`blind_spots`.
+    method
+        ``"kernel"``: the compiled kernel, exact arcs. ``"reference"``: ``covered_m2`` from
+        the slow, obviously correct GEOS reference (4,096-gon arcs; the mean of its bracket,
+        see :func:`geogrid._reference_coverage.reference_covered_area`), to double-check.
 
     Returns
     -------
@@ -359,6 +366,9 @@ def grid_coverage(
     >>> grid_coverage(grids, cams)[["area_m2", "covered_m2", "ratio"]].values.tolist()
     [[100.0, 100.0, 1.0]]
     """
+    if method not in ("kernel", "reference"):
+        msg = f"method must be 'kernel' or 'reference', not {method!r}"
+        raise ValueError(msg)
     sel, geoms, area, cov_m2, _covered, seers, crs = _coverage_core(
         grids,
         cameras,
@@ -379,6 +389,11 @@ def grid_coverage(
             out[col] = sel[col]
     out["area_m2"] = area
     out["covered_m2"] = cov_m2
+    if method == "reference":
+        from geogrid._reference_coverage import reference_covered_area
+
+        ref = reference_covered_area(sel, cameras, buildings=buildings, include_offline=include_offline, metric_crs=crs)
+        out["covered_m2"] = np.minimum(ref["covered_m2"].to_numpy(), area)
     out["ratio"] = np.divide(out["covered_m2"], area, out=np.zeros(len(sel)), where=area > 0)
     out["cameras"] = np.array([len(s) for s in seers], dtype=np.int64)
     out["cameras_per_km2"] = np.divide(standing * 1e6, area, out=np.zeros(len(sel)), where=area > 0)
@@ -410,9 +425,11 @@ def blind_spots(
     -------
     geopandas.GeoDataFrame
         The grids' index, ``grid_id`` / ``level`` when present, ``area_m2``,
-        ``covered_m2``, ``blind_m2`` (covered + blind = area), ``blind_ratio``, and with
-        streets ``street_m`` and ``blind_street_m``; geometry: the blind part of each
-        grid (possibly empty) in the grids' CRS.
+        ``covered_m2`` (as :func:`grid_coverage`: exact arcs), ``blind_m2`` (covered +
+        blind = area), ``blind_ratio``, and with streets ``street_m`` and
+        ``blind_street_m``; geometry: the blind part of each grid (possibly empty) in the
+        grids' CRS, drawn with ``resolution`` segments per 90° of arc (so its area exceeds
+        ``blind_m2`` by the arcs' chord error; so may ``blind_street_m``).
 
     Examples
     --------
@@ -436,13 +453,23 @@ def blind_spots(
         need_geometry=True,
     )
     blind = shapely.difference(geoms, covered)
+    # The areas with exact arcs (the drawn geometry has chords: its blind part is a little larger).
+    exact_m2 = _coverage_core(
+        grids,
+        cameras,
+        level=level,
+        buildings=buildings,
+        include_offline=include_offline,
+        metric_crs=metric_crs,
+        resolution=resolution,
+    )[3]
     out = pd.DataFrame(index=sel.index)
     for col in ("grid_id", "level"):
         if col in sel.columns:
             out[col] = sel[col]
     out["area_m2"] = area
-    out["covered_m2"] = shapely.area(covered)
-    out["blind_m2"] = shapely.area(blind)
+    out["covered_m2"] = exact_m2
+    out["blind_m2"] = np.maximum(area - exact_m2, 0.0)
     out["blind_ratio"] = np.divide(out["blind_m2"], area, out=np.zeros(len(sel)), where=area > 0)
     if streets is not None:
         resolve_metric_crs([grids, None, None, None, streets], crs)
