@@ -1,9 +1,11 @@
 """Private: the geometry of camera coverage on plain arrays in a metric CRS.
 
-Sector polygons built in one vectorised pass, 2-D occlusion by shadow polygons behind
-building edges, and per-grid coverage as the union of the views clipped to each grid
-(STRtree pairs, one intersection per pair, one grouped union per grid), or, when only
-the areas are needed, the compiled Green's-theorem kernel of :mod:`geogrid._coverage_kernel`.
+Sector polygons built in one vectorised pass (drawn with chords, or exact: corner polygons
+plus circular arcs for the area kernel), 2-D occlusion by shadow polygons behind building
+edges (exact views are cut on a fine polygon and get their arcs back), and per-grid
+coverage as the union of the views clipped to each grid (STRtree pairs, one intersection
+per pair, one grouped union per grid), or, when only the areas are needed, the compiled
+Green's-theorem kernel of :mod:`geogrid._coverage_kernel`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Polygons, every grid a MultiPolygon, or mixed, some with holes, enclaves and exc
 either orientation, some vertices repeated; cameras at random points, on grid corners, on grid
 edges (some with a straight side running along the edge), and placed so that only their arc grazes
 a grid (0.001-1 m deep); 360° domes and sectors of every width; sometimes buildings that block the
-views. The answer of :func:`geogrid.coverage.grid_coverage` must lie within 0.1 % (plus 1e-5 m²)
+views, sometimes offline cameras. The answer of :func:`geogrid.coverage.grid_coverage` must lie within 0.1 % (plus 1e-5 m²)
 of the bracket :func:`geogrid._reference_coverage.reference_covered_area` gives.
 
 Columns: ``crash`` (the engine raised), ``off_by_more_than_0.1pct`` (grids outside the bracket).
@@ -157,6 +157,9 @@ def make_case(seed: int) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDat
         bl = None if bl is None else bl.to_crs("EPSG:4326")
         where = "lonlat"
     gen = f"voronoi/{where}/{enc}/{kinds}" + ("/buildings" if bl is not None else "")
+    if rng.random() < 0.2:  # a status column: offline cameras see nothing
+        cams["status"] = np.where(rng.random(len(cams)) < 0.3, "offline", "online")
+        gen += "/offline"
     return grids, cams, bl, gen
 
 
