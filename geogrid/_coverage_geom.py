@@ -19,7 +19,8 @@ import shapely
 from geogrid import _coverage_kernel as _kernel
 
 _FAR_MIN_COS = 0.02
-"""Edges seen under more than ~177.7° (the camera on the edge) cast no shadow quad."""
+"""Edge pieces seen under more than ~177.7° cast no shadow quad (cut at the perpendicular's foot,
+none is seen under 90° or more unless the camera lies on its line)."""
 
 
 def sectors(
@@ -147,8 +148,14 @@ def exact_sectors(
     return out, arcs
 
 
-FINE_SEGMENTS = 1024
+FINE_SEGMENTS = 128
 """Polygon sides per full circle of the fine views occlusion is cut from (arcs recovered after)."""
+
+SLIVER_M = 1e-6
+"""A part of a cut view with area under this times its perimeter (under ~2 µm wide) is dropped."""
+
+FINE_SEGMENTS_NEAR = 8192
+"""The same for a view whose shadow turns within the band between its fine arc and the true one."""
 
 
 def fine_sectors(
@@ -157,10 +164,11 @@ def fine_sectors(
     heading_deg: np.ndarray,
     fov_deg: np.ndarray,
     range_m: np.ndarray,
-    segments: int = FINE_SEGMENTS,
+    segments: int | np.ndarray = FINE_SEGMENTS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inscribed sector polygons with ``segments`` sides per full circle plus a vertex on each axis.
 
+    ``segments`` may differ per camera.
     Returns the polygons (counter-clockwise) and, per camera, the sorted maths angles (radians,
     from east, counter-clockwise, unwrapped) of the arc's vertices, as one array and its
     offsets: camera ``i``'s are ``angles[off[i]:off[i + 1]]``.
@@ -182,7 +190,8 @@ def fine_sectors(
     kdeg = bounds[kept]
     pair = kcam[1:] == kcam[:-1]
     pcam, pa, pb = kcam[:-1][pair], kdeg[:-1][pair], kdeg[1:][pair]
-    ps = np.maximum(np.ceil((pb - pa) / 360.0 * segments), 1).astype(np.int64)
+    seg = np.broadcast_to(np.asarray(segments, dtype=float), (n,))
+    ps = np.maximum(np.ceil((pb - pa) / 360.0 * seg[pcam]), 1).astype(np.int64)
     cnt = np.bincount(pcam, weights=ps, minlength=n).astype(np.int64) + live  # + the end point
     ang_off = np.r_[0, np.cumsum(cnt)]
     deg = np.empty(int(ang_off[-1]))
@@ -224,6 +233,40 @@ def fine_sectors(
     return out, np.radians(deg), ang_off
 
 
+def _turns_in_band(cam_xy: np.ndarray, range_m: np.ndarray, shade: np.ndarray, segments: int) -> np.ndarray:
+    """Return, per camera, whether its shadow turns within the band next to its arc.
+
+    True where the shadow has a vertex, or an edge's point nearest the camera, between radius
+    ``r cos(π / segments)`` and ``r`` (a little widened); False without a shadow.
+    """
+    n = len(shade)
+    out = np.zeros(n, bool)
+    has = np.flatnonzero([s is not None for s in shade])
+    if has.size == 0:
+        return out
+    parts, part_of = shapely.get_parts(shade[has], return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    cam = has[part_of[ring_part[ring_of]]]
+    c = cam_xy[cam]
+    r = range_m[cam]
+    eps = 1e-9 * (np.abs(c).sum(1) + r)
+    lo, hi = r * np.cos(np.pi / segments) - eps, r + eps
+    d = np.hypot(xy[:, 0] - c[:, 0], xy[:, 1] - c[:, 1])
+    bad = (d >= lo) & (d <= hi)
+    same = ring_of[1:] == ring_of[:-1]  # edges: consecutive coordinates of one ring
+    a, b, ce = xy[:-1][same], xy[1:][same], c[:-1][same]
+    f = b - a
+    lf = (f * f).sum(1)
+    t = np.where(lf > 0, ((ce - a) * f).sum(1) / np.where(lf > 0, lf, 1.0), 0.0)
+    foot = a + t[:, None] * f
+    dp = np.hypot(foot[:, 0] - ce[:, 0], foot[:, 1] - ce[:, 1])
+    bad_e = (t > 0) & (t < 1) & (dp >= lo[:-1][same]) & (dp <= hi[:-1][same])
+    np.logical_or.at(out, cam[bad], True)
+    np.logical_or.at(out, cam[:-1][same][bad_e], True)
+    return out
+
+
 def occlude_exact(
     cam_xy: np.ndarray,
     heading_deg: np.ndarray,
@@ -237,9 +280,11 @@ def occlude_exact(
 
     Each view a building reaches is built fine (:func:`fine_sectors`), cut by its shadow
     (:func:`shadows`), and its arc pieces recovered
-    (:func:`geogrid._coverage_kernel.recover_arcs`). Exact up to a building corner lying
-    between the fine arc and the true one (a band ``r (1 - cos(π / FINE_SEGMENTS))`` wide:
-    0.5 mm at 100 m) or a building edge crossing the arc twice within one fine step.
+    (:func:`geogrid._coverage_kernel.recover_arcs`): exact wherever the shadow's boundary
+    crosses the band between the fine arc and the true one (``r (1 - cos(π / N))`` wide)
+    straight through, without a corner or a turn inside it. A view whose shadow has a
+    vertex, or an edge's nearest point to the camera, in that band is built again with
+    ``N = FINE_SEGMENTS_NEAR`` (a band of 7e-8 r: what may be missed there is within it).
     Returns ``(views, arcs, shade)``: ``shade`` holds each view's shadow (None where none).
     """
     n = len(views)
@@ -251,7 +296,6 @@ def occlude_exact(
     near = np.unique(shapely.STRtree(buildings).query(discs)[0])
     if near.size == 0:
         return views, arcs, shade
-    fine, ang, ang_off = fine_sectors(cam_xy[near, 0], cam_xy[near, 1], heading_deg[near], fov_deg[near], r[near])
     # Which buildings reach a view: asked of coarse sectors around the true ones (chords at r or beyond).
     coarse = sectors(
         cam_xy[near, 0], cam_xy[near, 1], heading_deg[near], fov_deg[near], r[near] / np.cos(np.pi / 32), resolution=8
@@ -260,12 +304,19 @@ def occlude_exact(
     has = np.array([s is not None for s in sh], dtype=bool)
     if not has.any():
         return views, arcs, shade
+    seg = np.where(_turns_in_band(cam_xy[near], r[near], sh, FINE_SEGMENTS), FINE_SEGMENTS_NEAR, FINE_SEGMENTS)
+    fine, ang, ang_off = fine_sectors(
+        cam_xy[near, 0], cam_xy[near, 1], heading_deg[near], fov_deg[near], r[near], segments=seg
+    )
     shade[near] = sh
     cut = near[has]  # camera positions
     local = np.flatnonzero(has)  # their rows among ``near``
     fine_cut = shapely.difference(fine[local], sh[local])
     parts, part_view = shapely.get_parts(fine_cut, return_index=True)
     poly = (shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)
+    # The cut leaves zero-width slivers where shadows of neighbouring buildings meet (valid for
+    # GEOS, but their two sides run along each other both ways): drop parts under 1 µm wide.
+    poly &= shapely.area(parts) > SLIVER_M * shapely.length(parts)
     parts, part_view = parts[poly], part_view[poly]
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     xy, ring_of = shapely.get_coordinates(rings, return_index=True)
@@ -353,9 +404,22 @@ def shadows(
     # of a shell edge that runs counter-clockwise.
     cross = da[:, 0] * db[:, 1] - da[:, 1] * db[:, 0]
     facing = cross * outward_right[e_ring[pe]] < 0
+    pc, c, a, b = pc[facing], c[facing], a[facing], b[facing]
+    # Cut each facing edge at the foot of the camera's perpendicular when it falls inside:
+    # every piece is then seen under less than 90°, however close the camera stands to the
+    # wall (an edge seen under nearly 180° was left out, and the camera saw through it).
+    f = b - a
+    lf = (f * f).sum(1)
+    t = ((c - a) * f).sum(1) / np.where(lf > 0, lf, 1.0)
+    cut = (t > 0) & (t < 1) & (lf > 0)
+    foot = a[cut] + t[cut, None] * f[cut]
+    pc = np.concatenate([pc[~cut], pc[cut], pc[cut]])
+    c = np.concatenate([c[~cut], c[cut], c[cut]])
+    a, b = np.concatenate([a[~cut], a[cut], foot]), np.concatenate([b[~cut], foot, b[cut]])
+    da, db = a - c, b - c
     la, lb = np.hypot(da[:, 0], da[:, 1]), np.hypot(db[:, 0], db[:, 1])
     cos_half = np.sqrt(np.clip((1 + (da * db).sum(1) / np.maximum(la * lb, 1e-12)) / 2, 0.0, 1.0))
-    ok = facing & (cos_half > _FAR_MIN_COS) & (la > 1e-9) & (lb > 1e-9)
+    ok = (cos_half > _FAR_MIN_COS) & (la > 1e-9) & (lb > 1e-9)
     pc, c, a, b, da, db, la, lb = pc[ok], c[ok], a[ok], b[ok], da[ok], db[ok], la[ok], lb[ok]
     # Push both ends beyond the range and beyond the edge itself: the quad is then simple
     # (an end farther than the push would cross the far side over the edge: a bow-tie).

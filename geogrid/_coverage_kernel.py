@@ -669,16 +669,17 @@ def _covered_areas(
                                                 mx, my, cx, cy, ex, ey, arc[cq, 0], arc[cq, 1], rq
                                             )
                                             if dist <= tol:
-                                                s = _ON_SAME if tux * fx + tuy * fy > 0.0 else _ON_OPPOSITE
-                                                break
+                                                on = _ON_SAME if tux * fx + tuy * fy > 0.0 else _ON_OPPOSITE
+                                                if s != _OUT and s != on:
+                                                    unsure = True  # on two edges running both ways: a spike
+                                                s = on
+                                                continue
                                             if (
                                                 dist <= near
                                                 and abs(tux * fy - tuy * fx) <= _PARALLEL
                                                 and (rr > 0.0) == (rq > 0.0)  # a line and an arc only touch
                                             ):
                                                 unsure = True  # running along an edge, a hair off it
-                                        if s != _OUT:
-                                            break
                                     if s == _OUT and inside:
                                         s = _IN
                                 if not hit[qi]:

@@ -291,3 +291,13 @@ def test_method_reference_and_blind_spots_agree_with_the_exact_areas():
     assert (b["covered_m2"] + b["blind_m2"]).to_numpy() == pytest.approx(b["area_m2"].to_numpy(), rel=1e-12)
     with pytest.raises(ValueError, match="method must be"):
         grid_coverage(g, c, method="fast")
+
+
+def test_a_camera_a_hand_from_a_wall_does_not_see_through_the_building():
+    # A dome 0.1 m in front of a 20 m wall (not touching it): the wall was seen under ~179.4°,
+    # so it cast no shadow and the camera saw through the building. The hidden part is the
+    # sector of half-angle atan(10 / 0.1) beyond the wall, minus the triangle in front of it.
+    b = gpd.GeoDataFrame(geometry=[shapely.box(X0 - 10, Y0, X0 + 10, Y0 + 10)], crs=UTM)
+    out = grid_coverage(utm_grid(shapely.box(-100, -100, 100, 100)), utm_cams([(0, -0.1, 0, 360, 50)]), buildings=b)
+    hidden = 50**2 * math.atan(100) - 20 * 0.1 / 2
+    assert out["covered_m2"].iloc[0] == pytest.approx(math.pi * 50**2 - hidden, rel=1e-9)
