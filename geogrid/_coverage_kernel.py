@@ -297,21 +297,17 @@ def _edge_dist(px, py, cx, cy, ex, ey, ux, uy, rr):
     """Distance from ``p`` to the edge ``c -> e`` (an arc about ``u`` when ``rr > 0``), unit direction there."""
     fx, fy = ex - cx, ey - cy
     if rr > 0.0:
-        dth = _sweep(cx, cy, ex, ey, ux, uy)
+        # Within the arc's angle (under 180°): on the inner side of both radii, by cross products.
+        sg = 1.0 if (cx - ux) * (ey - uy) - (cy - uy) * (ex - ux) >= 0.0 else -1.0
         wx, wy = px - ux, py - uy
         w = np.sqrt(wx * wx + wy * wy)
-        if w > 0.0 and dth != 0.0:
-            s = _arc_t(px, py, ux, uy, cx, cy, dth)
-            if 0.0 <= s <= 1.0:
-                tx, ty = _tangent(px, py, cx, cy, fx, fy, ux, uy, rr, dth)
-                return abs(w - rr), tx, ty
+        if w > 0.0 and sg * ((cx - ux) * wy - (cy - uy) * wx) >= 0.0 and sg * (wx * (ey - uy) - wy * (ex - ux)) >= 0.0:
+            return abs(w - rr), -sg * wy / w, sg * wx / w
         dc = np.sqrt((px - cx) ** 2 + (py - cy) ** 2)
         de = np.sqrt((px - ex) ** 2 + (py - ey) ** 2)
         if dc <= de:
-            tx, ty = _tangent(cx, cy, cx, cy, fx, fy, ux, uy, rr, dth)
-            return dc, tx, ty
-        tx, ty = _tangent(ex, ey, cx, cy, fx, fy, ux, uy, rr, dth)
-        return de, tx, ty
+            return dc, -sg * (cy - uy) / rr, sg * (cx - ux) / rr
+        return de, -sg * (ey - uy) / rr, sg * (ex - ux) / rr
     lf = fx * fx + fy * fy
     if lf == 0.0:
         return np.inf, 0.0, 0.0
@@ -539,8 +535,8 @@ def _covered_areas(
                                 lq = np.sqrt(fx * fx + fy * fy)
                                 if lq <= tol:
                                     continue
-                                dthq = _sweep(cx, cy, ex, ey, vx, vy) if rq > 0.0 else 0.0
-                                slack = near / (rq * abs(dthq) if rq > 0.0 else lq)
+                                sgq = 1.0 if (cx - vx) * (ey - vy) - (cy - vy) * (ex - vx) >= 0.0 else -1.0
+                                slack = near / lq
                                 # Up to two meeting points, each inside q's edge (within a hair).
                                 ok1 = ok2 = False
                                 p1x = p1y = p2x = p2y = 0.0
@@ -572,8 +568,12 @@ def _covered_areas(
                                         continue
                                     px, py = (p1x, p1y) if m == 0 else (p2x, p2y)
                                     if rq > 0.0:
-                                        sq = _arc_t(px, py, vx, vy, cx, cy, dthq)
-                                        if not -slack <= sq <= 1.0 + slack:
+                                        # inside q's angle, give or take ``near`` (cross products of radii)
+                                        wx, wy = px - vx, py - vy
+                                        if (
+                                            sgq * ((cx - vx) * wy - (cy - vy) * wx) < -near * rq
+                                            or sgq * (wx * (ey - vy) - wy * (ex - vx)) < -near * rq
+                                        ):
                                             continue
                                     if rr > 0.0:
                                         t = _arc_t(px, py, ux, uy, ax, ay, dth)
