@@ -372,6 +372,9 @@ def shadows(
     """
     n = len(views)
     out = np.full(n, None, dtype=object)
+    # Rings come from polygons only (get_rings gives nothing for a MultiPolygon): parts first.
+    parts = shapely.get_parts(np.asarray(buildings, dtype=object))
+    buildings = parts[(shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)]
     if n == 0 or len(buildings) == 0:
         return out
     tree = shapely.STRtree(buildings)

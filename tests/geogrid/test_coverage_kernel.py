@@ -277,3 +277,14 @@ def test_property_lattice_exact_sectors_lie_in_the_reference_bracket(cams):
     c[:, :2] *= 5
     grids = [shapely.box(i, j, i + 25, j + 25) for i in range(0, 100, 25) for j in range(0, 100, 25)]
     exact_vs_reference(grids, c, fallbacks=1)
+
+
+def test_shadows_of_a_multipolygon_building_equal_those_of_its_parts():
+    # get_rings gives nothing for a MultiPolygon: a two-part building cast no shadow at all.
+    halves = [shapely.box(20, -10, 30, 0), shapely.box(20, 0, 30, 10)]
+    views = geom.sectors(np.array([0.0]), np.array([0.0]), np.array([0.0]), np.array([360.0]), np.array([100.0]))
+    cam, rng = np.array([[0.0, 0.0]]), np.array([100.0])
+    multi = geom.shadows(cam, views, rng, np.array([shapely.MultiPolygon(halves)], dtype=object))[0]
+    parts = geom.shadows(cam, views, rng, np.array(halves, dtype=object))[0]
+    assert multi is not None
+    assert shapely.symmetric_difference(multi, parts).area <= 1e-9 * parts.area
