@@ -1,7 +1,11 @@
 """Private: per-grid covered area by Green's theorem, compiled with numba.
 
 ``area(G ∩ (V1 ∪ … ∪ Vk))`` is the sum, over the oriented boundary pieces of the
-result, of ``(x1 y2 - x2 y1) / 2``; no polygon is ever built. Each edge of the grid and
+result, of ``∮ (x dy - y dx) / 2``: ``(x1 y2 - x2 y1) / 2`` for a straight piece and, for a
+piece of a circular arc (centre ``(X, Y)``, radius ``r``, from angle ``a`` to ``b``),
+``(r² (b - a) + r X (sin b - sin a) - r Y (cos b - cos a)) / 2``; no polygon is ever built.
+An edge may be such an arc (camera views are exact sectors, not polygons): each arc lies in one
+quadrant of its circle, so it is monotone in x and y and its box is its end points' box. Each edge of the grid and
 of its candidate views is split where other edges cross or touch it, and each piece is
 decided by its midpoint: inside, outside, or on another polygon's boundary (same or
 opposite direction). A piece lies on the result's boundary when the result is on its
@@ -59,10 +63,17 @@ class Flat(NamedTuple):
     cbox: np.ndarray
     xy: np.ndarray
     bbox: np.ndarray
+    arc: np.ndarray
 
 
-def flatten(geoms: np.ndarray, origin: tuple[float, float]) -> Flat:
+def flatten(geoms: np.ndarray, origin: tuple[float, float], arcs: np.ndarray | None = None) -> Flat:
     """Polygon rings as CSR arrays, interiors on the left, coordinates shifted by ``-origin``.
+
+    ``arcs`` (optional) has one row ``(cx, cy, r)`` per coordinate of ``geoms`` in the order of
+    ``shapely.get_coordinates(geoms)``: the edge that starts at that coordinate is the arc of
+    the circle ``(cx, cy), r`` between its two end points (the one under 180°); ``r = 0`` for a
+    straight edge. Each arc must lie in one quadrant of its circle. ``arc`` of the result holds
+    the same rows, shifted and aligned with ``xy`` (r = 0 everywhere without ``arcs``).
 
     Polygon ``p`` owns rings ``ring_off[p]:ring_off[p + 1]``; ring ``r`` owns the chunks
     ``chunk_off[r]:chunk_off[r + 1]``; chunk ``h`` owns the edges starting at coordinates
@@ -77,10 +88,13 @@ def flatten(geoms: np.ndarray, origin: tuple[float, float]) -> Flat:
     live = ((kind == 3) | (kind == 6)) & ~empty
     # Plain polygons (most views, most grids): one ring each, read at once.
     simple = live & (kind == 3) & (shapely.get_num_interior_rings(geoms) == 0)
+    if arcs is not None:
+        gstart = np.r_[0, np.cumsum(shapely.get_num_coordinates(geoms))]
     if np.all(simple | empty | (kind == -1)):
         ring_poly = np.flatnonzero(simple)
         xy, s_ring = shapely.get_coordinates(geoms, return_index=True)
         xy -= shift
+        src_pos = None
         coord_off = np.zeros(len(ring_poly) + 1, np.int64)
         np.cumsum(np.bincount(s_ring, minlength=n)[ring_poly], out=coord_off[1:])
         del s_ring
@@ -108,18 +122,32 @@ def flatten(geoms: np.ndarray, origin: tuple[float, float]) -> Flat:
         coord_off = np.r_[0, np.cumsum(ring_len)].astype(np.int64)
         take = np.repeat(src_off[:-1][order] - coord_off[:-1], ring_len) + np.arange(coord_off[-1])
         xy = src[take] - shift
-    _orient(coord_off, ring_hole, xy)
+        src_pos = None
+        if arcs is not None:  # where each coordinate sits in get_coordinates(geoms)
+            idx = np.concatenate([s_idx, c_idx])
+            cnt = gstart[idx + 1] - gstart[idx]
+            src_pos = (np.repeat(gstart[idx] - np.r_[0, np.cumsum(cnt)[:-1]], cnt) + np.arange(cnt.sum()))[take]
+    if arcs is None:
+        arc = np.zeros((len(xy), 3))
+    else:
+        arc = np.array(arcs if src_pos is None else arcs[src_pos], dtype=float)
+        on = arc[:, 2] > 0
+        arc[on, :2] -= shift
+    _orient(coord_off, ring_hole, xy, arc)
     ring_off = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(ring_poly, minlength=n), out=ring_off[1:])
     bbox = shapely.bounds(geoms) - np.tile(shift, 2)
     bbox[~live] = (np.inf, np.inf, -np.inf, -np.inf)
     chunk_off, cedge, cbox = _chunks(coord_off, xy)
-    return Flat(ring_off, chunk_off, cedge, cbox, xy, bbox)
+    return Flat(ring_off, chunk_off, cedge, cbox, xy, bbox, arc)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _orient(coord_off, hole, xy):
-    """Reverse, in place, the shells that run clockwise and the holes that run counter-clockwise."""
+def _orient(coord_off, hole, xy, arc):
+    """Reverse, in place, the shells that run clockwise and the holes that run counter-clockwise.
+
+    An arc row belongs to the edge that starts at its coordinate: reversed with the edges.
+    """
     for r in range(len(coord_off) - 1):
         c0, c1 = coord_off[r], coord_off[r + 1]
         twice = 0.0
@@ -127,12 +155,24 @@ def _orient(coord_off, hole, xy):
             twice += (xy[c, 0] - xy[c0, 0]) * (xy[c + 1, 1] - xy[c0, 1]) - (xy[c + 1, 0] - xy[c0, 0]) * (
                 xy[c, 1] - xy[c0, 1]
             )
+            rr = arc[c, 2]
+            if rr > 0.0:  # the circular segment between the arc and its chord
+                dth = _sweep(xy[c, 0], xy[c, 1], xy[c + 1, 0], xy[c + 1, 1], arc[c, 0], arc[c, 1])
+                twice += np.sign(dth) * rr * rr * (abs(dth) - np.sin(abs(dth)))
         if (twice < 0.0) != hole[r]:
             i, j = c0, c1 - 1
             while i < j:
                 x, y = xy[i, 0], xy[i, 1]
                 xy[i, 0], xy[i, 1] = xy[j, 0], xy[j, 1]
                 xy[j, 0], xy[j, 1] = x, y
+                i += 1
+                j -= 1
+            i, j = c0, c1 - 2
+            while i < j:
+                for m in range(3):
+                    a = arc[i, m]
+                    arc[i, m] = arc[j, m]
+                    arc[j, m] = a
                 i += 1
                 j -= 1
 
@@ -208,6 +248,92 @@ def measure(
     return covered, pair_area, to_geos
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _arc_t(px, py, ux, uy, ax, ay, dth):
+    """Return the angle from ``a`` to ``p`` about ``u``, as a share of the arc's signed angle ``dth``."""
+    vx, vy = ax - ux, ay - uy
+    wx, wy = px - ux, py - uy
+    return np.arctan2(vx * wy - vy * wx, vx * wx + vy * wy) / dth
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _sweep(ax, ay, bx, by, ux, uy):
+    """Signed angle of the arc from ``a`` to ``b`` about ``u`` (under 180°)."""
+    vx, vy = ax - ux, ay - uy
+    wx, wy = bx - ux, by - uy
+    return np.arctan2(vx * wy - vy * wx, vx * wx + vy * wy)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _at(t, ax, ay, dx, dy, ux, uy, rr, th0, dth):
+    """Return the point at ``t`` (0 at ``a``, 1 at ``a + d``) of a straight edge, or of an arc if ``rr > 0``."""
+    if t <= 0.0:
+        return ax, ay
+    if t >= 1.0:
+        return ax + dx, ay + dy
+    if rr > 0.0:
+        th = th0 + t * dth
+        return ux + rr * np.cos(th), uy + rr * np.sin(th)
+    return ax + t * dx, ay + t * dy
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _tangent(px, py, ax, ay, dx, dy, ux, uy, rr, dth):
+    """Return the unit direction of travel at ``p`` of a straight edge (``d``), or of an arc about ``u``."""
+    if rr > 0.0:
+        tx, ty = -(py - uy), px - ux
+        if dth < 0.0:
+            tx, ty = -tx, -ty
+    else:
+        tx, ty = dx, dy
+    n = np.sqrt(tx * tx + ty * ty)
+    if n == 0.0:
+        return 0.0, 0.0
+    return tx / n, ty / n
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _edge_dist(px, py, cx, cy, ex, ey, ux, uy, rr):
+    """Distance from ``p`` to the edge ``c -> e`` (an arc about ``u`` when ``rr > 0``), unit direction there."""
+    fx, fy = ex - cx, ey - cy
+    if rr > 0.0:
+        # Within the arc's angle (under 180°): on the inner side of both radii, by cross products.
+        sg = 1.0 if (cx - ux) * (ey - uy) - (cy - uy) * (ex - ux) >= 0.0 else -1.0
+        wx, wy = px - ux, py - uy
+        w = np.sqrt(wx * wx + wy * wy)
+        if w > 0.0 and sg * ((cx - ux) * wy - (cy - uy) * wx) >= 0.0 and sg * (wx * (ey - uy) - wy * (ex - ux)) >= 0.0:
+            return abs(w - rr), -sg * wy / w, sg * wx / w
+        dc = np.sqrt((px - cx) ** 2 + (py - cy) ** 2)
+        de = np.sqrt((px - ex) ** 2 + (py - ey) ** 2)
+        if dc <= de:
+            return dc, -sg * (cy - uy) / rr, sg * (cx - ux) / rr
+        return de, -sg * (ey - uy) / rr, sg * (ex - ux) / rr
+    lf = fx * fx + fy * fy
+    if lf == 0.0:
+        return np.inf, 0.0, 0.0
+    u = min(max(((px - cx) * fx + (py - cy) * fy) / lf, 0.0), 1.0)
+    qx, qy = cx + u * fx - px, cy + u * fy - py
+    n = np.sqrt(lf)
+    return np.sqrt(qx * qx + qy * qy), fx / n, fy / n
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _line_circle(px, py, fx, fy, ux, uy, rr):
+    """Parameters ``s`` where ``p + s f`` meets the circle ``u, rr``: count and the two roots."""
+    gx, gy = px - ux, py - uy
+    a = fx * fx + fy * fy
+    b = fx * gx + fy * gy
+    c = gx * gx + gy * gy - rr * rr
+    disc = b * b - a * c
+    if a == 0.0 or disc < 0.0:
+        return 0, 0.0, 0.0
+    sq = np.sqrt(disc)
+    q = -(b + sq) if b >= 0.0 else -(b - sq)  # the root without cancellation first
+    s1 = q / a
+    s2 = c / q if q != 0.0 else s1
+    return 2, s1, s2
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _covered_areas(
     ring_off,
@@ -216,6 +342,7 @@ def _covered_areas(
     cbox,
     xy,
     bbox,
+    arc,
     cand_off,
     cand,
     tol,
@@ -231,8 +358,10 @@ def _covered_areas(
 
     A view edge is first cut by the grid alone (stage 0); only its stretches inside the
     grid are then cut by the other views (stage 1). A grid edge goes to stage 1 whole.
-    The geometry lives in one function on purpose: passing arrays to a helper costs
-    atomic reference counting per call, which here would cost more than the geometry.
+    An edge is a straight segment or (``arc[c, 2] > 0``) an arc within one quadrant, its
+    points ``t`` taken by angle. The geometry lives in one function on purpose: passing
+    arrays to a helper costs atomic reference counting per call, which here would cost more
+    than the geometry (the helpers take scalars only).
     """
     kmax, emax = 1, 1
     for g in range(g_lo, g_hi):
@@ -300,8 +429,16 @@ def _covered_areas(
             bx, by = xy[c + 1, 0], xy[c + 1, 1]
             dx, dy = bx - ax, by - ay
             ll = dx * dx + dy * dy
-            length = np.sqrt(ll)
-            if length <= tol:
+            rr = arc[c, 2]
+            ux, uy = arc[c, 0], arc[c, 1]
+            th0 = dth = 0.0
+            if rr > 0.0:
+                th0 = np.arctan2(ay - uy, ax - ux)
+                dth = _sweep(ax, ay, bx, by, ux, uy)
+                length = rr * abs(dth)
+            else:
+                length = np.sqrt(ll)
+            if length <= tol or np.sqrt(ll) <= tol:
                 continue
             tl = tol * length
             lo_in[0], hi_in[0] = 0.0, 1.0
@@ -313,10 +450,10 @@ def _covered_areas(
                 for ii in range(n_in):
                     t_lo, t_hi = lo_in[ii], hi_in[ii]
                     # -- Split points of the stretch: crossings and touching vertices.
-                    x0 = min(ax + t_lo * dx, ax + t_hi * dx) - tol
-                    x1 = max(ax + t_lo * dx, ax + t_hi * dx) + tol
-                    y0 = min(ay + t_lo * dy, ay + t_hi * dy) - tol
-                    y1 = max(ay + t_lo * dy, ay + t_hi * dy) + tol
+                    plx, ply = _at(t_lo, ax, ay, dx, dy, ux, uy, rr, th0, dth)
+                    phx, phy = _at(t_hi, ax, ay, dx, dy, ux, uy, rr, th0, dth)
+                    x0, x1 = min(plx, phx) - tol, max(plx, phx) + tol
+                    y0, y1 = min(ply, phy) - tol, max(ply, phy) + tol
                     tmin, tmax = t_lo + tol / length, t_hi - tol / length
                     at_start = t_lo == 0.0 and (was0 if stage == 0 else was1)
                     at_end = t_hi == 1.0
@@ -342,43 +479,110 @@ def _covered_areas(
                                 ex, ey = xy[cq + 1, 0], xy[cq + 1, 1]
                                 if min(cx, ex) > x1 or max(cx, ex) < x0 or min(cy, ey) > y1 or max(cy, ey) < y0:
                                     continue
+                                rq = arc[cq, 2]
+                                vx, vy = arc[cq, 0], arc[cq, 1]
                                 if (
                                     at_end
                                     and not touch
                                     and min(cx, ex) - tol <= bx <= max(cx, ex) + tol
                                     and min(cy, ey) - tol <= by <= max(cy, ey) + tol
                                 ):
-                                    fx, fy = ex - cx, ey - cy
-                                    lf = fx * fx + fy * fy
-                                    u = min(max(((bx - cx) * fx + (by - cy) * fy) / lf, 0.0), 1.0) if lf > 0 else 0.0
-                                    qx, qy = cx + u * fx - bx, cy + u * fy - by
-                                    touch = qx * qx + qy * qy <= tol * tol
-                                # Distances of c and e from the line a -> b, times its length.
-                                d1 = dx * (cy - ay) - dy * (cx - ax)
-                                d2 = dx * (ey - ay) - dy * (ex - ax)
-                                if abs(d1) <= tl:  # c lies on a -> b
-                                    t = ((cx - ax) * dx + (cy - ay) * dy) / ll
-                                    if tmin < t < tmax:
-                                        if nt < _SPLITS:
-                                            ts[nt] = t
-                                        nt += 1
-                                if abs(d2) <= tl:  # e lies on a -> b
-                                    t = ((ex - ax) * dx + (ey - ay) * dy) / ll
-                                    if tmin < t < tmax:
-                                        if nt < _SPLITS:
-                                            ts[nt] = t
-                                        nt += 1
-                                if (d1 > tl and d2 < -tl) or (d1 < -tl and d2 > tl):
-                                    fx, fy = ex - cx, ey - cy
-                                    tf = tol * np.sqrt(fx * fx + fy * fy)
-                                    d3 = fx * (ay - cy) - fy * (ax - cx)
-                                    d4 = fx * (by - cy) - fy * (bx - cx)
-                                    if (d3 > tf and d4 < -tf) or (d3 < -tf and d4 > tf):
-                                        t = d3 / (d3 - d4)
+                                    dist, _, _ = _edge_dist(bx, by, cx, cy, ex, ey, vx, vy, rq)
+                                    touch = dist <= tol
+                                if rr == 0.0 and rq == 0.0:
+                                    # Distances of c and e from the line a -> b, times its length.
+                                    d1 = dx * (cy - ay) - dy * (cx - ax)
+                                    d2 = dx * (ey - ay) - dy * (ex - ax)
+                                    if abs(d1) <= tl:  # c lies on a -> b
+                                        t = ((cx - ax) * dx + (cy - ay) * dy) / ll
                                         if tmin < t < tmax:
                                             if nt < _SPLITS:
                                                 ts[nt] = t
                                             nt += 1
+                                    if abs(d2) <= tl:  # e lies on a -> b
+                                        t = ((ex - ax) * dx + (ey - ay) * dy) / ll
+                                        if tmin < t < tmax:
+                                            if nt < _SPLITS:
+                                                ts[nt] = t
+                                            nt += 1
+                                    if (d1 > tl and d2 < -tl) or (d1 < -tl and d2 > tl):
+                                        fx, fy = ex - cx, ey - cy
+                                        tf = tol * np.sqrt(fx * fx + fy * fy)
+                                        d3 = fx * (ay - cy) - fy * (ax - cx)
+                                        d4 = fx * (by - cy) - fy * (bx - cx)
+                                        if (d3 > tf and d4 < -tf) or (d3 < -tf and d4 > tf):
+                                            t = d3 / (d3 - d4)
+                                            if tmin < t < tmax:
+                                                if nt < _SPLITS:
+                                                    ts[nt] = t
+                                                nt += 1
+                                    continue
+                                # An arc on either side: end points of q on this edge, then the
+                                # crossings of the two curves (a spare split point does no harm).
+                                for side in range(2):
+                                    px, py = (cx, cy) if side == 0 else (ex, ey)
+                                    dist, _, _ = _edge_dist(px, py, ax, ay, bx, by, ux, uy, rr)
+                                    if dist <= tol:
+                                        if rr > 0.0:
+                                            t = _arc_t(px, py, ux, uy, ax, ay, dth)
+                                        else:
+                                            t = ((px - ax) * dx + (py - ay) * dy) / ll
+                                        if tmin < t < tmax:
+                                            if nt < _SPLITS:
+                                                ts[nt] = t
+                                            nt += 1
+                                fx, fy = ex - cx, ey - cy
+                                lq = np.sqrt(fx * fx + fy * fy)
+                                if lq <= tol:
+                                    continue
+                                sgq = 1.0 if (cx - vx) * (ey - vy) - (cy - vy) * (ex - vx) >= 0.0 else -1.0
+                                slack = near / lq
+                                # Up to two meeting points, each inside q's edge (within a hair).
+                                ok1 = ok2 = False
+                                p1x = p1y = p2x = p2y = 0.0
+                                if rr == 0.0:  # a straight edge against an arc of q
+                                    nr, s1, s2 = _line_circle(ax, ay, dx, dy, vx, vy, rq)
+                                    if nr:
+                                        p1x, p1y = ax + s1 * dx, ay + s1 * dy
+                                        p2x, p2y = ax + s2 * dx, ay + s2 * dy
+                                        ok1 = ok2 = True
+                                elif rq == 0.0:  # an arc against a straight edge of q
+                                    nr, s1, s2 = _line_circle(cx, cy, fx, fy, ux, uy, rr)
+                                    if nr:
+                                        p1x, p1y = cx + s1 * fx, cy + s1 * fy
+                                        p2x, p2y = cx + s2 * fx, cy + s2 * fy
+                                        ok1 = -slack <= s1 <= 1.0 + slack
+                                        ok2 = -slack <= s2 <= 1.0 + slack
+                                else:  # two arcs: two circles
+                                    wx, wy = vx - ux, vy - uy
+                                    dd = np.sqrt(wx * wx + wy * wy)
+                                    if tol < dd <= rr + rq + tol and dd >= abs(rr - rq) - tol:
+                                        a0 = (rr * rr - rq * rq + dd * dd) / (2.0 * dd)
+                                        hh = np.sqrt(max(rr * rr - a0 * a0, 0.0))
+                                        mx0, my0 = ux + a0 * wx / dd, uy + a0 * wy / dd
+                                        p1x, p1y = mx0 - hh * wy / dd, my0 + hh * wx / dd
+                                        p2x, p2y = mx0 + hh * wy / dd, my0 - hh * wx / dd
+                                        ok1 = ok2 = True
+                                for m in range(2):
+                                    if not (ok1 if m == 0 else ok2):
+                                        continue
+                                    px, py = (p1x, p1y) if m == 0 else (p2x, p2y)
+                                    if rq > 0.0:
+                                        # inside q's angle, give or take ``near`` (cross products of radii)
+                                        wx, wy = px - vx, py - vy
+                                        if (
+                                            sgq * ((cx - vx) * wy - (cy - vy) * wx) < -near * rq
+                                            or sgq * (wx * (ey - vy) - wy * (ex - vx)) < -near * rq
+                                        ):
+                                            continue
+                                    if rr > 0.0:
+                                        t = _arc_t(px, py, ux, uy, ax, ay, dth)
+                                    else:
+                                        t = ((px - ax) * dx + (py - ay) * dy) / ll
+                                    if tmin < t < tmax:
+                                        if nt < _SPLITS:
+                                            ts[nt] = t
+                                        nt += 1
                         hit[qi] = nt > n0
                         # Nothing of q on the stretch and its start not on q's boundary: q's
                         # state there is the one the previous edge ended with.
@@ -403,10 +607,19 @@ def _covered_areas(
                         if (t1 - t0) * length <= tol:
                             continue
                         tm = 0.5 * (t0 + t1)
-                        mx, my = ax + tm * dx, ay + tm * dy
-                        cr = 0.5 * (
-                            (ax + t0 * dx - ox) * (ay + t1 * dy - oy) - (ax + t1 * dx - ox) * (ay + t0 * dy - oy)
-                        )
+                        mx, my = _at(tm, ax, ay, dx, dy, ux, uy, rr, th0, dth)
+                        if rr > 0.0:
+                            a0, a1 = th0 + t0 * dth, th0 + t1 * dth
+                            cr = 0.5 * (
+                                rr * rr * (a1 - a0)
+                                + rr * (ux - ox) * (np.sin(a1) - np.sin(a0))
+                                - rr * (uy - oy) * (np.cos(a1) - np.cos(a0))
+                            )
+                        else:
+                            cr = 0.5 * (
+                                (ax + t0 * dx - ox) * (ay + t1 * dy - oy) - (ax + t1 * dx - ox) * (ay + t0 * dy - oy)
+                            )
+                        tux, tuy = _tangent(mx, my, ax, ay, dx, dy, ux, uy, rr, dth)
                         if stage == 1 and pi > 0:
                             pa[pi] += cr
                         keep = stage == 1 and pi > 0  # a view piece bounds the union unless ...
@@ -435,8 +648,16 @@ def _covered_areas(
                                         for cq in range(cedge[ch, 0], cedge[ch, 1]):
                                             cx, cy = xy[cq, 0], xy[cq, 1]
                                             ex, ey = xy[cq + 1, 0], xy[cq + 1, 1]
-                                            if (cy > my) != (ey > my) and mx < cx + (my - cy) * (ex - cx) / (ey - cy):
-                                                inside = not inside
+                                            rq = arc[cq, 2]
+                                            if (cy > my) != (ey > my):
+                                                if rq > 0.0:  # one quadrant: one crossing, on its side
+                                                    vx, vy = arc[cq, 0], arc[cq, 1]
+                                                    w = np.sqrt(max(rq * rq - (my - vy) ** 2, 0.0))
+                                                    xc = vx + w if cx + ex > 2.0 * vx else vx - w
+                                                else:
+                                                    xc = cx + (my - cy) * (ex - cx) / (ey - cy)
+                                                if mx < xc:
+                                                    inside = not inside
                                             if (
                                                 my < min(cy, ey) - near
                                                 or my > max(cy, ey) + near
@@ -444,22 +665,21 @@ def _covered_areas(
                                                 or mx > max(cx, ex) + near
                                             ):
                                                 continue
-                                            fx, fy = ex - cx, ey - cy
-                                            lf = fx * fx + fy * fy
-                                            if lf == 0.0:
-                                                continue
-                                            u = min(max(((mx - cx) * fx + (my - cy) * fy) / lf, 0.0), 1.0)
-                                            qx, qy = cx + u * fx - mx, cy + u * fy - my
-                                            dist = np.sqrt(qx * qx + qy * qy)
+                                            dist, fx, fy = _edge_dist(
+                                                mx, my, cx, cy, ex, ey, arc[cq, 0], arc[cq, 1], rq
+                                            )
                                             if dist <= tol:
-                                                s = _ON_SAME if dx * fx + dy * fy > 0.0 else _ON_OPPOSITE
-                                                break
-                                            if dist <= near and abs(dx * fy - dy * fx) <= _PARALLEL * length * np.sqrt(
-                                                lf
+                                                on = _ON_SAME if tux * fx + tuy * fy > 0.0 else _ON_OPPOSITE
+                                                if s != _OUT and s != on:
+                                                    unsure = True  # on two edges running both ways: a spike
+                                                s = on
+                                                continue
+                                            if (
+                                                dist <= near
+                                                and abs(tux * fy - tuy * fx) <= _PARALLEL
+                                                and (rr > 0.0) == (rq > 0.0)  # a line and an arc only touch
                                             ):
                                                 unsure = True  # running along an edge, a hair off it
-                                        if s != _OUT:
-                                            break
                                     if s == _OUT and inside:
                                         s = _IN
                                 if not hit[qi]:
@@ -498,3 +718,108 @@ def _covered_areas(
         to_geos[g] = unsure
         for j in range(1, k):
             pair_area[cand_off[g] + j - 1] = pa[j]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def recover_arcs(xy, ring_off, ring_view, cam, ang, ang_off, eps):
+    """Rings of fine views cut by shadows, with their arc pieces made exact (all rings at once).
+
+    Ring ``i`` holds the closed coordinates ``xy[ring_off[i]:ring_off[i + 1]]`` of a view
+    of camera ``ring_view[i]`` (``cam`` rows: x, y, range); that camera's fine arc has its
+    vertices at the maths angles ``ang[ang_off[v]:ang_off[v + 1]]`` (sorted, unwrapped).
+    An edge that lies on one of the fine arc's chords is a piece of the arc: its end points
+    inside the chord (where a shadow edge crossed it) move onto the circle along that shadow
+    edge (straight out from the camera between two chords), and the edge becomes the arc
+    between its ends. Runs of arc edges merge up to the axis vertices (each arc stays in
+    one quadrant; a ring keeps at least three corners). Returns ``(xy, ring_off, arc)``:
+    the new closed rings and one arc row ``(cx, cy, r)`` per coordinate (``r = 0``: straight).
+    """
+    n_out = len(xy)
+    out = np.empty((n_out, 2))
+    arc = np.zeros((n_out, 3))
+    off = np.zeros(len(ring_off), np.int64)
+    mmax = 1
+    for i in range(len(ring_off) - 1):
+        mmax = max(mmax, ring_off[i + 1] - ring_off[i])
+    rel = np.empty((mmax, 2))
+    q = np.empty((mmax, 2))
+    chord = np.zeros(mmax, np.bool_)
+    keep = np.zeros(mmax, np.bool_)
+    w = 0
+    for i in range(len(ring_off) - 1):
+        v = ring_view[i]
+        cx, cy, r, e = cam[v, 0], cam[v, 1], cam[v, 2], eps[v]
+        a = ang[ang_off[v] : ang_off[v + 1]]
+        c0 = ring_off[i]
+        m = ring_off[i + 1] - c0 - 1
+        for j in range(m):
+            rel[j, 0], rel[j, 1] = xy[c0 + j, 0] - cx, xy[c0 + j, 1] - cy
+        n_chord = 0
+        for j in range(m):
+            j2 = (j + 1) % m
+            px, py, nx, ny = rel[j, 0], rel[j, 1], rel[j2, 0], rel[j2, 1]
+            chord[j] = False
+            if (px == nx and py == ny) or len(a) < 2:
+                continue
+            phi = np.arctan2(0.5 * (py + ny), 0.5 * (px + nx))
+            phi = a[0] + np.mod(phi - a[0], 2 * np.pi)
+            k = min(max(np.searchsorted(a, phi) - 1, 0), len(a) - 2)
+            ax, ay = r * np.cos(a[k]), r * np.sin(a[k])
+            fx, fy = r * np.cos(a[k + 1]) - ax, r * np.sin(a[k + 1]) - ay
+            lf = np.sqrt(fx * fx + fy * fy)
+            if lf == 0.0:
+                continue
+            d1 = abs(fx * (py - ay) - fy * (px - ax)) / lf
+            d2 = abs(fx * (ny - ay) - fy * (nx - ax)) / lf
+            chord[j] = d1 <= e and d2 <= e
+            n_chord += chord[j]
+        if n_chord == 0:
+            for j in range(m + 1):
+                out[w + j, 0], out[w + j, 1] = xy[c0 + j, 0], xy[c0 + j, 1]
+            w += m + 1
+            off[i + 1] = w
+            continue
+        n_keep = 0
+        for j in range(m):
+            prev = chord[(j - 1 + m) % m]
+            px, py = rel[j, 0], rel[j, 1]
+            q[j, 0], q[j, 1] = px, py
+            d = np.sqrt(px * px + py * py)
+            if (chord[j] or prev) and abs(d - r) > e and d > 0.0:
+                done = False
+                if not (chord[j] and prev):  # along the shadow edge that ends here
+                    o = (j + 1) % m if prev else (j - 1 + m) % m
+                    wx, wy = rel[o, 0], rel[o, 1]
+                    gx, gy = px - wx, py - wy
+                    aa = gx * gx + gy * gy
+                    bb = wx * gx + wy * gy
+                    cc = wx * wx + wy * wy - r * r
+                    disc = bb * bb - aa * cc
+                    if aa > 0.0 and disc >= 0.0:
+                        sq = np.sqrt(disc)
+                        s1, s2 = (-bb - sq) / aa, (-bb + sq) / aa
+                        s = s1 if abs(s1 - 1.0) < abs(s2 - 1.0) else s2
+                        q[j, 0], q[j, 1] = wx + s * gx, wy + s * gy
+                        done = True
+                if not done:
+                    q[j, 0], q[j, 1] = px / d * r, py / d * r
+            axis = abs(q[j, 0]) <= e or abs(q[j, 1]) <= e
+            # Merge only inside one quadrant: this vertex and both neighbours on the same side of both axes.
+            jp, jn = (j - 1 + m) % m, (j + 1) % m
+            same = q[jp, 0] * px >= 0.0 and q[jp, 1] * py >= 0.0 and rel[jn, 0] * px >= 0.0 and rel[jn, 1] * py >= 0.0
+            keep[j] = j == 0 or not (chord[j] and prev and not axis and same)
+            n_keep += keep[j]
+        if n_keep < 3:
+            for j in range(m):
+                keep[j] = True
+        first = w
+        for j in range(m):
+            if keep[j]:
+                out[w, 0], out[w, 1] = q[j, 0] + cx, q[j, 1] + cy
+                if chord[j]:
+                    arc[w, 0], arc[w, 1], arc[w, 2] = cx, cy, r
+                w += 1
+        out[w, 0], out[w, 1] = out[first, 0], out[first, 1]
+        w += 1
+        off[i + 1] = w
+    return out[:w], off, arc[:w]

@@ -8,7 +8,9 @@ unless ``include_offline=True``.
 
 Per-grid coverage is the union of the views clipped to each grid. Its area comes from a
 compiled kernel (Green's theorem over the boundary pieces of that union, no polygon
-built); where the blind part's geometry is wanted, an STRtree gives the (grid, view)
+built) that integrates the views' circular arcs exactly (occluded views keep exact arcs
+too; see :func:`geogrid._coverage_geom.occlude_exact`); where the blind part's geometry is
+wanted (drawn with ``resolution`` segments per 90° of arc), an STRtree gives the (grid, view)
 pairs, one intersection per pair, one grouped union per grid. No global union of the
 views is ever built. When a level's grids are tiled exactly by their
 children (as in a valid hierarchy), the coarser level is summed from the finer one.
@@ -18,7 +20,7 @@ Placement of new cameras lives in :mod:`geogrid.placement`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_RESOLUTION = 8
-"""Arc segments per 90° of a view (as ``quad_segs`` in shapely's buffer)."""
+"""Arc segments per 90° of a drawn view (as ``quad_segs`` in shapely's buffer); areas use exact arcs."""
 
 
 # -- CRS at the door ------------------------------------------------------------------------
@@ -137,6 +139,35 @@ def _views_metric(
     return views
 
 
+def _exact_views_metric(
+    cameras: gpd.GeoDataFrame, crs: CRS, *, buildings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Return the (occluded) views of ``cameras`` with exact arcs, for the area kernel.
+
+    Returns ``(views, arcs, fine)`` as :func:`geogrid._coverage_geom.covered_area_per_grid`
+    takes them: the views' corner polygons, their arc rows, and a function giving views as
+    fine polygons (4,096 sides per circle, cut by the same shadows) for the grids GEOS measures.
+    """
+    pts = _metric_geoms(cameras, crs)
+    xy = shapely.get_coordinates(pts)
+    if len(xy) != len(cameras):
+        msg = "cameras must be single points (no empty or multi-point geometries)"
+        raise ValueError(msg)
+    h = cameras["heading_deg"].to_numpy(dtype=float)
+    f = cameras["fov_deg"].to_numpy(dtype=float)
+    rng = cameras["range_m"].to_numpy(dtype=float)
+    views, arcs = _geom.exact_sectors(xy[:, 0], xy[:, 1], h, f, rng)
+    shade = np.full(len(views), None, dtype=object)
+    if len(buildings):
+        views, arcs, shade = _geom.occlude_exact(xy, h, f, rng, buildings, views, arcs)
+
+    def fine(idx: np.ndarray) -> np.ndarray:
+        out = _geom.fine_sectors(xy[idx, 0], xy[idx, 1], h[idx], f[idx], rng[idx], segments=4096)[0]
+        return _geom.cut_views(out, shade[idx])
+
+    return views, arcs, fine
+
+
 # -- public ---------------------------------------------------------------------------------
 def camera_views(
     cameras: gpd.GeoDataFrame,
@@ -220,9 +251,11 @@ def _coverage_core(
     sel = _levels_of(grids, level)
     geoms = _metric_geoms(sel, crs)
     active = _active(cameras, include_offline)
-    views = _views_metric(
-        active, crs, resolution=resolution, min_distance_m=0.0, buildings=_building_parts(buildings, crs)
-    )
+    blds = _building_parts(buildings, crs)
+    if need_geometry:
+        views = _views_metric(active, crs, resolution=resolution, min_distance_m=0.0, buildings=blds)
+    else:  # areas only: exact arcs
+        views, arcs, fine = _exact_views_metric(active, crs, buildings=blds)
     n = len(sel)
     covered = np.full(n, shapely.Polygon(), dtype=object)
     seers: list[np.ndarray] = [np.empty(0, np.int64)] * n
@@ -268,7 +301,7 @@ def _coverage_core(
             covered[rows] = cov
             cov_m2[rows] = shapely.area(cov)
         else:  # areas only: the compiled kernel, no polygon built
-            cov_m2[rows], gi, vi = _geom.covered_area_per_grid(geoms[rows], views)
+            cov_m2[rows], gi, vi = _geom.covered_area_per_grid(geoms[rows], views, arcs=arcs, fine=fine)
         order = np.argsort(gi, kind="stable")
         split = np.split(vi[order], np.cumsum(np.bincount(gi, minlength=len(rows)))[:-1])
         for r, s in zip(rows, split, strict=True):
@@ -286,6 +319,7 @@ def grid_coverage(
     include_offline: bool = False,
     metric_crs: object = None,
     resolution: int = DEFAULT_RESOLUTION,
+    method: str = "kernel",
 ) -> gpd.GeoDataFrame:
     """Return the share of each grid that some camera sees.
 
@@ -304,7 +338,11 @@ def grid_coverage(
     metric_crs
         The CRS areas are measured in; default as in :func:`camera_views`.
     resolution
-        Arc segments per 90° of view.
+        Unused for areas (the arcs are exact); kept for symmetry with :func:`blind_spots`.
+    method
+        ``"kernel"``: the compiled kernel, exact arcs. ``"reference"``: ``covered_m2`` from
+        the slow, obviously correct GEOS reference (4,096-gon arcs; the mean of its bracket,
+        see :func:`geogrid._reference_coverage.reference_covered_area`), to double-check.
 
     Returns
     -------
@@ -328,6 +366,9 @@ def grid_coverage(
     >>> grid_coverage(grids, cams)[["area_m2", "covered_m2", "ratio"]].values.tolist()
     [[100.0, 100.0, 1.0]]
     """
+    if method not in ("kernel", "reference"):
+        msg = f"method must be 'kernel' or 'reference', not {method!r}"
+        raise ValueError(msg)
     sel, geoms, area, cov_m2, _covered, seers, crs = _coverage_core(
         grids,
         cameras,
@@ -348,6 +389,11 @@ def grid_coverage(
             out[col] = sel[col]
     out["area_m2"] = area
     out["covered_m2"] = cov_m2
+    if method == "reference":
+        from geogrid._reference_coverage import reference_covered_area
+
+        ref = reference_covered_area(sel, cameras, buildings=buildings, include_offline=include_offline, metric_crs=crs)
+        out["covered_m2"] = np.minimum(ref["covered_m2"].to_numpy(), area)
     out["ratio"] = np.divide(out["covered_m2"], area, out=np.zeros(len(sel)), where=area > 0)
     out["cameras"] = np.array([len(s) for s in seers], dtype=np.int64)
     out["cameras_per_km2"] = np.divide(standing * 1e6, area, out=np.zeros(len(sel)), where=area > 0)
@@ -379,9 +425,11 @@ def blind_spots(
     -------
     geopandas.GeoDataFrame
         The grids' index, ``grid_id`` / ``level`` when present, ``area_m2``,
-        ``covered_m2``, ``blind_m2`` (covered + blind = area), ``blind_ratio``, and with
-        streets ``street_m`` and ``blind_street_m``; geometry: the blind part of each
-        grid (possibly empty) in the grids' CRS.
+        ``covered_m2`` (as :func:`grid_coverage`: exact arcs), ``blind_m2`` (covered +
+        blind = area), ``blind_ratio``, and with streets ``street_m`` and
+        ``blind_street_m``; geometry: the blind part of each grid (possibly empty) in the
+        grids' CRS, drawn with ``resolution`` segments per 90° of arc (so its area exceeds
+        ``blind_m2`` by the arcs' chord error; so may ``blind_street_m``).
 
     Examples
     --------
@@ -405,13 +453,23 @@ def blind_spots(
         need_geometry=True,
     )
     blind = shapely.difference(geoms, covered)
+    # The areas with exact arcs (the drawn geometry has chords: its blind part is a little larger).
+    exact_m2 = _coverage_core(
+        grids,
+        cameras,
+        level=level,
+        buildings=buildings,
+        include_offline=include_offline,
+        metric_crs=metric_crs,
+        resolution=resolution,
+    )[3]
     out = pd.DataFrame(index=sel.index)
     for col in ("grid_id", "level"):
         if col in sel.columns:
             out[col] = sel[col]
     out["area_m2"] = area
-    out["covered_m2"] = shapely.area(covered)
-    out["blind_m2"] = shapely.area(blind)
+    out["covered_m2"] = exact_m2
+    out["blind_m2"] = np.maximum(area - exact_m2, 0.0)
     out["blind_ratio"] = np.divide(out["blind_m2"], area, out=np.zeros(len(sel)), where=area > 0)
     if streets is not None:
         resolve_metric_crs([grids, None, None, None, streets], crs)

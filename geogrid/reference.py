@@ -13,6 +13,8 @@ reference                   fast path it specifies
                             nesting, validity; not ``edge_mismatch`` lines)
 :func:`assign_points`       :func:`geogrid.assign_points` (the boundary rule on
                             every level: lowest grid_id among closed grids)
+:func:`covered_area`        :func:`geogrid.grid_coverage` ``covered_m2`` (fine
+                            inscribed / circumscribed arcs: a bracket)
 ==========================  ====================================================
 """
 
@@ -21,5 +23,6 @@ from __future__ import annotations
 from geogrid._reference_assign import assign_points_reference as assign_points
 from geogrid._reference_check import check_grids_reference as check_grids
 from geogrid._reference_check import jurisdiction_reference as jurisdiction
+from geogrid._reference_coverage import reference_covered_area as covered_area
 
-__all__ = ["assign_points", "check_grids", "jurisdiction"]
+__all__ = ["assign_points", "check_grids", "covered_area", "jurisdiction"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -120,7 +121,8 @@ def test_blind_spots_and_unseen_incidents_on_a_small_case():
     b = blind_spots(g, c, streets=streets, resolution=RES)
     assert b["blind_m2"].iloc[0] == pytest.approx(200 - 25 * math.pi, rel=1e-4)
     assert b["blind_street_m"].iloc[0] == pytest.approx(20 - math.sqrt(75), rel=1e-4)
-    assert b.geometry.iloc[0].area == pytest.approx(b["blind_m2"].iloc[0])
+    # blind_m2 has exact arcs; the drawn blind part has chords (256 per 90°): a hair larger.
+    assert b["blind_m2"].iloc[0] <= b.geometry.iloc[0].area <= b["blind_m2"].iloc[0] * (1 + 1e-5)
     inc = gpd.GeoDataFrame(
         {"category": ["a", "a", "b"]}, geometry=[shapely.Point(1, 1), shapely.Point(15, 5), shapely.Point(19, 9)], crs=M
     )
@@ -141,6 +143,7 @@ def demo_cov(demo_district):
     return {
         "off": blind_spots(d.grids, d.cameras, streets=d.streets, level=3),
         "all": grid_coverage(d.grids, d.cameras),
+        "level3": grid_coverage(d.grids, d.cameras, level=3),
         "on": grid_coverage(d.grids, d.cameras, level=3, buildings=d.buildings),
     }
 
@@ -159,7 +162,7 @@ def test_demo_levels_agree_and_occlusion_only_takes_away(demo_cov):
     per_level = b.groupby("level")["covered_m2"].sum()
     assert per_level.max() - per_level.min() < 1e-4 * per_level.mean()
     assert 0.3 < per_level.iloc[0] / 23.76e6 < 0.95
-    l3 = demo_cov["off"].set_index("grid_id")
+    l3 = demo_cov["level3"].set_index("grid_id")  # exact arcs on both sides
     occ = demo_cov["on"].set_index("grid_id")
     assert (occ["covered_m2"] <= l3["covered_m2"] + 1e-6).all()
     assert occ["covered_m2"].sum() < 0.95 * l3["covered_m2"].sum()  # buildings block a real share
@@ -194,3 +197,107 @@ def test_demo_buildings_are_deterministic():
     b = build_demo(seed=2, n_incidents=10, n_cameras=10)
     assert_geodataframe_equal(a.buildings, b.buildings)
     assert "buildings" in a.layers()
+
+
+# -- exact arcs (issue 11, item 7: 8 segments per 90° left grids up to 100 % short) -----------------
+UTM = "EPSG:32650"
+X0, Y0 = 440_000.0, 4_420_000.0  # real projected coordinates, far from the origin
+
+
+def utm_grid(*geoms: shapely.Geometry) -> gpd.GeoDataFrame:
+    moved = [shapely.affinity.translate(g, X0, Y0) for g in geoms]
+    return gpd.GeoDataFrame({"grid_id": [f"g{i}" for i in range(len(geoms))]}, geometry=moved, crs=UTM)
+
+
+def utm_cams(rows: list[tuple[float, float, float, float, float]]) -> gpd.GeoDataFrame:
+    c = cams(rows).set_crs(UTM, allow_override=True)
+    return c.set_geometry(c.geometry.translate(X0, Y0))
+
+
+def test_two_cameras_back_to_back_and_a_corner_dome_give_the_exact_area():
+    # The issue's case: a 200 m square, two 90° 100 m cameras at its centre looking NW and SE,
+    # a 50 m dome on a corner: two quarter discs and a quarter of the dome lie in the square.
+    out = grid_coverage(
+        utm_grid(shapely.box(-100, -100, 100, 100)),
+        utm_cams([(0, 0, 315, 90, 100), (0, 0, 135, 90, 100), (100, 100, 0, 360, 50)]),
+    )
+    want = 2 * math.pi * 100**2 / 4 + math.pi * 50**2 / 4  # 17,671.46 m² (it gave 17,558.1)
+    assert out["covered_m2"].iloc[0] == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("depth", [1.0, 0.01, 0.0001], ids=["1m", "1cm", "0.1mm"])
+def test_a_grid_grazed_only_by_an_arc(depth):
+    # A dome of range 100 whose arc dips ``depth`` into the grid to its north: the grid sees the
+    # circular segment of that height (it saw nothing: the polygon's chords stayed outside).
+    r = 100.0
+    out = grid_coverage(utm_grid(shapely.box(-50, r - depth, 50, r + 50)), utm_cams([(0, 0, 0, 360, r)]))
+    h = (Y0 + r) - ((r - depth) + Y0)  # the depth as the coordinates hold it (1e-9 m steps here)
+    segment = r * r * math.acos((r - h) / r) - (r - h) * math.sqrt(2 * r * h - h * h)
+    # abs: a near-tangent crossing is placed to ~1e-11 m along the edge, 25 m from the grid centre
+    assert out["covered_m2"].iloc[0] == pytest.approx(segment, rel=1e-6, abs=1e-9)
+    assert out["cameras"].iloc[0] == 1
+
+
+@pytest.mark.parametrize("encoding", ["polygon", "multipolygon"])
+@pytest.mark.parametrize("orient", ["ccw", "cw"])
+def test_multipolygon_grid_with_a_hole_and_an_exclave(encoding, orient):
+    # A dome of range 10 at the origin; grid 0 is the west half-plane box with a 4 x 10 hole
+    # (inside the disc) plus an exclave in the north-east quadrant; grid 1 fills the hole.
+    west = shapely.Polygon(shapely.box(-20, -20, 0, 20).exterior.coords, [shapely.box(-5, -5, -1, 5).exterior.coords])
+    ne = shapely.box(0, 0, 20, 20)
+    hole = shapely.box(-5, -5, -1, 5)
+    g0 = shapely.MultiPolygon([west, ne])
+    g1 = shapely.MultiPolygon([hole]) if encoding == "multipolygon" else hole
+    geoms = np.array([g0, g1], dtype=object)
+    geoms = shapely.orient_polygons(geoms, exterior_cw=orient == "cw")
+    out = grid_coverage(utm_grid(*geoms), utm_cams([(0, 0, 0, 360, 10)]))
+    want = [math.pi * 100 / 2 - 40 + math.pi * 100 / 4, 40.0]
+    assert out["covered_m2"].tolist() == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("encoding", ["polygons", "multipolygon"])
+def test_an_occluded_dome_keeps_its_arcs_exact(encoding):
+    # A 10 x 20 m building 20 m east of a dome of range 100 (in two halves, or one two-part
+    # MultiPolygon): the hidden wedge (half-angle atan(1/2)) beyond the face, cut by grids that
+    # halve the disc through the shadow.
+    halves = [shapely.box(X0 + 20, Y0 - 10, X0 + 30, Y0), shapely.box(X0 + 20, Y0, X0 + 30, Y0 + 10)]
+    b = gpd.GeoDataFrame(geometry=halves if encoding == "polygons" else [shapely.MultiPolygon(halves)], crs=UTM)
+    grids = utm_grid(shapely.box(-200, 0, 200, 200), shapely.box(-200, -200, 200, 0))
+    out = grid_coverage(grids, utm_cams([(0, 0, 0, 360, 100)]), buildings=b)
+    hidden_half = math.atan(0.5) * 100**2 / 2 - 20 * 10 / 2  # per half: sector minus triangle
+    want = math.pi * 100**2 / 2 - hidden_half
+    assert out["covered_m2"].tolist() == pytest.approx([want, want], rel=1e-9)
+
+
+def test_lonlat_grids_match_the_reference():
+    from geogrid._reference_coverage import reference_covered_area
+
+    grids = utm_grid(shapely.box(-100, -100, 100, 100), shapely.box(100, -100, 300, 100)).to_crs("EPSG:4326")
+    c = utm_cams([(0, 0, 80, 120, 150), (200, 0, 0, 360, 99.99)]).to_crs("EPSG:4326")
+    out = grid_coverage(grids, c)["covered_m2"].to_numpy()
+    ref = reference_covered_area(grids, c)
+    assert (out >= ref["covered_m2_low"].to_numpy() - 1e-6).all()
+    assert (out <= ref["covered_m2_high"].to_numpy() + 1e-6).all()
+
+
+def test_method_reference_and_blind_spots_agree_with_the_exact_areas():
+    g = utm_grid(shapely.box(-100, -100, 100, 100), shapely.box(100, -100, 300, 100))
+    c = utm_cams([(0, 0, 315, 90, 100), (0, 0, 135, 90, 100), (100, 100, 0, 360, 50)])
+    fast = grid_coverage(g, c)
+    ref = grid_coverage(g, c, method="reference")
+    assert ref["covered_m2"].to_numpy() == pytest.approx(fast["covered_m2"].to_numpy(), rel=1e-6)
+    b = blind_spots(g, c)
+    assert b["covered_m2"].to_numpy() == pytest.approx(fast["covered_m2"].to_numpy(), rel=1e-12)
+    assert (b["covered_m2"] + b["blind_m2"]).to_numpy() == pytest.approx(b["area_m2"].to_numpy(), rel=1e-12)
+    with pytest.raises(ValueError, match="method must be"):
+        grid_coverage(g, c, method="fast")
+
+
+def test_a_camera_a_hand_from_a_wall_does_not_see_through_the_building():
+    # A dome 0.1 m in front of a 20 m wall (not touching it): the wall was seen under ~179.4°,
+    # so it cast no shadow and the camera saw through the building. The hidden part is the
+    # sector of half-angle atan(10 / 0.1) beyond the wall, minus the triangle in front of it.
+    b = gpd.GeoDataFrame(geometry=[shapely.box(X0 - 10, Y0, X0 + 10, Y0 + 10)], crs=UTM)
+    out = grid_coverage(utm_grid(shapely.box(-100, -100, 100, 100)), utm_cams([(0, -0.1, 0, 360, 50)]), buildings=b)
+    hidden = 50**2 * math.atan(100) - 20 * 0.1 / 2
+    assert out["covered_m2"].iloc[0] == pytest.approx(math.pi * 50**2 - hidden, rel=1e-9)

@@ -167,7 +167,7 @@ def test_a_view_touching_a_grid_is_not_a_seeing_pair():
     assert vi.tolist() == [2]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -186,3 +186,105 @@ def test_property_lattice_cameras_agree_with_geos(cams):
     views = geom.sectors(5 * x, 5 * y, h, f, r, resolution=4)
     grids = [shapely.box(i, j, i + 25, j + 25) for i in range(0, 100, 25) for j in range(0, 100, 25)]
     assert_same(grids, views, fallbacks=1)  # a grid the kernel cannot call goes to GEOS, rarely
+
+
+# -- exact arcs: sectors as corner polygons plus arcs, against the fine-arc reference bracket --------
+def exact_vs_reference(grids: list | np.ndarray, cams: np.ndarray, *, fallbacks: int = 0) -> np.ndarray:
+    """Kernel areas with exact arcs lie in the reference's bracket (inscribed / circumscribed 4,096-gons)."""
+    from geogrid._reference_coverage import reference_views
+
+    grids = np.array(grids, dtype=object)
+    x, y, h, f, r = (np.asarray(c, dtype=float) for c in cams.T)
+    views, arcs = geom.exact_sectors(x, y, h, f, r)
+    cov, gi, _, redo = geom._covered_area_per_grid(grids, views, arcs=arcs)
+    xy = np.column_stack([x, y])
+    low = shapely.area(shapely.intersection(grids, shapely.union_all(reference_views(xy, h, f, r))))
+    high = shapely.area(shapely.intersection(grids, shapely.union_all(reference_views(xy, h, f, r, outer=True))))
+    eps = 1e-9 * np.maximum(shapely.area(grids), 1.0)
+    assert (cov >= low - eps).all() and (cov <= high + eps).all(), (cov, low, high)
+    assert (np.diff(gi) >= 0).all()
+    assert len(redo) <= fallbacks, redo
+    return cov
+
+
+def test_exact_sectors_lie_in_the_reference_bracket_over_voronoi_grids():
+    rng = np.random.default_rng(3)
+    n = 40
+    cams = np.column_stack(
+        [
+            rng.uniform(0, 400, n),
+            rng.uniform(0, 400, n),
+            rng.uniform(0, 360, n),
+            np.where(rng.random(n) < 0.3, 360.0, rng.uniform(5, 300, n)),
+            rng.uniform(10, 120, n),
+        ]
+    )
+    exact_vs_reference(voronoi(30, 400, 4), cams, fallbacks=1)
+
+
+def test_exact_quarter_and_half_discs_with_sides_along_grid_edges():
+    # Apex on the grid's corner, sides along its edges: a quarter disc; two sectors sharing a
+    # side from the middle of an edge: a half disc; the same again duplicated; a dome around.
+    grid = [shapely.box(0, 0, 100, 100)]
+    quarter = exact_vs_reference(grid, np.array([[0, 0, 45, 90, 50]]))
+    assert quarter[0] == pytest.approx(np.pi * 2500 / 4, rel=1e-12)
+    half = exact_vs_reference(grid, np.array([[50, 0, 45, 90, 40], [50, 0, 315, 90, 40], [50, 0, 45, 90, 40]]))
+    assert half[0] == pytest.approx(np.pi * 1600 / 2, rel=1e-12)
+
+
+def test_identical_and_concentric_exact_domes_count_once():
+    grid = [shapely.box(-100, -100, 100, 100), shapely.box(0, 0, 15, 15)]
+    cams = np.array([[0, 0, 0, 360, 20], [0, 0, 0, 360, 20], [0, 0, 90, 360, 10], [0, 0, 30, 200, 20]])
+    cov = exact_vs_reference(grid, cams)
+    assert cov[0] == pytest.approx(np.pi * 400, rel=1e-12)
+
+
+def test_exact_arcs_survive_either_ring_orientation_and_multipolygon_grids():
+    rng = np.random.default_rng(8)
+    cells = voronoi(12, 200, 9)
+    cams = np.column_stack(
+        [
+            rng.uniform(0, 200, 10),
+            rng.uniform(0, 200, 10),
+            rng.uniform(0, 360, 10),
+            np.full(10, 120.0),
+            np.full(10, 60.0),
+        ]
+    )
+    plain = exact_vs_reference(cells, cams)
+    cw = exact_vs_reference(shapely.orient_polygons(cells, exterior_cw=True), cams)
+    multi = exact_vs_reference(np.array([shapely.MultiPolygon([c]) for c in cells], dtype=object), cams)
+    np.testing.assert_allclose(cw, plain, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(multi, plain, rtol=1e-12, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 20),
+            st.integers(0, 20),
+            st.sampled_from([0.0, 45.0, 90.0, 135.0, 180.0, 270.0, 33.0]),
+            st.sampled_from([90.0, 180.0, 360.0, 60.0, 300.0]),
+            st.sampled_from([10.0, 25.0, 50.0]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_property_lattice_exact_sectors_lie_in_the_reference_bracket(cams):
+    c = np.array(cams, dtype=float)
+    c[:, :2] *= 5
+    grids = [shapely.box(i, j, i + 25, j + 25) for i in range(0, 100, 25) for j in range(0, 100, 25)]
+    exact_vs_reference(grids, c, fallbacks=1)
+
+
+def test_shadows_of_a_multipolygon_building_equal_those_of_its_parts():
+    # get_rings gives nothing for a MultiPolygon: a two-part building cast no shadow at all.
+    halves = [shapely.box(20, -10, 30, 0), shapely.box(20, 0, 30, 10)]
+    views = geom.sectors(np.array([0.0]), np.array([0.0]), np.array([0.0]), np.array([360.0]), np.array([100.0]))
+    cam, rng = np.array([[0.0, 0.0]]), np.array([100.0])
+    multi = geom.shadows(cam, views, rng, np.array([shapely.MultiPolygon(halves)], dtype=object))[0]
+    parts = geom.shadows(cam, views, rng, np.array(halves, dtype=object))[0]
+    assert multi is not None
+    assert shapely.symmetric_difference(multi, parts).area <= 1e-9 * parts.area
