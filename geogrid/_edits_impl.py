@@ -546,15 +546,18 @@ def _drop_needless_vertices(net: Network, arr: Arrangement, geom: dict[str, shap
 
     The edit's line is noded into every edge it crosses; where the owners on both sides
     of that edge did not change, the vertex is not needed. It is removed from every ring
-    or kept in every ring, so shared edges stay identical.
+    or kept in every ring, so shared edges stay identical. A vertex is new when no input
+    grid (of any level) has it; original vertices, repeated ones included, always stay.
     """
+    orig_xy = {tuple(v) for v in shapely.get_coordinates(np.asarray(list(net.geom.values()), dtype=object))}
     cells = np.array([net.geom[c] for c in arr.zone_cells], dtype=object)
-    xy, ring_of = shapely.get_coordinates(shapely.get_rings(cells), return_index=True)
-    orig_xy = {tuple(v) for v in xy}
-    same = ring_of[1:] == ring_of[:-1]
+    # get_rings needs Polygons: a MultiPolygon has no rings of its own
+    xy, ring_of = shapely.get_coordinates(shapely.get_rings(shapely.get_parts(cells)), return_index=True)
+    same = (ring_of[1:] == ring_of[:-1]) & (xy[1:] != xy[:-1]).any(axis=1)
     a, b = xy[:-1][same], xy[1:][same]
     orig_seg = {(tuple(p), tuple(q)) for p, q in zip(a, b, strict=True)}
     orig_seg |= {(q, p) for p, q in orig_seg}
+    tiny = net.native_tol(1e-6)
     rings_of: dict[str, list[list[np.ndarray]]] = {}
     verdict: dict[tuple[float, float], bool] = {}
     for g, geo in geom.items():
@@ -569,7 +572,11 @@ def _drop_needless_vertices(net: Network, arr: Arrangement, geom: dict[str, shap
                 for i, v in enumerate(map(tuple, ring)):
                     if v in orig_xy:
                         continue
-                    ok = (tuple(ring[i - 1]), tuple(ring[(i + 1) % n])) in orig_seg
+                    seg = (tuple(ring[i - 1]), tuple(ring[(i + 1) % n]))
+                    ok = seg in orig_seg and n > 3
+                    if ok:
+                        on = shapely.distance(shapely.Point(v), shapely.LineString(seg))
+                        ok = bool(on <= tiny)
                     verdict[v] = verdict.get(v, True) and ok
     drop = {v for v, ok in verdict.items() if ok}
     if not drop:

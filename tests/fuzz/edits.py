@@ -22,6 +22,7 @@ import pandas as pd
 
 import geopandas as gpd
 import shapely
+from shapely.ops import substring
 
 from geogrid._reference_edits import verify_edit
 from geogrid.edits import merge_grids, reparent, reshape_boundary, split_grid, transfer_area
@@ -201,6 +202,7 @@ def _shared(a: shapely.Geometry, b: shapely.Geometry) -> shapely.Geometry | None
 
 
 def _n_parts(geom: shapely.Geometry) -> int:
+    """Connected parts (0 for empty: a grid emptied by an edit is removed, which is fine)."""
     return len(shapely.get_parts(shapely.union_all(shapely.get_parts(geom))))
 
 
@@ -283,7 +285,7 @@ def make_edit(case: Case) -> Edit | None:
                 pa, pb = _ancestor(case, a, k), _ancestor(case, b, k)
                 if pa != pb:
                     rest = shapely.difference(case.geom[pb], case.geom[b])
-                    ok &= not shapely.is_empty(rest) and _n_parts(rest) <= _n_parts(case.geom[pb])
+                    ok &= _n_parts(rest) <= _n_parts(case.geom[pb])
                     ok &= _n_parts(shapely.union(case.geom[pa], case.geom[b])) <= _n_parts(case.geom[pa])
             return "merge_grids", merge_grids, {"ids": [a, b], "cascade": cascade}, bool(ok)
         if kind == "transfer":
@@ -297,7 +299,7 @@ def make_edit(case: Case) -> Edit | None:
             for g in case.on_level(lv, plain=False):
                 if g != a and shapely.intersects(case.geom[g], region):
                     rest = shapely.difference(case.geom[g], region)
-                    ok &= not shapely.is_empty(rest) and _n_parts(rest) <= _n_parts(case.geom[g])
+                    ok &= _n_parts(rest) <= _n_parts(case.geom[g])
             if cascade:
                 for k in range(lv - 1, -1, -1):
                     pa = _ancestor(case, a, k)
@@ -305,7 +307,7 @@ def make_edit(case: Case) -> Edit | None:
                     for g in case.on_level(k, plain=False):
                         if g != pa and shapely.intersects(case.geom[g], region):
                             rest = shapely.difference(case.geom[g], region)
-                            ok &= not shapely.is_empty(rest) and _n_parts(rest) <= _n_parts(case.geom[g])
+                            ok &= _n_parts(rest) <= _n_parts(case.geom[g])
             params = {"region": case.to_input(region), "to_grid": a, "cascade": cascade}
             return "transfer_area", transfer_area, params, bool(ok)
         # reshape: bend the middle of the shared piece into one side
@@ -315,7 +317,10 @@ def make_edit(case: Case) -> Edit | None:
         v = np.array([q.x - p.x, q.y - p.y])
         nrm = np.array([-v[1], v[0]]) * rng.uniform(-0.3, 0.3)
         line = shapely.LineString([(p.x, p.y), (m.x + nrm[0], m.y + nrm[1]), (q.x, q.y)])
-        lens = shapely.make_valid(shapely.Polygon([(p.x, p.y), (m.x + nrm[0], m.y + nrm[1]), (q.x, q.y), (m.x, m.y)]))
+        back = substring(s, 0.75, 0.25, normalized=True)
+        lens = shapely.make_valid(
+            shapely.Polygon([(p.x, p.y), (m.x + nrm[0], m.y + nrm[1]), *shapely.get_coordinates(back).tolist()])
+        )
         both = shapely.union(case.geom[a], case.geom[b])
         ok = shapely.area(shapely.difference(lens, both)) < 1e-3
         ok &= _n_parts(shapely.difference(case.geom[a], lens)) <= _n_parts(case.geom[a])
@@ -357,14 +362,14 @@ def make_edit(case: Case) -> Edit | None:
         g, p = case.pick(cands)
         old = case.parent[g]
         rest = shapely.difference(case.geom[old], case.geom[g])
-        ok = not shapely.is_empty(rest) and _n_parts(rest) <= _n_parts(case.geom[old])
+        ok = _n_parts(rest) <= _n_parts(case.geom[old])
         ok &= _n_parts(shapely.union(case.geom[p], case.geom[g])) <= _n_parts(case.geom[p])
         cascade = case.parent.get(old) != case.parent.get(p)
         for k in range(lv - 2, -1, -1):  # ancestors follow with cascade
             ao, an = _ancestor(case, old, k), _ancestor(case, p, k)
             if ao != an:
                 rest = shapely.difference(case.geom[ao], case.geom[g])
-                ok &= not shapely.is_empty(rest) and _n_parts(rest) <= _n_parts(case.geom[ao])
+                ok &= _n_parts(rest) <= _n_parts(case.geom[ao])
                 ok &= _n_parts(shapely.union(case.geom[an], case.geom[g])) <= _n_parts(case.geom[an])
         return "reparent", reparent, {"grid_id": g, "new_parent": p, "cascade": cascade}, bool(ok)
     # invalid kinds
