@@ -250,6 +250,7 @@ class Outcome:
     renoded: list[str]
     reparented: dict[str, tuple[str | None, str | None]]
     moves: pd.DataFrame
+    sources: dict[str, str] = field(default_factory=dict)  # new id -> the grid it was made from
 
 
 def _fresh(base: str, taken: set[str]) -> str:
@@ -484,7 +485,58 @@ def _rebuild(
     for g in reparented:
         if g not in changed:
             changed.append(g)
-    return Outcome(out, added, removed, sorted(changed), renoded, reparented, moves)
+    return Outcome(out, added, removed, sorted(changed), renoded, reparented, moves, dict(created))
+
+
+def n_parts(geom: shapely.Geometry) -> int:
+    """Count the connected polygonal parts of ``geom`` (parts touching only at a point are separate)."""
+    if geom is None or shapely.is_empty(geom):
+        return 0
+    parts = shapely.get_parts(geom)
+    if len(parts) == 1:
+        return 1
+    return len(shapely.get_parts(shapely.union_all(parts)))
+
+
+def pieces_findings(
+    net: Network, outcome: Outcome, allowed: Mapping[str, int] | None = None
+) -> gpd.GeoDataFrame | None:
+    """Grids the edit would break into more parts than they had (``None`` when there are none).
+
+    A grid changed or created by the edit may have as many connected parts as the grid it
+    came from (``allowed`` overrides that per id, e.g. for a merge); more means a detached
+    piece: a region that does not touch the grid it is given to, a merge of grids that are
+    not neighbours, a grid cut in two.
+    """
+    new = outcome.grids
+    geom = dict(zip(new["grid_id"].astype(str), new.geometry.values, strict=True))
+    rows = []
+    for g in [*outcome.changed, *outcome.added]:
+        if g not in geom:
+            continue
+        have = n_parts(geom[g])
+        if have <= 1:
+            continue
+        src = g if g in net.row else outcome.sources.get(g, g)
+        had = (allowed or {}).get(g, n_parts(net.geom[src]) if src in net.geom else 1)
+        if have <= max(had, 1):
+            continue
+        parts = shapely.get_parts(shapely.union_all(shapely.get_parts(geom[g])))
+        area, _ = net.frame.measure(net.frame.local(parts))
+        lv = int(new["level"].iloc[list(geom).index(g)])
+        rows.append(
+            {
+                "kind": "detached_part",
+                "level": lv,
+                "grid_ids": (g,),
+                "area_m2": float(np.sort(area)[:-1].sum()),
+                "message": f"grid {g!r} (level {lv}) would fall into {have} separate parts (it had {max(had, 1)})",
+                "geometry": net.frame.to_wgs84(np.array([geom[g]], dtype=object))[0],
+            }
+        )
+    if not rows:
+        return None
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=STORAGE_CRS)
 
 
 def _cover(parts: np.ndarray) -> shapely.Geometry:

@@ -47,7 +47,7 @@ def _metric_of(grids: gpd.GeoDataFrame) -> CRS:
 
 
 def _n_parts(geom: shapely.Geometry) -> int:
-    """Connected polygonal parts (parts of a MultiPolygon that share an edge count as one)."""
+    """Count connected polygonal parts (parts of a MultiPolygon that share an edge count as one)."""
     parts = shapely.get_parts(shapely.make_valid(geom))
     parts = parts[np.isin(shapely.get_type_id(parts), [3, 6])]
     if parts.size == 0:

@@ -47,6 +47,7 @@ import geopandas as gpd
 import shapely
 
 from geogrid import _edits_impl as _e
+from geogrid._hierarchy_impl import area_text as _h_area
 from geogrid._hierarchy_impl import polygonal
 from geogrid.hierarchy import check_grids
 from layers.errors import NotFoundError, TopologyError, format_ids
@@ -156,6 +157,7 @@ def _finish(
     clip: bool = False,
     new_parent: Mapping[str, str | None] | None = None,
     like: Mapping[str, str] | None = None,
+    allowed_parts: Mapping[str, int] | None = None,
     points: gpd.GeoDataFrame | None = None,
     weight_column: str | None = None,
     validate: bool,
@@ -176,6 +178,12 @@ def _finish(
         weight_column=weight_column,
     )
     new = outcome.grids
+    detached = _e.pieces_findings(net, outcome, allowed_parts)
+    if detached is not None:
+        first = detached["message"].iloc[0]
+        more = f" (+{len(detached) - 1} more)" if len(detached) > 1 else ""
+        msg = f"{operation} refused: {first}{more}. Nothing was changed; {_PIECES_FIX[operation]} (see .findings)"
+        raise TopologyError(msg, detached)
     if validate:
         _guard(grids, new, operation, gap_width_m)
     cs = ChangeSet(
@@ -189,6 +197,18 @@ def _finish(
         moves=outcome.moves,
     )
     return new, cs
+
+
+_PIECES_FIX = {
+    "transfer_area": (
+        "draw the region so that it shares an edge with the grid that receives it and does not cut another grid in two"
+    ),
+    "reshape_boundary": "draw the line so that both grids (and their parents) stay in one piece",
+    "split_grid": "draw the line so that it crosses each child grid only once",
+    "merge_grids": "merge only grids that share a boundary",
+    "reparent": "choose a new parent that shares a boundary with the grid, and keep the old parent in one piece",
+}
+"""How to fix an edit that would leave a grid in separate pieces."""
 
 
 def _guard(before: gpd.GeoDataFrame, after: gpd.GeoDataFrame, operation: str, gap_width_m: float) -> None:
@@ -444,6 +464,7 @@ def reshape_boundary(
     back = substring(piece, dq, dp)
     ring = np.concatenate([xy, shapely.get_coordinates(back), xy[:1]])
     lens = polygonal(np.array([shapely.make_valid(shapely.Polygon(ring))], dtype=object))[0]
+    _refuse_leaving_line(net, a, b, snapped, lens, snap_m)
     zone = shapely.union_all(np.array([lens, shapely.buffer(snapped, net.native_tol(snap_m))], dtype=object))
     arr = _e.build_arrangement(net, zone, snapped, nodes, snap_m)
     owner = arr.old[:, lv].copy()
@@ -471,6 +492,32 @@ def reshape_boundary(
         validate=validate,
         gap_width_m=gap_width_m,
     )
+
+
+def _refuse_leaving_line(
+    net: _e.Network, a: str, b: str, line: shapely.Geometry, lens: shapely.Geometry, snap_m: float
+) -> None:
+    """Raise if the reshape line, or the area it encloses, leaves the two grids (beyond ``snap_m``)."""
+    both = shapely.union(net.geom[a], net.geom[b])
+    pad = shapely.buffer(both, net.native_tol(snap_m))
+    off = shapely.difference(line, pad)
+    off_lens = shapely.difference(lens, pad) if not shapely.is_empty(lens) else shapely.Polygon()
+    if shapely.is_empty(off) and shapely.is_empty(off_lens):
+        return
+    frame = net.frame
+    length = float(shapely.length(frame.local(np.array([off], dtype=object)))[0])
+    area = float(shapely.area(frame.local(np.array([off_lens], dtype=object)))[0])
+    if length <= 0 and area <= 1e-6:
+        return
+    lv = net.level[a]
+    stray = shapely.union(off, off_lens)
+    hit = [g for g, v in net.level.items() if v == lv and g not in (a, b) and shapely.intersects(net.geom[g], stray)]
+    where = f"into {format_ids(sorted(hit))}" if hit else "outside the district outline"
+    msg = (
+        f"the line leaves {a!r} and {b!r}: {length:,.1f} m of it ({_h_area(area)} enclosed) lies {where}; "
+        f"draw it inside the two grids, from one point of their common boundary to another"
+    )
+    raise TopologyError(msg)
 
 
 def split_grid(
