@@ -334,38 +334,61 @@ def run(
                 new[crossing_any, level] = arr.old[crossing_any, level]
             else:
                 raise _crossing_error(net, arr, level, new, crossing | crossing_any, operation)
-    # Descendants: regroup by (old grid, new parent); straddlers split.
+    # Descendants: regroup by (old grid, new parent); straddlers split. A one-part grid whose
+    # faces under one new parent fall into several pieces (a line crossing it twice) gives
+    # each piece its own grid, so no grid comes out in detached parts.
     taken = set(net.ids) | set(new_parent)
     fin_in_zone = set(arr.zone_cells)
     created: dict[str, str] = {}  # new id -> grid it was split from
     for k in range(level + 1, n_lv):
-        keys: dict[str, dict[str, float]] = {}
+        faces_of: dict[str, dict[str, list[int]]] = {}
         for f in range(n_f):
-            keys.setdefault(str(arr.old[f, k]), {}).setdefault(str(new[f, k - 1]), 0.0)
-            keys[str(arr.old[f, k])][str(new[f, k - 1])] += float(arr.area_local[f])
-        rename: dict[tuple[str, str], str] = {}
-        for g, groups in keys.items():
+            faces_of.setdefault(str(arr.old[f, k]), {}).setdefault(str(new[f, k - 1]), []).append(f)
+        rename: dict[int, str] = {}
+        for g, by_parent in faces_of.items():
             old_p = net.parent.get(g)
             whole = all(c in fin_in_zone for c in net.descendants_fin(g))
+            split_pieces = whole and len(by_parent) > 1 and n_parts(net.geom[g]) <= 1
+            groups: list[tuple[str, list[int], float]] = []  # (new parent, faces, area)
+            for p, fs in by_parent.items():
+                for piece in _components(arr, fs) if split_pieces else [fs]:
+                    groups.append((p, piece, float(arr.area_local[piece].sum())))
             if not whole:
-                groups = {**groups, str(old_p): groups.get(str(old_p), 0.0) + math.inf}
-            keeper = max(groups, key=lambda p: (p == str(old_p), groups[p], p))
-            for p in groups:
-                if p == keeper:
-                    rename[(g, p)] = g
+                groups = [(p, fs, a + (math.inf if p == str(old_p) else 0.0)) for p, fs, a in groups]
+            keeper = max(range(len(groups)), key=lambda i: (groups[i][0] == str(old_p), groups[i][2], groups[i][0]))
+            for i, (p, fs, _a) in enumerate(groups):
+                if i == keeper:
+                    gid = g
                     if p != str(old_p):
                         parent_of[g] = p
                 else:
-                    nid = _fresh(g, taken)
-                    rename[(g, p)] = nid
-                    parent_of[nid] = p
-                    level_of[nid] = k
-                    created[nid] = g
+                    gid = _fresh(g, taken)
+                    parent_of[gid] = p
+                    level_of[gid] = k
+                    created[gid] = g
+                for f in fs:
+                    rename[f] = gid
         for f in range(n_f):
-            new[f, k] = rename[(str(arr.old[f, k]), str(new[f, k - 1]))]
+            new[f, k] = rename[f]
     for nid in new_parent:
         created.setdefault(nid, like.get(nid, nid))
     return _rebuild(net, arr, new, parent_of, level_of, created, level, points, weight_column, extra_removed)
+
+
+def _components(arr: Arrangement, fs: list[int]) -> list[list[int]]:
+    """Split the faces ``fs`` into groups that form connected areas (largest first)."""
+    if len(fs) < 2:
+        return [fs]
+    parts = shapely.get_parts(shapely.union_all(arr.faces[fs]))
+    if len(parts) < 2:
+        return [fs]
+    shapely.prepare(parts)
+    out: list[list[int]] = [[] for _ in parts]
+    for f in fs:
+        hit = np.flatnonzero(shapely.contains(parts, arr.reps[f]))
+        out[int(hit[0]) if hit.size else 0].append(f)
+    out = [o for o in out if o]
+    return sorted(out, key=lambda o: -float(arr.area_local[o].sum()))
 
 
 def _crossing_error(

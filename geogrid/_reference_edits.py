@@ -203,7 +203,11 @@ def verify_edit(
         n = _n_parts(r["geom"])
         if n <= 1:
             continue
-        if o is not None:
+        merged = [str(i) for i in params.get("ids", ())] if operation == "merge_grids" else []
+        if merged and g == str(params.get("new_id") or merged[0]):
+            # each merged grid must join the others: n one-part neighbours give one part
+            was = sum(_n_parts(old[i]["geom"]) for i in merged if i in old) - (len(merged) - 1)
+        elif o is not None:
             was = _n_parts(o["geom"])
         else:  # a new grid: the grids of its level it overlapped before
             same = [q["geom"] for q in old.values() if q["level"] == r["level"]]

@@ -182,7 +182,10 @@ def _finish(
     if detached is not None:
         first = detached["message"].iloc[0]
         more = f" (+{len(detached) - 1} more)" if len(detached) > 1 else ""
-        msg = f"{operation} refused: {first}{more}. Nothing was changed; {_PIECES_FIX[operation]} (see .findings)"
+        broken = {str(i) for ids in detached["grid_ids"] for i in ids}
+        own = {str(v) for k, v in params.items() if k in _OWN_IDS} | {str(i) for i in params.get("ids", ())}
+        fix = _PIECES_FIX[operation] if broken & own or operation == "split_grid" else _PIECES_FIX_PARENT
+        msg = f"{operation} refused: {first}{more}. Nothing was changed; {fix} (see .findings)"
         raise TopologyError(msg, detached)
     if validate:
         _guard(grids, new, operation, gap_width_m)
@@ -209,6 +212,12 @@ _PIECES_FIX = {
     "reparent": "choose a new parent that shares a boundary with the grid, and keep the old parent in one piece",
 }
 """How to fix an edit that would leave a grid in separate pieces."""
+
+_PIECES_FIX_PARENT = (
+    "the edit moves area across parent boundaries (cascade) and would cut a parent in two: "
+    "edit within one parent, or move whole grids first (reparent)"
+)
+_OWN_IDS = ("to_grid", "grid_a", "grid_b", "grid_id", "new_parent", "new_id")
 
 
 def _guard(before: gpd.GeoDataFrame, after: gpd.GeoDataFrame, operation: str, gap_width_m: float) -> None:
@@ -314,8 +323,10 @@ def transfer_area(
     Raises
     ------
     TopologyError
-        If the region crosses ``to_grid``'s parent (without ``cascade``/``clip``), or
-        the result would not be sound; ``findings`` shows where.
+        If the region crosses ``to_grid``'s parent (without ``cascade``/``clip``), if a
+        grid would fall into separate parts (the region does not share an edge with
+        ``to_grid``, or cuts another grid in two), or the result would not be sound;
+        ``findings`` shows where. The input is never changed.
     NotFoundError
         If ``to_grid`` does not exist.
 
@@ -387,7 +398,8 @@ def reshape_boundary(
     TopologyError
         If the grids are not neighbours on one level, an end of the line is off their
         common boundary, the line leaves the two grids, it crosses a parent boundary
-        (without ``cascade``), or the result would not be sound.
+        (without ``cascade``), a grid would fall into separate parts, or the result
+        would not be sound.
 
     Examples
     --------
@@ -553,8 +565,9 @@ def split_grid(
     Raises
     ------
     TopologyError
-        If the line does not cut the grid in two, or ``new_ids`` has the wrong length or
-        ids in use.
+        If the line does not cut the grid in two (for a multi-part grid: does not cut
+        one of its parts), or ``new_ids`` has the wrong length or ids in use. A child
+        grid the line crosses twice becomes one grid per piece.
 
     Examples
     --------
@@ -577,7 +590,7 @@ def split_grid(
     pieces = shapely.get_parts(shapely.polygonize(shapely.get_parts(shapely.union_all([outline, cut]))))
     shapely.prepare(net.geom[gid])
     pieces = pieces[shapely.contains(net.geom[gid], shapely.point_on_surface(pieces))]
-    if len(pieces) < 2:
+    if len(pieces) <= _e.n_parts(net.geom[gid]):  # the parts of a multi-part grid are not a cut
         msg = f"the line does not cut grid {gid!r} in two: draw it across the grid from boundary to boundary"
         raise TopologyError(msg)
     pieces = pieces[np.argsort(-shapely.area(pieces), kind="stable")]
@@ -652,7 +665,10 @@ def merge_grids(
     Raises
     ------
     TopologyError
-        If the grids are on different levels, or under different parents without ``cascade``.
+        If the grids are on different levels, under different parents without
+        ``cascade``, or do not share boundaries (the merged grid would have separate
+        parts; a two-part grid may merge with a neighbour of one part), or a parent
+        would be cut in two.
 
     Examples
     --------
@@ -696,6 +712,8 @@ def merge_grids(
         cascade=cascade,
         new_parent=new_parent,
         like={target: gids[0]},
+        # each merged grid must join the others: n one-part neighbours give one part
+        allowed_parts={target: sum(_e.n_parts(net.geom[g]) for g in gids) - (len(gids) - 1)},
         validate=validate,
         gap_width_m=gap_width_m,
     )
@@ -715,8 +733,10 @@ def reparent(
     Raises
     ------
     TopologyError
-        If ``new_parent`` is not on the level above, or (without ``cascade``) the old and
-        new parents have different parents themselves.
+        If ``new_parent`` is not on the level above, (without ``cascade``) the old and
+        new parents have different parents themselves, or a parent would fall into
+        separate parts (the new parent does not share a boundary with the grid, or the
+        old one is cut in two).
 
     Examples
     --------

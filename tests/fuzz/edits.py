@@ -39,6 +39,7 @@ ENCODINGS = ("polygon", "multipolygon", "reversed", "repeated")
 CRSS = ("utm", "lonlat")
 UTM = "EPSG:32650"  # zone 50N, around Tianjin (117E, 39N)
 OX, OY = 500_000.0, 4_330_000.0
+SNAP_M = 1.0  # the edits' default snap_m
 
 
 # -- hierarchies ---------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def make_edit(case: Case) -> Edit | None:
             ok = _n_parts(shapely.union(case.geom[a], take)) <= max(1, _n_parts(case.geom[a]))
             for g in case.on_level(lv, plain=False):
                 if g != a and shapely.intersects(case.geom[g], region):
-                    rest = shapely.difference(case.geom[g], region)
+                    rest = shapely.difference(case.geom[g], shapely.buffer(region, 2 * SNAP_M))
                     ok &= _n_parts(rest) <= _n_parts(case.geom[g])
             if cascade:
                 for k in range(lv - 1, -1, -1):
@@ -301,7 +302,7 @@ def make_edit(case: Case) -> Edit | None:
                     ok &= _n_parts(shapely.union(case.geom[pa], take)) <= max(1, _n_parts(case.geom[pa]))
                     for g in case.on_level(k, plain=False):
                         if g != pa and shapely.intersects(case.geom[g], region):
-                            rest = shapely.difference(case.geom[g], region)
+                            rest = shapely.difference(case.geom[g], shapely.buffer(region, 2 * SNAP_M))
                             ok &= _n_parts(rest) <= _n_parts(case.geom[g])
             params = {"region": case.to_input(region), "to_grid": a, "cascade": cascade}
             return "transfer_area", transfer_area, params, bool(ok)
@@ -318,12 +319,16 @@ def make_edit(case: Case) -> Edit | None:
         )
         both = shapely.union(case.geom[a], case.geom[b])
         ok = shapely.area(shapely.difference(lens, both)) < 1e-3
-        ok &= _n_parts(shapely.difference(case.geom[a], lens)) <= _n_parts(case.geom[a])
-        ok &= _n_parts(shapely.difference(case.geom[b], lens)) <= _n_parts(case.geom[b])
+        fat = shapely.buffer(lens, 2 * SNAP_M)  # snapping may move the line by snap_m
+        ok &= _n_parts(shapely.difference(case.geom[a], fat)) <= _n_parts(case.geom[a])
+        ok &= _n_parts(shapely.difference(case.geom[b], fat)) <= _n_parts(case.geom[b])
         params = {"grid_a": a, "grid_b": b, "line": case.to_input(line), "cascade": cascade}
         return "reshape_boundary", reshape_boundary, params, bool(ok)
     if kind == "split":
-        ids = case.on_level(lv)
+        # a grid a few snap widths wide: a 3 m² sliver cannot be cut with snap_m=1
+        ids = [g for g in case.on_level(lv) if not shapely.is_empty(shapely.buffer(case.geom[g], -5))]
+        if not ids:
+            return None
         gid = case.pick(ids)
         c = shapely.point_on_surface(case.geom[gid])
         line = _line_through(case, case.geom[gid], c)
