@@ -113,8 +113,8 @@ def verify_edit(
     ...     crs="EPSG:32650")
     >>> a = b.copy()
     >>> a.loc[1, "geometry"] = shapely.box(0, 0, 9, 10)  # a 10 m² gap
-    >>> verify_edit(b, a, "reshape_boundary")
-    ['level 1: gap of 10 m² against the outline']
+    >>> verify_edit(b, a, "reshape_boundary")  # doctest: +NORMALIZE_WHITESPACE
+    ['level 1: gap of 10 m² against the outline', "grid 'D': children 190.000000 m², the grid 200.000000 m²"]
     """
     problems: list[str] = []
     if after.crs is None or before.crs is None or not CRS.from_user_input(after.crs).equals(before.crs):

@@ -7,7 +7,7 @@ repeated vertices), and applies one edit of a chosen kind. Valid kinds must be a
 refusal is counted as ``valid_refused``) and then satisfy :func:`geogrid.reference.verify_edit`
 (``postcondition``); invalid kinds must raise a :class:`~layers.errors.GeogridError`
 (``invalid_accepted``). Every other exception is a ``crash``; a changed input is
-``input_mutated``. Whether a "valid" edit is really valid is decided by plain GEOS on the ideal
+``input_mutated``; a refusal that names no grid is ``unclear_refusal``. Whether a "valid" edit is really valid is decided by plain GEOS on the ideal
 result (would a grid fall into pieces?), not by the engine.
 """
 
@@ -477,6 +477,8 @@ def run_case(seed: int) -> Outcome:
     except GeogridError as err:
         if not _same(before, case.grids):
             out.fail("input_mutated", f"{name}({shown}) changed its input")
+        if not any(f"'{g}'" in str(err) for g in case.ids):
+            out.fail("unclear_refusal", f"{name}({shown}) refused without naming a grid: {err}")
         if valid:
             if not check_grids(before).sound:
                 out.details.append(f"check_grids finds the generated layer unsound: {name} refused ({err})")

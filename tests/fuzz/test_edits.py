@@ -1,0 +1,15 @@
+"""CI lane of the ``edits`` family: fixed seeds, every count must be zero (see :mod:`tests.fuzz.edits`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fuzz.edits import KINDS, run_case
+
+SEEDS = range(2 * len(KINDS) * 4)  # every edit kind once in each CRS and encoding
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_edit_case(seed: int) -> None:
+    out = run_case(seed)
+    assert not out.failed, f"seed {seed} ({out.generator}): {out.counts}\n" + "\n".join(out.details)
