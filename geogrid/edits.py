@@ -24,9 +24,13 @@ the edit follow their larger neighbour, so no sliver or T-junction appears.
 
 An edit below the top level that would move area across its parent's boundary is
 refused with a :class:`~layers.errors.TopologyError` (its ``findings`` show where)
-unless ``cascade=True``: then the parents and every ancestor change with it. After every
-edit the whole layer is checked with :func:`geogrid.hierarchy.check_grids`; if anything
-is found the edit raises and returns nothing.
+unless ``cascade=True``: then the parents and every ancestor change with it. An edit
+that would leave a grid in more separate parts than it had (a region that does not share
+an edge with the grid it is given to, a merge of grids that are not neighbours, a parent
+cut in two) is refused too, whatever ``validate`` says; a child that a split line crosses
+twice becomes one grid per piece instead. After every edit the whole layer is checked
+with :func:`geogrid.hierarchy.check_grids`; if anything is found the edit raises and
+returns nothing. A refused edit never changes its input.
 
 Workload columns (``households``, ``population``, ``shops``) move with the area, in
 proportion to area, or to a points layer (``points``, optionally weighted) when given;
