@@ -621,11 +621,15 @@ def _drop_needless_vertices(net: Network, arr: Arrangement, geom: dict[str, shap
 
     The edit's line is noded into every edge it crosses; where the owners on both sides
     of that edge did not change, the vertex is not needed. It is removed from every ring
-    or kept in every ring, so shared edges stay identical. A vertex is new when no input
-    grid (of any level) has it; original vertices, repeated ones included, always stay.
+    or kept in every ring, so shared edges stay identical. A vertex is new when neither the
+    basic grids of the zone nor the rebuilt grid had it, and it lies on the original edge
+    between its two ring neighbours (a vertex of a grid outside the zone, e.g. the apex of a
+    triangle whose base is a zone edge, is not); original vertices, repeated ones included,
+    always stay.
     """
-    orig_xy = {tuple(v) for v in shapely.get_coordinates(np.asarray(list(net.geom.values()), dtype=object))}
     cells = np.array([net.geom[c] for c in arr.zone_cells], dtype=object)
+    rebuilt = np.array([net.geom[g] for g in geom if g in net.geom], dtype=object)
+    orig_xy = {tuple(v) for v in shapely.get_coordinates(np.concatenate([cells, rebuilt]))}
     # get_rings needs Polygons: a MultiPolygon has no rings of its own
     xy, ring_of = shapely.get_coordinates(shapely.get_rings(shapely.get_parts(cells)), return_index=True)
     same = (ring_of[1:] == ring_of[:-1]) & (xy[1:] != xy[:-1]).any(axis=1)
