@@ -532,9 +532,13 @@ def pieces_findings(
     not neighbours, a grid cut in two.
     """
     new = outcome.grids
-    geom = dict(zip(new["grid_id"].astype(str), new.geometry.values, strict=True))
+    look = [*outcome.changed, *outcome.added]
+    ids = new["grid_id"].astype(str)
+    hit = ids.isin(look).to_numpy()
+    geom = dict(zip(ids[hit], new.geometry.values[hit], strict=True))
+    level = dict(zip(ids[hit], new["level"].to_numpy()[hit], strict=True))
     rows = []
-    for g in [*outcome.changed, *outcome.added]:
+    for g in look:
         if g not in geom:
             continue
         have = n_parts(geom[g])
@@ -546,7 +550,7 @@ def pieces_findings(
             continue
         parts = shapely.get_parts(shapely.union_all(shapely.get_parts(geom[g])))
         area, _ = net.frame.measure(net.frame.local(parts))
-        lv = int(new["level"].iloc[list(geom).index(g)])
+        lv = int(level[g])
         rows.append(
             {
                 "kind": "detached_part",
