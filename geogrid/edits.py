@@ -528,7 +528,7 @@ def _refuse_leaving_line(
     lv = net.level[a]
     stray = shapely.union(off, off_lens)
     hit = [g for g, v in net.level.items() if v == lv and g not in (a, b) and shapely.intersects(net.geom[g], stray)]
-    where = f"into {format_ids(sorted(hit))}" if hit else "outside the district outline"
+    where = f"in {format_ids(sorted(hit))}" if hit else "outside the district outline"
     msg = (
         f"the line leaves {a!r} and {b!r}: {length:,.1f} m of it ({_h_area(area)} enclosed) lies {where}; "
         f"draw it inside the two grids, from one point of their common boundary to another"
