@@ -201,8 +201,14 @@ def build_arrangement(
     nodes: Sequence[shapely.Point],
     tol_m: float,
 ) -> Arrangement:
-    """Node the basic grids near ``zone`` with ``lines`` and polygonize them into faces."""
+    """Node the basic grids near ``zone`` with ``lines`` and polygonize them into faces.
+
+    Every basic grid the lines reach is in the zone: a grid left out would not get the
+    vertex the line puts on the edge it shares with a grid in the zone.
+    """
     pad = net.native_tol(tol_m)
+    if lines is not None and not shapely.is_empty(lines):
+        zone = shapely.union(zone, lines)
     near = net.fin_tree.query(shapely.buffer(zone, pad), predicate="intersects")
     near = np.sort(near)
     cells = net.fin_geoms[near]
@@ -462,8 +468,10 @@ def _rebuild(
     for g, p in parent_of.items():
         if p is not None:
             children.setdefault(p, []).append(g)
-    touched = set(touched_fin)
-    more_parents: set[str] = set()
+    # noding the zone may put a vertex on an edge shared with a basic grid outside it
+    renoded_fin = _renode_neighbours(net, fin, touched_fin, geom)
+    touched = set(touched_fin) | renoded_fin
+    more_parents: set[str] = {p for n in renoded_fin if (p := parent_of.get(n)) is not None}
     for k in range(fin - 1, -1, -1):
         tk = {str(v) for v in arr.old[:, k]} | {str(v) for v in new[:, k]} | more_parents
         for g in sorted(tk):
@@ -581,33 +589,37 @@ def _renode_neighbours(
     """Insert the new vertices of rebuilt grids into their untouched neighbours on ``level``.
 
     A parent rebuilt from its children carries every child vertex on its ring; a
-    neighbour whose ring lacked one would meet it in a T-junction.
+    neighbour whose ring lacked one would meet it in a T-junction. Neighbours are those
+    within rounding distance (a vertex may sit 1e-15 degrees off an edge), and a vertex
+    inserted into one neighbour is passed on to the next (two untouched grids sharing the
+    edge it lies on both get it).
     """
-    ids = [g for g in sorted(rebuilt) if geom.get(g) is not None]
-    if not ids:
-        return set()
+    frontier = [g for g in sorted(rebuilt) if geom.get(g) is not None]
     others = np.array([g for g, lv in net.level.items() if lv == level and g not in rebuilt], dtype=object)
-    if others.size == 0:
+    if not frontier or others.size == 0:
         return set()
-    og = np.array([net.geom[g] for g in others], dtype=object)
-    tree = shapely.STRtree(og)
-    new_g = np.array([geom[g] for g in ids], dtype=object)
-    src, hit = tree.query(new_g, predicate="intersects")
+    tree = shapely.STRtree(np.array([net.geom[g] for g in others], dtype=object))
     tiny = net.native_tol(1e-6)
     out: set[str] = set()
-    for h in np.unique(hit):
-        nb = og[h]
-        have = {tuple(v) for v in shapely.get_coordinates(nb)}
-        pts = np.unique(shapely.get_coordinates(new_g[src[hit == h]]), axis=0)
-        pts = np.array([v for v in pts if tuple(v) not in have])
-        if pts.size == 0:
-            continue
-        near = shapely.dwithin(shapely.points(pts), shapely.boundary(nb), tiny)
-        if not near.any():
-            continue
-        gid = str(others[h])
-        geom[gid] = shapely.snap(nb, shapely.multipoints(pts[near]), tiny)
-        out.add(gid)
+    while frontier:
+        new_g = np.array([geom[g] for g in frontier], dtype=object)
+        src, hit = tree.query(new_g, predicate="dwithin", distance=tiny)
+        nxt: list[str] = []
+        for h in np.unique(hit):
+            gid = str(others[h])
+            nb = geom[gid] if gid in out else net.geom[gid]
+            have = {tuple(v) for v in shapely.get_coordinates(nb)}
+            pts = np.unique(shapely.get_coordinates(new_g[src[hit == h]]), axis=0)
+            pts = np.array([v for v in pts if tuple(v) not in have])
+            if pts.size == 0:
+                continue
+            near = shapely.dwithin(shapely.points(pts), shapely.boundary(nb), tiny)
+            if not near.any():
+                continue
+            geom[gid] = shapely.snap(nb, shapely.multipoints(pts[near]), tiny)
+            out.add(gid)
+            nxt.append(gid)
+        frontier = nxt
     return out
 
 
