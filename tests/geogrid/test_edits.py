@@ -351,6 +351,16 @@ def test_random_edit_sequences_keep_the_hierarchy_sound(edits):
     _check_sequence(_with_workloads(fishnet_levels(8, (8, 4, 2), seed=1)), edits)
 
 
+def test_a_vertex_noded_onto_the_zone_edge_goes_into_the_grid_outside_it():
+    # found by Hypothesis: the first split leaves a vertex 1e-15 degrees off an edge; noding
+    # the second split's zone put a vertex on the edge g5_6 shares with g4_6 (outside the
+    # zone), and only g5_6 got it: an edge mismatch
+    g = _with_workloads(fishnet_levels(8, (8, 4, 2), seed=1))
+    for edit in [("split", 2, 0.0, 0.0, 1.0, False), ("split", 66, 0.5429712749664763, 0.0, 1.0, False)]:
+        g = _random_edit(g, edit, validate=False)[0]
+        _sound(g)
+
+
 @pytest.mark.slow
 @settings(
     max_examples=6,
