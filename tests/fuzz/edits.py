@@ -344,7 +344,10 @@ def make_edit(case: Case) -> Edit | None:
         if "exclave" not in case.special:
             return None
         gid = case.special["exclave"]
-        part = case.pick(list(shapely.get_parts(case.geom[gid])))
+        parts = [q for q in shapely.get_parts(case.geom[gid]) if not shapely.is_empty(shapely.buffer(q, -5))]
+        if not parts:  # a sliver part cannot be cut with snap_m=1
+            return None
+        part = case.pick(parts)
         line = _line_through(case, part, shapely.point_on_surface(part))
         return "split_grid", split_grid, {"grid_id": gid, "line": case.to_input(line)}, True
     if kind == "reparent":
