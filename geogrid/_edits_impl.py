@@ -339,7 +339,7 @@ def run(
             elif clip:
                 new[crossing_any, level] = arr.old[crossing_any, level]
             else:
-                raise _crossing_error(net, arr, level, new, crossing | crossing_any, operation)
+                raise _crossing_error(net, arr, level, new, crossing | crossing_any, operation, parent_of)
     # Descendants: regroup by (old grid, new parent); straddlers split. A one-part grid whose
     # faces under one new parent fall into several pieces (a line crossing it twice) gives
     # each piece its own grid, so no grid comes out in detached parts.
@@ -398,7 +398,13 @@ def _components(arr: Arrangement, fs: list[int]) -> list[list[int]]:
 
 
 def _crossing_error(
-    net: Network, arr: Arrangement, level: int, new: np.ndarray, crossing: np.ndarray, operation: str
+    net: Network,
+    arr: Arrangement,
+    level: int,
+    new: np.ndarray,
+    crossing: np.ndarray,
+    operation: str,
+    parent_of: Mapping[str, str | None],
 ) -> TopologyError:
     frame = net.frame
     rows = []
@@ -418,7 +424,7 @@ def _crossing_error(
                 "area_m2": float(area[0]),
                 "message": (
                     f"{_h.area_text(float(area[0]))} would move from {src!r} into {tgt!r}, but lie in "
-                    f"{src_parent!r}, not in {tgt!r}'s parent {net.parent.get(tgt)!r}"
+                    f"{src_parent!r}, not in {tgt!r}'s parent {parent_of.get(tgt)!r}"
                 ),
                 "geometry": frame.to_wgs84(np.array([geom], dtype=object))[0],
             }

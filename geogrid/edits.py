@@ -615,7 +615,13 @@ def split_grid(
     mine = owner == gid
     for pid, piece in zip(ids, pieces, strict=True):
         owner[mine & arr.inside(piece)] = pid
+    assigned = owner.copy()
     _repair_slivers(arr, owner, cut, snap_m)
+    # a split trades no area with its neighbours: the cut overshoots into them, and a sliver
+    # of the grid stays with a piece
+    owner[~mine] = arr.old[~mine, lv]
+    stray = mine & ~np.isin(owner, ids)
+    owner[stray] = assigned[stray]
     left = mine & (owner == gid)
     if left.any():  # a face no piece claimed (rounding at the outline): give it to the largest piece
         owner[left] = ids[0]
