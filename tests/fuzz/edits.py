@@ -7,7 +7,9 @@ repeated vertices), and applies one edit of a chosen kind. Valid kinds must be a
 refusal is counted as ``valid_refused``) and then satisfy :func:`geogrid.reference.verify_edit`
 (``postcondition``); invalid kinds must raise a :class:`~layers.errors.GeogridError`
 (``invalid_accepted``). Every other exception is a ``crash``; a changed input is
-``input_mutated``; a refusal that names no grid is ``unclear_refusal``. Whether a "valid"
+``input_mutated``; a refusal that names no grid is ``unclear_refusal``; a valid edit the guard
+(:func:`~geogrid.hierarchy.check_grids`) refuses although the unguarded result meets every
+post-condition is ``check_false_alarm`` (a defect of the check, not of the edit). Whether a "valid"
 edit is really valid is decided by plain GEOS on the ideal result (would a grid fall into
 pieces?), not by the engine, with the region or lens also grown and shrunk by twice the snap
 distance: an edit whose verdict depends on snapping is "borderline" (refusing it is fine;
@@ -503,6 +505,11 @@ def run_case(seed: int) -> Outcome:
         elif valid:
             if not check_grids(before).sound:
                 out.details.append(f"check_grids finds the generated layer unsound: {name} refused ({err})")
+            elif str(err).startswith(f"{name} refused: the result would have"):  # the guard (check_grids)
+                unguarded = fn(case.grids, **params, validate=False)[0]
+                problems = verify_edit(before, unguarded, name, **params)
+                column = "valid_refused" if problems else "check_false_alarm"
+                out.fail(column, f"{name}({shown}): {err}; the unguarded result: {problems[:3] or 'sound'}")
             else:
                 out.fail("valid_refused", f"{name}({shown}): {err}")
         return out
