@@ -201,8 +201,14 @@ def build_arrangement(
     nodes: Sequence[shapely.Point],
     tol_m: float,
 ) -> Arrangement:
-    """Node the basic grids near ``zone`` with ``lines`` and polygonize them into faces."""
+    """Node the basic grids near ``zone`` with ``lines`` and polygonize them into faces.
+
+    Every basic grid the lines reach is in the zone: a grid left out would not get the
+    vertex the line puts on the edge it shares with a grid in the zone.
+    """
     pad = net.native_tol(tol_m)
+    if lines is not None and not shapely.is_empty(lines):
+        zone = shapely.union(zone, lines)
     near = net.fin_tree.query(shapely.buffer(zone, pad), predicate="intersects")
     near = np.sort(near)
     cells = net.fin_geoms[near]
@@ -250,6 +256,7 @@ class Outcome:
     renoded: list[str]
     reparented: dict[str, tuple[str | None, str | None]]
     moves: pd.DataFrame
+    sources: dict[str, str] = field(default_factory=dict)  # new id -> the grid it was made from
 
 
 def _fresh(base: str, taken: set[str]) -> str:
@@ -332,43 +339,72 @@ def run(
             elif clip:
                 new[crossing_any, level] = arr.old[crossing_any, level]
             else:
-                raise _crossing_error(net, arr, level, new, crossing | crossing_any, operation)
-    # Descendants: regroup by (old grid, new parent); straddlers split.
+                raise _crossing_error(net, arr, level, new, crossing | crossing_any, operation, parent_of)
+    # Descendants: regroup by (old grid, new parent); straddlers split. A one-part grid whose
+    # faces under one new parent fall into several pieces (a line crossing it twice) gives
+    # each piece its own grid, so no grid comes out in detached parts.
     taken = set(net.ids) | set(new_parent)
     fin_in_zone = set(arr.zone_cells)
     created: dict[str, str] = {}  # new id -> grid it was split from
     for k in range(level + 1, n_lv):
-        keys: dict[str, dict[str, float]] = {}
+        faces_of: dict[str, dict[str, list[int]]] = {}
         for f in range(n_f):
-            keys.setdefault(str(arr.old[f, k]), {}).setdefault(str(new[f, k - 1]), 0.0)
-            keys[str(arr.old[f, k])][str(new[f, k - 1])] += float(arr.area_local[f])
-        rename: dict[tuple[str, str], str] = {}
-        for g, groups in keys.items():
+            faces_of.setdefault(str(arr.old[f, k]), {}).setdefault(str(new[f, k - 1]), []).append(f)
+        rename: dict[int, str] = {}
+        for g, by_parent in faces_of.items():
             old_p = net.parent.get(g)
             whole = all(c in fin_in_zone for c in net.descendants_fin(g))
+            split_pieces = whole and len(by_parent) > 1 and n_parts(net.geom[g]) <= 1
+            groups: list[tuple[str, list[int], float]] = []  # (new parent, faces, area)
+            for p, fs in by_parent.items():
+                for piece in _components(arr, fs) if split_pieces else [fs]:
+                    groups.append((p, piece, float(arr.area_local[piece].sum())))
             if not whole:
-                groups = {**groups, str(old_p): groups.get(str(old_p), 0.0) + math.inf}
-            keeper = max(groups, key=lambda p: (p == str(old_p), groups[p], p))
-            for p in groups:
-                if p == keeper:
-                    rename[(g, p)] = g
+                groups = [(p, fs, a + (math.inf if p == str(old_p) else 0.0)) for p, fs, a in groups]
+            keeper = max(range(len(groups)), key=lambda i: (groups[i][0] == str(old_p), groups[i][2], groups[i][0]))
+            for i, (p, fs, _a) in enumerate(groups):
+                if i == keeper:
+                    gid = g
                     if p != str(old_p):
                         parent_of[g] = p
                 else:
-                    nid = _fresh(g, taken)
-                    rename[(g, p)] = nid
-                    parent_of[nid] = p
-                    level_of[nid] = k
-                    created[nid] = g
+                    gid = _fresh(g, taken)
+                    parent_of[gid] = p
+                    level_of[gid] = k
+                    created[gid] = g
+                for f in fs:
+                    rename[f] = gid
         for f in range(n_f):
-            new[f, k] = rename[(str(arr.old[f, k]), str(new[f, k - 1]))]
+            new[f, k] = rename[f]
     for nid in new_parent:
         created.setdefault(nid, like.get(nid, nid))
     return _rebuild(net, arr, new, parent_of, level_of, created, level, points, weight_column, extra_removed)
 
 
+def _components(arr: Arrangement, fs: list[int]) -> list[list[int]]:
+    """Split the faces ``fs`` into groups that form connected areas (largest first)."""
+    if len(fs) < 2:
+        return [fs]
+    parts = shapely.get_parts(shapely.union_all(arr.faces[fs]))
+    if len(parts) < 2:
+        return [fs]
+    shapely.prepare(parts)
+    out: list[list[int]] = [[] for _ in parts]
+    for f in fs:
+        hit = np.flatnonzero(shapely.contains(parts, arr.reps[f]))
+        out[int(hit[0]) if hit.size else 0].append(f)
+    out = [o for o in out if o]
+    return sorted(out, key=lambda o: -float(arr.area_local[o].sum()))
+
+
 def _crossing_error(
-    net: Network, arr: Arrangement, level: int, new: np.ndarray, crossing: np.ndarray, operation: str
+    net: Network,
+    arr: Arrangement,
+    level: int,
+    new: np.ndarray,
+    crossing: np.ndarray,
+    operation: str,
+    parent_of: Mapping[str, str | None],
 ) -> TopologyError:
     frame = net.frame
     rows = []
@@ -388,7 +424,7 @@ def _crossing_error(
                 "area_m2": float(area[0]),
                 "message": (
                     f"{_h.area_text(float(area[0]))} would move from {src!r} into {tgt!r}, but lie in "
-                    f"{src_parent!r}, not in {tgt!r}'s parent {net.parent.get(tgt)!r}"
+                    f"{src_parent!r}, not in {tgt!r}'s parent {parent_of.get(tgt)!r}"
                 ),
                 "geometry": frame.to_wgs84(np.array([geom], dtype=object))[0],
             }
@@ -438,8 +474,10 @@ def _rebuild(
     for g, p in parent_of.items():
         if p is not None:
             children.setdefault(p, []).append(g)
-    touched = set(touched_fin)
-    more_parents: set[str] = set()
+    # noding the zone may put a vertex on an edge shared with a basic grid outside it
+    renoded_fin = _renode_neighbours(net, fin, touched_fin, geom)
+    touched = set(touched_fin) | renoded_fin
+    more_parents: set[str] = {p for n in renoded_fin if (p := parent_of.get(n)) is not None}
     for k in range(fin - 1, -1, -1):
         tk = {str(v) for v in arr.old[:, k]} | {str(v) for v in new[:, k]} | more_parents
         for g in sorted(tk):
@@ -484,7 +522,62 @@ def _rebuild(
     for g in reparented:
         if g not in changed:
             changed.append(g)
-    return Outcome(out, added, removed, sorted(changed), renoded, reparented, moves)
+    return Outcome(out, added, removed, sorted(changed), renoded, reparented, moves, dict(created))
+
+
+def n_parts(geom: shapely.Geometry) -> int:
+    """Count the connected polygonal parts of ``geom`` (parts touching only at a point are separate)."""
+    if geom is None or shapely.is_empty(geom):
+        return 0
+    parts = shapely.get_parts(geom)
+    if len(parts) == 1:
+        return 1
+    return len(shapely.get_parts(shapely.union_all(parts)))
+
+
+def pieces_findings(
+    net: Network, outcome: Outcome, allowed: Mapping[str, int] | None = None
+) -> gpd.GeoDataFrame | None:
+    """Grids the edit would break into more parts than they had (``None`` when there are none).
+
+    A grid changed or created by the edit may have as many connected parts as the grid it
+    came from (``allowed`` overrides that per id, e.g. for a merge); more means a detached
+    piece: a region that does not touch the grid it is given to, a merge of grids that are
+    not neighbours, a grid cut in two.
+    """
+    new = outcome.grids
+    look = [*outcome.changed, *outcome.added]
+    ids = new["grid_id"].astype(str)
+    hit = ids.isin(look).to_numpy()
+    geom = dict(zip(ids[hit], new.geometry.values[hit], strict=True))
+    level = dict(zip(ids[hit], new["level"].to_numpy()[hit], strict=True))
+    rows = []
+    for g in look:
+        if g not in geom:
+            continue
+        have = n_parts(geom[g])
+        if have <= 1:
+            continue
+        src = g if g in net.row else outcome.sources.get(g, g)
+        had = (allowed or {}).get(g, n_parts(net.geom[src]) if src in net.geom else 1)
+        if have <= max(had, 1):
+            continue
+        parts = shapely.get_parts(shapely.union_all(shapely.get_parts(geom[g])))
+        area, _ = net.frame.measure(net.frame.local(parts))
+        lv = int(level[g])
+        rows.append(
+            {
+                "kind": "detached_part",
+                "level": lv,
+                "grid_ids": (g,),
+                "area_m2": float(np.sort(area)[:-1].sum()),
+                "message": f"grid {g!r} (level {lv}) would fall into {have} separate parts (it had {max(had, 1)})",
+                "geometry": net.frame.to_wgs84(np.array([geom[g]], dtype=object))[0],
+            }
+        )
+    if not rows:
+        return None
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=STORAGE_CRS)
 
 
 def _cover(parts: np.ndarray) -> shapely.Geometry:
@@ -502,33 +595,37 @@ def _renode_neighbours(
     """Insert the new vertices of rebuilt grids into their untouched neighbours on ``level``.
 
     A parent rebuilt from its children carries every child vertex on its ring; a
-    neighbour whose ring lacked one would meet it in a T-junction.
+    neighbour whose ring lacked one would meet it in a T-junction. Neighbours are those
+    within rounding distance (a vertex may sit 1e-15 degrees off an edge), and a vertex
+    inserted into one neighbour is passed on to the next (two untouched grids sharing the
+    edge it lies on both get it).
     """
-    ids = [g for g in sorted(rebuilt) if geom.get(g) is not None]
-    if not ids:
-        return set()
+    frontier = [g for g in sorted(rebuilt) if geom.get(g) is not None]
     others = np.array([g for g, lv in net.level.items() if lv == level and g not in rebuilt], dtype=object)
-    if others.size == 0:
+    if not frontier or others.size == 0:
         return set()
-    og = np.array([net.geom[g] for g in others], dtype=object)
-    tree = shapely.STRtree(og)
-    new_g = np.array([geom[g] for g in ids], dtype=object)
-    src, hit = tree.query(new_g, predicate="intersects")
+    tree = shapely.STRtree(np.array([net.geom[g] for g in others], dtype=object))
     tiny = net.native_tol(1e-6)
     out: set[str] = set()
-    for h in np.unique(hit):
-        nb = og[h]
-        have = {tuple(v) for v in shapely.get_coordinates(nb)}
-        pts = np.unique(shapely.get_coordinates(new_g[src[hit == h]]), axis=0)
-        pts = np.array([v for v in pts if tuple(v) not in have])
-        if pts.size == 0:
-            continue
-        near = shapely.dwithin(shapely.points(pts), shapely.boundary(nb), tiny)
-        if not near.any():
-            continue
-        gid = str(others[h])
-        geom[gid] = shapely.snap(nb, shapely.multipoints(pts[near]), tiny)
-        out.add(gid)
+    while frontier:
+        new_g = np.array([geom[g] for g in frontier], dtype=object)
+        src, hit = tree.query(new_g, predicate="dwithin", distance=tiny)
+        nxt: list[str] = []
+        for h in np.unique(hit):
+            gid = str(others[h])
+            nb = geom[gid] if gid in out else net.geom[gid]
+            have = {tuple(v) for v in shapely.get_coordinates(nb)}
+            pts = np.unique(shapely.get_coordinates(new_g[src[hit == h]]), axis=0)
+            pts = np.array([v for v in pts if tuple(v) not in have])
+            if pts.size == 0:
+                continue
+            near = shapely.dwithin(shapely.points(pts), shapely.boundary(nb), tiny)
+            if not near.any():
+                continue
+            geom[gid] = shapely.snap(nb, shapely.multipoints(pts[near]), tiny)
+            out.add(gid)
+            nxt.append(gid)
+        frontier = nxt
     return out
 
 
@@ -546,15 +643,22 @@ def _drop_needless_vertices(net: Network, arr: Arrangement, geom: dict[str, shap
 
     The edit's line is noded into every edge it crosses; where the owners on both sides
     of that edge did not change, the vertex is not needed. It is removed from every ring
-    or kept in every ring, so shared edges stay identical.
+    or kept in every ring, so shared edges stay identical. A vertex is new when neither the
+    basic grids of the zone nor the rebuilt grid had it, and it lies on the original edge
+    between its two ring neighbours (a vertex of a grid outside the zone, e.g. the apex of a
+    triangle whose base is a zone edge, is not); original vertices, repeated ones included,
+    always stay.
     """
     cells = np.array([net.geom[c] for c in arr.zone_cells], dtype=object)
-    xy, ring_of = shapely.get_coordinates(shapely.get_rings(cells), return_index=True)
-    orig_xy = {tuple(v) for v in xy}
-    same = ring_of[1:] == ring_of[:-1]
+    rebuilt = np.array([net.geom[g] for g in geom if g in net.geom], dtype=object)
+    orig_xy = {tuple(v) for v in shapely.get_coordinates(np.concatenate([cells, rebuilt]))}
+    # get_rings needs Polygons: a MultiPolygon has no rings of its own
+    xy, ring_of = shapely.get_coordinates(shapely.get_rings(shapely.get_parts(cells)), return_index=True)
+    same = (ring_of[1:] == ring_of[:-1]) & (xy[1:] != xy[:-1]).any(axis=1)
     a, b = xy[:-1][same], xy[1:][same]
     orig_seg = {(tuple(p), tuple(q)) for p, q in zip(a, b, strict=True)}
     orig_seg |= {(q, p) for p, q in orig_seg}
+    tiny = net.native_tol(1e-6)
     rings_of: dict[str, list[list[np.ndarray]]] = {}
     verdict: dict[tuple[float, float], bool] = {}
     for g, geo in geom.items():
@@ -569,7 +673,11 @@ def _drop_needless_vertices(net: Network, arr: Arrangement, geom: dict[str, shap
                 for i, v in enumerate(map(tuple, ring)):
                     if v in orig_xy:
                         continue
-                    ok = (tuple(ring[i - 1]), tuple(ring[(i + 1) % n])) in orig_seg
+                    seg = (tuple(ring[i - 1]), tuple(ring[(i + 1) % n]))
+                    ok = seg in orig_seg and n > 3
+                    if ok:
+                        on = shapely.distance(shapely.Point(v), shapely.LineString(seg))
+                        ok = bool(on <= tiny)
                     verdict[v] = verdict.get(v, True) and ok
     drop = {v for v, ok in verdict.items() if ok}
     if not drop:

@@ -24,9 +24,13 @@ the edit follow their larger neighbour, so no sliver or T-junction appears.
 
 An edit below the top level that would move area across its parent's boundary is
 refused with a :class:`~layers.errors.TopologyError` (its ``findings`` show where)
-unless ``cascade=True``: then the parents and every ancestor change with it. After every
-edit the whole layer is checked with :func:`geogrid.hierarchy.check_grids`; if anything
-is found the edit raises and returns nothing.
+unless ``cascade=True``: then the parents and every ancestor change with it. An edit
+that would leave a grid in more separate parts than it had (a region that does not share
+an edge with the grid it is given to, a merge of grids that are not neighbours, a parent
+cut in two) is refused too, whatever ``validate`` says; a child that a split line crosses
+twice becomes one grid per piece instead. After every edit the whole layer is checked
+with :func:`geogrid.hierarchy.check_grids`; if anything is found the edit raises and
+returns nothing. A refused edit never changes its input.
 
 Workload columns (``households``, ``population``, ``shops``) move with the area, in
 proportion to area, or to a points layer (``points``, optionally weighted) when given;
@@ -47,6 +51,7 @@ import geopandas as gpd
 import shapely
 
 from geogrid import _edits_impl as _e
+from geogrid._hierarchy_impl import area_text as _h_area
 from geogrid._hierarchy_impl import polygonal
 from geogrid.hierarchy import check_grids
 from layers.errors import NotFoundError, TopologyError, format_ids
@@ -156,6 +161,7 @@ def _finish(
     clip: bool = False,
     new_parent: Mapping[str, str | None] | None = None,
     like: Mapping[str, str] | None = None,
+    allowed_parts: Mapping[str, int] | None = None,
     points: gpd.GeoDataFrame | None = None,
     weight_column: str | None = None,
     validate: bool,
@@ -176,6 +182,15 @@ def _finish(
         weight_column=weight_column,
     )
     new = outcome.grids
+    detached = _e.pieces_findings(net, outcome, allowed_parts)
+    if detached is not None:
+        first = detached["message"].iloc[0]
+        more = f" (+{len(detached) - 1} more)" if len(detached) > 1 else ""
+        broken = {str(i) for ids in detached["grid_ids"] for i in ids}
+        own = {str(v) for k, v in params.items() if k in _OWN_IDS} | {str(i) for i in params.get("ids", ())}
+        fix = _PIECES_FIX[operation] if broken & own or operation == "split_grid" else _PIECES_FIX_PARENT
+        msg = f"{operation} refused: {first}{more}. Nothing was changed; {fix} (see .findings)"
+        raise TopologyError(msg, detached)
     if validate:
         _guard(grids, new, operation, gap_width_m)
     cs = ChangeSet(
@@ -189,6 +204,24 @@ def _finish(
         moves=outcome.moves,
     )
     return new, cs
+
+
+_PIECES_FIX = {
+    "transfer_area": (
+        "draw the region so that it shares an edge with the grid that receives it and does not cut another grid in two"
+    ),
+    "reshape_boundary": "draw the line so that both grids (and their parents) stay in one piece",
+    "split_grid": "draw the line so that it crosses each child grid only once",
+    "merge_grids": "merge only grids that share a boundary",
+    "reparent": "choose a new parent that shares a boundary with the grid, and keep the old parent in one piece",
+}
+"""How to fix an edit that would leave a grid in separate pieces."""
+
+_PIECES_FIX_PARENT = (
+    "the edit moves area across parent boundaries (cascade) and would cut a parent in two: "
+    "edit within one parent, or move whole grids first (reparent)"
+)
+_OWN_IDS = ("to_grid", "grid_a", "grid_b", "grid_id", "new_parent", "new_id")
 
 
 def _guard(before: gpd.GeoDataFrame, after: gpd.GeoDataFrame, operation: str, gap_width_m: float) -> None:
@@ -294,8 +327,10 @@ def transfer_area(
     Raises
     ------
     TopologyError
-        If the region crosses ``to_grid``'s parent (without ``cascade``/``clip``), or
-        the result would not be sound; ``findings`` shows where.
+        If the region crosses ``to_grid``'s parent (without ``cascade``/``clip``), if a
+        grid would fall into separate parts (the region does not share an edge with
+        ``to_grid``, or cuts another grid in two), or the result would not be sound;
+        ``findings`` shows where. The input is never changed.
     NotFoundError
         If ``to_grid`` does not exist.
 
@@ -367,7 +402,8 @@ def reshape_boundary(
     TopologyError
         If the grids are not neighbours on one level, an end of the line is off their
         common boundary, the line leaves the two grids, it crosses a parent boundary
-        (without ``cascade``), or the result would not be sound.
+        (without ``cascade``), a grid would fall into separate parts, or the result
+        would not be sound.
 
     Examples
     --------
@@ -444,6 +480,7 @@ def reshape_boundary(
     back = substring(piece, dq, dp)
     ring = np.concatenate([xy, shapely.get_coordinates(back), xy[:1]])
     lens = polygonal(np.array([shapely.make_valid(shapely.Polygon(ring))], dtype=object))[0]
+    _refuse_leaving_line(net, a, b, snapped, lens, snap_m)
     zone = shapely.union_all(np.array([lens, shapely.buffer(snapped, net.native_tol(snap_m))], dtype=object))
     arr = _e.build_arrangement(net, zone, snapped, nodes, snap_m)
     owner = arr.old[:, lv].copy()
@@ -471,6 +508,32 @@ def reshape_boundary(
         validate=validate,
         gap_width_m=gap_width_m,
     )
+
+
+def _refuse_leaving_line(
+    net: _e.Network, a: str, b: str, line: shapely.Geometry, lens: shapely.Geometry, snap_m: float
+) -> None:
+    """Raise if the reshape line, or the area it encloses, leaves the two grids (beyond ``snap_m``)."""
+    both = shapely.union(net.geom[a], net.geom[b])
+    pad = shapely.buffer(both, net.native_tol(snap_m))
+    off = shapely.difference(line, pad)
+    off_lens = shapely.difference(lens, pad) if not shapely.is_empty(lens) else shapely.Polygon()
+    if shapely.is_empty(off) and shapely.is_empty(off_lens):
+        return
+    frame = net.frame
+    length = float(shapely.length(frame.local(np.array([off], dtype=object)))[0])
+    area = float(shapely.area(frame.local(np.array([off_lens], dtype=object)))[0])
+    if length <= 0 and area <= 1e-6:
+        return
+    lv = net.level[a]
+    stray = shapely.union(off, off_lens)
+    hit = [g for g, v in net.level.items() if v == lv and g not in (a, b) and shapely.intersects(net.geom[g], stray)]
+    where = f"in {format_ids(sorted(hit))}" if hit else "outside the district outline"
+    msg = (
+        f"the line leaves {a!r} and {b!r}: {length:,.1f} m of it ({_h_area(area)} enclosed) lies {where}; "
+        f"draw it inside the two grids, from one point of their common boundary to another"
+    )
+    raise TopologyError(msg)
 
 
 def split_grid(
@@ -506,8 +569,9 @@ def split_grid(
     Raises
     ------
     TopologyError
-        If the line does not cut the grid in two, or ``new_ids`` has the wrong length or
-        ids in use.
+        If the line does not cut the grid in two (for a multi-part grid: does not cut
+        one of its parts), or ``new_ids`` has the wrong length or ids in use. A child
+        grid the line crosses twice becomes one grid per piece.
 
     Examples
     --------
@@ -530,7 +594,7 @@ def split_grid(
     pieces = shapely.get_parts(shapely.polygonize(shapely.get_parts(shapely.union_all([outline, cut]))))
     shapely.prepare(net.geom[gid])
     pieces = pieces[shapely.contains(net.geom[gid], shapely.point_on_surface(pieces))]
-    if len(pieces) < 2:
+    if len(pieces) <= _e.n_parts(net.geom[gid]):  # the parts of a multi-part grid are not a cut
         msg = f"the line does not cut grid {gid!r} in two: draw it across the grid from boundary to boundary"
         raise TopologyError(msg)
     pieces = pieces[np.argsort(-shapely.area(pieces), kind="stable")]
@@ -551,7 +615,13 @@ def split_grid(
     mine = owner == gid
     for pid, piece in zip(ids, pieces, strict=True):
         owner[mine & arr.inside(piece)] = pid
+    assigned = owner.copy()
     _repair_slivers(arr, owner, cut, snap_m)
+    # a split trades no area with its neighbours: the cut overshoots into them, and a sliver
+    # of the grid stays with a piece
+    owner[~mine] = arr.old[~mine, lv]
+    stray = mine & ~np.isin(owner, ids)
+    owner[stray] = assigned[stray]
     left = mine & (owner == gid)
     if left.any():  # a face no piece claimed (rounding at the outline): give it to the largest piece
         owner[left] = ids[0]
@@ -605,7 +675,10 @@ def merge_grids(
     Raises
     ------
     TopologyError
-        If the grids are on different levels, or under different parents without ``cascade``.
+        If the grids are on different levels, under different parents without
+        ``cascade``, or do not share boundaries (the merged grid would have separate
+        parts; a two-part grid may merge with a neighbour of one part), or a parent
+        would be cut in two.
 
     Examples
     --------
@@ -649,6 +722,8 @@ def merge_grids(
         cascade=cascade,
         new_parent=new_parent,
         like={target: gids[0]},
+        # each merged grid must join the others: n one-part neighbours give one part
+        allowed_parts={target: sum(_e.n_parts(net.geom[g]) for g in gids) - (len(gids) - 1)},
         validate=validate,
         gap_width_m=gap_width_m,
     )
@@ -668,8 +743,10 @@ def reparent(
     Raises
     ------
     TopologyError
-        If ``new_parent`` is not on the level above, or (without ``cascade``) the old and
-        new parents have different parents themselves.
+        If ``new_parent`` is not on the level above, (without ``cascade``) the old and
+        new parents have different parents themselves, or a parent would fall into
+        separate parts (the new parent does not share a boundary with the grid, or the
+        old one is cut in two).
 
     Examples
     --------

@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 
 import geopandas as gpd
 import shapely
+import shapely.affinity
+from geopandas.testing import assert_geodataframe_equal
 
 from benchmarks.bench_checks import fishnet_levels
+from geogrid._reference_edits import verify_edit
 from geogrid.edits import (
     apply_edit,
     merge_grids,
@@ -65,7 +68,7 @@ def _sound(g: gpd.GeoDataFrame) -> None:
 
 # -- hand-checked cases ---------------------------------------------------------------------
 def test_transfer_area_moves_exactly_the_region(tiny_grids):
-    region = shapely.box(X0 + D / 2, Y0, X0 + D, Y0 + D / 4)  # the lower-right quarter of G1
+    region = shapely.box(X0 + D / 2, Y0 + D / 4, X0 + D, Y0 + D / 2)  # the upper-right quarter of G1, along G2
     new, cs = transfer_area(tiny_grids, region, "G2")
     _sound(new)
     g = new.set_index("grid_id")
@@ -101,7 +104,7 @@ def test_transfer_cascade_moves_the_parents_too(tiny_grids):
 
 
 def test_transfer_clip_moves_only_the_part_inside_the_parent(tiny_grids):
-    region = shapely.box(X0 + D * 0.8, Y0, X0 + D * 1.2, Y0 + D / 4)
+    region = shapely.box(X0 + D * 0.8, Y0 + D / 4, X0 + D * 1.2, Y0 + D / 2)  # along G2, into S2
     new, cs = transfer_area(tiny_grids, region, "G2", clip=True)
     _sound(new)
     assert cs.moves[["level", "from_id", "to_id"]].values.tolist() == [[2, "G1", "G2"]]
@@ -191,9 +194,9 @@ def test_update_attributes_refuses_structural_columns(tiny_grids):
 
 
 def test_near_vertices_are_snapped_not_left_as_slivers(tiny_grids):
-    # the east half of G1, drawn ~0.3 m short of its edges and corners: snapped onto them
+    # the east half of G1, drawn ~0.3 m short of its east and south edges: snapped onto them
     off = 3e-6
-    region = shapely.box(X0 + D / 2, Y0 + off, X0 + D - off, Y0 + D / 2 - off)
+    region = shapely.box(X0 + D / 2, Y0 + off, X0 + D - off, Y0 + D / 2)
     new, _ = transfer_area(tiny_grids, region, "G2")
     _sound(new)
     west = shapely.box(X0, Y0, X0 + D / 2, Y0 + D / 2)
@@ -209,8 +212,12 @@ def test_new_vertices_are_inserted_into_neighbours(small):
     g = small.set_index("grid_id")
     cell = g.geometry["g2_2"]
     c = shapely.centroid(cell)
-    region = shapely.Polygon([(c.x, c.y), (c.x + 0.0013, c.y), (c.x + 0.0013, c.y + 0.0004), (c.x, c.y + 0.0004)])
+    # ... running east from g2_2's centre through g3_2 up to its north edge (a strip through
+    # g3_2 would cut it in two, which is refused), clipped at the parent boundary in g4_2
+    box = shapely.box(c.x, c.y, c.x + 0.0013, c.y + 0.002)
+    region = shapely.difference(box, shapely.union_all(g.geometry[["g2_3", "g3_3", "g4_3"]].to_numpy()))
     new, _ = transfer_area(small, region, "g2_2", clip=True, cascade=False)
+    assert verify_edit(small, new, "transfer_area", region=region, to_grid="g2_2", clip=True) == []
     _sound(new)  # coverage_is_valid would flag a T-junction
 
 
@@ -230,12 +237,12 @@ def test_unsound_input_is_refused_by_the_guard(tiny_grids):
     bad = tiny_grids.copy()
     bad.loc[bad["grid_id"] == "G4", "geometry"] = shapely.box(X0 + D, Y0 + D / 2, X0 + 2 * D, Y0 + D * 0.9)
     with pytest.raises(TopologyError, match=r"already has .* finding"):
-        transfer_area(bad, shapely.box(X0, Y0, X0 + D / 4, Y0 + D / 4), "G2")
+        transfer_area(bad, shapely.box(X0, Y0 + D / 4, X0 + D / 4, Y0 + D / 2), "G2")
 
 
 def test_apply_edit_takes_wkt(tiny_grids):
     _, cs = apply_edit(
-        tiny_grids, "transfer_area", region=shapely.box(X0, Y0, X0 + D / 4, Y0 + D / 4).wkt, to_grid="G2"
+        tiny_grids, "transfer_area", region=shapely.box(X0, Y0 + D / 4, X0 + D / 4, Y0 + D / 2).wkt, to_grid="G2"
     )
     assert cs.operation == "transfer_area" and not cs.empty
     with pytest.raises(ValueError, match="unknown edit operation"):
@@ -266,6 +273,7 @@ EXPECTED_REFUSALS = (
     "different stretches",
     "from the common boundary",
     "new parent must be on level",
+    "separate parts",  # a merge of grids touching at a corner, a cascade cutting a parent in two...
 )
 
 
@@ -332,14 +340,192 @@ def _check_sequence(g0: gpd.GeoDataFrame, edits: list) -> None:
         assert _totals(g, "households") == hh0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(edits=st.lists(_edit(), min_size=1, max_size=3))
 def test_random_edit_sequences_keep_the_hierarchy_sound(edits):
     _check_sequence(_with_workloads(fishnet_levels(8, (8, 4, 2), seed=1)), edits)
 
 
+def test_a_vertex_noded_onto_the_zone_edge_goes_into_the_grid_outside_it():
+    # found by Hypothesis: the first split leaves a vertex 1e-15 degrees off an edge; noding
+    # the second split's zone put a vertex on the edge g5_6 shares with g4_6 (outside the
+    # zone), and only g5_6 got it: an edge mismatch
+    g = _with_workloads(fishnet_levels(8, (8, 4, 2), seed=1))
+    for edit in [("split", 2, 0.0, 0.0, 1.0, False), ("split", 66, 0.5429712749664763, 0.0, 1.0, False)]:
+        g = _random_edit(g, edit, validate=False)[0]
+        _sound(g)
+
+
 @pytest.mark.slow
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(edits=st.lists(_edit(), min_size=1, max_size=3))
 def test_random_edit_sequences_on_the_demo_district(demo_district, edits):
     _check_sequence(demo_district.grids, edits)
+
+
+# -- regressions: edits that must be refused, and edits that must keep every grid ---------------
+UTM = 32650
+
+
+def _layer(rows: dict[str, tuple[str | None, int, shapely.Geometry]]) -> gpd.GeoDataFrame:
+    """A layer in UTM 50N from ``{grid_id: (parent_id, level, geometry in local metres)}``."""
+    geoms = [shapely.affinity.translate(g, 500_000, 4_330_000) for _, _, g in rows.values()]
+    return gpd.GeoDataFrame(
+        {
+            "grid_id": list(rows),
+            "parent_id": [p for p, _, _ in rows.values()],
+            "level": [v for _, v, _ in rows.values()],
+        },
+        geometry=geoms,
+        crs=UTM,
+    )
+
+
+def _at(geom: shapely.Geometry) -> shapely.Geometry:
+    return shapely.affinity.translate(geom, 500_000, 4_330_000)
+
+
+@pytest.fixture
+def row4() -> gpd.GeoDataFrame:
+    """Four 100 m squares a | b | c | d in one district D."""
+    sq = {k: shapely.box(100 * i, 0, 100 * (i + 1), 100) for i, k in enumerate("abcd")}
+    return _layer({"D": (None, 0, shapely.box(0, 0, 400, 100)), **{k: ("D", 1, g) for k, g in sq.items()}})
+
+
+def _refused(grids: gpd.GeoDataFrame, fn, *args, match: str, **kw) -> TopologyError:
+    before = grids.copy()
+    with pytest.raises(TopologyError, match=match) as err:
+        fn(grids, *args, **kw)
+    assert_geodataframe_equal(grids, before)  # the input is unchanged
+    return err.value
+
+
+def test_transfer_of_a_region_that_does_not_touch_the_grid_is_refused(tiny_grids):
+    # the region lies inside G3; G2 does not touch it: G2 would get a detached piece
+    region = shapely.box(X0 + D * 1.4, Y0 + D * 0.1, X0 + D * 1.6, Y0 + D * 0.3)
+    err = _refused(tiny_grids, transfer_area, region, "G2", cascade=True, match=r"grid 'G2' .* 2 separate parts")
+    assert "shares an edge with the grid that receives it" in str(err)
+    assert set(err.findings["kind"]) == {"detached_part"}
+
+
+def test_merge_of_grids_that_are_not_neighbours_is_refused(row4):
+    _refused(
+        row4, merge_grids, ["a", "c"], match=r"grid 'a' \(level 1\) would fall into 2 separate parts.*share a boundary"
+    )
+
+
+def test_merge_of_a_two_part_grid_with_a_neighbour_of_one_part_is_accepted(row4):
+    g = row4.copy()
+    g.loc[g["grid_id"] == "a", "geometry"] = shapely.MultiPolygon(
+        [_at(shapely.box(0, 0, 100, 100)), _at(shapely.box(200, 0, 300, 100))]
+    )
+    g = g[g["grid_id"] != "c"]
+    new, _ = merge_grids(g, ["a", "d"])
+    assert verify_edit(g, new, "merge_grids", ids=["a", "d"]) == []
+    assert len(shapely.get_parts(new.set_index("grid_id").geometry["a"])) == 2
+
+
+def test_reshape_line_leaving_the_district_is_refused(row4):
+    # from the a|b boundary down below the outline (y < 0) and back
+    line = shapely.LineString(
+        [
+            _at(shapely.Point(100, 40)).coords[0],
+            _at(shapely.Point(130, -20)).coords[0],
+            _at(shapely.Point(100, 10)).coords[0],
+        ]
+    )
+    _refused(row4, reshape_boundary, "a", "b", line, match=r"the line leaves 'a' and 'b'.*outside the district outline")
+
+
+def test_reparent_to_a_parent_that_does_not_touch_is_refused(tiny_grids):
+    g = tiny_grids.copy()
+    # a third street S3 east of S2, with one grid: G1 (in S1) does not touch it
+    s3 = shapely.box(X0 + 2 * D, Y0, X0 + 3 * D, Y0 + D)
+    extra = gpd.GeoDataFrame(
+        {"grid_id": ["S3", "G5"], "parent_id": ["D", "S3"], "level": [1, 2], "name": ["s3", "g5"]},
+        geometry=[s3, s3],
+        crs=4326,
+    )
+    g = pd.concat([g, extra], ignore_index=True)
+    g.loc[g["grid_id"] == "D", "geometry"] = shapely.box(X0, Y0, X0 + 3 * D, Y0 + D)
+    _refused(
+        g, reparent, "G1", "S3", match=r"grid 'S3' \(level 1\) would fall into 2 separate parts.*shares a boundary"
+    )
+
+
+def test_split_of_a_two_part_grid_by_a_line_that_misses_it_is_refused(row4):
+    g = row4.copy()
+    g.loc[g["grid_id"] == "a", "geometry"] = shapely.MultiPolygon(
+        [_at(shapely.box(0, 0, 100, 100)), _at(shapely.box(200, 0, 300, 100))]
+    )
+    g = g[g["grid_id"] != "c"]
+    line = shapely.LineString(
+        [_at(shapely.Point(350, -10)).coords[0], _at(shapely.Point(350, 110)).coords[0]]
+    )  # through d only
+    _refused(g, split_grid, "a", line, match="does not cut grid 'a' in two")
+
+
+def test_split_line_crossing_a_child_twice_gives_one_grid_per_piece():
+    u = shapely.difference(shapely.box(0, 0, 100, 100), shapely.box(40, 0, 60, 60))  # a U open to the south
+    g = _layer(
+        {
+            "D": (None, 0, shapely.box(0, 0, 100, 100)),
+            "S": ("D", 1, shapely.box(0, 0, 100, 100)),
+            "U": ("S", 2, u),
+            "N": ("S", 2, shapely.box(40, 0, 60, 60)),
+        }
+    )
+    line = shapely.LineString([_at(shapely.Point(-10, 30)).coords[0], _at(shapely.Point(110, 30)).coords[0]])
+    new, _ = split_grid(g, "S", line, new_ids=["top", "bottom"])
+    assert verify_edit(g, new, "split_grid", grid_id="S", new_ids=["top", "bottom"]) == []
+    kids = new[new["parent_id"] == "bottom"]
+    assert len(kids) == 3  # both arms of the U and the notch, each its own grid
+    assert all(len(shapely.get_parts(x)) == 1 for x in new.geometry)
+
+
+def test_a_grid_outside_the_edit_keeps_its_vertices():
+    # Z2's east edge is T's base; the transfer inside Z1|Z2 once dropped T's apex from S1
+    w = shapely.Polygon([(0, 100), (50, 100), (100, 100), (130, 100), (130, 200), (0, 200)])
+    t = shapely.Polygon([(100, 0), (130, 50), (100, 100)])
+    z1, z2 = shapely.box(0, 0, 50, 100), shapely.box(50, 0, 100, 100)
+    s1 = shapely.coverage_union_all([z1, z2, t])
+    g = _layer(
+        {
+            "D": (None, 0, shapely.coverage_union_all([s1, w])),
+            "S1": ("D", 1, s1),
+            "S2": ("D", 1, w),
+            "Z1": ("S1", 2, z1),
+            "Z2": ("S1", 2, z2),
+            "T": ("S1", 2, t),
+            "W": ("S2", 2, w),
+        }
+    )
+    region = _at(shapely.box(40, 10, 60, 20))
+    new, _ = transfer_area(g, region, "Z1", validate=False)  # the engine, not the guard
+    assert verify_edit(g, new, "transfer_area", region=region, to_grid="Z1") == []
+    assert new.set_index("grid_id").geometry["S1"].area == pytest.approx(11_500, abs=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["multipolygon", "reversed"])
+def test_edits_of_a_re_encoded_layer_equal_the_polygon_layer(tiny_grids, encoding):
+    # a GeoPackage round trip makes every grid a MultiPolygon; rings may run either way
+    recode = {"multipolygon": lambda x: shapely.MultiPolygon([x]), "reversed": shapely.reverse}[encoding]
+    g = tiny_grids.copy()
+    g["geometry"] = [recode(x) for x in g.geometry]
+    region = shapely.box(X0 + D / 2, Y0 + D / 4, X0 + D, Y0 + D / 2)
+    want, _ = transfer_area(tiny_grids, region, "G2")
+    got, _ = transfer_area(g, region, "G2")
+    assert verify_edit(g, got, "transfer_area", region=region, to_grid="G2") == []
+    for a, b in zip(want.geometry, got.geometry, strict=True):
+        assert shapely.equals(a, b)
+        assert len(shapely.get_coordinates(a)) == len(shapely.get_coordinates(b))  # no needless vertex left
