@@ -8,12 +8,10 @@ from tests.fuzz.edits import KINDS, run_case
 
 SEEDS = range(2 * len(KINDS) * 4)  # every edit kind once in each CRS and encoding
 FOUND = (550, 841, 988, 2676)  # seeds of the long lane that once failed (engine or generator)
-# Seeds 1323 and 2176 (split lines crossing an edge at a shallow angle) give a sound
-# result that check_grids calls an edge_mismatch (issue 11, class 4): check_false_alarm until the
-# check is fixed; add them here then.
+CHECK_FOUND = (1323, 2176)  # a sound split the check once called an edge_mismatch (a flag on the outline)
 
 
-@pytest.mark.parametrize("seed", [*SEEDS, *FOUND])
+@pytest.mark.parametrize("seed", [*SEEDS, *FOUND, *CHECK_FOUND])
 def test_edit_case(seed: int) -> None:
     out = run_case(seed)
     assert not out.failed, f"seed {seed} ({out.generator}): {out.counts}\n" + "\n".join(out.details)
