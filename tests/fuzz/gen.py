@@ -144,8 +144,17 @@ def _translate(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
 def _delete(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
     r = _pick(rng, g)
     gid = g.grid_id.iloc[r]
-    g.drop(index=g.index[r], inplace=True)
+    _remove(g, np.arange(len(g)) == r)
     return f"{gid} deleted"
+
+
+_GONE = -1
+"""Level that marks a row a perturbation removed (:func:`perturb` drops them)."""
+
+
+def _remove(g: gpd.GeoDataFrame, rows: np.ndarray) -> None:
+    """Mark ``rows`` (a boolean mask) removed; perturbations change the frame they are given."""
+    g.loc[rows, "level"] = _GONE
 
 
 def _append(g: gpd.GeoDataFrame, rows: gpd.GeoDataFrame) -> None:
@@ -243,7 +252,7 @@ def _cut_everywhere(g: gpd.GeoDataFrame, shape: shapely.Geometry) -> None:
     geoms[hit] = shapely.difference(geoms[hit], shape)
     keep = ~shapely.is_empty(geoms)
     g.geometry = gpd.GeoSeries(geoms, index=g.index, crs=g.crs)
-    g.drop(index=g.index[~keep], inplace=True)
+    _remove(g, ~keep)
 
 
 def _enclave(rng: np.random.Generator, g: gpd.GeoDataFrame, *, between: bool) -> str:
@@ -304,7 +313,7 @@ def perturb(rng: np.random.Generator, grids: gpd.GeoDataFrame, kind: str) -> tup
     """Return a perturbed copy and a description."""
     g = grids.copy()
     what = PERTURBATIONS[kind](rng, g)
-    return g.reset_index(drop=True), what
+    return g[g["level"] != _GONE].reset_index(drop=True), what
 
 
 # -- encodings ----------------------------------------------------------------------
