@@ -1,0 +1,295 @@
+"""Differential family ``repair``: :func:`geogrid.repair.repair_grids` against the reference verdict.
+
+One case: a seeded Voronoi hierarchy (2-3 levels, in a UTM CRS or EPSG:4326), one to three
+perturbations (vertex moved, sliver, overlap by translation, exclave inside a neighbour,
+duplicated grid, hole), one encoding (Polygon, every grid MultiPolygon, mixed, reversed rings,
+repeated vertices). Repair runs with ``errors="raise"`` and ``errors="skip"`` (incremental) and
+with the full rebuild; the reference (:func:`geogrid._reference_repair.reference_defects`) judges
+each result. Columns:
+
+- ``crash``: an exception other than TopologyError (a refusal in raise mode);
+- ``defect_left``: the reference finds a defect >= 1 m² that no refusal names (raise mode that
+  returned, skip mode, the full rebuild in skip mode);
+- ``refusal_vanished``: raise mode refused something skip mode does not list;
+- ``input_mutated``: the input frame changed;
+- ``incremental_vs_full``: the incremental path gave other geometries or refusals than the full
+  rebuild.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import geopandas as gpd
+import shapely
+from pyproj import Transformer
+
+from geogrid._reference_repair import reference_defects
+from layers.errors import TopologyError
+from tests.fuzz import Outcome
+
+FAMILY = "repair"
+MIN_AREA_M2 = 1.0
+
+_PLACES = {  # UTM zone, centre (easting, northing)
+    "china": ("EPSG:32650", 500_000.0, 4_330_000.0),
+    "france": ("EPSG:32631", 450_000.0, 5_410_000.0),
+    "peru": ("EPSG:32718", 280_000.0, 8_660_000.0),
+}
+PERTURBATIONS = ("vertex", "sliver", "translate", "exclave", "duplicate", "hole", "none")
+ENCODINGS = ("polygon", "multipolygon", "mixed", "reversed", "repeated")
+
+
+# -- generators -----------------------------------------------------------------------
+def voronoi_hierarchy(rng: np.random.Generator, n_basic: int, levels: int) -> gpd.GeoDataFrame:
+    """A sound hierarchy in local metres: Voronoi cells inside a district, dissolved into parents.
+
+    The district is the union of the cells whose seeds fall in a disc, so every edge is
+    shared exactly (no clipping). Parents group the cells by nearest parent seed.
+    """
+    size = 60.0 * np.sqrt(n_basic) * 2
+    pts = rng.uniform(-size, size, (n_basic * 3, 2))
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), ordered=True))
+    inside = np.hypot(pts[:, 0], pts[:, 1]) < size * 0.62
+    # keep the cells of the inner seeds (bounded, never at the envelope)
+    cells, seeds = cells[inside], pts[inside]
+    ids: list[str] = []
+    parent: list[str | None] = []
+    level: list[int] = []
+    geoms: list[shapely.Geometry] = []
+    # parents: level 0 has 1-2 grids, level 1 (when 3 levels) groups ~6 cells
+    n_top = int(rng.integers(1, 3))
+    top_seed = seeds[rng.choice(len(seeds), n_top, replace=False)]
+    top_of = np.argmin(np.hypot(*(seeds[:, None, :] - top_seed[None, :, :]).transpose(2, 0, 1)), axis=1)
+    if levels == 3:
+        k = max(n_top, len(seeds) // 6)
+        mid_seed = seeds[rng.choice(len(seeds), k, replace=False)]
+        mid_of = np.argmin(np.hypot(*(seeds[:, None, :] - mid_seed[None, :, :]).transpose(2, 0, 1)), axis=1)
+        # a street lies in one district: split it by district
+        mid_key = mid_of * 10 + top_of
+    else:
+        mid_key = None
+    for t in range(n_top):
+        members = np.flatnonzero(top_of == t)
+        if members.size == 0:
+            continue
+        ids.append(f"D{t}")
+        parent.append(None)
+        level.append(0)
+        geoms.append(shapely.coverage_union_all(cells[members]))
+    if mid_key is not None:
+        for key in np.unique(mid_key):
+            members = np.flatnonzero(mid_key == key)
+            ids.append(f"S{key}")
+            parent.append(f"D{key % 10}")
+            level.append(1)
+            geoms.append(shapely.coverage_union_all(cells[members]))
+    for c in range(len(cells)):
+        ids.append(f"g{c:03d}")
+        parent.append(f"S{mid_key[c]}" if mid_key is not None else f"D{top_of[c]}")
+        level.append(levels - 1)
+        geoms.append(cells[c])
+    return gpd.GeoDataFrame(
+        {"grid_id": ids, "parent_id": parent, "level": level, "name": [f"n{i}" for i in ids]},
+        geometry=geoms,
+    )
+
+
+def _basic_rows(g: gpd.GeoDataFrame, rng: np.random.Generator) -> np.ndarray:
+    lv = int(g["level"].max()) if rng.random() < 0.85 else int(g["level"].max()) - 1
+    return np.flatnonzero((g["level"] == lv).to_numpy())
+
+
+def _neighbour(geo: np.ndarray, rows: np.ndarray, r: int) -> int | None:
+    others = [int(o) for o in rows if o != r and shapely.intersects(geo[o], geo[r])]
+    return others[0] if others else None
+
+
+def perturb(g: gpd.GeoDataFrame, rng: np.random.Generator, kind: str) -> gpd.GeoDataFrame:
+    """Apply one perturbation, in local metres, to a copy of ``g``."""
+    g = g.copy()
+    geo = np.asarray(g.geometry.array, dtype=object).copy()
+    rows = _basic_rows(g, rng)
+    r = int(rng.choice(rows))
+    if kind == "vertex":
+        poly = shapely.get_parts(geo[r])[0]
+        ring = np.asarray(poly.exterior.coords)
+        i = int(rng.integers(0, len(ring) - 1))
+        d = float(np.exp(rng.uniform(np.log(0.1), np.log(50.0))))
+        a = rng.uniform(0, 2 * np.pi)
+        ring[i] += d * np.array([np.cos(a), np.sin(a)])
+        if i == 0:
+            ring[-1] = ring[0]
+        geo[r] = shapely.Polygon(ring, [np.asarray(h.coords) for h in poly.interiors])
+    elif kind == "sliver":
+        w = float(rng.uniform(0.2, 2.0))
+        if rng.random() < 0.5:
+            geo[r] = shapely.buffer(geo[r], -w, join_style="mitre")
+        else:
+            a = rng.uniform(0, 2 * np.pi)
+            geo[r] = shapely.affinity.translate(geo[r], w * np.cos(a), w * np.sin(a))
+    elif kind == "translate":
+        d = float(rng.uniform(3.0, 50.0))
+        a = rng.uniform(0, 2 * np.pi)
+        geo[r] = shapely.affinity.translate(geo[r], d * np.cos(a), d * np.sin(a))
+    elif kind == "exclave":
+        o = _neighbour(geo, rows, r)
+        if o is not None:
+            inner = shapely.buffer(geo[o], -5.0)
+            if not inner.is_empty:
+                p = shapely.point_on_surface(inner)
+                blob = shapely.intersection(shapely.buffer(p, float(rng.uniform(8, 60)), quad_segs=4), inner)
+                blob = max(shapely.get_parts(blob), key=lambda q: q.area, default=None)
+                if blob is not None and not blob.is_empty:
+                    geo[r] = shapely.MultiPolygon([*shapely.get_parts(geo[r]), blob])
+    elif kind == "duplicate":
+        dup = g.iloc[[r]].copy()
+        dup["grid_id"] = dup["grid_id"] + "_dup"
+        g = pd.concat([g, dup], ignore_index=True)
+        geo = np.append(geo, geo[r])
+    elif kind == "hole":
+        inner = shapely.buffer(geo[r], -8.0)
+        if not inner.is_empty:
+            p = shapely.point_on_surface(inner)
+            hole = shapely.intersection(shapely.buffer(p, float(rng.uniform(3, 60)), quad_segs=4), inner)
+            geo[r] = shapely.difference(geo[r], hole)
+    g[g.geometry.name] = gpd.GeoSeries(geo, index=g.index)
+    return g
+
+
+def encode(geo: np.ndarray, rng: np.random.Generator, how: str) -> np.ndarray:
+    """Re-encode the polygons (same point sets)."""
+    out = geo.copy()
+    for i, g in enumerate(geo):
+        parts = list(shapely.get_parts(g))
+        if how == "multipolygon" or (how == "mixed" and rng.random() < 0.5):
+            out[i] = shapely.MultiPolygon(parts)
+        elif how == "reversed" and rng.random() < 0.5:
+            out[i] = shapely.reverse(g)
+        elif how == "repeated" and rng.random() < 0.5:
+            new = []
+            for p in parts:
+                ring = np.asarray(p.exterior.coords)
+                j = int(rng.integers(0, len(ring) - 1))
+                ring = np.insert(ring, j, ring[j], axis=0)
+                new.append(shapely.Polygon(ring, [np.asarray(h.coords) for h in p.interiors]))
+            out[i] = new[0] if len(new) == 1 and isinstance(g, shapely.Polygon) else shapely.MultiPolygon(new)
+    return out
+
+
+def make_case(seed: int) -> tuple[gpd.GeoDataFrame, str, dict[str, Any]]:
+    """The seeded input layer, its generator name and the repair options."""
+    rng = np.random.default_rng(seed)
+    place = str(rng.choice(list(_PLACES)))
+    utm, e0, n0 = _PLACES[place]
+    lonlat = rng.random() < 0.5
+    n_basic = int(rng.integers(12, 60))
+    levels = int(rng.choice([2, 3]))
+    g = voronoi_hierarchy(rng, n_basic, levels)
+    kinds = [str(k) for k in rng.choice(PERTURBATIONS, int(rng.integers(1, 4)))]
+    for k in kinds:
+        g = perturb(g, rng, k)
+    how = str(rng.choice(ENCODINGS))
+    geo = np.asarray(g.geometry.array, dtype=object)
+    geo = shapely.transform(geo, lambda xy: xy + np.array([e0, n0]))
+    crs = utm
+    if lonlat:
+        tr = Transformer.from_crs(utm, "EPSG:4326", always_xy=True)
+        geo = shapely.transform(geo, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        crs = "EPSG:4326"
+    geo = encode(geo, rng, how)
+    layer = gpd.GeoDataFrame(g.drop(columns=g.geometry.name), geometry=list(geo), crs=crs)
+    if rng.random() < 0.3:
+        layer = layer.iloc[rng.permutation(len(layer))]
+        layer.index = layer.index + 100
+    opts = {"snap_m": float(rng.choice([0.0, 0.5, 1.0])), "max_gap_m2": float(rng.choice([5000.0, 300.0]))}
+    name = f"voronoi/{'4326' if lonlat else 'utm'}-{place}/{'+'.join(kinds)}/{how}"
+    return layer, name, opts
+
+
+# -- comparison -----------------------------------------------------------------------
+def _unexplained(result_grids: gpd.GeoDataFrame, refused: pd.DataFrame) -> pd.DataFrame:
+    """Reference defects >= MIN_AREA_M2 that no refusal names (by grid id) or touches (by geometry)."""
+    defects = reference_defects(result_grids, min_area_m2=MIN_AREA_M2)
+    if defects.empty or refused is None or refused.empty:
+        return defects
+    named = {str(i) for ids in refused["grid_ids"] for i in ids}
+    tol = 1e-5 if result_grids.crs.is_geographic else 1.0
+    rgeo = np.array([g for g in refused["geometry"] if g is not None and not shapely.is_empty(g)], dtype=object)
+    keep = []
+    for ids, geom in zip(defects["grid_ids"], defects["geometry"], strict=True):
+        if named & set(ids):
+            keep.append(False)
+            continue
+        near = rgeo.size and bool(shapely.dwithin(rgeo, geom, tol).any())
+        keep.append(not near)
+    return defects[np.array(keep, dtype=bool)]
+
+
+def _refusal_keys(refused: pd.DataFrame) -> set[tuple[str, int, tuple[str, ...]]]:
+    return {(str(k), int(lv), tuple(ids)) for k, lv, ids in zip(refused["kind"], refused["level"], refused["grid_ids"])}
+
+
+def _describe(df: pd.DataFrame) -> str:
+    return "; ".join(f"{k} L{lv} {ids} {a:.1f} m²" for k, lv, ids, a in df[["kind", "level", "grid_ids", "area_m2"]].values)
+
+
+def run_case(seed: int) -> Outcome:
+    """Generate case ``seed``, repair it in every mode and judge each result with the reference."""
+    from geogrid.repair import _repair_grids
+
+    layer, name, opts = make_case(seed)
+    out = Outcome(FAMILY, seed, name)
+    for col in ("crash", "defect_left", "refusal_vanished", "input_mutated", "incremental_vs_full"):
+        out.counts[col] = 0
+    before = layer.copy(deep=True)
+    before_wkb = shapely.to_wkb(np.asarray(layer.geometry.array, dtype=object))
+    results: dict[str, Any] = {}
+    for mode, errors, incremental in (("raise", "raise", True), ("skip", "skip", True), ("full", "skip", False)):
+        try:
+            results[mode] = _repair_grids(layer, errors=errors, incremental=incremental, **opts)
+        except TopologyError as err:
+            results[mode] = err
+        except Exception as err:  # noqa: BLE001 - any other exception is the finding
+            out.fail("crash", f"{mode}: {type(err).__name__}: {err}")
+            results[mode] = None
+        now_wkb = shapely.to_wkb(np.asarray(layer.geometry.array, dtype=object))
+        if not (np.array_equal(now_wkb, before_wkb) and layer.drop(columns=layer.geometry.name).equals(
+            before.drop(columns=before.geometry.name)
+        )):
+            out.fail("input_mutated", f"{mode} changed its input")
+            layer = before.copy(deep=True)
+    for mode in ("raise", "skip", "full"):
+        res = results.get(mode)
+        if res is None or isinstance(res, TopologyError):
+            continue
+        try:
+            left = _unexplained(res.grids, res.refused)
+        except Exception as err:  # noqa: BLE001
+            out.fail("crash", f"reference on the {mode} result: {type(err).__name__}: {err}")
+            continue
+        if len(left):
+            out.fail("defect_left", f"{mode}: {_describe(left)} (refused: {len(res.refused)})")
+    raised, skipped = results.get("raise"), results.get("skip")
+    if isinstance(raised, TopologyError) and skipped is not None and not isinstance(skipped, TopologyError):
+        missing = _refusal_keys(raised.findings) - _refusal_keys(skipped.refused)
+        if missing:
+            out.fail("refusal_vanished", f"raise refused {sorted(missing)}; skip lists {len(skipped.refused)}")
+    full = results.get("full")
+    if skipped is not None and full is not None and not isinstance(skipped, TopologyError | type(None)):
+        if isinstance(full, TopologyError):
+            out.fail("incremental_vs_full", "full rebuild raised in skip mode")
+        else:
+            a = np.asarray(skipped.grids.geometry.array, dtype=object)
+            b = np.asarray(full.grids.geometry.array, dtype=object)
+            differ = np.flatnonzero(~shapely.equals(a, b))
+            if differ.size:
+                gids = skipped.grids["grid_id"].to_numpy()[differ]
+                out.fail("incremental_vs_full", f"geometries differ: {list(gids[:5])}")
+            ka, kb = _refusal_keys(skipped.refused), _refusal_keys(full.refused)
+            if ka != kb:
+                out.fail("incremental_vs_full", f"refusals differ: {sorted(ka ^ kb)[:5]}")
+    return out
