@@ -29,7 +29,7 @@ _COLUMNS = ["kind", "level", "grid_ids", "area_m2", "geometry"]
 
 
 def _polygonal(g: shapely.Geometry) -> shapely.Geometry:
-    """The polygonal part of ``g`` (a MultiPolygon, possibly empty)."""
+    """Return the polygonal part of ``g`` (a MultiPolygon, possibly empty)."""
     parts = [p for p in shapely.get_parts(g) if isinstance(p, shapely.Polygon | shapely.MultiPolygon)]
     return shapely.union_all(parts) if parts else shapely.MultiPolygon()
 

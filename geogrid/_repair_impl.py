@@ -95,6 +95,19 @@ def rings_of(geoms: np.ndarray) -> np.ndarray:
     return shapely.get_rings(shapely.get_parts(polygonal(np.asarray(geoms, dtype=object))))
 
 
+def union_faces(faces: np.ndarray) -> shapely.Geometry:
+    """Union of faces of one arrangement, by ``coverage_union_all``.
+
+    GEOS calls a near-degenerate sliver face "overlapping" (even alone): then ``union_all``.
+    """
+    if len(faces) == 1:
+        return faces[0]
+    try:
+        return shapely.coverage_union_all(faces)
+    except shapely.errors.GEOSException:
+        return shapely.union_all(faces)
+
+
 def unique_xy(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(xy, axis=0, return_inverse=True)`` (same order), 4x faster through complex numbers."""
     z, inverse = np.unique(xy[:, 0] + 1j * xy[:, 1], return_inverse=True)

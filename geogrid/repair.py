@@ -210,6 +210,7 @@ def _repair_grids(
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
         skip: set[int] = set()
+        earlier: list[tuple[_impl.Refusal, int | None]] = []  # refusals of the grids left out of the rerun
         while True:
             use = rows if not skip else np.array([r for r in rows if r not in skip], dtype=np.int64)
             frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
@@ -223,12 +224,15 @@ def _repair_grids(
             outcome = fast or _repair_level(
                 lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid
             )
-            dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None}
-            if errors == "skip" and dropped - skip:
-                skip |= dropped  # refused grids stay as they are: repair the level again without them
+            dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None} - skip
+            if dropped:
+                # Refused grids stay as they are: repair the level again without them, in both modes
+                # (raise mode then lists what skip mode leaves, and the levels below see the same parents).
+                earlier += [rf for rf in outcome.refusals if rf[1] in dropped]
+                skip |= dropped
                 continue
             break
-        refusals += [rf for rf, _ in outcome.refusals]
+        refusals += [rf for rf, _ in earlier + outcome.refusals]
         for row, new in outcome.geoms.items():
             out[row] = new
         _extend(log, outcome.log)
@@ -389,7 +393,7 @@ def _repair_level(
     if gap_faces.size:
         groups = arr.group[gap_faces]
         by_group = [(g, gap_faces[groups == g]) for g in np.unique(groups)]
-        group_parts = [shapely.get_parts(shapely.coverage_union_all(arr.faces[fs])) for _, fs in by_group]
+        group_parts = [shapely.get_parts(_impl.union_faces(arr.faces[fs])) for _, fs in by_group]
         group_area, _ = frame.measure_input(np.concatenate(group_parts))  # one pass through the transformer
         at = 0
         for (g, fs), parts in zip(by_group, group_parts, strict=True):
@@ -465,9 +469,7 @@ def _repair_level(
     for (action, c, others), fs in sorted(pieces.items(), key=lambda kv: (kv[0][0], gid[kv[0][1]], kv[0][2])):
         touched.add(c)
         faces = arr.faces[np.array(fs)]
-        merged.append(
-            (action, c, others, shapely.get_parts(shapely.coverage_union_all(faces)) if len(fs) > 1 else faces)
-        )
+        merged.append((action, c, others, shapely.get_parts(_impl.union_faces(faces)) if len(fs) > 1 else faces))
     if merged:
         all_parts = np.concatenate([m[3] for m in merged])
         all_area, _ = frame.measure_input(all_parts)  # one pass through the transformer
@@ -483,7 +485,7 @@ def _repair_level(
         fs = np.flatnonzero(owner == c)
         if fs.size == 0:
             continue
-        new = shapely.coverage_union_all(arr.faces[fs]) if fs.size > 1 else arr.faces[fs[0]]
+        new = _impl.union_faces(arr.faces[fs])
         if moved_n[c]:
             touched.add(c)
             msg = f"{moved_n[c]} vertex(es) of grid {gid[c]!r} snapped to a neighbour's or the parent's, by up to {moved_d[c]:.3g} m"
@@ -555,8 +557,8 @@ def _repair_level_incremental(
         return None
     par = geoms[above]
     known = segments.get(lv - 1)
-    ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(par)
-    cs = _himpl.Segments.of(cells)
+    ps = known[1] if known is not None and np.array_equal(known[0], above) else _segments_of(par)
+    cs = _segments_of(cells)
     fam0, pfam = _family_twins(cs, ps, cgroup)
     play = np.zeros(n, dtype=bool)
     play[cs.cell[~fam0]] = True
@@ -571,7 +573,9 @@ def _repair_level_incremental(
     if any(int(p) not in with_children for p in ps.cell[~pfam]):
         return None  # a parent with no child: the full rebuild refuses it
     tree = shapely.STRtree(cells)
-    odd = shapely.linestrings(cs.key[~fam0].reshape(-1, 2, 2))
+    # untwinned segments of the children, and of the parents (a parent's edge cutting through a
+    # child whose own edges all twin, e.g. a hole punched into the parent)
+    odd = shapely.linestrings(np.concatenate([cs.key[~fam0], ps.key[~pfam]]).reshape(-1, 2, 2))
     # crosses or within, in one pass: the segment's interior meets the grid's interior
     a, b = tree.query(odd)
     play[b[shapely.relate_pattern(odd[a], cells[b], "T********")]] = True
@@ -628,6 +632,14 @@ def _repair_level_incremental(
     return None
 
 
+def _segments_of(geoms: np.ndarray) -> _himpl.Segments:
+    """:meth:`Segments.of <geogrid._hierarchy_impl.Segments.of>` of every polygon part: a MultiPolygon has rings too."""
+    parts, part_of = shapely.get_parts(np.asarray(geoms, dtype=object), return_index=True)
+    segs = _himpl.Segments.of(parts)
+    segs.cell = part_of[segs.cell]
+    return segs
+
+
 def _family_twins(segs: _himpl.Segments, ps: _himpl.Segments, cgroup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Whether each child segment, and each parent segment, is twinned in its family (parent outline reversed)."""
     m = len(segs.key)
@@ -656,7 +668,7 @@ def _lost_twins(
         return np.zeros(0, dtype=np.int64)
     at = {int(r): i for i, r in enumerate(rows)}
     changed = np.array(sorted(at[r] for r in outcome.geoms), dtype=np.int64)
-    new = _himpl.Segments.of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
+    new = _segments_of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
     new.cell = changed[new.cell]
     was = np.isin(cs.cell, changed)
     touched = np.concatenate([cs.key[was], new.key]) @ _HASH  # equal keys hash equal; collisions only add work

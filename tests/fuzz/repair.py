@@ -230,11 +230,16 @@ def _unexplained(result_grids: gpd.GeoDataFrame, refused: pd.DataFrame) -> pd.Da
 
 
 def _refusal_keys(refused: pd.DataFrame) -> set[tuple[str, int, tuple[str, ...]]]:
-    return {(str(k), int(lv), tuple(ids)) for k, lv, ids in zip(refused["kind"], refused["level"], refused["grid_ids"])}
+    return {
+        (str(k), int(lv), tuple(ids))
+        for k, lv, ids in zip(refused["kind"], refused["level"], refused["grid_ids"], strict=True)
+    }
 
 
 def _describe(df: pd.DataFrame) -> str:
-    return "; ".join(f"{k} L{lv} {ids} {a:.1f} m²" for k, lv, ids, a in df[["kind", "level", "grid_ids", "area_m2"]].values)
+    return "; ".join(
+        f"{k} L{lv} {ids} {a:.1f} m²" for k, lv, ids, a in df[["kind", "level", "grid_ids", "area_m2"]].values
+    )
 
 
 def run_case(seed: int) -> Outcome:
@@ -253,13 +258,14 @@ def run_case(seed: int) -> Outcome:
             results[mode] = _repair_grids(layer, errors=errors, incremental=incremental, **opts)
         except TopologyError as err:
             results[mode] = err
-        except Exception as err:  # noqa: BLE001 - any other exception is the finding
+        except Exception as err:  # any other exception is the finding
             out.fail("crash", f"{mode}: {type(err).__name__}: {err}")
             results[mode] = None
         now_wkb = shapely.to_wkb(np.asarray(layer.geometry.array, dtype=object))
-        if not (np.array_equal(now_wkb, before_wkb) and layer.drop(columns=layer.geometry.name).equals(
-            before.drop(columns=before.geometry.name)
-        )):
+        if not (
+            np.array_equal(now_wkb, before_wkb)
+            and layer.drop(columns=layer.geometry.name).equals(before.drop(columns=before.geometry.name))
+        ):
             out.fail("input_mutated", f"{mode} changed its input")
             layer = before.copy(deep=True)
     for mode in ("raise", "skip", "full"):
@@ -268,7 +274,7 @@ def run_case(seed: int) -> Outcome:
             continue
         try:
             left = _unexplained(res.grids, res.refused)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             out.fail("crash", f"reference on the {mode} result: {type(err).__name__}: {err}")
             continue
         if len(left):
