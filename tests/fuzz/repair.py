@@ -2,7 +2,7 @@
 
 One case: a seeded Voronoi hierarchy (2-3 levels, in a UTM CRS or EPSG:4326), one to three
 perturbations (vertex moved, sliver, overlap by translation, exclave inside a neighbour,
-duplicated grid, hole), one encoding (Polygon, every grid MultiPolygon, mixed, reversed rings,
+duplicated grid, hole, deleted grid, grid straddling two parents, bow-tie), one encoding (Polygon, every grid MultiPolygon, mixed, reversed rings,
 repeated vertices). Repair runs with ``errors="raise"`` and ``errors="skip"`` (incremental) and
 with the full rebuild; the reference (:func:`geogrid._reference_repair.reference_defects`) judges
 each result. Columns:
@@ -39,7 +39,18 @@ _PLACES = {  # UTM zone, centre (easting, northing)
     "france": ("EPSG:32631", 450_000.0, 5_410_000.0),
     "peru": ("EPSG:32718", 280_000.0, 8_660_000.0),
 }
-PERTURBATIONS = ("vertex", "sliver", "translate", "exclave", "duplicate", "hole", "none")
+PERTURBATIONS = (
+    "vertex",
+    "sliver",
+    "translate",
+    "exclave",
+    "duplicate",
+    "hole",
+    "delete",
+    "reparent",
+    "bowtie",
+    "none",
+)
 ENCODINGS = ("polygon", "multipolygon", "mixed", "reversed", "repeated")
 
 
@@ -99,7 +110,9 @@ def voronoi_hierarchy(rng: np.random.Generator, n_basic: int, levels: int) -> gp
 
 
 def _basic_rows(g: gpd.GeoDataFrame, rng: np.random.Generator) -> np.ndarray:
-    lv = int(g["level"].max()) if rng.random() < 0.85 else int(g["level"].max()) - 1
+    """The grids of the finest level (mostly), else of a level above."""
+    top = int(g["level"].max())
+    lv = top if rng.random() < 0.8 else int(rng.integers(0, top))
     return np.flatnonzero((g["level"] == lv).to_numpy())
 
 
@@ -156,6 +169,21 @@ def perturb(g: gpd.GeoDataFrame, rng: np.random.Generator, kind: str) -> gpd.Geo
             p = shapely.point_on_surface(inner)
             hole = shapely.intersection(shapely.buffer(p, float(rng.uniform(3, 60)), quad_segs=4), inner)
             geo[r] = shapely.difference(geo[r], hole)
+    elif kind == "delete":
+        keep = np.ones(len(g), dtype=bool)
+        keep[r] = False
+        g, geo = g[keep].reset_index(drop=True), geo[keep]
+    elif kind == "reparent":  # a grid straddling two parents: its parent_id names a neighbour's parent
+        o = _neighbour(geo, rows, r)
+        if o is not None:
+            g.loc[g.index[r], "parent_id"] = g["parent_id"].iloc[o]
+    elif kind == "bowtie":  # two vertices swapped: a self-intersecting ring
+        poly = shapely.get_parts(geo[r])[0]
+        ring = np.asarray(poly.exterior.coords)[:-1]
+        if len(ring) >= 4:
+            i = int(rng.integers(0, len(ring) - 1))
+            ring[[i, i + 1]] = ring[[i + 1, i]]
+            geo[r] = shapely.Polygon(ring)
     g[g.geometry.name] = gpd.GeoSeries(geo, index=g.index)
     return g
 
@@ -186,7 +214,7 @@ def make_case(seed: int) -> tuple[gpd.GeoDataFrame, str, dict[str, Any]]:
     place = str(rng.choice(list(_PLACES)))
     utm, e0, n0 = _PLACES[place]
     lonlat = rng.random() < 0.5
-    n_basic = int(rng.integers(12, 60))
+    n_basic = int(rng.integers(12, 100))
     levels = int(rng.choice([2, 3]))
     g = voronoi_hierarchy(rng, n_basic, levels)
     kinds = [str(k) for k in rng.choice(PERTURBATIONS, int(rng.integers(1, 4)))]
