@@ -160,7 +160,7 @@ def perturb(g: gpd.GeoDataFrame, rng: np.random.Generator, kind: str) -> gpd.Geo
                     geo[r] = shapely.MultiPolygon([*shapely.get_parts(geo[r]), blob])
     elif kind == "duplicate":
         dup = g.iloc[[r]].copy()
-        dup["grid_id"] = dup["grid_id"] + "_dup"
+        dup["grid_id"] = dup["grid_id"] + f"_dup{len(g)}"  # unique: a case may duplicate one grid twice
         g = pd.concat([g, dup], ignore_index=True)
         geo = np.append(geo, geo[r])
     elif kind == "hole":
