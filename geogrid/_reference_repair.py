@@ -7,7 +7,9 @@ Each defect is computed from its definition:
 - ``invalid``: a grid that is empty or not a valid polygon / multipolygon;
 - ``overlap``: the ``intersection`` of two grids of one level (``make_valid`` first);
 - ``gap``: ``difference(jurisdiction, union_all(level))``, the jurisdiction being the
-  level-0 union (its holes are enclaves, land outside it) unless an outline is given;
+  level-0 union with its holes filled except enclaves (holes at least ``gap_width_m``
+  wide: land outside it, however many grids border them), unless an outline is given
+  (the rule of :mod:`geogrid._reference_check`);
 - ``outside_parent``: ``difference(child, parent)``;
 - ``parent_not_tiled``: ``difference(parent, union_all(children))``.
 
@@ -46,6 +48,7 @@ def reference_defects(
     grids: gpd.GeoDataFrame,
     *,
     min_area_m2: float = 1.0,
+    gap_width_m: float = 1.0,
     metric_crs: object = None,
     outline: shapely.Geometry | None = None,
 ) -> pd.DataFrame:
@@ -57,12 +60,15 @@ def reference_defects(
         A grid layer: ``grid_id``, ``parent_id``, ``level`` and polygons, with a CRS.
     min_area_m2
         Pieces smaller than this (m²) are not reported.
+    gap_width_m
+        A hole of the level-0 union narrower than this (m) everywhere is a gap between
+        grids; a wider one is an enclave, land outside the jurisdiction.
     metric_crs
         CRS the pieces are measured in (default: the layer's CRS when projected, else
         its UTM zone).
     outline
-        The jurisdiction, in the layer's CRS (default: the union of level 0, holes kept
-        as enclaves).
+        The jurisdiction, in the layer's CRS (default: the union of level 0 with its holes
+        filled, except enclaves).
 
     Returns
     -------
@@ -99,7 +105,16 @@ def reference_defects(
     for i in geom:
         by_level.setdefault(level[i], []).append(i)
     top = by_level.get(min(by_level), []) if by_level else []
-    jurisdiction = outline if outline is not None else shapely.union_all([geom[i] for i in top])
+    jurisdiction = outline
+    if jurisdiction is None:
+        # the level-0 union, its holes filled except enclaves: holes at least gap_width_m wide
+        union = shapely.union_all([geom[i] for i in top])
+        polys = shapely.get_parts(union)
+        filled = shapely.union_all([shapely.Polygon(p.exterior) for p in polys])
+        holes = [shapely.Polygon(r) for p in polys for r in p.interiors]
+        local = gpd.GeoSeries(holes, crs=grids.crs).to_crs(metric)
+        enclaves = [h for h, m in zip(holes, local, strict=True) if not m.buffer(-gap_width_m / 2).is_empty]
+        jurisdiction = shapely.difference(filled, shapely.union_all(enclaves)) if enclaves else filled
 
     for lv, members in sorted(by_level.items()):
         level_geoms = np.array([geom[i] for i in members], dtype=object)

@@ -36,6 +36,8 @@ from geogrid._hierarchy_impl import Frame, fill_holes, holes_of, polygonal
 __all__: list[str] = []
 
 NO_GROUP = -1
+GAP_WIDTH_M = 1.0
+"""Holes of the top level at least this wide (m) are enclaves, not gaps (``check_grids``' default ``gap_width_m``)."""
 
 
 @dataclass
@@ -265,8 +267,8 @@ def arrange(
 
     ``frozen`` grids (refused, left as they are) cut the linework and hold their
     faces: those are no gap. ``parents`` None means the top level: the group of a face is 0 inside the
-    jurisdiction (the cells' union with holes between grids kept and enclaves --
-    holes of single grids nobody fills -- removed), else ``NO_GROUP``.
+    jurisdiction (the cells' union with its holes filled, except enclaves: holes at least
+    :data:`GAP_WIDTH_M` wide, however many grids border them), else ``NO_GROUP``.
 
     Incremental repair passes ``parent_lines`` (the parts of the parents' outlines
     that matter, instead of every ring) and ``holders``: the level's grids left as
@@ -302,9 +304,14 @@ def arrange(
     group = np.full(len(faces), NO_GROUP, dtype=np.int64)
     if parents is None:
         union = shapely.union_all(valid)
-        filled = fill_holes(union)
-        enclaves = shapely.difference(holes_of(valid), union)
-        inside = shapely.intersects(filled, reps) & ~shapely.intersects(enclaves, reps)
+        inside = shapely.intersects(fill_holes(union), reps)
+        holes = shapely.get_parts(holes_of(np.array([union], dtype=object)))
+        if holes.size:
+            # A hole of the level's union is an enclave (land outside the jurisdiction, however many
+            # grids border it) unless it is narrower than the gap width everywhere: a sliver gap.
+            wide = ~shapely.is_empty(shapely.buffer(frame.local(holes), -GAP_WIDTH_M / 2))
+            if wide.any():
+                inside &= ~shapely.intersects(shapely.union_all(holes[wide]), reps)
         group[inside] = 0
     elif len(parents):
         ptree = shapely.STRtree(parents)

@@ -2,7 +2,8 @@
 
 One case: a seeded Voronoi hierarchy (2-3 levels, in a UTM CRS or EPSG:4326), one to three
 perturbations (vertex moved, sliver, overlap by translation, exclave inside a neighbour,
-duplicated grid, hole, deleted grid, grid straddling two parents, bow-tie), one encoding (Polygon, every grid MultiPolygon, mixed, reversed rings,
+duplicated grid, hole, deleted grid, grid straddling two parents, bow-tie, an enclave cut
+through every level where two top-level grids meet), one encoding (Polygon, every grid MultiPolygon, mixed, reversed rings,
 repeated vertices). Repair runs with ``errors="raise"`` and ``errors="skip"`` (incremental) and
 with the full rebuild; the reference (:func:`geogrid._reference_repair.reference_defects`) judges
 each result. Columns:
@@ -12,8 +13,10 @@ each result. Columns:
   returned, skip mode, the full rebuild in skip mode);
 - ``refusal_vanished``: raise mode refused something skip mode does not list;
 - ``input_mutated``: the input frame changed;
-- ``incremental_vs_full``: the incremental path gave other geometries or refusals than the full
-  rebuild.
+- ``sound_changed``: a layer sound by construction and by the reference (no perturbation, an
+  enclave, a notch) was refused or had a grid changed by >= 1 m²;
+- ``incremental_vs_full``: the incremental path gave other geometries, log rows (action, grid,
+  other grids) or refusals than the full rebuild.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from pyproj import Transformer
 
 from geogrid._reference_repair import reference_defects
 from layers.errors import TopologyError
-from tests.fuzz import Outcome
+from tests.fuzz import Outcome, gen
 
 FAMILY = "repair"
+COLUMNS = ("crash", "defect_left", "refusal_vanished", "input_mutated", "incremental_vs_full", "sound_changed")
 MIN_AREA_M2 = 1.0
+_FILE_ENCODING_WEIGHT = 0.03  # GeoPackage / GeoJSON / Shapefile round trips: slow, a few percent
 
 _PLACES = {  # UTM zone, centre (easting, northing)
     "china": ("EPSG:32650", 500_000.0, 4_330_000.0),
@@ -49,6 +54,7 @@ PERTURBATIONS = (
     "delete",
     "reparent",
     "bowtie",
+    "enclave",
     "none",
 )
 ENCODINGS = ("polygon", "multipolygon", "mixed", "reversed", "repeated")
@@ -121,11 +127,18 @@ def _neighbour(geo: np.ndarray, rows: np.ndarray, r: int) -> int | None:
     return others[0] if others else None
 
 
+def _polygonal_part(g: shapely.Geometry) -> shapely.Geometry:
+    parts = [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and not p.is_empty]
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
 def perturb(g: gpd.GeoDataFrame, rng: np.random.Generator, kind: str) -> gpd.GeoDataFrame:
     """Apply one perturbation, in local metres, to a copy of ``g``."""
     g = g.copy()
     geo = np.asarray(g.geometry.array, dtype=object).copy()
     rows = _basic_rows(g, rng)
+    if rows.size == 0:  # a level emptied by an earlier deletion
+        return g
     r = int(rng.choice(rows))
     if kind == "vertex":
         poly = shapely.get_parts(geo[r])[0]
@@ -169,6 +182,18 @@ def perturb(g: gpd.GeoDataFrame, rng: np.random.Generator, kind: str) -> gpd.Geo
             p = shapely.point_on_surface(inner)
             hole = shapely.intersection(shapely.buffer(p, float(rng.uniform(3, 60)), quad_segs=4), inner)
             geo[r] = shapely.difference(geo[r], hole)
+    elif kind == "enclave" and (g["level"] == 0).any():
+        # land outside the jurisdiction, cut through every level where top-level grids meet
+        top = np.flatnonzero((g["level"] == 0).to_numpy())
+        a, b = shapely.make_valid(geo[top[0]]), shapely.make_valid(geo[top[-1]])
+        where = shapely.intersection(a, b) if top.size > 1 else shapely.Point()
+        if shapely.is_empty(where) or top.size == 1:
+            where = shapely.point_on_surface(shapely.buffer(a, -100.0))
+        if not shapely.is_empty(where):
+            hole = shapely.buffer(shapely.point_on_surface(where), float(rng.uniform(10, 80)), quad_segs=4)
+            geo = np.array(
+                [_polygonal_part(shapely.difference(x, hole)) if x.is_valid else x for x in geo], dtype=object
+            )
     elif kind == "delete":
         keep = np.ones(len(g), dtype=bool)
         keep[r] = False
@@ -208,8 +233,14 @@ def encode(geo: np.ndarray, rng: np.random.Generator, how: str) -> np.ndarray:
     return out
 
 
-def make_case(seed: int) -> tuple[gpd.GeoDataFrame, str, dict[str, Any]]:
-    """The seeded input layer, its generator name and the repair options."""
+def make_case(seed: int) -> tuple[gpd.GeoDataFrame, str, dict[str, Any], bool]:
+    """The seeded input layer, its generator name, the repair options and whether it is sound by construction.
+
+    Even seeds: this module's generator (up to four perturbations at once); odd seeds: the
+    shared generators of :mod:`tests.fuzz.gen` (enclaves, notches, file round trips...).
+    """
+    if seed % 2:
+        return _shared_case(seed)
     rng = np.random.default_rng(seed)
     place = str(rng.choice(list(_PLACES)))
     utm, e0, n0 = _PLACES[place]
@@ -217,7 +248,7 @@ def make_case(seed: int) -> tuple[gpd.GeoDataFrame, str, dict[str, Any]]:
     n_basic = int(rng.integers(12, 100))
     levels = int(rng.choice([2, 3]))
     g = voronoi_hierarchy(rng, n_basic, levels)
-    kinds = [str(k) for k in rng.choice(PERTURBATIONS, int(rng.integers(1, 4)))]
+    kinds = [str(k) for k in rng.choice(PERTURBATIONS, int(rng.integers(1, 5)))]
     for k in kinds:
         g = perturb(g, rng, k)
     how = str(rng.choice(ENCODINGS))
@@ -233,9 +264,25 @@ def make_case(seed: int) -> tuple[gpd.GeoDataFrame, str, dict[str, Any]]:
     if rng.random() < 0.3:
         layer = layer.iloc[rng.permutation(len(layer))]
         layer.index = layer.index + 100
-    opts = {"snap_m": float(rng.choice([0.0, 0.5, 1.0])), "max_gap_m2": float(rng.choice([5000.0, 300.0]))}
+    opts = {"snap_m": float(rng.choice([0.0, 0.5, 1.0, 2.0])), "max_gap_m2": float(rng.choice([5000.0, 300.0, 20.0]))}
     name = f"voronoi/{'4326' if lonlat else 'utm'}-{place}/{'+'.join(kinds)}/{how}"
-    return layer, name, opts
+    return layer, name, opts, set(kinds) <= {"none", "enclave"}
+
+
+def _shared_case(seed: int) -> tuple[gpd.GeoDataFrame, str, dict[str, Any], bool]:
+    rng = np.random.default_rng(seed)
+    crs_kind = gen.CRS_KINDS[(seed // 2) % len(gen.CRS_KINDS)]
+    n_levels = int(rng.integers(2, 5))
+    n_basic = int(rng.choice([20, 40, 80, 150]))
+    pert = str(rng.choice(sorted(gen.PERTURBATIONS)))
+    names = sorted(gen.ENCODINGS)
+    w = np.array([_FILE_ENCODING_WEIGHT if n in ("gpkg", "geojson", "shapefile") else 1.0 for n in names])
+    enc = str(rng.choice(names, p=w / w.sum()))
+    grids = gen.hierarchy(rng, n_basic, n_levels, crs_kind)
+    grids, _ = gen.perturb(rng, grids, pert)
+    grids = gen.encode(rng, grids, enc)
+    opts = {"snap_m": float(rng.choice([0.0, 0.5, 1.0, 2.0])), "max_gap_m2": float(rng.choice([5000.0, 300.0, 20.0]))}
+    return grids, f"gen/{crs_kind}/L{n_levels}/n{n_basic}/{pert}/{enc}", opts, pert in gen.SOUND_PERTURBATIONS
 
 
 # -- comparison -----------------------------------------------------------------------
@@ -264,6 +311,11 @@ def _refusal_keys(refused: pd.DataFrame) -> set[tuple[str, int, tuple[str, ...]]
     }
 
 
+def _log_keys(log: pd.DataFrame) -> list[tuple[str, int, str, tuple[str, ...]]]:
+    cols = ("action", "level", "grid_id", "other_ids")
+    return sorted((str(a), int(lv), str(g), tuple(o)) for a, lv, g, o in zip(*(log[c] for c in cols), strict=True))
+
+
 def _describe(df: pd.DataFrame) -> str:
     return "; ".join(
         f"{k} L{lv} {ids} {a:.1f} m²" for k, lv, ids, a in df[["kind", "level", "grid_ids", "area_m2"]].values
@@ -274,10 +326,12 @@ def run_case(seed: int) -> Outcome:
     """Generate case ``seed``, repair it in every mode and judge each result with the reference."""
     from geogrid.repair import _repair_grids
 
-    layer, name, opts = make_case(seed)
+    layer, name, opts, sound = make_case(seed)
     out = Outcome(FAMILY, seed, name)
-    for col in ("crash", "defect_left", "refusal_vanished", "input_mutated", "incremental_vs_full"):
+    for col in COLUMNS:
         out.counts[col] = 0
+    if sound and len(reference_defects(layer, min_area_m2=MIN_AREA_M2)):
+        sound = False  # the perturbation happened to make a defect after all
     before = layer.copy(deep=True)
     before_wkb = shapely.to_wkb(np.asarray(layer.geometry.array, dtype=object))
     results: dict[str, Any] = {}
@@ -312,6 +366,20 @@ def run_case(seed: int) -> Outcome:
         missing = _refusal_keys(raised.findings) - _refusal_keys(skipped.refused)
         if missing:
             out.fail("refusal_vanished", f"raise refused {sorted(missing)}; skip lists {len(skipped.refused)}")
+    raised_ = results.get("raise")
+    if sound and raised_ is not None:
+        if isinstance(raised_, TopologyError):
+            out.fail("sound_changed", f"sound layer refused: {_describe(raised_.findings)}")
+        else:
+            a = np.asarray(layer.geometry.array, dtype=object)
+            b = np.asarray(raised_.grids.geometry.array, dtype=object)
+            moved = gpd.GeoSeries(shapely.symmetric_difference(a, b), crs=layer.crs)
+            if layer.crs.is_geographic:
+                moved = moved.to_crs(layer.estimate_utm_crs())
+            big = np.flatnonzero(moved.area.to_numpy() >= MIN_AREA_M2)
+            if big.size:
+                gids = list(layer["grid_id"].to_numpy()[big][:5])
+                out.fail("sound_changed", f"sound layer changed: {gids} by up to {moved.area.max():.1f} m²")
     full = results.get("full")
     if skipped is not None and full is not None and not isinstance(skipped, TopologyError | type(None)):
         if isinstance(full, TopologyError):
@@ -323,6 +391,9 @@ def run_case(seed: int) -> Outcome:
             if differ.size:
                 gids = skipped.grids["grid_id"].to_numpy()[differ]
                 out.fail("incremental_vs_full", f"geometries differ: {list(gids[:5])}")
+            la, lb = _log_keys(skipped.log), _log_keys(full.log)
+            if la != lb:
+                out.fail("incremental_vs_full", f"logs differ: {sorted(set(la) ^ set(lb))[:5]}")
             ka, kb = _refusal_keys(skipped.refused), _refusal_keys(full.refused)
             if ka != kb:
                 out.fail("incremental_vs_full", f"refusals differ: {sorted(ka ^ kb)[:5]}")

@@ -404,3 +404,42 @@ def test_a_degenerate_sliver_face_does_not_crash_the_union():
     square = shapely.box(0, 0, 1, 1)
     assert union_faces([sliver]) is sliver
     assert shapely.equals(union_faces([square, sliver]), shapely.union(square, sliver))
+
+
+def _top_level(geoms: dict[str, shapely.Geometry]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {"grid_id": list(geoms), "parent_id": [None] * len(geoms), "level": [0] * len(geoms)},
+        geometry=list(geoms.values()),
+        crs="EPSG:32650",
+    )
+
+
+def test_an_enclave_between_top_level_grids_is_left_alone():
+    # A lake cut out where two districts meet is land outside the jurisdiction, as check_grids says:
+    # repair filled it (or refused it as a gap larger than max_gap_m2).
+    lake = shapely.Point(500_100, 4_300_050).buffer(20)
+    g = _top_level(
+        {
+            "A": shapely.box(500_000, 4_300_000, 500_100, 4_300_100).difference(lake),
+            "B": shapely.box(500_100, 4_300_000, 500_200, 4_300_100).difference(lake),
+        }
+    )
+    for max_gap_m2 in (5000.0, 100.0):
+        result = repair_grids(g, max_gap_m2=max_gap_m2)
+        assert not result.changed, result.log[["action", "grid_id", "area_m2"]]
+
+
+def test_a_sliver_hole_between_top_level_grids_is_still_a_gap():
+    x0, y0 = 500_000, 4_300_000
+    g = _top_level(
+        {
+            "A": shapely.box(x0, y0, x0 + 100, y0 + 100),
+            "B": shapely.box(x0 + 100.5, y0, x0 + 200, y0 + 100),
+            "C": shapely.box(x0, y0 + 100, x0 + 200, y0 + 200),
+            "E": shapely.box(x0, y0 - 100, x0 + 200, y0),
+        }
+    )
+    result = repair_grids(g, snap_m=0.0)
+    filled = result.log[result.log["action"] == "gap_filled"]
+    assert filled["area_m2"].tolist() == [pytest.approx(50.0, rel=1e-3)]  # measured in the GK zone repair picks
+    _reference_clean(result)
