@@ -228,6 +228,7 @@ class Arrangement:
     area: np.ndarray  # m²
     held: np.ndarray  # covered by a frozen (refused, left as is) grid or a holder: not a gap
     overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders under a grid
+    groups: dict[int, list[int]] = field(default_factory=dict)  # every parent of a face in overlapping parents
 
 
 def _segment_keys(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +303,7 @@ def arrange(
         held[hf] = True
         overlapped = np.unique(hi[np.fromiter((bool(cover[f]) for f in hf), dtype=bool, count=hf.size)])
     group = np.full(len(faces), NO_GROUP, dtype=np.int64)
+    also: dict[int, list[int]] = {}
     if parents is None:
         union = shapely.union_all(valid)
         inside = shapely.intersects(fill_holes(union), reps)
@@ -316,13 +318,20 @@ def arrange(
     elif len(parents):
         ptree = shapely.STRtree(parents)
         fi, pi = ptree.query(reps, predicate="intersects")
-        group[fi] = pi
+        order = np.lexsort((pi, fi))
+        fi, pi = fi[order], pi[order]
+        group[fi[::-1]] = pi[::-1]  # the first parent by position (= by id)
+        more = np.flatnonzero(np.bincount(fi, minlength=len(faces)) > 1)
+        for f in more.tolist():  # overlapping parents (one refused and left as it is): the face is in each
+            also[f] = pi[fi == f].tolist()
     if exempt is not None:
         # Exempt faces nobody covers are left alone (they need no grid).
         out = shapely.intersects(exempt, reps) & np.array([not c for c in cover], dtype=bool)
         group[out] = NO_GROUP
+        for f in np.flatnonzero(out).tolist():
+            also.pop(f, None)
     area, _ = frame.measure_input(faces)
-    return Arrangement(faces, cover, group, area, held, overlapped)
+    return Arrangement(faces, cover, group, area, held, overlapped, also)
 
 
 def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,7 +15,12 @@ cycle), a grid with no geometry, a grid that would lose most of its area to clip
 (its ``parent_id`` is probably wrong), a parent with no children to give its area to.
 By default a refusal raises :class:`~layers.errors.TopologyError` listing all of them
 and nothing is changed; with ``errors="skip"`` the rest is repaired and the refusals
-are returned.
+are returned. Both modes decide alike: a refused grid is left as it is and its level
+repaired again without it, so the error lists exactly what ``errors="skip"`` returns.
+
+A hole of the top level at least 1 m wide is an enclave (land outside the jurisdiction,
+however many grids border it, as :func:`~geogrid.hierarchy.check_grids` says): it is
+left open, never filled or refused. Grids may be Polygons or MultiPolygons.
 
 After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
 log claims fixed.
@@ -116,7 +121,8 @@ def repair_grids(
         CRS in which areas and distances are measured (default: as ``check_grids``).
     errors
         ``"raise"`` (default): any refusal raises and nothing changes. ``"skip"``:
-        refused grids and gaps are left as they are, the rest is repaired.
+        refused grids and gaps are left as they are, the rest is repaired, and
+        ``refused`` lists every refusal (the same list ``"raise"`` puts in the error).
 
     Returns
     -------
@@ -374,10 +380,16 @@ def _repair_level(
     children: dict[int, list[int]] = {}
     for c in range(n):
         children.setdefault(int(cgroup[c]), []).append(c)
+    for f, gs in arr.groups.items():
+        # a face in overlapping parents (one refused, left as it is) belongs to the parent whose child
+        # covers it, else to the first with children
+        with_kids = [g for g in gs if g in (children if with_children is None else with_children)] or gs
+        arr.group[f] = next((g for g in with_kids if any(cgroup[c] == g for c in arr.cover[f])), with_kids[0])
     for f in range(nf):
         g = int(arr.group[f])
         cov = arr.cover[f]
-        own = [c for c in cov if g >= 0 and cgroup[c] == g]
+        in_all = arr.groups.get(f)
+        own = [c for c in cov if g >= 0 and (cgroup[c] == g if in_all is None else int(cgroup[c]) in in_all)]
         lost += [(c, f) for c in cov if c not in own]
         if g < 0:
             continue

@@ -443,3 +443,13 @@ def test_a_sliver_hole_between_top_level_grids_is_still_a_gap():
     filled = result.log[result.log["action"] == "gap_filled"]
     assert filled["area_m2"].tolist() == [pytest.approx(50.0, rel=1e-3)]  # measured in the GK zone repair picks
     _reference_clean(result)
+
+
+def test_children_of_a_parent_under_a_refused_duplicate_are_not_refused(tiny_grids):
+    # S1b, an exact copy of S1 with no children, is refused and left as it is; the faces under both
+    # were given to S1b's group, so S1's children G1 and G2 were refused as "100% outside their parent".
+    dup = tiny_grids[tiny_grids["grid_id"] == "S1"].assign(grid_id="S1b")
+    g = pd.concat([tiny_grids, dup], ignore_index=True)
+    result = repair_grids(g, errors="skip")
+    assert list(result.refused["grid_ids"]) == [("S1b",)]
+    assert not result.changed
