@@ -569,8 +569,8 @@ def _repair_level_incremental(
         return None
     par = geoms[above]
     known = segments.get(lv - 1)
-    ps = known[1] if known is not None and np.array_equal(known[0], above) else _segments_of(par)
-    cs = _segments_of(cells)
+    ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(par)
+    cs = _himpl.Segments.of(cells)
     fam0, pfam = _family_twins(cs, ps, cgroup)
     play = np.zeros(n, dtype=bool)
     play[cs.cell[~fam0]] = True
@@ -644,14 +644,6 @@ def _repair_level_incremental(
     return None
 
 
-def _segments_of(geoms: np.ndarray) -> _himpl.Segments:
-    """:meth:`Segments.of <geogrid._hierarchy_impl.Segments.of>` of every polygon part: a MultiPolygon has rings too."""
-    parts, part_of = shapely.get_parts(np.asarray(geoms, dtype=object), return_index=True)
-    segs = _himpl.Segments.of(parts)
-    segs.cell = part_of[segs.cell]
-    return segs
-
-
 def _family_twins(segs: _himpl.Segments, ps: _himpl.Segments, cgroup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Whether each child segment, and each parent segment, is twinned in its family (parent outline reversed)."""
     m = len(segs.key)
@@ -680,7 +672,7 @@ def _lost_twins(
         return np.zeros(0, dtype=np.int64)
     at = {int(r): i for i, r in enumerate(rows)}
     changed = np.array(sorted(at[r] for r in outcome.geoms), dtype=np.int64)
-    new = _segments_of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
+    new = _himpl.Segments.of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
     new.cell = changed[new.cell]
     was = np.isin(cs.cell, changed)
     touched = np.concatenate([cs.key[was], new.key]) @ _HASH  # equal keys hash equal; collisions only add work
