@@ -12,6 +12,8 @@ each result. Columns:
 - ``defect_left``: the reference finds a defect >= 1 m² that no refusal names (raise mode that
   returned, skip mode, the full rebuild in skip mode);
 - ``refusal_vanished``: raise mode refused something skip mode does not list;
+- ``false_refusal``: a grid refused as losing most of its area outside its parent lies mostly
+  inside its (repaired) parent;
 - ``input_mutated``: the input frame changed;
 - ``sound_changed``: a layer sound by construction and by the reference (no perturbation, an
   enclave, a notch) was refused or had a grid changed by >= 1 m²;
@@ -35,7 +37,15 @@ from layers.errors import TopologyError
 from tests.fuzz import Outcome, gen
 
 FAMILY = "repair"
-COLUMNS = ("crash", "defect_left", "refusal_vanished", "input_mutated", "incremental_vs_full", "sound_changed")
+COLUMNS = (
+    "crash",
+    "defect_left",
+    "refusal_vanished",
+    "false_refusal",
+    "input_mutated",
+    "incremental_vs_full",
+    "sound_changed",
+)
 MIN_AREA_M2 = 1.0
 _FILE_ENCODING_WEIGHT = 0.03  # GeoPackage / GeoJSON / Shapefile round trips: slow, a few percent
 
@@ -311,6 +321,28 @@ def _refusal_keys(refused: pd.DataFrame) -> set[tuple[str, int, tuple[str, ...]]
     }
 
 
+def _needless_refusals(layer: gpd.GeoDataFrame, result: Any) -> list[tuple[str, float]]:
+    """Grids refused as "losing most of their area outside the parent" that lie mostly inside the repaired parent."""
+    out = []
+    ref = result.refused
+    rows = ref[(ref["kind"] == "outside_parent") & ~ref["message"].str.contains("under its siblings")]
+    if rows.empty:
+        return out
+    by_id = dict(zip(layer["grid_id"].astype(str), layer.geometry, strict=True))
+    parent_of = dict(zip(layer["grid_id"].astype(str), layer["parent_id"], strict=True))
+    repaired = dict(zip(result.grids["grid_id"].astype(str), result.grids.geometry, strict=True))
+    for (gid,) in rows["grid_ids"]:
+        pid = parent_of.get(gid)
+        if gid not in by_id or not isinstance(pid, str) or pid not in repaired:
+            continue
+        child = shapely.make_valid(by_id[gid])
+        outside = shapely.difference(child, shapely.make_valid(repaired[pid]))
+        share = shapely.area(outside) / max(shapely.area(child), 1e-300)
+        if share < 0.45:  # repair refuses above one half; snapping may move a little
+            out.append((gid, float(share)))
+    return out
+
+
 def _log_keys(log: pd.DataFrame) -> list[tuple[str, int, str, tuple[str, ...]]]:
     cols = ("action", "level", "grid_id", "other_ids")
     return sorted((str(a), int(lv), str(g), tuple(o)) for a, lv, g, o in zip(*(log[c] for c in cols), strict=True))
@@ -366,6 +398,9 @@ def run_case(seed: int) -> Outcome:
         missing = _refusal_keys(raised.findings) - _refusal_keys(skipped.refused)
         if missing:
             out.fail("refusal_vanished", f"raise refused {sorted(missing)}; skip lists {len(skipped.refused)}")
+    if skipped is not None and not isinstance(skipped, TopologyError):
+        for gid, share in _needless_refusals(layer, skipped):
+            out.fail("false_refusal", f"{gid!r} refused as mostly outside its parent, but only {share:.0%} is")
     raised_ = results.get("raise")
     if sound and raised_ is not None:
         if isinstance(raised_, TopologyError):
