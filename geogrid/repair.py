@@ -33,6 +33,7 @@ equals a full rebuild of every level (same grids, log and refusals).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -592,6 +593,23 @@ def _repair_level_incremental(
     a, b = tree.query(odd)
     play[b[shapely.relate_pattern(odd[a], cells[b], "T********")]] = True
     vertices = _Vertices.of(cells, frame, snap_m)
+    if snap_m > 0 and len(ps.key):
+        # A grid with a vertex within snap_m of a parent's vertex but not on it (one the parents' own
+        # repair may just have moved): the full rebuild, where every parent vertex is an anchor with its
+        # own ring's ownership, decides those snaps; the partial anchor set here does not match it.
+        pts = ps.key.reshape(-1, 2)
+        z = pts[:, 0] + 1j * pts[:, 1]
+        by_z = np.argsort(z)
+        z_sorted, cell_sorted = z[by_z], np.repeat(ps.cell, 2)[by_z]
+
+        def rings(za: complex) -> set[int]:  # the parents that have this point
+            lo, hi = np.searchsorted(z_sorted, za), np.searchsorted(z_sorted, za, side="right")
+            return set(cell_sorted[lo:hi].tolist())
+
+        pz = np.unique(z)
+        pxy = np.column_stack([pz.real, pz.imag])
+        if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, rings):
+            return None
     k = np.array(frame.scale)
     reach = 2 * snap_m / min(k) if snap_m > 0 else 0.0  # input units: a snapped grid stays this close
     untwinned_p = np.flatnonzero(~pfam)
@@ -717,20 +735,60 @@ class _Vertices:
     order: np.ndarray  # distinct points by bucket key
     sorted_key: np.ndarray
     snap_m: float
+    input_z: np.ndarray  # each distinct point in input coordinates, as x + iy
 
     @classmethod
     def of(cls, cells: np.ndarray, frame: _himpl.Frame, snap_m: float) -> _Vertices:
         """Index the vertices of ``cells``."""
-        xy, cell = shapely.get_coordinates(cells, return_index=True)
-        xy = (xy - np.array(frame.origin)) * np.array(frame.scale)
+        raw, cell = shapely.get_coordinates(cells, return_index=True)
+        xy = (raw - np.array(frame.origin)) * np.array(frame.scale)
         uniq, point = _impl.unique_xy(xy)
+        input_z = np.empty(len(uniq), dtype=complex)
+        input_z[point] = raw[:, 0] + 1j * raw[:, 1]
         by_point = np.argsort(point, kind="stable")
         own_start = np.concatenate([[0], np.cumsum(np.bincount(point, minlength=len(uniq)))])
         scale = snap_m if snap_m > 0 else 1.0
         bucket = np.floor(uniq / scale).astype(np.int64)
         key = bucket[:, 0] * 4_294_967_296 + bucket[:, 1]
         order = np.argsort(key, kind="stable")
-        return cls(uniq, cell[by_point], own_start, point, cell, bucket, order, key[order], snap_m)
+        return cls(uniq, cell[by_point], own_start, point, cell, bucket, order, key[order], snap_m, input_z)
+
+    def near(self, anchors: np.ndarray, anchors_input: np.ndarray, rings: Callable[[complex], set[int]]) -> bool:
+        """Whether snapping would join a point of the level to one of ``anchors`` (local metres).
+
+        As in :func:`geogrid._repair_impl.snap_vertices`: two distinct points within ``snap_m``
+        join unless one grid has both, or one parent (``rings``: the parents having each anchor)
+        has both. ``anchors_input``: the anchors in input coordinates, to find which grids have them.
+        """
+        if self.snap_m <= 0 or len(self.xy) == 0 or len(anchors) == 0:
+            return False
+        own_z = self.input_z
+        order_z = np.argsort(own_z)
+        bucket = np.floor(anchors / self.snap_m).astype(np.int64)
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                key = (bucket[:, 0] + dx) * 4_294_967_296 + bucket[:, 1] + dy
+                start = np.searchsorted(self.sorted_key, key)
+                count = np.searchsorted(self.sorted_key, key, side="right") - start
+                total = int(count.sum())
+                if total == 0:
+                    continue
+                a = np.repeat(np.arange(len(anchors)), count)
+                v = self.order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
+                d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
+                hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
+                for ai, b in zip(a[hit].tolist(), v[hit].tolist(), strict=True):
+                    za = anchors_input[ai, 0] + 1j * anchors_input[ai, 1]
+                    if rings(za) & rings(own_z[b]):
+                        continue  # one parent has both points
+                    at = np.searchsorted(own_z[order_z], za)
+                    if at < len(order_z) and own_z[order_z[at]] == za:
+                        u = order_z[at]
+                        ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
+                        if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
+                            continue  # one grid has both points
+                    return True
+        return False
 
     def partners(self, play: np.ndarray) -> np.ndarray:
         """``play`` and, transitively, every grid that has a point snapping could join to one in play.

@@ -6,7 +6,7 @@ import pytest
 
 from tests.fuzz.repair import run_case
 
-SEEDS = range(0, 100)
+SEEDS = [*range(0, 100), 367]  # 367: a child vertex a hair from a parent vertex the level above moved
 
 
 @pytest.mark.slow
