@@ -36,6 +36,8 @@ from geogrid._hierarchy_impl import Frame, fill_holes, holes_of, polygonal
 __all__: list[str] = []
 
 NO_GROUP = -1
+GAP_WIDTH_M = 1.0
+"""Holes of the top level at least this wide (m) are enclaves, not gaps (``check_grids``' default ``gap_width_m``)."""
 
 
 @dataclass
@@ -93,6 +95,19 @@ def rings_of(geoms: np.ndarray) -> np.ndarray:
     if len(geoms) == 0:
         return np.empty(0, dtype=object)
     return shapely.get_rings(shapely.get_parts(polygonal(np.asarray(geoms, dtype=object))))
+
+
+def union_faces(faces: np.ndarray) -> shapely.Geometry:
+    """Union of faces of one arrangement, by ``coverage_union_all``.
+
+    GEOS calls a near-degenerate sliver face "overlapping" (even alone): then ``union_all``.
+    """
+    if len(faces) == 1:
+        return faces[0]
+    try:
+        return shapely.coverage_union_all(faces)
+    except shapely.errors.GEOSException:
+        return shapely.union_all(faces)
 
 
 def unique_xy(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,6 +228,7 @@ class Arrangement:
     area: np.ndarray  # m²
     held: np.ndarray  # covered by a frozen (refused, left as is) grid or a holder: not a gap
     overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders under a grid
+    groups: dict[int, list[int]] = field(default_factory=dict)  # every parent of a face in overlapping parents
 
 
 def _segment_keys(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,8 +268,8 @@ def arrange(
 
     ``frozen`` grids (refused, left as they are) cut the linework and hold their
     faces: those are no gap. ``parents`` None means the top level: the group of a face is 0 inside the
-    jurisdiction (the cells' union with holes between grids kept and enclaves --
-    holes of single grids nobody fills -- removed), else ``NO_GROUP``.
+    jurisdiction (the cells' union with its holes filled, except enclaves: holes at least
+    :data:`GAP_WIDTH_M` wide, however many grids border them), else ``NO_GROUP``.
 
     Incremental repair passes ``parent_lines`` (the parts of the parents' outlines
     that matter, instead of every ring) and ``holders``: the level's grids left as
@@ -287,22 +303,35 @@ def arrange(
         held[hf] = True
         overlapped = np.unique(hi[np.fromiter((bool(cover[f]) for f in hf), dtype=bool, count=hf.size)])
     group = np.full(len(faces), NO_GROUP, dtype=np.int64)
+    also: dict[int, list[int]] = {}
     if parents is None:
         union = shapely.union_all(valid)
-        filled = fill_holes(union)
-        enclaves = shapely.difference(holes_of(valid), union)
-        inside = shapely.intersects(filled, reps) & ~shapely.intersects(enclaves, reps)
+        inside = shapely.intersects(fill_holes(union), reps)
+        holes = shapely.get_parts(holes_of(np.array([union], dtype=object)))
+        if holes.size:
+            # A hole of the level's union is an enclave (land outside the jurisdiction, however many
+            # grids border it) unless it is narrower than the gap width everywhere: a sliver gap.
+            wide = ~shapely.is_empty(shapely.buffer(frame.local(holes), -GAP_WIDTH_M / 2))
+            if wide.any():
+                inside &= ~shapely.intersects(shapely.union_all(holes[wide]), reps)
         group[inside] = 0
     elif len(parents):
         ptree = shapely.STRtree(parents)
         fi, pi = ptree.query(reps, predicate="intersects")
-        group[fi] = pi
+        order = np.lexsort((pi, fi))
+        fi, pi = fi[order], pi[order]
+        group[fi[::-1]] = pi[::-1]  # the first parent by position (= by id)
+        more = np.flatnonzero(np.bincount(fi, minlength=len(faces)) > 1)
+        for f in more.tolist():  # overlapping parents (one refused and left as it is): the face is in each
+            also[f] = pi[fi == f].tolist()
     if exempt is not None:
         # Exempt faces nobody covers are left alone (they need no grid).
         out = shapely.intersects(exempt, reps) & np.array([not c for c in cover], dtype=bool)
         group[out] = NO_GROUP
+        for f in np.flatnonzero(out).tolist():
+            also.pop(f, None)
     area, _ = frame.measure_input(faces)
-    return Arrangement(faces, cover, group, area, held, overlapped)
+    return Arrangement(faces, cover, group, area, held, overlapped, also)
 
 
 def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

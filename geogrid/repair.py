@@ -15,7 +15,12 @@ cycle), a grid with no geometry, a grid that would lose most of its area to clip
 (its ``parent_id`` is probably wrong), a parent with no children to give its area to.
 By default a refusal raises :class:`~layers.errors.TopologyError` listing all of them
 and nothing is changed; with ``errors="skip"`` the rest is repaired and the refusals
-are returned.
+are returned. Both modes decide alike: a refused grid is left as it is and its level
+repaired again without it, so the error lists exactly what ``errors="skip"`` returns.
+
+A hole of the top level at least 1 m wide is an enclave (land outside the jurisdiction,
+however many grids border it, as :func:`~geogrid.hierarchy.check_grids` says): it is
+left open, never filled or refused. Grids may be Polygons or MultiPolygons.
 
 After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
 log claims fixed.
@@ -28,6 +33,7 @@ equals a full rebuild of every level (same grids, log and refusals).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -116,7 +122,8 @@ def repair_grids(
         CRS in which areas and distances are measured (default: as ``check_grids``).
     errors
         ``"raise"`` (default): any refusal raises and nothing changes. ``"skip"``:
-        refused grids and gaps are left as they are, the rest is repaired.
+        refused grids and gaps are left as they are, the rest is repaired, and
+        ``refused`` lists every refusal (the same list ``"raise"`` puts in the error).
 
     Returns
     -------
@@ -210,6 +217,7 @@ def _repair_grids(
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
         skip: set[int] = set()
+        earlier: list[tuple[_impl.Refusal, int | None]] = []  # refusals of the grids left out of the rerun
         while True:
             use = rows if not skip else np.array([r for r in rows if r not in skip], dtype=np.int64)
             frozen = np.flatnonzero(usable & (level == lv) & ~np.isin(np.arange(len(raw)), use))
@@ -223,12 +231,15 @@ def _repair_grids(
             outcome = fast or _repair_level(
                 lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid
             )
-            dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None}
-            if errors == "skip" and dropped - skip:
-                skip |= dropped  # refused grids stay as they are: repair the level again without them
+            dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None} - skip
+            if dropped:
+                # Refused grids stay as they are: repair the level again without them, in both modes
+                # (raise mode then lists what skip mode leaves, and the levels below see the same parents).
+                earlier += [rf for rf in outcome.refusals if rf[1] in dropped]
+                skip |= dropped
                 continue
             break
-        refusals += [rf for rf, _ in outcome.refusals]
+        refusals += [rf for rf, _ in earlier + outcome.refusals]
         for row, new in outcome.geoms.items():
             out[row] = new
         _extend(log, outcome.log)
@@ -370,10 +381,16 @@ def _repair_level(
     children: dict[int, list[int]] = {}
     for c in range(n):
         children.setdefault(int(cgroup[c]), []).append(c)
+    for f, gs in arr.groups.items():
+        # a face in overlapping parents (one refused, left as it is) belongs to the parent whose child
+        # covers it, else to the first with children
+        with_kids = [g for g in gs if g in (children if with_children is None else with_children)] or gs
+        arr.group[f] = next((g for g in with_kids if any(cgroup[c] == g for c in arr.cover[f])), with_kids[0])
     for f in range(nf):
         g = int(arr.group[f])
         cov = arr.cover[f]
-        own = [c for c in cov if g >= 0 and cgroup[c] == g]
+        in_all = arr.groups.get(f)
+        own = [c for c in cov if g >= 0 and (cgroup[c] == g if in_all is None else int(cgroup[c]) in in_all)]
         lost += [(c, f) for c in cov if c not in own]
         if g < 0:
             continue
@@ -389,7 +406,7 @@ def _repair_level(
     if gap_faces.size:
         groups = arr.group[gap_faces]
         by_group = [(g, gap_faces[groups == g]) for g in np.unique(groups)]
-        group_parts = [shapely.get_parts(shapely.coverage_union_all(arr.faces[fs])) for _, fs in by_group]
+        group_parts = [shapely.get_parts(_impl.union_faces(arr.faces[fs])) for _, fs in by_group]
         group_area, _ = frame.measure_input(np.concatenate(group_parts))  # one pass through the transformer
         at = 0
         for (g, fs), parts in zip(by_group, group_parts, strict=True):
@@ -465,9 +482,7 @@ def _repair_level(
     for (action, c, others), fs in sorted(pieces.items(), key=lambda kv: (kv[0][0], gid[kv[0][1]], kv[0][2])):
         touched.add(c)
         faces = arr.faces[np.array(fs)]
-        merged.append(
-            (action, c, others, shapely.get_parts(shapely.coverage_union_all(faces)) if len(fs) > 1 else faces)
-        )
+        merged.append((action, c, others, shapely.get_parts(_impl.union_faces(faces)) if len(fs) > 1 else faces))
     if merged:
         all_parts = np.concatenate([m[3] for m in merged])
         all_area, _ = frame.measure_input(all_parts)  # one pass through the transformer
@@ -483,7 +498,7 @@ def _repair_level(
         fs = np.flatnonzero(owner == c)
         if fs.size == 0:
             continue
-        new = shapely.coverage_union_all(arr.faces[fs]) if fs.size > 1 else arr.faces[fs[0]]
+        new = _impl.union_faces(arr.faces[fs])
         if moved_n[c]:
             touched.add(c)
             msg = f"{moved_n[c]} vertex(es) of grid {gid[c]!r} snapped to a neighbour's or the parent's, by up to {moved_d[c]:.3g} m"
@@ -571,11 +586,30 @@ def _repair_level_incremental(
     if any(int(p) not in with_children for p in ps.cell[~pfam]):
         return None  # a parent with no child: the full rebuild refuses it
     tree = shapely.STRtree(cells)
-    odd = shapely.linestrings(cs.key[~fam0].reshape(-1, 2, 2))
+    # untwinned segments of the children, and of the parents (a parent's edge cutting through a
+    # child whose own edges all twin, e.g. a hole punched into the parent)
+    odd = shapely.linestrings(np.concatenate([cs.key[~fam0], ps.key[~pfam]]).reshape(-1, 2, 2))
     # crosses or within, in one pass: the segment's interior meets the grid's interior
     a, b = tree.query(odd)
     play[b[shapely.relate_pattern(odd[a], cells[b], "T********")]] = True
     vertices = _Vertices.of(cells, frame, snap_m)
+    if snap_m > 0 and len(ps.key):
+        # A grid with a vertex within snap_m of a parent's vertex but not on it (one the parents' own
+        # repair may just have moved): the full rebuild, where every parent vertex is an anchor with its
+        # own ring's ownership, decides those snaps; the partial anchor set here does not match it.
+        pts = ps.key.reshape(-1, 2)
+        z = pts[:, 0] + 1j * pts[:, 1]
+        by_z = np.argsort(z)
+        z_sorted, cell_sorted = z[by_z], np.repeat(ps.cell, 2)[by_z]
+
+        def rings(za: complex) -> set[int]:  # the parents that have this point
+            lo, hi = np.searchsorted(z_sorted, za), np.searchsorted(z_sorted, za, side="right")
+            return set(cell_sorted[lo:hi].tolist())
+
+        pz = np.unique(z)
+        pxy = np.column_stack([pz.real, pz.imag])
+        if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, rings):
+            return None
     k = np.array(frame.scale)
     reach = 2 * snap_m / min(k) if snap_m > 0 else 0.0  # input units: a snapped grid stays this close
     untwinned_p = np.flatnonzero(~pfam)
@@ -701,20 +735,60 @@ class _Vertices:
     order: np.ndarray  # distinct points by bucket key
     sorted_key: np.ndarray
     snap_m: float
+    input_z: np.ndarray  # each distinct point in input coordinates, as x + iy
 
     @classmethod
     def of(cls, cells: np.ndarray, frame: _himpl.Frame, snap_m: float) -> _Vertices:
         """Index the vertices of ``cells``."""
-        xy, cell = shapely.get_coordinates(cells, return_index=True)
-        xy = (xy - np.array(frame.origin)) * np.array(frame.scale)
+        raw, cell = shapely.get_coordinates(cells, return_index=True)
+        xy = (raw - np.array(frame.origin)) * np.array(frame.scale)
         uniq, point = _impl.unique_xy(xy)
+        input_z = np.empty(len(uniq), dtype=complex)
+        input_z[point] = raw[:, 0] + 1j * raw[:, 1]
         by_point = np.argsort(point, kind="stable")
         own_start = np.concatenate([[0], np.cumsum(np.bincount(point, minlength=len(uniq)))])
         scale = snap_m if snap_m > 0 else 1.0
         bucket = np.floor(uniq / scale).astype(np.int64)
         key = bucket[:, 0] * 4_294_967_296 + bucket[:, 1]
         order = np.argsort(key, kind="stable")
-        return cls(uniq, cell[by_point], own_start, point, cell, bucket, order, key[order], snap_m)
+        return cls(uniq, cell[by_point], own_start, point, cell, bucket, order, key[order], snap_m, input_z)
+
+    def near(self, anchors: np.ndarray, anchors_input: np.ndarray, rings: Callable[[complex], set[int]]) -> bool:
+        """Whether snapping would join a point of the level to one of ``anchors`` (local metres).
+
+        As in :func:`geogrid._repair_impl.snap_vertices`: two distinct points within ``snap_m``
+        join unless one grid has both, or one parent (``rings``: the parents having each anchor)
+        has both. ``anchors_input``: the anchors in input coordinates, to find which grids have them.
+        """
+        if self.snap_m <= 0 or len(self.xy) == 0 or len(anchors) == 0:
+            return False
+        own_z = self.input_z
+        order_z = np.argsort(own_z)
+        bucket = np.floor(anchors / self.snap_m).astype(np.int64)
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                key = (bucket[:, 0] + dx) * 4_294_967_296 + bucket[:, 1] + dy
+                start = np.searchsorted(self.sorted_key, key)
+                count = np.searchsorted(self.sorted_key, key, side="right") - start
+                total = int(count.sum())
+                if total == 0:
+                    continue
+                a = np.repeat(np.arange(len(anchors)), count)
+                v = self.order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
+                d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
+                hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
+                for ai, b in zip(a[hit].tolist(), v[hit].tolist(), strict=True):
+                    za = anchors_input[ai, 0] + 1j * anchors_input[ai, 1]
+                    if rings(za) & rings(own_z[b]):
+                        continue  # one parent has both points
+                    at = np.searchsorted(own_z[order_z], za)
+                    if at < len(order_z) and own_z[order_z[at]] == za:
+                        u = order_z[at]
+                        ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
+                        if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
+                            continue  # one grid has both points
+                    return True
+        return False
 
     def partners(self, play: np.ndarray) -> np.ndarray:
         """``play`` and, transitively, every grid that has a point snapping could join to one in play.
