@@ -13,27 +13,24 @@ Each defect is computed from its definition:
 - ``outside_parent``: ``difference(child, parent)``;
 - ``parent_not_tiled``: ``difference(parent, union_all(children))``.
 
-Pieces are measured in a metric CRS; pieces smaller than ``min_area_m2`` are dropped.
+Pieces are measured in a metric CRS; pieces smaller than ``min_area_m2`` are dropped. The
+pieces are :func:`geogrid.reference.check_grids`'s (one definition of each defect); this
+adds the repair's view: one gap row per level and the layer's own CRS for measuring.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 import geopandas as gpd
 import shapely
 from pyproj import CRS
 
+from geogrid._reference_check import check_grids_reference
+
 __all__ = ["reference_defects"]
 
 _COLUMNS = ["kind", "level", "grid_ids", "area_m2", "geometry"]
-
-
-def _polygonal(g: shapely.Geometry) -> shapely.Geometry:
-    """Return the polygonal part of ``g`` (a MultiPolygon, possibly empty)."""
-    parts = [p for p in shapely.get_parts(g) if isinstance(p, shapely.Polygon | shapely.MultiPolygon)]
-    return shapely.union_all(parts) if parts else shapely.MultiPolygon()
 
 
 def _metric_of(grids: gpd.GeoDataFrame, metric_crs: object) -> CRS:
@@ -87,71 +84,20 @@ def reference_defects(
     >>> reference_defects(g)[["kind", "level", "grid_ids", "area_m2"]].values.tolist()
     [['overlap', 1, ('a', 'b'), 1000.0], ['gap', 1, (), 1000.0], ['parent_not_tiled', 0, ('D',), 1000.0]]
     """
-    metric = _metric_of(grids, metric_crs)
-    ids = grids["grid_id"].astype(str).tolist()
-    parents = [None if pd.isna(p) or str(p).strip() == "" else str(p).strip() for p in grids["parent_id"]]
-    level = pd.to_numeric(grids["level"]).astype(int).tolist()
-    raw = list(grids.geometry.array)
-    rows: list[tuple[str, int, tuple[str, ...], shapely.Geometry]] = []
-
-    geom: dict[int, shapely.Geometry] = {}
-    for i, g in enumerate(raw):
-        if g is None or g.is_empty or not isinstance(g, shapely.Polygon | shapely.MultiPolygon) or not g.is_valid:
-            rows.append(("invalid", level[i], (ids[i],), shapely.Polygon()))
-        if g is not None and not g.is_empty:
-            geom[i] = _polygonal(shapely.make_valid(g))
-
-    by_level: dict[int, list[int]] = {}
-    for i in geom:
-        by_level.setdefault(level[i], []).append(i)
-    top = by_level.get(min(by_level), []) if by_level else []
-    jurisdiction = outline
-    if jurisdiction is None:
-        # the level-0 union, its holes filled except enclaves: holes at least gap_width_m wide
-        union = shapely.union_all([geom[i] for i in top])
-        polys = shapely.get_parts(union)
-        filled = shapely.union_all([shapely.Polygon(p.exterior) for p in polys])
-        holes = [shapely.Polygon(r) for p in polys for r in p.interiors]
-        local = gpd.GeoSeries(holes, crs=grids.crs).to_crs(metric)
-        enclaves = [h for h, m in zip(holes, local, strict=True) if not m.buffer(-gap_width_m / 2).is_empty]
-        jurisdiction = shapely.difference(filled, shapely.union_all(enclaves)) if enclaves else filled
-
-    for lv, members in sorted(by_level.items()):
-        level_geoms = np.array([geom[i] for i in members], dtype=object)
-        a, b = shapely.STRtree(level_geoms).query(level_geoms, predicate="intersects")  # envelope pruning only
-        for x, y in zip(a.tolist(), b.tolist(), strict=True):
-            if x < y:
-                i, j = members[x], members[y]
-                piece = _polygonal(shapely.intersection(geom[i], geom[j]))
-                rows.append(("overlap", lv, tuple(sorted((ids[i], ids[j]))), piece))
-        union = shapely.union_all([geom[i] for i in members])
-        rows.append(("gap", lv, (), _polygonal(shapely.difference(jurisdiction, union))))
-
-    row_of = {gid: i for i, gid in enumerate(ids)}
-    children: dict[int, list[int]] = {}
-    for i in geom:
-        p = row_of.get(parents[i]) if parents[i] is not None else None
-        if p is None or p not in geom:
-            continue
-        children.setdefault(p, []).append(i)
-        rows.append(("outside_parent", level[i], (ids[i], ids[p]), _polygonal(shapely.difference(geom[i], geom[p]))))
-    for p, kids in children.items():
-        union = shapely.union_all([geom[k] for k in kids])
-        rows.append(("parent_not_tiled", level[p], (ids[p],), _polygonal(shapely.difference(geom[p], union))))
-
-    pieces = gpd.GeoSeries([r[3] for r in rows], crs=grids.crs)
-    area = pieces.to_crs(metric).area.to_numpy(dtype=float)
-    keep = np.array([r[0] == "invalid" for r in rows], dtype=bool) | (area >= min_area_m2)
+    ref = check_grids_reference(
+        grids,
+        gap_width_m=gap_width_m,
+        min_area_m2=0.0,
+        outline=outline,
+        metric_crs_=_metric_of(grids, metric_crs),
+    )
+    gap = ref["kind"] == "gap"
+    whole = [  # one gap row per level: its pieces together
+        ("gap", int(lv), (), float(grp["area_m2"].sum()), shapely.union_all(grp.geometry.to_numpy()))
+        for lv, grp in ref[gap].groupby("level", sort=True)
+    ]
+    out = pd.concat([ref[~gap], pd.DataFrame(whole, columns=_COLUMNS)], ignore_index=True)
+    out = out[(out["kind"] == "invalid") | (out["area_m2"] >= min_area_m2)]
     order = {k: n for n, k in enumerate(("invalid", "overlap", "gap", "outside_parent", "parent_not_tiled"))}
-    out = pd.DataFrame(
-        {
-            "kind": [r[0] for r in rows],
-            "level": [r[1] for r in rows],
-            "grid_ids": [r[2] for r in rows],
-            "area_m2": area,
-            "geometry": pieces.to_numpy(),
-        }
-    )[keep]
-    out["rank"] = out["kind"].map(order)
-    out = out.sort_values(["rank", "level"], kind="stable").drop(columns="rank").reset_index(drop=True)
-    return out[_COLUMNS]
+    out = out.assign(rank=out["kind"].map(order)).sort_values(["rank", "level"], kind="stable")
+    return pd.DataFrame(out[_COLUMNS]).reset_index(drop=True)

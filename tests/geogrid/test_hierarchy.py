@@ -566,14 +566,8 @@ def test_real_boundaries_repair_removes_overlaps_and_gaps():
     assert not {"invalid", "overlap", "gap"} & set(left)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "2 pairs of the 262 Tokyo grids (08203/08465: 1.2 km, 12328/12329: 45 m) keep a near-collinear "
-        "edge that GEOS's coverage validator flags"
-    ),
-    strict=True,
-)
 def test_real_boundaries_repair_is_sound():
+    # once a strict xfail: 2 pairs kept a near-collinear edge; the repair now rebuilds them exactly
     from geogrid.repair import repair_grids
 
     assert check_grids(repair_grids(_tokyo(), max_gap_m2=1e4).grids).sound
