@@ -15,7 +15,13 @@ reference                   fast path it specifies
                             every level: lowest grid_id among closed grids)
 :func:`covered_area`        :func:`geogrid.grid_coverage` ``covered_m2`` (fine
                             inscribed / circumscribed arcs: a bracket)
+:func:`verify_edit`         the edits (:func:`geogrid.split_grid`, ``merge_grids``,
+                            ``transfer_area``...): the post-conditions an accepted
+                            edit must meet, as a list of what is broken
 ==========================  ====================================================
+
+:func:`geogrid.repair_grids` is held to :func:`check_grids`: every defect it leaves must
+be among its refusals.
 """
 
 from __future__ import annotations
@@ -24,5 +30,6 @@ from geogrid._reference_assign import assign_points_reference as assign_points
 from geogrid._reference_check import check_grids_reference as check_grids
 from geogrid._reference_check import jurisdiction_reference as jurisdiction
 from geogrid._reference_coverage import reference_covered_area as covered_area
+from geogrid._reference_edits import verify_edit
 
-__all__ = ["assign_points", "check_grids", "covered_area", "jurisdiction"]
+__all__ = ["assign_points", "check_grids", "covered_area", "jurisdiction", "verify_edit"]
