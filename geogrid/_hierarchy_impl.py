@@ -204,13 +204,21 @@ def union_level(geoms: np.ndarray, dirty: np.ndarray) -> shapely.Geometry:
     return base
 
 
-def unite(lv: Level) -> None:
+def unite(lv: Level, tiles: Level | None = None) -> None:
     """Set ``lv.union``; if its clean cells turn out to overlap, mark every cell dirty.
 
-    Never seen: it would take an overlap between cells every fast pass called clean. The
-    whole level then goes to the exhaustive path (every intersecting pair is tested)
-    rather than a guess.
+    ``tiles``: the level above, when :func:`exactly_tiled` holds for every one of its
+    grids and every cell of ``lv`` has one of them as parent. With neither level dirty,
+    the cells then tile the grids above exactly (their rings cancel family by family), so
+    the union is the one above: no union is computed.
+
+    The other check is never seen to fire: it would take an overlap between cells every
+    fast pass called clean. The whole level then goes to the exhaustive path (every
+    intersecting pair is tested) rather than a guess.
     """
+    if tiles is not None and tiles.union is not None and not lv.dirty.any() and not tiles.dirty.any():
+        lv.union = tiles.union
+        return
     base, ok = _clean_union(lv.geoms[~lv.dirty])
     if not ok:
         lv.dirty[:] = True
@@ -541,6 +549,15 @@ def untwinned(geoms: np.ndarray, segs: Segments | None = None) -> np.ndarray:
     return out
 
 
+def families(parents: Level, children: Level, parent_row: np.ndarray) -> np.ndarray:
+    """Position in ``parents`` of each child's usable parent (-1: none)."""
+    pr = parent_row[children.rows]
+    if not len(parents.rows):
+        return np.full(len(pr), -1)
+    at = np.clip(np.searchsorted(parents.rows, pr), 0, len(parents.rows) - 1)
+    return np.where((pr >= 0) & (parents.rows[at] == pr), at, -1)
+
+
 def exactly_tiled(parents: Level, children: Level, child_parent: np.ndarray) -> np.ndarray:
     """Parents whose children's rings, with the parent's ring reversed, twin exactly.
 
@@ -784,9 +801,7 @@ def nesting_findings(
     report_untiled: bool,
 ) -> None:
     """``outside_parent`` for the children, ``parent_not_tiled`` for the parents."""
-    pr = parent_row[children.rows]
-    at = np.clip(np.searchsorted(parents.rows, pr), 0, max(len(parents.rows) - 1, 0))
-    child_parent = np.where((pr >= 0) & (parents.rows[at] == pr), at, -1) if len(parents.rows) else np.full(len(pr), -1)
+    child_parent = families(parents, children, parent_row)
     has = child_parent >= 0
     ci = np.flatnonzero(has)
     exact = exactly_tiled(parents, children, child_parent)

@@ -296,7 +296,13 @@ def check_grids(
         rows = np.flatnonzero(usable & (level == lv))
         cur = _impl.build_level(lv, rows, ids, local, gw)
         built[lv] = cur
-        _impl.unite(cur)
+        above = built.get(lv - 1)
+        tiles = None
+        if above is not None:
+            fam = _impl.families(above, cur, parent_row)
+            if (fam >= 0).all() and _impl.exactly_tiled(above, cur, fam).all():
+                tiles = above
+        _impl.unite(cur, tiles)
         if jurisdiction is None:
             jurisdiction = _impl.jurisdiction_of(cur, outline_l, gw)
             rim = shapely.boundary(jurisdiction)
@@ -306,7 +312,6 @@ def check_grids(
             _impl.overlap_findings(cur, ma, out)
             _impl.gap_findings(cur, jurisdiction, exempt_l, gw, ma, out)
         tick(f"level {lv}")
-        above = built.get(lv - 1)
         if above is not None and (wanted or (lv - 1) in report):  # type: ignore[operator]
             _impl.nesting_findings(
                 above,
