@@ -71,7 +71,7 @@ def hierarchy(rng: np.random.Generator, n_basic: int, n_levels: int, crs_kind: s
     parents_of: list[np.ndarray] = []
     cur_centre = centre
     for depth in range(n_levels - 1, 0, -1):
-        n_par = 1 if depth == 1 else max(2, len(levels_geoms[0]) // int(rng.integers(3, 9)))
+        n_par = int(rng.integers(1, 4)) if depth == 1 else max(2, len(levels_geoms[0]) // int(rng.integers(3, 9)))
         pick = rng.choice(len(cur_centre), size=min(n_par, len(cur_centre)), replace=False)
         d = np.hypot(
             cur_centre[:, None, 0] - cur_centre[None, pick, 0], cur_centre[:, None, 1] - cur_centre[None, pick, 1]
@@ -258,12 +258,17 @@ def _cut_everywhere(g: gpd.GeoDataFrame, shape: shapely.Geometry) -> None:
 def _enclave(rng: np.random.Generator, g: gpd.GeoDataFrame, *, between: bool) -> str:
     """Land outside the jurisdiction: a hole through every level (sound)."""
     basic = g[g["level"] == g["level"].max()]
-    if between:  # around a vertex shared by three or more basic grids
+    if between:  # around a vertex shared by three or more basic grids (by top-level grids if there are several)
+        tops = g.geometry[g["level"] == 0].to_numpy()
         xy = shapely.get_coordinates(basic.geometry.to_numpy())
         u, cnt = np.unique(xy, axis=0, return_counts=True)
         inner = u[cnt >= 4]  # each ring repeats its first vertex; 3 cells meeting count >= 3
-        top = shapely.boundary(shapely.union_all(g.geometry[g["level"] == 0].to_numpy()))
+        top = shapely.boundary(shapely.union_all(tops))
         far = inner[shapely.distance(shapely.points(inner), top) > 60 * _metres(g)]
+        if len(tops) > 1:
+            seams = shapely.union_all(shapely.boundary(tops))
+            on_seam = far[shapely.distance(shapely.points(far), seams) < 1e-9 * _metres(g) + 1e-12]
+            far = on_seam if on_seam.size else far
         if far.size == 0:
             return "no inner vertex"
         c = far[int(rng.integers(0, len(far)))]
@@ -278,7 +283,16 @@ def _notch(rng: np.random.Generator, g: gpd.GeoDataFrame) -> str:
     """An acute notch 0.3-1 m wide, 10-40 m deep cut into the outline through every level (sound)."""
     top = shapely.union_all(g.geometry[g["level"] == 0].to_numpy())
     ring = shapely.get_exterior_ring(shapely.get_parts(top)[0])
-    p = shapely.line_interpolate_point(ring, rng.uniform(0, 1), normalized=True)
+    # where two basic grids meet the outline, most of the time (the hard case); anywhere otherwise
+    basic = g.geometry[g["level"] == g["level"].max()].to_numpy()
+    xy, which = shapely.get_coordinates(basic, return_index=True)
+    on = shapely.distance(shapely.points(xy), ring) < 1e-9 * _metres(g) + 1e-12
+    u, cnt = np.unique(np.unique(np.column_stack([xy[on], which[on]]), axis=0)[:, :2], axis=0, return_counts=True)
+    meet = u[cnt >= 2]
+    if meet.size and rng.random() < 0.8:
+        p = shapely.Point(meet[int(rng.integers(0, len(meet)))])
+    else:
+        p = shapely.line_interpolate_point(ring, rng.uniform(0, 1), normalized=True)
     inward = shapely.get_coordinates(shapely.centroid(top))[0] - shapely.get_coordinates(p)[0]
     inward /= np.hypot(*inward)
     depth, width = rng.uniform(10, 40) * _metres(g), rng.uniform(0.3, 1.0) * _metres(g)
