@@ -97,6 +97,23 @@ def rings_of(geoms: np.ndarray) -> np.ndarray:
     return shapely.get_rings(shapely.get_parts(polygonal(np.asarray(geoms, dtype=object))))
 
 
+def outline_rings(top: np.ndarray, frame: Frame) -> np.ndarray:
+    """Return the outline the top level implies: its union's shells and its enclaves' rings.
+
+    Snapping treats them as one ring: two of its vertices never snap together, so a notch
+    in the outline narrower than the snap distance stays open (as ``check_grids`` calls it
+    sound), wherever grids of different parents meet it.
+    """
+    if len(top) == 0:
+        return np.empty(0, dtype=object)
+    union = shapely.union_all(polygonal(np.asarray(top, dtype=object)))
+    parts = shapely.get_parts(union)
+    shells = shapely.get_exterior_ring(parts)
+    holes = shapely.get_parts(holes_of(np.array([union], dtype=object)))
+    wide = holes[~shapely.is_empty(shapely.buffer(frame.local(holes), -GAP_WIDTH_M / 2))] if holes.size else holes
+    return np.concatenate([shells, shapely.get_exterior_ring(wide)]).astype(object)
+
+
 def union_faces(faces: np.ndarray) -> shapely.Geometry:
     """Union of faces of one arrangement, by ``coverage_union_all``.
 

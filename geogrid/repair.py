@@ -212,6 +212,7 @@ def _repair_grids(
 
     # 1. level by level, parents first, each against its repaired parents
     ok = usable & ((parent_row >= 0) | (level == 0))
+    rim = _impl.outline_rings(out[usable & (level == level[usable].min())], frame) if usable.any() else None
     segments: dict[int, tuple[np.ndarray, _himpl.Segments]] = {}
     for lv in sorted({int(v) for v in level[usable]}):
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
@@ -226,10 +227,10 @@ def _repair_grids(
                 fast = _Outcome({}, _impl.Change(), [])  # one valid grid on top: nothing to snap, fill or clip
             elif incremental and lv and frozen.size == 0:
                 fast = _repair_level_incremental(
-                    lv, use, above, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, segments
+                    lv, use, above, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, segments, rim
                 )
             outcome = fast or _repair_level(
-                lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid
+                lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, rim=rim
             )
             dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None} - skip
             if dropped:
@@ -343,6 +344,7 @@ def _repair_level(
     parent_lines: np.ndarray | None = None,
     holders: np.ndarray | None = None,
     with_children: set[int] | None = None,
+    rim: np.ndarray | None = None,
 ) -> _Outcome:
     """Repair the grids ``rows`` of level ``lv`` against their parents ``above``.
 
@@ -371,6 +373,11 @@ def _repair_level(
 
     if anchors is None:
         anchors = _impl.rings_of(par) if par is not None else np.empty(0, dtype=object)
+    if rim is not None and rim.size:  # the outline: one owner for all its vertices (they never join)
+        owner_of = np.arange(len(anchors)) if anchor_owner is None else np.asarray(anchor_owner)
+        shared = int(owner_of.max()) + 1 if owner_of.size else 0
+        anchors = np.concatenate([anchors, rim]).astype(object)
+        anchor_owner = np.concatenate([owner_of, np.full(len(rim), shared)]).astype(np.int64)
     snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(cells, anchors, frame, snap_m, anchor_owner)
     arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen], parent_lines=parent_lines, holders=holders)
     nf = len(arr.faces)
@@ -544,6 +551,7 @@ def _repair_level_incremental(
     exempt: shapely.Geometry | None,
     made_valid: np.ndarray,
     segments: dict[int, tuple[np.ndarray, _himpl.Segments]],
+    rim: np.ndarray | None = None,
 ) -> _Outcome | None:
     """Repair level ``lv`` by rebuilding only the grids in play; None: take the full rebuild.
 
@@ -647,6 +655,7 @@ def _repair_level_incremental(
             parent_lines=seg_lines,  # snapping can move a grid's edge off the parent edge it twinned
             holders=cells[kept],
             with_children=with_children,
+            rim=rim,
         )
         if outcome.refusals:
             return None

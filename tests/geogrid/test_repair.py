@@ -453,3 +453,25 @@ def test_children_of_a_parent_under_a_refused_duplicate_are_not_refused(tiny_gri
     result = repair_grids(g, errors="skip")
     assert list(result.refused["grid_ids"]) == [("S1b",)]
     assert not result.changed
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["incremental", "full-rebuild"])
+def test_a_notch_in_the_outline_narrower_than_snap_m_stays_open(incremental):
+    # a 0.6 m wide, 40 m deep notch cut into the outline exactly where two grids of different
+    # parents meet: a sound layer (the check says so), which no repair path may snap shut
+    notch = shapely.Polygon([(99.7, 100), (100, 60), (100.3, 100)])
+    cells = {"a": shapely.box(0, 0, 100, 100) - notch, "b": shapely.box(100, 0, 200, 100) - notch}
+    g = gpd.GeoDataFrame(
+        {
+            "grid_id": ["D", "S1", "S2", "a", "b"],
+            "parent_id": [None, "D", "D", "S1", "S2"],
+            "level": [0, 1, 1, 2, 2],
+        },
+        geometry=[cells["a"] | cells["b"], cells["a"], cells["b"], cells["a"], cells["b"]],
+        crs="EPSG:32650",
+    )
+    g = g.set_geometry(g.geometry.translate(500_000, 4_330_000))
+    assert check_grids(g).sound
+    result = _repair_grids(g, snap_m=1.0, incremental=incremental)
+    assert len(result.log) == 0 and len(result.refused) == 0
+    assert all(shapely.equals(x, y) for x, y in zip(result.grids.geometry, g.geometry, strict=True))
