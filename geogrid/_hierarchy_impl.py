@@ -799,12 +799,19 @@ def nesting_findings(
     *,
     report_outside: bool,
     report_untiled: bool,
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """``outside_parent`` for the children, ``parent_not_tiled`` for the parents."""
-    child_parent = families(parents, children, parent_row)
+    """``outside_parent`` for the children, ``parent_not_tiled`` for the parents.
+
+    ``known``: :func:`families` and :func:`exactly_tiled` of these two levels, if computed already.
+    """
+    if known is None:
+        child_parent = families(parents, children, parent_row)
+        exact = exactly_tiled(parents, children, child_parent)
+    else:
+        child_parent, exact = known
     has = child_parent >= 0
     ci = np.flatnonzero(has)
-    exact = exactly_tiled(parents, children, child_parent)
     test = ci[~exact[child_parent[ci]]]  # children of exactly tiled parents are inside them
     shapely.prepare(parents.geoms)
     outside_child = np.zeros(len(children.rows), dtype=bool)

@@ -298,9 +298,11 @@ def check_grids(
         built[lv] = cur
         above = built.get(lv - 1)
         tiles = None
+        known = None
         if above is not None:
             fam = _impl.families(above, cur, parent_row)
-            if (fam >= 0).all() and _impl.exactly_tiled(above, cur, fam).all():
+            known = (fam, _impl.exactly_tiled(above, cur, fam))  # the nesting pass below reuses both
+            if (fam >= 0).all() and known[1].all():
                 tiles = above
         _impl.unite(cur, tiles)
         if jurisdiction is None:
@@ -322,6 +324,7 @@ def check_grids(
                 out,
                 report_outside=wanted,
                 report_untiled=report is None or (lv - 1) in report,
+                known=known,
             )
         tick(f"nesting {lv - 1}/{lv}")
     if method == "reference":

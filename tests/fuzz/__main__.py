@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, mod in mods.items():
             try:
                 out = mod.run_case(seed)  # type: ignore[attr-defined]
-            except Exception as err:
+            except (
+                Exception
+            ) as err:  # a case that raises outside its own counting is a harness error, counted and named
                 out = Outcome(name, seed, "harness")
                 out.fail("harness_error", f"{type(err).__name__}: {err}")
             cases[name] += 1

@@ -237,6 +237,6 @@ def run_case(seed: int) -> Outcome:
         _compare(assign_points(points, grids, nested=False), ref, "mismatch_located", points, out)
         if "relinked" not in name and "nudged" not in name:  # parent_id is right: trusting it is too
             _compare(assign_points(points, grids, nested=True), ref, "mismatch_trusted", points, out)
-    except Exception:
+    except Exception:  # any exception of either path is counted as a crash, with its traceback
         out.fail("crash", traceback.format_exc(limit=5))
     return out

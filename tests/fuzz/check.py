@@ -87,7 +87,7 @@ def run_case(seed: int) -> Outcome:
     ref = check_grids_reference(grids)
     try:
         fast = check_grids(grids).findings
-    except Exception as err:
+    except Exception as err:  # any exception of the engine is the finding, counted with its traceback
         out.fail("crash", f"{what}: {type(err).__name__}: {err}\n{traceback.format_exc(limit=4)}")
         return out
     compare(fast, ref, out)
