@@ -292,21 +292,30 @@ WITHHELD_REASONS = {
     "no_value": "the grid has no value (NaN): left out of the analysis",
     "constant": "every grid has the same value (or none has any): nothing to compare",
     "too_few": "fewer incidents in the window than the minimum for the whole analysis",
+    "sparse": "fewer incidents expected in a neighbourhood than the minimum: counts that small cannot be told from chance",
     "no_neighbours": "the grid has no neighbour: its neighbourhood is the grid alone",
+    "few_nearby": "fewer incidents in the grid and its neighbours than the minimum: not enough to call it anything",
     "empty_neighbourhood": "the grid and all its neighbours are 0: no data, not a cold spot",
-    "sparse": "fewer incidents expected in the neighbourhood than the minimum: a count that small cannot be told from chance",
 }
 """Why a grid got no bin: code → explanation (the ``withheld`` column holds the code)."""
 
 
-def _withhold(y: np.ndarray, w_star: sp.csr_array, *, min_total: float, min_expected: float) -> np.ndarray:
+def _withhold(
+    y: np.ndarray,
+    w_star: sp.csr_array,
+    *,
+    min_total: float,
+    min_expected: float,
+    min_neighbourhood: float = 0.0,
+) -> np.ndarray:
     """Reason code per site (None: analysed) for values ``y`` (no NaN) and binary ``w_star`` with the diagonal.
 
-    In order: ``constant`` (all equal), ``too_few`` (``sum(y) < min_total``), ``no_neighbours``,
-    ``empty_neighbourhood`` (the site and its neighbours all 0), ``sparse`` (the
-    neighbourhood's expected sum under no clustering, ``card * mean(y)``, below
-    ``min_expected``). The first and the last two depend on the data only through
-    ``sum(y)``, so withholding on them does not select on the tested value.
+    For the whole analysis: ``constant`` (all equal), ``too_few`` (``sum(y) < min_total``),
+    ``sparse`` (an average neighbourhood expects fewer than ``min_expected``: ``mean(card)
+    * mean(y)``). These depend on the data only through ``sum(y)``, so they select nothing
+    by the tested value. Per site: ``no_neighbours``, ``empty_neighbourhood`` (the site and
+    its neighbours all 0) and ``few_nearby`` (their sum below ``min_neighbourhood``): a
+    neighbourhood that small can be neither a hot spot nor evidence of a cold one.
     """
     n = y.size
     out = np.full(n, None, dtype=object)
@@ -320,9 +329,11 @@ def _withhold(y: np.ndarray, w_star: sp.csr_array, *, min_total: float, min_expe
         out[:] = "too_few"
         return out
     card = np.asarray(w_star.sum(axis=1)).ravel()
+    if card.mean() * total / n < min_expected:
+        out[:] = "sparse"
+        return out
     hood = w_star @ np.abs(y)
-    expected = card * total / n
-    out[(expected < min_expected)] = "sparse"
+    out[hood < min_neighbourhood] = "few_nearby"
     out[hood == 0] = "empty_neighbourhood"
     out[card <= 1] = "no_neighbours"
     return out

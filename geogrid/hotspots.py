@@ -40,6 +40,7 @@ __all__ = [
     "EHSA_CATEGORIES",
     "MIN_EXPECTED",
     "MIN_INCIDENTS",
+    "MIN_NEIGHBOURHOOD",
     "WITHHELD_REASONS",
     "KernelDensity",
     "KnoxResult",
@@ -136,10 +137,16 @@ def _subset(adj: Any, ok: np.ndarray) -> Any:
 MIN_INCIDENTS = 30
 """Fewer incidents than this in the window: :func:`incident_hotspots` bins no grid (``withheld="too_few"``)."""
 
-MIN_EXPECTED = 10.0
-"""Fewer incidents expected in a grid's neighbourhood than this (its size times the mean count):
-:func:`incident_hotspots` bins it not (``withheld="sparse"``). Measured: below it, the normal p of
-Poisson counts is too small in the upper tail for the FDR to hold (BENCHMARKS.md)."""
+MIN_EXPECTED = 5.0
+"""Fewer incidents expected in an average neighbourhood than this (mean neighbourhood size times
+the mean count): :func:`incident_hotspots` bins no grid (``withheld="sparse"``); on 990 basic
+grids with queen neighbours that is fewer than about 600 incidents. The normal approximation
+of a neighbourhood sum needs a few expected events (the classic rule of 5)."""
+
+MIN_NEIGHBOURHOOD = 5.0
+"""Fewer incidents than this in a grid and its neighbours: :func:`incident_hotspots` bins it
+not (``withheld="few_nearby"``; none at all: ``"empty_neighbourhood"``). Such a grid cannot be
+a hot spot, and a cold spot on a handful of events is not evidence."""
 
 
 def _test(
@@ -174,6 +181,7 @@ def gi_star(
     fdr: float | None = 0.05,
     min_total: float = 0.0,
     min_expected: float = 0.0,
+    min_neighbourhood: float = 0.0,
     metric_crs: object = None,
 ) -> gpd.GeoDataFrame:
     """Getis–Ord Gi* hot and cold spots of a value per grid: z, normal p, FDR, ArcGIS's bins.
@@ -188,9 +196,10 @@ def gi_star(
 
     Grids are withheld (``withheld`` holds the reason, see
     :data:`geogrid.hotspots.WITHHELD_REASONS`; their ``p`` is NaN and their bin 0) when the
-    value is NaN, all values are equal, the values sum to less than ``min_total``, the grid
-    has no neighbour, the grid and its neighbours are all 0, or fewer than ``min_expected``
-    are expected in the neighbourhood. Withheld grids are not counted as tests by the FDR.
+    value is NaN, all values are equal, the values sum to less than ``min_total``, an
+    average neighbourhood expects less than ``min_expected``, the grid has no neighbour, or
+    the grid and its neighbours sum to 0 or to less than ``min_neighbourhood``. Withheld
+    grids are not counted as tests by the FDR.
 
     Parameters
     ----------
@@ -210,9 +219,11 @@ def gi_star(
     fdr
         False-discovery rate: ``bin`` is computed on ``p_fdr`` and ``significant`` is
         ``p_fdr <= fdr``. None: ``bin`` on the unadjusted p, ``significant`` at 0.05.
-    min_total, min_expected
-        Minimum sum of the values, and minimum expected sum per neighbourhood, for a bin
-        (:func:`incident_hotspots` uses :data:`MIN_INCIDENTS` and :data:`MIN_EXPECTED`).
+    min_total, min_expected, min_neighbourhood
+        Minimum sum of the values and minimum expected sum in an average neighbourhood
+        (below either no grid gets a bin), and minimum sum in a grid's own neighbourhood
+        (:func:`incident_hotspots` uses :data:`MIN_INCIDENTS`, :data:`MIN_EXPECTED`,
+        :data:`MIN_NEIGHBOURHOOD`).
     metric_crs
         CRS for distance bands; default: the layer's own if projected, else the
         CGCS2000 Gauss–Krüger zone (China) or UTM zone of the grids' centre.
@@ -251,7 +262,9 @@ def gi_star(
     if ok.any():
         sub = _subset(adj, ok)
         w_star = sp.csr_array(_st._binary_offdiag(sub) + sp.eye_array(int(ok.sum()), format="csr"))
-        withheld[ok] = _st._withhold(y[ok], w_star, min_total=min_total, min_expected=min_expected)
+        withheld[ok] = _st._withhold(
+            y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+        )
         if ok.sum() >= 3:
             r = _st._gi_star(y[ok], sub, permutations=permutations, seed=seed)
             z[ok], p_perm[ok], p_sim[ok] = r.z, r.p_perm, r.p_sim
@@ -282,6 +295,7 @@ def local_moran(
     fdr: float | None = 0.05,
     min_total: float = 0.0,
     min_expected: float = 0.0,
+    min_neighbourhood: float = 0.0,
     metric_crs: object = None,
 ) -> gpd.GeoDataFrame:
     """Local Moran's I clusters (HH, LL) and outliers (HL, LH): analytic z, normal p, FDR.
@@ -294,7 +308,7 @@ def local_moran(
 
     Parameters
     ----------
-    values, grids, weights, permutations, seed, min_total, min_expected, metric_crs
+    values, grids, weights, permutations, seed, min_total, min_expected, min_neighbourhood, metric_crs
         As in :func:`gi_star`.
     fdr
         A grid is in a cluster when ``p_fdr <= fdr`` (BH over the analysed grids); None:
@@ -328,7 +342,9 @@ def local_moran(
     if ok.any():
         sub = _subset(adj, ok)
         w_star = sp.csr_array(_st._binary_offdiag(sub) + sp.eye_array(int(ok.sum()), format="csr"))
-        withheld[ok] = _st._withhold(y[ok], w_star, min_total=min_total, min_expected=min_expected)
+        withheld[ok] = _st._withhold(
+            y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+        )
         if ok.sum() >= 3 and not np.all(y[ok] == y[ok][0]):
             r = _st._local_moran(y[ok], sub, permutations=permutations, seed=seed)
             local_i[ok], z[ok], p_perm[ok], p_sim[ok] = r.i, r.z, r.p_perm, r.p_sim
@@ -371,13 +387,15 @@ def incident_hotspots(
     fdr: float | None = 0.05,
     min_total: float = MIN_INCIDENTS,
     min_expected: float = MIN_EXPECTED,
+    min_neighbourhood: float = MIN_NEIGHBOURHOOD,
 ) -> gpd.GeoDataFrame:
     """Gi* hot spots of incident counts per grid of one level.
 
     Incidents are counted in the grid that holds them (points outside every grid are
     not counted); grids with none count 0. Then :func:`gi_star` on the counts, with the
-    minimum counts :data:`MIN_INCIDENTS` (whole window) and :data:`MIN_EXPECTED` (per
-    neighbourhood): on a quiet week most grids are withheld rather than painted cold.
+    minimum counts :data:`MIN_INCIDENTS` (whole window), :data:`MIN_EXPECTED` (an average
+    neighbourhood) and :data:`MIN_NEIGHBOURHOOD` (each grid's): on a quiet week the grids
+    are withheld with the reason rather than painted cold.
 
     Parameters
     ----------
@@ -393,7 +411,7 @@ def incident_hotspots(
         ``"reported_at"`` (default) or ``"closed_at"``: the time the window filters.
     weights, permutations, seed, fdr
         As in :func:`gi_star`.
-    min_total, min_expected
+    min_total, min_expected, min_neighbourhood
         The minimum counts (see :func:`gi_star`).
 
     Returns
@@ -414,6 +432,7 @@ def incident_hotspots(
         fdr=fdr,
         min_total=min_total,
         min_expected=min_expected,
+        min_neighbourhood=min_neighbourhood,
     )
 
 
@@ -494,6 +513,7 @@ def emerging_hotspots(
     tz: str = DEFAULT_TZ,
     min_total: float = MIN_INCIDENTS,
     min_expected: float = MIN_EXPECTED,
+    min_neighbourhood: float = MIN_NEIGHBOURHOOD,
 ) -> gpd.GeoDataFrame:
     """Emerging hot-spot analysis on a space-time cube of incident counts (grid × period).
 
@@ -507,8 +527,8 @@ def emerging_hotspots(
     ``time_lag`` preceding periods. A bin is a hot (cold) spot when z > 0 (< 0) and its
     two-sided normal p — Benjamini–Hochberg adjusted over all bins when ``fdr`` — is
     below ``alpha``. Bins are withheld (neither hot nor cold, not counted by the FDR) as
-    in :func:`gi_star`, with ``min_total`` incidents in the whole cube and ``min_expected``
-    per space-time neighbourhood. The trend of each grid is a Mann–Kendall test of its Gi* z-scores
+    in :func:`gi_star`, with ``min_total`` incidents in the whole cube, ``min_expected`` in
+    an average space-time neighbourhood and ``min_neighbourhood`` in each bin's. The trend of each grid is a Mann–Kendall test of its Gi* z-scores
     over time (significant at ``alpha``).
 
     The categories (ArcGIS's definitions; "90 %" is ``min_share``), for hot spots —
@@ -553,9 +573,9 @@ def emerging_hotspots(
         intensifying, diminishing or historical.
     strict
         ArcGIS's rules only, without the addition for ended hot spots.
-    min_total, min_expected
-        The minimum counts (see :func:`gi_star`; defaults :data:`MIN_INCIDENTS` and
-        :data:`MIN_EXPECTED`).
+    min_total, min_expected, min_neighbourhood
+        The minimum counts (see :func:`gi_star`; defaults :data:`MIN_INCIDENTS`,
+        :data:`MIN_EXPECTED`, :data:`MIN_NEIGHBOURHOOD`) over the space-time cube.
 
     Returns
     -------
@@ -589,7 +609,9 @@ def emerging_hotspots(
     r = _st._gi_star(counts.ravel(), cube_adj, permutations=0, seed=0)
     z = r.z.reshape(n, t)
     cube_star = sp.csr_array(cube_adj + sp.eye_array(n * t, format="csr"))
-    held = _st._withhold(counts.ravel(), cube_star, min_total=min_total, min_expected=min_expected)
+    held = _st._withhold(
+        counts.ravel(), cube_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+    )
     analysed = np.array([h is None for h in held], dtype=bool)
     p2 = np.where(analysed, _st._two_sided(r.p_norm), np.nan)
     p_use = (_st._fdr_bh(p2) if fdr else p2).reshape(n, t)

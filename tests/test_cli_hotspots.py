@@ -128,8 +128,8 @@ def test_a_quiet_week_paints_no_cold_spot(demo_gpkg):
     rows = json.loads(out.stdout)
     assert 30 <= sum(r["count"] for r in rows) <= 400
     assert not any(r["bin"] < 0 for r in rows)
-    assert {r["withheld"] for r in rows if r["bin"] == 0} <= {"sparse", "empty_neighbourhood", "too_few", None}
+    assert {r["withheld"] for r in rows} == {"sparse"}  # 147 incidents: about 1 expected per neighbourhood
     assert sum(1 for r in rows if r["withheld"]) > len(rows) / 2
     text = run(demo_gpkg, "--level", 3, "--category", "养犬管理", "--since", "2025-03-03", "--until", "2025-03-09")
     assert "withheld (no bin, not coloured)" in text.stdout
-    assert "sparse: fewer incidents expected in the neighbourhood" in text.stdout
+    assert "sparse: fewer incidents expected in a neighbourhood than the minimum" in text.stdout

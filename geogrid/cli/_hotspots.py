@@ -137,9 +137,9 @@ def hotspots(
     neighbours, takes the two-sided normal p of its z-score (or, with
     --permutations N, a permutation mid-p), adjusts the p-values for the
     false-discovery rate and bins them as ArcGIS's Gi_Bin (±3/±2/±1 at 99/95/90 %).
-    Grids too sparse to judge are withheld with the reason, not binned: fewer than
-    30 incidents in the window, or fewer than 10 expected in a grid's neighbourhood,
-    or no incident in the grid and its neighbours. Dates are whole days in the
+    Grids too sparse to judge are withheld with the reason, not binned: all of them
+    with fewer than 30 incidents in the window or fewer than 5 expected in an average
+    neighbourhood; a grid with fewer than 5 in itself and its neighbours. Dates are whole days in the
     store's time zone (Asia/Shanghai unless its metadata says time_zone); --until
     includes the day. Exit status: 0 done, 2 unusable input (the reason on stderr).
 

@@ -521,6 +521,9 @@ def test_withheld_reasons_and_the_fdr_counts_only_analysed_grids():
     analysed = got["withheld"].isna()
     assert analysed.sum() == len(grids) - 2
     np.testing.assert_allclose(got.loc[analysed, "p_fdr"], adjust_fdr(got.loc[analysed, "p"].to_numpy()))
+    nearby = gi_star(y, grids, min_neighbourhood=50)  # ~20 per grid: only the corner's neighbourhoods hold < 50
+    assert set(nearby["withheld"].dropna()) == {"few_nearby", "empty_neighbourhood"}
+    assert nearby["withheld"].iloc[98] == "few_nearby" and pd.isna(nearby["withheld"].iloc[0])  # 87 + 97 only
     sparse = gi_star(y / 10, grids, min_expected=20)  # ~2 per grid, 9 in a neighbourhood: ~18 expected
     assert (sparse["withheld"].isin(["sparse", "empty_neighbourhood"])).all()
 
