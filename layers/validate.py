@@ -50,7 +50,7 @@ from layers.errors import (
 )
 from layers.schema import SCHEMAS, STORAGE_CRS, Column, LayerKind, LayerSchema, coerce_dtypes
 
-__all__ = ["OPTION_FOR_COLUMN", "Limits", "validate_layer"]
+__all__ = ["OPTION_FOR_COLUMN", "Limits", "count_invalid_at_door", "validate_layer"]
 
 OPTION_FOR_COLUMN: dict[str, str] = {
     "grid_id": "id",
@@ -733,6 +733,7 @@ def check_frame(
     from_file: bool = False,
     count_vertices: bool = True,
     extra: Sequence[Problem] = (),
+    hierarchy: bool = True,
 ) -> _Checked:
     """Run every door check; return the problems and the parsed columns (private to layers)."""
     schema = SCHEMAS[LayerKind(kind)]
@@ -747,7 +748,7 @@ def check_frame(
     _check_geometry(geoms, schema, checked.crs, ids, limits, checked, count_vertices=count_vertices)
     _check_columns(frame, schema, ids, tz, from_file, checked)
     _check_ids(frame, schema, ids, checked)
-    if schema.kind is LayerKind.GRIDS:
+    if schema.kind is LayerKind.GRIDS and hierarchy:
         _check_hierarchy(ids, checked)
     if schema.kind is LayerKind.INCIDENTS:
         _check_incident_times(ids, checked)
@@ -856,6 +857,35 @@ def validate_layer(
     >>> validate_layer(g.iloc[:1], "grids")["level"].dtype
     Int64Dtype()
     """
+    frame, geoms, checked = _door(gdf, kind, source=source, limits=limits, tz=tz)
+    return finish_frame(frame, geoms, LayerKind(kind), checked)
+
+
+def count_invalid_at_door(
+    gdf: gpd.GeoDataFrame,
+    kind: LayerKind | str,
+    *,
+    source: str = "<frame>",
+    hierarchy: bool = True,
+) -> int:
+    """Run :func:`validate_layer`'s checks without building the canonical frame.
+
+    For callers that keep their own frame (the topology check): returns the number of
+    invalid polygons and raises the same :class:`ValidationError`. ``hierarchy=False``
+    skips the grid hierarchy pass, for a caller that reports those problems itself.
+    """
+    return int(_door(gdf, kind, source=source, hierarchy=hierarchy)[2].invalid_rows.size)
+
+
+def _door(
+    gdf: gpd.GeoDataFrame,
+    kind: LayerKind | str,
+    *,
+    source: str,
+    limits: Limits | None = None,
+    tz: str | None = None,
+    hierarchy: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray, _Checked]:
     try:
         kind = LayerKind(kind)
     except ValueError as err:
@@ -866,7 +896,7 @@ def validate_layer(
         raise ValidationError(source, [Problem("not_a_geodataframe", msg)])
     frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
     geoms = np.asarray(gdf.geometry.array, dtype=object)
-    checked = check_frame(frame, geoms, kind, crs=gdf.crs, tz=tz, limits=limits)
+    checked = check_frame(frame, geoms, kind, crs=gdf.crs, tz=tz, limits=limits, hierarchy=hierarchy)
     if checked.problems:
         raise ValidationError(source, checked.problems)
-    return finish_frame(frame, geoms, kind, checked)
+    return frame, geoms, checked
