@@ -475,3 +475,31 @@ def test_a_notch_in_the_outline_narrower_than_snap_m_stays_open(incremental):
     result = _repair_grids(g, snap_m=1.0, incremental=incremental)
     assert len(result.log) == 0 and len(result.refused) == 0
     assert all(shapely.equals(x, y) for x, y in zip(result.grids.geometry, g.geometry, strict=True))
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["incremental", "full-rebuild"])
+def test_a_seam_meeting_one_side_of_a_notch_does_not_snap_to_the_other_side(incremental):
+    # Two children of S1 meet the notch's left side at v, 1.1 m from the notch's right mouth corner
+    # (S2's and the outline's vertex): both lie on the outline, so snapping (snap_m=1.5) must not
+    # join them. It did, closing part of the notch and clipping 15.8 m² off a sound layer.
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (500_000 + x, 4_330_000 + y)
+
+    notch = shapely.Polygon([at(99.5, 100), at(100, 68), at(100.5, 100)])
+    v = at(99.5 + 0.5 / 64, 99.5)  # exactly on the notch's left side
+    s1, s2 = shapely.box(*at(0, 0), *at(100, 100)) - notch, shapely.box(*at(100, 0), *at(200, 100)) - notch
+    a1 = shapely.Polygon([at(0, 50), v, at(99.5, 100), at(0, 100)])
+    a2 = shapely.Polygon([at(0, 0), at(100, 0), at(100, 68), v, at(0, 50)])
+    g = gpd.GeoDataFrame(
+        {
+            "grid_id": ["D", "S1", "S2", "a1", "a2", "b"],
+            "parent_id": [None, "D", "D", "S1", "S1", "S2"],
+            "level": [0, 1, 1, 2, 2, 2],
+        },
+        geometry=[s1 | s2, s1, s2, a1, a2, s2],
+        crs="EPSG:32650",
+    )
+    assert check_grids(g).sound
+    result = _repair_grids(g, snap_m=1.5, incremental=incremental)
+    assert len(result.log) == 0 and len(result.refused) == 0
+    assert all(shapely.equals(x, y) for x, y in zip(result.grids.geometry, g.geometry, strict=True))
