@@ -20,7 +20,10 @@ repaired again without it, so the error lists exactly what ``errors="skip"`` ret
 
 A hole of the top level at least 1 m wide is an enclave (land outside the jurisdiction,
 however many grids border it, as :func:`~geogrid.hierarchy.check_grids` says): it is
-left open, never filled or refused. Grids may be Polygons or MultiPolygons.
+left open, never filled or refused. Snapping never joins two points of the outline with
+land outside the jurisdiction between them, so a notch narrower than ``snap_m`` stays
+open. A gap piece under 0.01 m² that no child can take is rounding noise (the check's
+``min_area_m2``): it is left, not refused. Grids may be Polygons or MultiPolygons.
 
 After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
 log claims fixed.
@@ -588,7 +591,9 @@ def _repair_level_incremental(
     and keep their geometry byte for byte; on the grids in play the full rebuild
     computes the same faces, owners, snaps and log. A kept grid overlapped after all,
     or whose segments lose a twin (a neighbour in play gained a vertex on their shared
-    edge), is brought into play and the level redone. Refusals, a parent without
+    edge), or that a rebuilt grid overlaps, is brought into play and the level redone; so is,
+    from the start, a grid having a vertex its parents gained in their own repair (the full
+    rebuild nodes its edges against the new parent edge there). Refusals, a parent without
     children or a level mostly in play go to the full rebuild, which decides them.
     ``segments`` caches the edge segments of levels left unchanged, for their children.
     """
