@@ -452,6 +452,22 @@ def test_reshape_line_leaving_the_district_is_refused(row4):
     _refused(row4, reshape_boundary, "a", "b", line, match=r"the line leaves 'a' and 'b'.*outside the district outline")
 
 
+def test_reshape_line_within_snap_m_of_the_outline_is_snapped_onto_it(row4):
+    # the bend reaches 0.3 m below the outline (snap_m = 1): it is snapped onto the outline, so the
+    # line does not leave the district (the fuzz generator once expected a refusal); 5 m below, refused
+    def bend(depth: float) -> shapely.LineString:
+        return shapely.LineString([_at(shapely.Point(x, y)).coords[0] for x, y in ((100, 40), (130, -depth), (100, 0))])
+
+    new, cs = reshape_boundary(row4, "a", "b", bend(0.3))
+    _sound(new)
+    assert cs.moves[["from_id", "to_id"]].values.tolist() == [["b", "a"]]
+    outline = shapely.union_all(new.geometry[new["level"] == 1].to_numpy())
+    assert shapely.area(shapely.symmetric_difference(outline, _at(shapely.box(0, 0, 400, 100)))) < 1e-6
+    _refused(
+        row4, reshape_boundary, "a", "b", bend(5.0), match=r"the line leaves 'a' and 'b'.*outside the district outline"
+    )
+
+
 def test_reparent_to_a_parent_that_does_not_touch_is_refused(tiny_grids):
     g = tiny_grids.copy()
     # a third street S3 east of S2, with one grid: G1 (in S1) does not touch it
