@@ -17,7 +17,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ import shapely
 from layers.errors import NotFoundError
 from layers.schema import CAMERA_STATUSES, INCIDENT_SOURCES, INCIDENT_STATUSES
 from layers.store import GeoPackageStore, Store
+from layers.times import DEFAULT_TZ, in_window, parse_interval
 
 __all__ = [
     "COLLECTIONS",
@@ -247,60 +247,28 @@ def parse_bbox(value: str, crs: str | None = None) -> list[shapely.Polygon]:
     return [shapely.box(minx, miny, maxx, maxy)]
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+def parse_datetime(value: str, tz: str = DEFAULT_TZ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Parse an OGC ``datetime`` into the half-open UTC window ``[start, end)`` it selects.
 
-
-def _instant(text: str, *, end: bool) -> pd.Timestamp | None:
-    text = text.strip()
-    if text in ("", ".."):
-        return None
-    if _DATE.match(text):
-        try:
-            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-        except ValueError as err:
-            msg = f"{text!r} is not a date"
-            raise InvalidParameterError(msg) from err
-        return pd.Timestamp(day + timedelta(days=1) - timedelta(milliseconds=1) if end else day)
-    try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError as err:
-        msg = f"{text!r} is not an RFC 3339 date-time such as 2025-03-01T08:00:00Z"
-        raise InvalidParameterError(msg) from err
-    if moment.tzinfo is None:
-        msg = f"{text!r} has no time zone: add Z or an offset such as +08:00"
-        raise InvalidParameterError(msg)
-    return pd.Timestamp(moment).tz_convert("UTC")
-
-
-def parse_datetime(value: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """Parse an OGC ``datetime``: an instant, or an interval ``start/end`` with ``..`` for open ends.
-
-    A date alone stands for the whole day (UTC). Both ends are inclusive.
+    An instant or an interval ``start/end`` with ``..`` for open ends, read by
+    :func:`layers.times.parse_interval`: a date is the whole day and a time without a zone
+    is a time in ``tz`` (the store's time zone), the forms GDAL (``2025-12-01T/..``) and
+    QGIS send included; an end includes the day or instant it names.
 
     Raises
     ------
     InvalidParameterError
-        Not a date-time, an interval whose start is after its end, or a time without a zone.
+        Not a date-time, or an interval whose start is after its end.
 
     Examples
     --------
     >>> parse_datetime("2025-03-01T08:00:00Z/..")
     (Timestamp('2025-03-01 08:00:00+0000', tz='UTC'), None)
     """
-    parts = value.split("/")
-    if len(parts) == 1:
-        if parts[0].strip() in ("", ".."):
-            msg = f"datetime={value!r}: an instant must be a date or date-time; for all times omit the parameter"
-            raise InvalidParameterError(msg)
-        return _instant(parts[0], end=False), _instant(parts[0], end=True)
-    if len(parts) != 2:
-        msg = f"datetime={value!r} is neither an instant nor an interval start/end"
-        raise InvalidParameterError(msg)
-    start, end = _instant(parts[0], end=False), _instant(parts[1], end=True)
-    if start is not None and end is not None and start > end:
-        msg = f"datetime={value!r} starts after it ends"
-        raise InvalidParameterError(msg)
-    return start, end
+    try:
+        return parse_interval(value, tz)
+    except ValueError as err:
+        raise InvalidParameterError(str(err)) from err
 
 
 @dataclass(frozen=True)
@@ -325,6 +293,7 @@ def build_query(
     filters: Mapping[str, str],
     offset: int,
     limit: int,
+    tz: str = DEFAULT_TZ,
 ) -> ItemsQuery:
     """Check the parameters against ``spec`` and parse them.
 
@@ -350,7 +319,7 @@ def build_query(
         if spec.temporal is None:
             msg = f"{spec.id} has no time: datetime applies to incidents (reported_at)"
             raise InvalidParameterError(msg)
-        start, end = parse_datetime(datetime_)
+        start, end = parse_datetime(datetime_, tz)
     boxes = tuple(parse_bbox(bbox, bbox_crs)) if bbox is not None else ()
     if bbox is None and bbox_crs not in (None, "", CRS84, EPSG4326):
         parse_bbox("0,0,0,0", bbox_crs)  # reports the unsupported CRS
@@ -374,11 +343,7 @@ def query_items(store: Store, cache: LayerCache, spec: CollectionSpec, q: ItemsQ
     mask = np.ones(len(frame), dtype=bool)
     if q.timed and spec.temporal is not None:
         times = frame[spec.temporal]
-        mask &= times.notna().to_numpy()
-        if q.start is not None:
-            mask &= (times >= q.start).fillna(False).to_numpy()
-        if q.end is not None:
-            mask &= (times <= q.end).fillna(False).to_numpy()
+        mask &= times.notna().to_numpy() & in_window(times, q.start, q.end)
     for name, value in q.filters.items():
         dtype, _ = spec.filters[name]
         column = frame[name] if name in frame.columns else pd.Series(pd.NA, index=frame.index)

@@ -219,6 +219,7 @@ def _command_centre_html(
     layers = []
     if hot is not None:
         counts["hot"] = int((hot["bin"] > 0).sum())
+        counts["withheld"] = int(hot["withheld"].notna().sum())
         layers.append("hot spots")
     if views is not None:
         layers.append("camera views")

@@ -34,6 +34,7 @@ from api.features import (
     read_feature,
 )
 from api.models import Collection, Collections, Conformance, Feature, FeatureCollection, LandingPage
+from layers.times import DEFAULT_TZ, store_time_zone
 
 __all__ = ["AUTH_ERRORS", "GEOJSON", "OPENAPI_JSON", "GeoJSONResponse", "router"]
 
@@ -200,7 +201,12 @@ def items(
     bbox_crs: Annotated[Literal[CRS84, EPSG4326] | None, Query(alias="bbox-crs")] = None,  # type: ignore[valid-type]
     crs: Annotated[Literal[CRS84, EPSG4326] | None, Query(description="CRS of the response")] = None,  # type: ignore[valid-type]
     datetime_: Annotated[
-        str | None, Query(alias="datetime", description="instant or interval start/end, '..' open (incidents)")
+        str | None,
+        Query(
+            alias="datetime",
+            description="instant or interval start/end, '..' open (incidents' reported_at); dates are whole days "
+            "and times without a zone are in the store's time zone (Asia/Shanghai unless it names one)",
+        ),
     ] = None,
     f: Annotated[Literal["json", "geojson"] | None, Query()] = None,
     level: Annotated[int | None, Query(ge=0, description="grids: level (0 = top)")] = None,
@@ -220,8 +226,9 @@ def items(
     given = {"level": level, "parent_id": parent_id, "level_name": level_name, "category": category}
     given |= {"source": source, "status": status, "owner": owner}
     filters = {k: str(v) for k, v in given.items() if v is not None}
+    tz = store_time_zone(store.metadata()) if datetime_ is not None else DEFAULT_TZ
     q = build_query(
-        spec, bbox=bbox, bbox_crs=bbox_crs, datetime_=datetime_, filters=filters, offset=offset, limit=limit
+        spec, bbox=bbox, bbox_crs=bbox_crs, datetime_=datetime_, filters=filters, offset=offset, limit=limit, tz=tz
     )
     page, matched = query_items(store, cache, spec, q)
     latitude_first = crs == EPSG4326

@@ -161,8 +161,12 @@ def test_grid_property_filters(full_client, query, expected):
     [
         ("source=hotline", ["E1", "E4"]),
         ("status=closed&category=环境卫生", ["E1", "E3", "E6"]),
-        ("datetime=2025-03-01", ["E1", "E2"]),
+        ("datetime=2025-03-01", ["E1"]),  # the day in Asia/Shanghai ends at 16:00 UTC: E2 (23:59 UTC) is 2 March
+        ("datetime=2025-03-02", ["E2", "E3"]),
         ("datetime=2025-03-01T00:00:00Z", ["E1"]),
+        ("datetime=2025-03-01T08:00:00", ["E1"]),  # no zone: the store's (Asia/Shanghai), as QGIS sends it
+        ("datetime=2025-03-01T/..", ["E1", "E2", "E3", "E4", "E6"]),  # GDAL's -where "reported_at >= '2025-03-01'"
+        ("datetime=../2025-03-01T", ["E1", "E5"]),  # GDAL's "<= '2025-03-01'": the day included
         ("datetime=2025-03-01T08:00:00%2B08:00", ["E1"]),  # 08:00 in Beijing is 00:00 UTC
         ("datetime=2024-12-31T16:00:00Z", ["E5"]),
         ("datetime=2025-03-01T00:00:00Z/2025-03-02T08:00:00Z", ["E1", "E2", "E3"]),
@@ -175,7 +179,11 @@ def test_grid_property_filters(full_client, query, expected):
         "source",
         "status+category",
         "day",
+        "next-day",
         "instant",
+        "instant-no-zone",
+        "gdal-from-day",
+        "gdal-to-day",
         "instant-offset",
         "instant-utc",
         "closed",
@@ -263,14 +271,14 @@ def test_invalid_parameters_are_400_with_the_reason(full_client, query):
     "query",
     [
         "datetime=yesterday",
-        "datetime=2025-03-01T00:00:00",
+        "datetime=2025-02-30",
         "datetime=2025-03-02/2025-03-01",
         "datetime=a/b/c",
         "source=phone",
         "status=lost",
         "datetime=..",
     ],
-    ids=["word", "no-zone", "reversed", "three-parts", "source", "status", "dots"],
+    ids=["word", "no-such-day", "reversed", "three-parts", "source", "status", "dots"],
 )
 def test_invalid_incident_parameters_are_400(full_client, query):
     assert full_client.get(f"/collections/incidents/items?{query}").status_code == 400
