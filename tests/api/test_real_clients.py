@@ -341,3 +341,42 @@ def test_owslib_reads_conformance_collections_and_queryables(served):
     page = api.collection_items("incidents", filter="source = 'hotline' AND status <> 'closed'", limit=5)
     assert page["numberReturned"] == 5
     assert all(f["properties"]["source"] == "hotline" for f in page["features"])
+
+
+# -- geogrid's own tables are not offered as layers -------------------------------------------------
+
+
+@pytest.fixture
+def store_with_plans(small_demo, tmp_path):
+    """A copy of the small demo with a committed plan (versions 1 and 2) and an open plan."""
+    _, path = small_demo
+    store = GeoPackageStore(tmp_path / "planned.gpkg")
+    shutil.copyfile(path, store.path)
+    first = store.create_plan("first", author="test")
+    store.commit_plan(first.plan_id, expected_version=0, author="test")
+    store.create_plan("draft", author="test")
+    return store
+
+
+DATA_LAYERS = ["buildings", "cameras", "grids", "incidents", "streets"]
+
+
+def test_gdal_lists_only_the_data_layers(store_with_plans):
+    out = _gdal("ogrinfo", "-ro", "-q", str(store_with_plans.path))
+    assert sorted(re.findall(r"^\d+: (\w+)", out.stdout, flags=re.M)) == DATA_LAYERS
+    # geogrid still reads its own tables
+    assert [v.version for v in store_with_plans.versions()] == [1, 2]
+    assert len(store_with_plans.read_version(1)) == len(store_with_plans.read("grids"))
+    assert store_with_plans.read_plan("p2")[1].status == "open"
+
+
+def test_qgis_lists_only_the_data_layers(store_with_plans):
+    got = _qgis(
+        """
+        from qgis.core import QgsProviderRegistry
+        details = QgsProviderRegistry.instance().providerMetadata("ogr").querySublayers(sys.argv[1])
+        out["layers"] = sorted(d.name() for d in details)
+        """,
+        str(store_with_plans.path),
+    )
+    assert got["layers"] == DATA_LAYERS
