@@ -10,7 +10,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP_NONCE_KEY", "BodyLimitMiddleware", "SecurityHeadersMiddleware", "csp_nonce"]
+__all__ = ["CSP_NONCE_KEY", "BodyLimitMiddleware", "HeadMiddleware", "SecurityHeadersMiddleware", "csp_nonce"]
 
 CSP_NONCE_KEY = "csp_nonce"
 """Key of the per-request CSP nonce in ``scope["state"]`` (``request.state.csp_nonce``)."""
@@ -105,6 +105,37 @@ class BodyLimitMiddleware:
         start, body = _json_error(status, code, description)
         await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+class HeadMiddleware:
+    """Answer ``HEAD`` wherever ``GET`` is answered: the GET's status and headers, no body.
+
+    The request runs as a GET (same policy, same errors, same ``Content-Length``); the body
+    is dropped on the way out. A path without GET answers HEAD as it answers GET (405).
+
+    Parameters
+    ----------
+    app
+        The ASGI app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a HEAD request as a GET and send only the response's start."""
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_head(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_head)
 
 
 def csp_nonce(scope: Scope) -> str:

@@ -45,6 +45,10 @@ _PLANS = "geogrid_plans"
 _VERSIONS = "geogrid_versions"
 _LOG = "geogrid_edit_log"
 _HIDDEN_PREFIX = "geogrid_"
+_INTERNAL_TYPE = "geogrid_internal"
+"""``gpkg_contents.data_type`` of geogrid's own tables: GDAL, QGIS and ArcGIS list only features,
+attributes and tiles, so plans, versions and the edit log are not offered to GIS users as layers."""
+_INTERNAL_EXTENSION = "geogrid_internal_tables"
 _PLAN_STATUSES = ("open", "committed", "discarded")
 _WHAT_VERSIONS, _WHAT_PLANS, _WHAT_LOG = "versions", "plans", "the edit log"
 
@@ -310,11 +314,15 @@ class GeoPackageStore(Store):
         """Read layer ``name``; the standard kinds come back with their canonical dtypes."""
         self._require()
         names = self.layer_names()
-        if name not in names and not (name.startswith(_HIDDEN_PREFIX) and name in self._all_layers()):
+        internal = name.startswith(_HIDDEN_PREFIX) and name in self._all_layers()
+        if name not in names and not internal:
             msg = f"store {self.path} has no layer {name!r}; it has: {', '.join(names) or 'none'}"
             raise StoreError(msg)
         try:
-            gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, use_arrow=True)
+            if internal:  # registered as internal: GDAL does not list it as a layer, but reads it by SQL
+                gdf = pyogrio.read_dataframe(self.path, sql=f'SELECT * FROM "{name}"', use_arrow=True)
+            else:
+                gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, use_arrow=True)
         except pyogrio.errors.DataSourceError as err:
             msg = f"cannot read layer {name!r} from {self.path}: {err}"
             raise StoreError(msg) from err
@@ -361,6 +369,8 @@ class GeoPackageStore(Store):
                 else:
                     tmp.unlink()
                 yield tmp
+                if tmp.exists():
+                    _hide_internal_tables(tmp)
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, self.path)
@@ -408,9 +418,11 @@ class GeoPackageStore(Store):
 
     # -- plans and versions --------------------------------------------------------
     def _all_layers(self) -> list[str]:
+        """Every table of the file, geogrid's internal ones included."""
         if not self.path.exists():
             return []
-        return [str(n) for n in pyogrio.list_layers(self.path)[:, 0]]
+        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
+            return [str(r[0]) for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
     @staticmethod
     def _plan_layer(plan_id: str) -> str:
@@ -529,6 +541,14 @@ class GeoPackageStore(Store):
 
     def _write_layer(self, path: Path, name: str, gdf: gpd.GeoDataFrame) -> None:
         out = gdf if gdf.crs.to_epsg() in (4326, 4490) else gdf.to_crs(STORAGE_CRS)
+        if name.startswith(_HIDDEN_PREFIX) and path.exists():
+            # Visible to GDAL again while it overwrites the layer; the transaction hides it at the end.
+            with contextlib.closing(sqlite3.connect(path)) as con, con, contextlib.suppress(sqlite3.OperationalError):
+                con.execute("UPDATE gpkg_contents SET data_type = 'features' WHERE table_name = ?", (name,))
+                con.execute(
+                    "DELETE FROM gpkg_extensions WHERE table_name = ? AND extension_name = ?",
+                    (name, _INTERNAL_EXTENSION),
+                )
         pyogrio.write_dataframe(
             out, path, layer=name, driver="GPKG", use_arrow=False, layer_options={"OVERWRITE": "YES"}
         )
@@ -670,6 +690,47 @@ class GeoPackageStore(Store):
         df = pd.DataFrame(rows, columns=cols)
         df["parameters"] = [json.loads(p) for p in df["parameters"]]
         return df
+
+
+def _hide_internal_tables(path: Path) -> None:
+    """Register geogrid's own tables (``geogrid_*``) in ``gpkg_contents`` as internal, not as layers.
+
+    GDAL (so QGIS) lists the tables registered as features, attributes or tiles, and, when no
+    attribute table is registered, every unregistered table too; a table registered with another
+    data type (defined by the ``geogrid_internal_tables`` extension, as the GeoPackage
+    specification allows) is listed by neither. geogrid reads its hidden layers by SQL.
+    """
+    with contextlib.closing(sqlite3.connect(path)) as con, con:
+        has_contents = con.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('gpkg_contents', 'gpkg_extensions')"
+        ).fetchone()[0]
+        if has_contents < 2:
+            return
+        tables = [
+            str(r[0])
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 8) = ?", (_HIDDEN_PREFIX,)
+            )
+        ]
+        for table in tables:
+            con.execute("UPDATE gpkg_contents SET data_type = ? WHERE table_name = ?", (_INTERNAL_TYPE, table))
+            con.execute(
+                "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description) VALUES (?, ?, ?, ?)",
+                (table, _INTERNAL_TYPE, table, "geogrid's own table (plans, versions, edit log): not a data layer"),
+            )
+            con.execute(
+                "INSERT INTO gpkg_extensions (table_name, column_name, extension_name, definition, scope) "
+                "SELECT ?, NULL, ?, ?, 'read-write' WHERE NOT EXISTS (SELECT 1 FROM gpkg_extensions "
+                "WHERE table_name = ? AND extension_name = ?)",
+                (
+                    table,
+                    _INTERNAL_EXTENSION,
+                    "geogrid: a table of plans, versions or the edit log, registered with data_type "
+                    f"'{_INTERNAL_TYPE}' so that GIS clients do not list it as a layer",
+                    table,
+                    _INTERNAL_EXTENSION,
+                ),
+            )
 
 
 @contextlib.contextmanager
