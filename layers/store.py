@@ -215,6 +215,10 @@ class Store(ABC):
         newer network.
         """
 
+    def layer_stamp(self, name: str) -> Hashable | None:
+        """Return a token that changes whenever layer ``name`` changes (None: this backend cannot tell)."""
+        return None
+
     @abstractmethod
     def metadata(self) -> dict[str, Any]:
         """Store metadata: schema version, created/updated timestamps, and user keys."""
@@ -554,7 +558,7 @@ class GeoPackageStore(Store):
                     extra["network_version"] = before + 1
             tx.write_metadata(extra)
 
-    def layer_stamp(self, name: str) -> Hashable:
+    def layer_stamp(self, name: str) -> Hashable | None:
         """Return a token that changes whenever layer ``name`` changes (for caches).
 
         A geogrid write bumps the layer's own counter, so writing a plan leaves the
@@ -568,6 +572,9 @@ class GeoPackageStore(Store):
         with contextlib.closing(self._ro()) as con:
             try:
                 row = con.execute(f"SELECT n FROM {_STAMPS} WHERE layer = ?", (name,)).fetchone()
+                present = con.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND lower(name) = lower(?)", (name,)
+                ).fetchone()
                 guarded = {
                     r[0]
                     for r in con.execute(
@@ -575,7 +582,9 @@ class GeoPackageStore(Store):
                     )
                 }
             except sqlite3.OperationalError:
-                row, guarded = None, set()
+                row, present, guarded = None, True, set()
+        if present is None:
+            return ("absent", None if row is None else int(row[0]))
         if row is not None and set(_guard_names(name)) <= guarded:
             return ("stamp", int(row[0]))
         files = []
@@ -1015,6 +1024,21 @@ class _Tx:
         ).fetchone()
         return bool(row[0])
 
+    def _guard_other_layers(self) -> None:
+        """Give every visible layer without them the triggers that count its outside edits (for caches)."""
+        names = [
+            r[0]
+            for r in self.con.execute(
+                "SELECT table_name FROM gpkg_contents WHERE data_type IN ('features', 'attributes') "
+                "AND table_name NOT LIKE 'geogrid%' AND lower(table_name) <> 'grids'"
+            )
+        ]
+        guards = {r[0] for r in self.con.execute("SELECT name FROM main.sqlite_master WHERE type = 'trigger'")}
+        for name in names:
+            if not set(_guard_names(name)) <= guards:
+                self.guard(name)
+                self.bump(name)
+
     def adopt_outside_edits(self) -> int | None:
         """Make ``grids`` the current version if it changed outside geogrid; return the new version (or None).
 
@@ -1035,6 +1059,7 @@ class _Tx:
                 "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = 'grids'"
             )
         }
+        self._guard_other_layers()
         if set(_guard_names("grids")) <= guards or self._same_as_version(current):
             self.guard("grids")
             return None
