@@ -488,6 +488,14 @@ class GeoPackageStore(Store):
                 con = stack.enter_context(contextlib.closing(self._connect()))
                 if staged:
                     con.execute("ATTACH DATABASE ? AS staged", (str(stage),))
+                con.execute("BEGIN IMMEDIATE")  # first, on its own: record edits made outside geogrid
+                try:
+                    _Tx(self, con).adopt_outside_edits()
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
                 con.execute("BEGIN IMMEDIATE")
                 try:
                     yield _Tx(self, con)
@@ -1063,6 +1071,7 @@ class _Tx:
         if set(_guard_names("grids")) <= guards or self._same_as_version(current):
             self.guard("grids")
             return None
+        self.store._guard_geometries("grids")  # a crashing geometry is refused, not made a version
         at = _now()
         self.record_version(current + 1, at=at, plan_id=None, author=_OUTSIDE)
         self.log(_OUTSIDE, None, "outside_edit", {"network_version": current + 1}, None, None, at)
