@@ -15,7 +15,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,13 +147,18 @@ COLLECTIONS: Mapping[str, CollectionSpec] = {
 
 @dataclass
 class _Entry:
-    stamp: tuple[int, int, int]
+    stamp: Hashable
     frame: gpd.GeoDataFrame
 
 
 @dataclass
 class LayerCache:
-    """Whole layers of GeoPackage stores, kept until their file changes.
+    """Whole layers of GeoPackage stores, kept until the layer changes.
+
+    A layer is keyed on :meth:`~layers.store.Store.layer_stamp`, which a plan edit does
+    not touch, so editing never drops the served network. A rebuild is single-flight:
+    requests arriving while a layer is being read wait for that read instead of
+    starting their own.
 
     Parameters
     ----------
@@ -164,29 +169,40 @@ class LayerCache:
     max_layers: int = 8
     _entries: OrderedDict[tuple[str, str], _Entry] = field(default_factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _flights: dict[tuple[str, str], threading.Lock] = field(default_factory=dict, init=False, repr=False)
 
-    def get(self, store: Store, name: str) -> gpd.GeoDataFrame | None:
-        """Return layer ``name`` of ``store`` from the cache, reading it if needed; None for uncachable stores."""
-        if not isinstance(store, GeoPackageStore):
-            return None
-        try:
-            st = store.path.stat()
-        except OSError:
-            return None  # the store reports the missing file itself
-        key = (str(store.path.resolve()), name)
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    def _hit(self, key: tuple[str, str], stamp: Hashable) -> gpd.GeoDataFrame | None:
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None and hit.stamp == stamp:
                 self._entries.move_to_end(key)
                 return hit.frame
-        frame = store.read(name)
-        frame.sindex  # noqa: B018  (built once here, not per request)
+        return None
+
+    def get(self, store: Store, name: str) -> gpd.GeoDataFrame | None:
+        """Return layer ``name`` of ``store`` from the cache, reading it if needed; None for uncachable stores."""
+        if not isinstance(store, GeoPackageStore) or not store.path.exists():
+            return None  # the store reports a missing file itself
+        stamp = store.layer_stamp(name)
+        if stamp is None:
+            return None
+        key = (str(store.path.resolve()), name)
+        frame = self._hit(key, stamp)
+        if frame is not None:
+            return frame
         with self._lock:
-            self._entries[key] = _Entry(stamp, frame)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_layers:
-                self._entries.popitem(last=False)
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:  # one reader per layer; the others wait for its result
+            frame = self._hit(key, stamp)
+            if frame is not None:
+                return frame
+            frame = store.read(name)
+            frame.sindex  # noqa: B018  (built once here, not per request)
+            with self._lock:
+                self._entries[key] = _Entry(stamp, frame)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.max_layers:
+                    self._entries.popitem(last=False)
         return frame
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import F, column_mapping_options, handle_errors, main
+from geogrid.cli._common import F, column_mapping_options, handle_errors, login_name, main
 from layers.datum import DATUMS
 from layers.errors import Problem, ValidationError, format_ids
 from layers.io import Limits, describe, read_layer
@@ -135,8 +135,9 @@ def import_layer(
     )
     info: dict[str, Any] = describe(gdf)
     store = GeoPackageStore(into)
+    based_on = store.network_version() if lk is LayerKind.GRIDS else None  # before reading what is appended to
     out = merge_into_store(store, lk, gdf, mode=mode, source=src.name)
-    store.write({lk.value: out}, metadata={f"{lk.value}_source": src.name})
+    store.write({lk.value: out}, metadata={f"{lk.value}_source": src.name}, author=login_name(), based_on=based_on)
     crs_note = " (assumed from the lon/lat column names; pass --crs to override)" if info["crs_assumed"] else ""
     lines = [
         f"imported {info['rows']:,} {lk.value} from {src.name} into {into} "
