@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ from layers.errors import InputTooLargeError, Problem, StoreError, ValidationErr
 from layers.schema import SCHEMAS, LayerKind
 from layers.validate import OPTION_FOR_COLUMN, check_frame, finish_frame
 
-__all__ = ["FORMATS", "MAPPING_KEYS", "Limits", "describe", "read_layer", "write_layer"]
+__all__ = ["FORMATS", "MAPPING_KEYS", "Limits", "describe", "read_layer", "write_csv", "write_layer"]
 
 FORMATS: dict[str, str] = {
     ".gpkg": "gpkg",
@@ -479,6 +480,49 @@ def read_layer(
         transform=transform,
         attrs={"source": str(path), "datum": d, "crs_assumed": assumed},
     )
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(frame: pd.DataFrame, dst: str | os.PathLike[str]) -> Path:
+    """Write ``frame`` as UTF-8 CSV (no index, no geometry) that a spreadsheet opens as data, never as formulas.
+
+    Text cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return are
+    prefixed with ``'`` (OWASP, "CSV injection"): names and categories come from citizens'
+    reports and must not run as formulas (``=HYPERLINK(...)``, ``=cmd|...``) in Excel or WPS.
+    Numbers (negative ones included) are written as numbers; every text cell is quoted, so a
+    line break inside a text stays inside its cell.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = write_csv(pd.DataFrame({"category": ["=1+2", "噪音"], "count": [-1, 2]}), p)
+    >>> print(p.read_text(encoding="utf-8"), end="")
+    "category","count"
+    "'=1+2",-1
+    "噪音",2
+    """
+    out = pd.DataFrame(frame).copy()
+    if isinstance(out, gpd.GeoDataFrame) or "geometry" in out.columns:
+        out = pd.DataFrame(
+            out.drop(columns=[c for c in out.columns if isinstance(out[c].dtype, gpd.array.GeometryDtype)])
+        )
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = out[col].map(_defuse, na_action="ignore")
+    out.columns = [str(_defuse(str(c))) for c in out.columns]
+    path = Path(dst)
+    # Every text cell quoted: a CR or LF inside a citizen's text stays inside its cell.
+    out.to_csv(path, index=False, encoding="utf-8", quoting=csv.QUOTE_NONNUMERIC)
+    return path
 
 
 _WRITE_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
