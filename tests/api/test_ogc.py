@@ -56,12 +56,12 @@ def test_landing_page_negotiates_json_and_html(full_client):
     rels = {lk["rel"]: lk for lk in doc["links"]}
     assert {"self", "service-desc", "conformance", "data"} <= set(rels)
     assert rels["service-desc"]["type"] == "application/vnd.oai.openapi+json;version=3.0"
-    assert rels["data"]["href"] == "http://testserver/collections"
+    assert rels["data"]["href"] == "http://localhost/collections"
     assert all(lk.get("type") for lk in doc["links"])
 
     browser = full_client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert browser.headers["content-type"].startswith("text/html")
-    assert 'href="http://testserver/maps/grids"' in browser.text
+    assert 'href="http://localhost/maps/grids"' in browser.text
     assert full_client.get("/?f=json", headers={"Accept": "text/html"}).headers["content-type"] == "application/json"
     assert full_client.get("/?f=html").headers["content-type"].startswith("text/html")
     assert full_client.get("/").headers["content-type"] == "application/json"  # no preference: JSON
@@ -81,7 +81,7 @@ def test_collections_have_extents_crs_and_item_links(full_client, grids, inciden
     g = by_id["grids"]
     assert g["extent"]["spatial"]["bbox"][0] == pytest.approx(list(grids.total_bounds))
     assert g["storageCrs"] == CRS84 and CRS84 in g["crs"]
-    assert _link(g, "items", "application/geo+json") == "http://testserver/collections/grids/items"
+    assert _link(g, "items", "application/geo+json") == "http://localhost/collections/grids/items"
     assert "temporal" not in g["extent"]
     assert by_id["incidents"]["extent"]["temporal"]["interval"] == [["2024-12-31T16:00:00Z", "2025-06-30T10:00:00Z"]]
     assert full_client.get("/collections/incidents").json() == by_id["incidents"]
@@ -106,7 +106,7 @@ def test_items_are_geojson_with_ids_counts_and_links(full_client, grids):
     assert fc["type"] == "FeatureCollection"
     assert _ids(fc) == list(grids["grid_id"])
     assert fc["numberMatched"] == fc["numberReturned"] == len(grids)
-    assert _link(fc, "self", "application/geo+json").startswith("http://testserver/collections/grids/items")
+    assert _link(fc, "self", "application/geo+json").startswith("http://localhost/collections/grids/items")
     assert not [lk for lk in fc["links"] if lk["rel"] in ("next", "prev")]
     first = fc["features"][0]
     assert first["properties"]["name"] == "河北区" and first["properties"]["parent_id"] is None
@@ -119,7 +119,7 @@ def test_one_item_and_a_missing_one(full_client, incidents):
     f = r.json()
     assert f["id"] == "E3" and f["properties"]["reported_at"] == "2025-03-02T08:00:00Z"
     assert f["properties"]["description"] == incidents["description"].iloc[0]  # data, returned as it is
-    assert _link(f, "collection") == "http://testserver/collections/incidents"
+    assert _link(f, "collection") == "http://localhost/collections/incidents"
     missing = full_client.get("/collections/incidents/items/E99")
     assert missing.status_code == 404 and "E99" in missing.json()["description"]
 

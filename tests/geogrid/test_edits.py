@@ -187,7 +187,7 @@ def test_reparent_moves_the_parents_boundary(small):
 def test_update_attributes_refuses_structural_columns(tiny_grids):
     new, cs = update_attributes(tiny_grids, "G1", {"name": "新网格"})
     assert new.set_index("grid_id").loc["G1", "name"] == "新网格" and cs.changed == ("G1",)
-    with pytest.raises(ValueError, match="cannot set 'parent_id'"):
+    with pytest.raises(ValueError, match="'parent_id' cannot be set"):
         update_attributes(tiny_grids, "G1", {"parent_id": "S2"})
     with pytest.raises(NotFoundError, match="grid 'nope' does not exist"):
         update_attributes(tiny_grids, "nope", {"name": "x"})
@@ -550,3 +550,35 @@ def test_edits_of_a_re_encoded_layer_equal_the_polygon_layer(tiny_grids, encodin
     for a, b in zip(want.geometry, got.geometry, strict=True):
         assert shapely.equals(a, b)
         assert len(shapely.get_coordinates(a)) == len(shapely.get_coordinates(b))  # no needless vertex left
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"households": float("nan")},
+        {"households": float("inf")},
+        {"population": 1e300},
+        {"population": 1.5},
+        {"shops": "abc"},
+        {"shops": True},
+        {"households": -1},
+        {"level_name": 3},
+        {"nope": 1},
+    ],
+    ids=["nan", "inf", "1e300", "fraction", "text", "bool", "negative", "name-number", "unknown"],
+)
+def test_update_attributes_refuses_bad_values_naming_the_column(tiny_grids, values):
+    from layers.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=repr(next(iter(values)))):
+        update_attributes(tiny_grids, "G1", values)
+
+
+def test_update_attributes_collects_every_problem_and_takes_whole_floats(tiny_grids):
+    from layers.errors import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        update_attributes(tiny_grids, "G1", {"households": "abc", "grid_id": "x", "nope": 1})
+    assert err.value.kinds == {"bad_value", "protected_column", "unknown_column"}
+    new, _ = update_attributes(tiny_grids, "G1", {"households": 120.0, "population": None})
+    assert new.loc[new.grid_id == "G1", "households"].item() == 120
