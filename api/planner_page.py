@@ -25,7 +25,7 @@ from folium.elements import JSCSSMixin
 from folium.template import Template
 
 from api.pages import add_ready_flag
-from geogrid.maps import VENDORED_ASSETS
+from geogrid.maps import CHROME_RANK_ATTR, VENDORED_ASSETS
 from layers.store import PlanInfo
 
 __all__ = ["add_planner_chrome"]
@@ -45,7 +45,7 @@ class _Geoman(JSCSSMixin, MacroElement):
 
 
 class _PlannerScript(MacroElement):
-    """The planner script, rendered after the map and its layer control (children render in order)."""
+    """The planner script: it uses the layer control, so it renders after the map's chrome."""
 
     _template = Template("{% macro script(this, kwargs) %}{{ this.code }}{% endmacro %}")
 
@@ -53,6 +53,7 @@ class _PlannerScript(MacroElement):
         super().__init__()
         self._name = "GeogridPlanner"
         self.code = code
+        setattr(self, CHROME_RANK_ATTR, 3)
 
 
 def _json_for_html(value: object) -> str:
