@@ -131,6 +131,7 @@ def planner_page(plan_id: str, request: Request, store: StoreDep, settings: Sett
         colours=list(LEVEL_COLOURS),
         edits_url=f"/plans/{info.plan_id}/edits",
         diff_url=f"/plans/{info.plan_id}/diff",
+        commit_url=f"/plans/{info.plan_id}/commit",
     )
     page = render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope), inplace=True)
     return HTMLResponse(page, headers={"ETag": f'"{info.version}"'})
