@@ -7,7 +7,6 @@ the landing page is also HTML for browsers (``Accept: text/html`` or ``?f=html``
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -33,6 +32,8 @@ from api.features import (
     queryables_document,
     read_feature,
 )
+from api.home_page import home_data, home_html
+from api.middleware import csp_nonce
 from api.models import Collection, Collections, Conformance, Feature, FeatureCollection, LandingPage
 from layers.times import DEFAULT_TZ, store_time_zone
 
@@ -137,8 +138,9 @@ def landing(
     settings: SettingsDep,
     store: StoreDep,
     f: Annotated[Literal["json", "html"] | None, Query(description="json or html; default by Accept")] = None,
+    lang: Annotated[Literal["zh", "en"], Query(description="language of the HTML page")] = "zh",
 ) -> Any:
-    """Return the landing page: JSON for clients (QGIS), HTML with links to the maps for browsers."""
+    """Return the landing page: JSON for clients (QGIS), the application's home page for browsers."""
     links = _landing_links(request, settings.docs)
     doc = {
         "title": "geogrid",
@@ -149,31 +151,9 @@ def landing(
     if not _wants_html(request, f):
         return JSONResponse(doc, headers=headers)
     ids = [s.id for s in available(store)]
-    return HTMLResponse(_landing_html(doc, ids, _base(request)), headers=headers)
-
-
-def _landing_html(doc: dict[str, Any], collection_ids: list[str], base: str) -> str:
-    e = html.escape
-    maps = (
-        f'<li><a href="{e(base)}maps/command-centre">Command centre (指挥中心)</a>: grids, incidents, cameras, '
-        "hot spots, blind spots</li>"
-        f'<li><a href="{e(base)}maps/grids">Grid levels</a></li>'
-    )
-    api = "".join(
-        f'<li><a href="{e(link["href"])}">{e(link["title"])}</a> <code>{e(link["type"])}</code></li>'
-        for link in doc["links"]
-        if link["rel"] in ("service-desc", "service-doc", "conformance", "data")
-    )
-    layers = "".join(
-        f'<li><a href="{e(base)}collections/{e(c)}/items?limit=10">{e(c)}</a></li>' for c in collection_ids
-    )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>geogrid</title>'
-        '<link rel="icon" href="data:,"></head><body>'
-        f"<h1>{e(doc['title'])}</h1><p>{e(doc['description'])}</p>"
-        f"<h2>Maps</h2><ul>{maps}</ul><h2>Layers (GeoJSON)</h2><ul>{layers}</ul><h2>API</h2><ul>{api}</ul>"
-        "<p>In QGIS: Layer → Add Layer → Add WFS / OGC API – Features Layer, with this page's URL.</p>"
-        "</body></html>"
+    data = home_data(request, settings, store, links, ids)
+    return HTMLResponse(
+        home_html(data, lang=lang, nonce=csp_nonce(request.scope), base=_base(request)), headers=headers
     )
 
 

@@ -22,6 +22,7 @@ ROLES = {"anonymous": {}, "viewer": BEARER[Role.VIEWER], "planner": BEARER[Role.
 # Every route and its policy. A new route must be added here, with the policy it should have.
 EXPECTED_POLICIES = {
     ("GET", "/health"): "public",
+    ("GET", "/favicon.ico"): "public",
     ("GET", "/static"): "public",
     ("GET", "/openapi.json"): "viewer",
     ("GET", "/docs"): "viewer",
