@@ -19,7 +19,7 @@ import shapely
 from folium.plugins import FastMarkerCluster, HeatMap
 from folium.template import Template
 
-from geogrid.maps import _DISPLAY_PRECISION_DEG, _check_grids, _level_overlay, escape_text
+from geogrid.maps import _DISPLAY_PRECISION_DEG, OfflineMap, _check_grids, _level_overlay, escape_text
 from layers import CRSError
 
 __all__ = ["WALL_COLOURS", "command_centre_map"]
@@ -180,7 +180,7 @@ def command_centre_map(
         raise ValueError(msg)
 
     # markercluster needs the map's own maxZoom (folium gives it only to tile layers).
-    m = folium.Map(tiles=None, control_scale=True, zoom_snap=0.25, prefer_canvas=True, maxZoom=19)
+    m = OfflineMap(tiles=None, control_scale=True, zoom_snap=0.25, prefer_canvas=True, maxZoom=19)
     if tiles is not None:
         folium.TileLayer(
             tiles=tiles, attr=escape_text(attribution or "local tiles"), name="basemap", overlay=False

@@ -17,6 +17,7 @@ from api.auth import require_viewer
 from api.deps import CacheDep, SettingsDep, StoreDep
 from api.errors import ErrorBody
 from api.middleware import csp_nonce
+from api.page_store import PageStore
 from api.pages import (
     AnalysisCache,
     Period,
@@ -72,12 +73,16 @@ def _analyses(request: Request) -> AnalysisCache:
     return cache
 
 
+_KEY_LAYERS = ("grids", "incidents", "cameras", "buildings")
+
+
 def _store_key(store: Store) -> tuple[Any, ...]:
+    """Name the state of the layers the wall shows: a plan edit leaves it alone, a commit or import changes it."""
+    stamps = tuple(store.layer_stamp(name) for name in _KEY_LAYERS)
     path = getattr(store, "path", None)
-    if path is None:
+    if path is None or any(s is None for s in stamps):
         return (id(store),)
-    st = path.stat()
-    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    return (str(path), *stamps)
 
 
 @router.get("/grids", response_class=HTMLResponse, summary="Map of every grid level")
@@ -131,6 +136,7 @@ def planner_page(plan_id: str, request: Request, store: StoreDep, settings: Sett
         colours=list(LEVEL_COLOURS),
         edits_url=f"/plans/{info.plan_id}/edits",
         diff_url=f"/plans/{info.plan_id}/diff",
+        commit_url=f"/plans/{info.plan_id}/commit",
     )
     page = render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope), inplace=True)
     return HTMLResponse(page, headers={"ETag": f'"{info.version}"'})
@@ -157,17 +163,46 @@ def command_centre_page(
     A page is built once per store state and period and kept (walls refresh it all day);
     only its CSP nonce changes per response.
     """
-    grids = _layer(store, cache, "grids")
-    if grids is None:
-        grids = store.read("grids")
+    state = _store_key(store)
+    kept = PageStore.beside(getattr(store, "path", None))
+    latest = None if since and until else _latest_report(store, cache, state, kept)
+    period = parse_period(since, until, latest)
+    key = ("command-centre", state, period, settings.tiles, settings.tiles_attribution, request.url.path)
+
+    def build() -> str:
+        # Built before by this or an earlier run of the server on the same store state: read it back.
+        text = kept.get(key) if kept is not None else None
+        if text is not None:
+            used, page = text.split("\n", 1)
+            return page.replace(f'nonce="{used}"', f'nonce="{_PLACEHOLDER}"')
+        grids = _layer(store, cache, "grids")
+        if grids is None:
+            grids = store.read("grids")
+        incidents = _layer(store, cache, "incidents")
+        page = _command_centre_html(request, store, cache, settings, grids, incidents, period)
+        if kept is not None:
+            kept.put(key, f"{_PLACEHOLDER}\n{page}")
+        return page
+
+    page = _analyses(request).get(key, build)
+    return HTMLResponse(page.replace(f'nonce="{_PLACEHOLDER}"', f'nonce="{csp_nonce(request.scope)}"'))
+
+
+def _latest_report(
+    store: Store, cache: CacheDep, state: tuple[Any, ...], kept: PageStore | None
+) -> pd.Timestamp | None:
+    """Return the latest incident report of the store (None without incidents), kept beside the store per state."""
+    if kept is not None:
+        value = kept.get_json(("latest-report", state))
+        if isinstance(value, dict):
+            return None if value["latest"] is None else pd.Timestamp(value["latest"])
     incidents = _layer(store, cache, "incidents")
     latest = pd.to_datetime(incidents["reported_at"], utc=True).max() if incidents is not None else None
-    period = parse_period(since, until, latest)
-    key = ("command-centre", _store_key(store), period, settings.tiles, settings.tiles_attribution, request.url.path)
-    page = _analyses(request).get(
-        key, lambda: _command_centre_html(request, store, cache, settings, grids, incidents, period)
-    )
-    return HTMLResponse(page.replace(f'nonce="{_PLACEHOLDER}"', f'nonce="{csp_nonce(request.scope)}"'))
+    if latest is not None and pd.isna(latest):
+        latest = None
+    if kept is not None:
+        kept.put_json(("latest-report", state), {"latest": None if latest is None else latest.isoformat()})
+    return latest
 
 
 def _command_centre_html(

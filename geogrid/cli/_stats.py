@@ -14,6 +14,7 @@ import geopandas as gpd
 from geogrid.cli._common import fail, handle_errors, main, progress_bar
 from geogrid.stats import STAT_COLUMNS, grid_stats
 from layers.errors import StoreError
+from layers.io import write_csv
 from layers.schema import INCIDENT_SOURCES
 from layers.store import GeoPackageStore
 from layers.times import store_time_zone
@@ -163,7 +164,7 @@ def stats(
         if suffix == ".parquet":
             result.to_parquet(out)
         elif suffix == ".csv":
-            result.drop(columns="geometry").to_csv(out, index=False)
+            write_csv(result, out)  # citizens' text: formulas defused
         else:
             result.to_file(out, layer="grid_stats" if suffix == ".gpkg" else None)
         click.echo(f"wrote {len(result):,} rows to {out}")
