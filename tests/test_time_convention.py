@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
@@ -29,6 +28,7 @@ from geogrid.hotspots import emerging_hotspots, incident_hotspots
 from geogrid.stats import grid_stats
 from layers.store import GeoPackageStore
 from layers.times import parse_interval, time_window
+from tests.api._support import TestClient
 
 SINCE, UNTIL = "2025-03-01", "2025-03-07"
 
