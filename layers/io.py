@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 import geopandas as gpd
 import pyogrio
@@ -387,6 +388,72 @@ def _find_column(names: list[str], candidates: tuple[str, ...]) -> str | None:
     return None
 
 
+_CSV_CHUNK_ROWS = 200_000
+# The cells pandas' CSV reader takes as missing (its default ``na_values``): the Arrow path matches it.
+_PANDAS_NA_TEXT = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+]  # fmt: skip
+
+
+def _read_csv_text(path: Path, encoding: str, sep: str, limits: Limits) -> pd.DataFrame:
+    """Read a CSV as text columns, streamed in blocks straight into Arrow strings.
+
+    pandas' parser builds a Python object per cell (~60 bytes): read whole, a 10 M-row file
+    held every cell that way at once. Arrow's streaming reader parses 16 MiB blocks into
+    compact string arrays (about the file's size in all) with no Python object per cell;
+    reading stops past ``limits.max_features``. Other encodings than UTF-8, and files Arrow's
+    parser refuses, go through pandas in chunks of 200,000 rows, each kept as Arrow strings.
+    """
+    if encoding.replace("_", "-").lower() in ("utf-8-sig", "utf-8", "utf8"):
+        try:
+            return _read_csv_arrow(path, sep, limits)
+        except pa.ArrowInvalid:
+            pass  # pandas reports what is wrong, with the row
+    parts: list[pd.DataFrame] = []
+    rows = 0
+    compact = pd.StringDtype("pyarrow")
+    with pd.read_csv(path, dtype="string", encoding=encoding, sep=sep, chunksize=_CSV_CHUNK_ROWS) as reader:
+        for chunk in reader:
+            rows += len(chunk)
+            _check_count(rows, limits, path.name)
+            parts.append(chunk.astype(compact))
+    if not parts:  # a header and no rows
+        return pd.read_csv(path, dtype="string", encoding=encoding, sep=sep).astype(compact)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _read_csv_arrow(path: Path, sep: str, limits: Limits) -> pd.DataFrame:
+    import pyarrow.csv as pacsv
+
+    header = pd.read_csv(path, dtype="string", encoding="utf-8-sig", sep=sep, nrows=0)
+    names = [str(c) for c in header.columns]
+    if len(set(names)) != len(names):
+        msg = "duplicate column names"
+        raise pa.ArrowInvalid(msg)  # pandas renames them ("a.1"); keep its behaviour
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 24, encoding="utf8"),
+        parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            null_values=_PANDAS_NA_TEXT,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    batches = []
+    rows = 0
+    for batch in reader:
+        rows += batch.num_rows
+        _check_count(rows, limits, path.name)
+        batches.append(batch)
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    frame = table.to_pandas(types_mapper=lambda _t: pd.StringDtype("pyarrow"))
+    frame.columns = names
+    return frame
+
+
 def _read_csv(
     path: Path,
     kind: LayerKind,
@@ -402,7 +469,7 @@ def _read_csv(
     enc = encoding or "utf-8-sig"
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        frame = pd.read_csv(path, dtype="string", encoding=enc, sep=sep, nrows=limits.max_features + 1)
+        frame = _read_csv_text(path, enc, sep, limits)
     except UnicodeDecodeError as err:
         msg = (
             f"{path.name} is not valid {enc} text at byte {err.start:,}: save it as UTF-8, or name its "
@@ -412,7 +479,6 @@ def _read_csv(
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         msg = f"{path.name} cannot be parsed as CSV: {err}"
         raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
-    _check_count(len(frame), limits, path.name)
     names = [str(c) for c in frame.columns]
     has = ", ".join(repr(c) for c in names) or "none"
     xy: dict[str, str | None] = {}

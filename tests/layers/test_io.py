@@ -887,3 +887,30 @@ def test_an_ascii_shapefile_without_cpg_is_read(tmp_path, tiny_grids):
     g.to_file(folder / "grids.shp", encoding="latin1")
     (folder / "grids.cpg").unlink(missing_ok=True)
     assert read_layer(folder / "grids.shp", "grids")["name"].tolist() == g["name"].tolist()
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
+def test_csv_reads_the_same_through_the_streamed_arrow_path_and_pandas(tmp_path, encoding):
+    """UTF-8 streams through Arrow's block reader, other encodings through pandas: same cells, same blanks."""
+    rows = [
+        'E1,117.201,39.101,2025-03-01T08:00:00Z,"环境,卫生",hotline,closed,"第一行\n第二行"',
+        "E2,117.202,39.102,2025-03-01T09:00:00Z,噪音,hotline,reported,None",
+        'E3,117.203,39.103,2025-03-01T10:00:00Z,噪音,grid_worker,reported,""',
+        "E4,117.204,39.104,2025-03-01T11:00:00Z,噪音,grid_worker,reported,  空格  ",
+    ]
+    p = tmp_path / "events.csv"
+    text = "incident_id,lon,lat,reported_at,category,source,status,description\n" + "\n".join(rows) + "\n"
+    p.write_bytes(text.encode(encoding))
+    out = read_layer(p, "incidents", encoding=None if encoding == "utf-8" else encoding)
+    assert out["incident_id"].tolist() == ["E1", "E2", "E3", "E4"]
+    assert out["category"].tolist() == ["环境,卫生", "噪音", "噪音", "噪音"]
+    assert out["description"].iloc[0] == "第一行\n第二行" and out["description"].iloc[1:3].isna().all()
+    assert out["description"].iloc[3] == "  空格  "
+    assert out.geometry.x.tolist() == [117.201, 117.202, 117.203, 117.204]
+
+
+def test_csv_reading_stops_past_the_feature_limit(tmp_path):
+    p = tmp_path / "many.csv"
+    p.write_text("incident_id,lon,lat,reported_at\n" + "".join(f"E{i},117.2,39.1,2025-03-01\n" for i in range(50)))
+    with pytest.raises(InputTooLargeError, match="more than the limit of 20"):
+        read_layer(p, "incidents", limits=Limits(max_features=20))
