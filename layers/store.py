@@ -710,7 +710,6 @@ class GeoPackageStore(Store):
                 msg = f"plan {plan_id!r} is {info.status}; only open plans can be read or edited"
                 raise StoreError(msg)
             grids = self._read_table(con, self._plan_layer(plan_id))
-        coerce_dtypes(grids, SCHEMAS[LayerKind.GRIDS])
         return grids, info
 
     @staticmethod
@@ -913,7 +912,7 @@ def _column(values: list[Any], kind: str) -> Any:
         return pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
     if kind == "DATE":
         return pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
-    return np.asarray(values, dtype=object)
+    return values  # text: pandas infers the dtype, as for the PostGIS store's rows
 
 
 def _drop_layer(con: sqlite3.Connection, name: str) -> None:
