@@ -242,7 +242,8 @@ def add_command_centre_chrome(
     period
         The period shown.
     counts
-        ``{"incidents": n, "open": n, "cameras": n, "hot": n, "blind": n}`` (missing: not shown).
+        ``{"incidents": n, "open": n, "cameras": n, "hot": n, "withheld": n, "blind": n}``
+        (missing: not shown; ``withheld``: hot-spot grids too sparse to judge).
     shown_points
         How many incidents are drawn as markers (the most recent ones).
     level_names
@@ -291,7 +292,12 @@ def add_command_centre_chrome(
     if "camera views" in layers:
         marks.append(("gg-view", "#90e0ef", "摄像头视域"))
     if "hot spots" in layers:
-        marks += [("gg-hot", "#d7191c", "热点 (Gi*)"), ("gg-cold", "#2c7bb6", "冷点 (Gi*)")]
+        marks += [
+            ("gg-hot", "#d7191c", "热点 (Gi*, 90/95/99%, FDR)"),
+            ("gg-cold", "#2c7bb6", "冷点 (Gi*, 90/95/99%, FDR)"),
+        ]
+        if counts.get("withheld", 0):
+            marks.append(("gg-held", "#adb5bd", f"数据稀疏，未判定 ({counts['withheld']:,} 格，虚线)"))
     if "blind spots" in layers:
         marks.append(("gg-blind", "#ff00a8", "监控盲区"))
     rows += [f'<div><span class="gg-dot {cls}"></span>{e(label)}</div>' for cls, _c, label in marks]

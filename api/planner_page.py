@@ -25,7 +25,7 @@ from folium.elements import JSCSSMixin
 from folium.template import Template
 
 from api.pages import add_ready_flag
-from geogrid.maps import VENDORED_ASSETS
+from geogrid.maps import CHROME_RANK_ATTR, VENDORED_ASSETS
 from layers.store import PlanInfo
 
 __all__ = ["add_planner_chrome"]
@@ -45,7 +45,7 @@ class _Geoman(JSCSSMixin, MacroElement):
 
 
 class _PlannerScript(MacroElement):
-    """The planner script, rendered after the map and its layer control (children render in order)."""
+    """The planner script: it uses the layer control, so it renders after the map's chrome."""
 
     _template = Template("{% macro script(this, kwargs) %}{{ this.code }}{% endmacro %}")
 
@@ -53,6 +53,7 @@ class _PlannerScript(MacroElement):
         super().__init__()
         self._name = "GeogridPlanner"
         self.code = code
+        setattr(self, CHROME_RANK_ATTR, 3)
 
 
 def _json_for_html(value: object) -> str:
@@ -69,6 +70,7 @@ _CSS = """
 .gg-msg.error { background: #ffe3e3; color: #a4161a; }
 .gg-msg.ok { background: #e3fcec; color: #1b5e20; }
 .gg-diff { margin-top: 6px; color: #333; }
+.gg-actions { margin-top: 6px; display: flex; gap: 10px; align-items: center; }
 """
 
 _PANEL = """
@@ -83,6 +85,7 @@ _PANEL = """
   </select></label>
   <label>规划员密钥（已登录 /login 可不填）<input id="gg-key" type="password" autocomplete="off"></label>
   <div class="gg-diff" id="gg-diff"></div>
+  <div class="gg-actions"><button type="button" id="gg-commit">提交规划 (需管理员)</button> <a href="../../">首页</a></div>
   <div class="gg-msg" id="gg-msg"></div>
 </div>
 """
@@ -185,6 +188,28 @@ _SCRIPT = """
     return {ok: true, status: r.status, count: count, version: data.version};
   }
 
+  async function commit() {
+    const headers = {'If-Match': etag, 'X-Requested-With': 'geogrid'};
+    if (key) headers.Authorization = 'Bearer ' + key;
+    let r, data;
+    try {
+      r = await fetch(cfg.urls.commit, {method: 'POST', credentials: 'same-origin', headers: headers});
+      data = await r.json();
+    } catch (err) {
+      say('请求失败: ' + err, 'error');
+      return {ok: false, status: 0};
+    }
+    if (!r.ok) {
+      say(r.status + ' ' + (data.code || '') + ': ' + (data.description || r.statusText), 'error');
+      return {ok: false, status: r.status, message: data.description || ''};
+    }
+    map.pm.removeControls();
+    byId('gg-commit').disabled = true;
+    say('已提交：现状网络版本 ' + data.network_version + '（规划版本 ' + data.plan_version + '）', 'ok');
+    return {ok: true, status: r.status, network_version: data.network_version};
+  }
+  byId('gg-commit').addEventListener('click', () => { commit(); });
+
   map.pm.addControls({
     position: 'topleft', drawMarker: false, drawCircleMarker: false, drawPolyline: true, drawRectangle: false,
     drawPolygon: true, drawCircle: false, drawText: false, editMode: false, dragMode: false, cutPolygon: false,
@@ -202,6 +227,7 @@ _SCRIPT = """
   showDiff(cfg.diff);
   window.geogridPlanner = {
     submitEdit: submitEdit,
+    commit: commit,
     setKey: k => { key = k; },
     gridCount: () => count,
     etag: () => etag,
@@ -219,6 +245,7 @@ def add_planner_chrome(
     colours: list[str],
     edits_url: str,
     diff_url: str,
+    commit_url: str,
 ) -> None:
     """Add the panel, Geoman's draw-line / draw-polygon tools and the script that sends edits.
 
@@ -232,8 +259,8 @@ def add_planner_chrome(
         ``PlanDiff.summary``.
     colours
         Outline colours by depth, coarsest first (as the map's levels).
-    edits_url, diff_url
-        Where the page posts edits and reads the diff.
+    edits_url, diff_url, commit_url
+        Where the page posts edits, reads the diff and commits the plan.
     """
     control = next(c for c in m._children.values() if isinstance(c, folium.LayerControl))
     cols = [c for c in ("grid_id", "name", "level", "level_name") if c in grids.columns]
@@ -248,7 +275,7 @@ def add_planner_chrome(
         "features": features,
         "diff": diff_summary,
         "colours": colours,
-        "urls": {"edits": edits_url, "diff": diff_url},
+        "urls": {"edits": edits_url, "diff": diff_url, "commit": commit_url},
     }
     _Geoman().add_to(m)
     root = m.get_root()

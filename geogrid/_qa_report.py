@@ -86,8 +86,7 @@ def report_html(grids: gpd.GeoDataFrame, result: CheckResult, *, title: str = "g
             embed=True,
             zoom_on_click=False,
         ).add_to(group)
-        group.add_to(m)
-    folium.LayerControl(collapsed=False).add_to(m)
+        group.add_to(m)  # grid_map's layer control lists it: the control renders after every overlay
     page = render_standalone(m)
     table = _table(result, number, title)
     head_at = page.index("</head>")

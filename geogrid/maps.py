@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import html
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 from branca.element import CssLink, Element, Figure, JavascriptLink
@@ -26,17 +27,20 @@ import folium
 import geopandas as gpd
 import shapely
 from folium.elements import JSCSSMixin
+from folium.map import FitBounds
 
 from layers import CRSError, GeogridError, NotFoundError, SchemaError
 from layers.crs import is_storage_crs
 from layers.errors import Problem
 
 __all__ = [
+    "CHROME_RANK_ATTR",
     "LEAFLET_VERSION",
     "LEVEL_COLOURS",
     "PLUGIN_VERSIONS",
     "VENDORED_ASSETS",
     "WALL_COLOURS",
+    "OfflineMap",
     "command_centre_map",
     "escape_text",
     "grid_map",
@@ -208,7 +212,7 @@ def grid_map(
         )
         raise ValueError(msg)
 
-    m = folium.Map(tiles=None, control_scale=True, zoom_snap=0.25)
+    m = OfflineMap(tiles=None, control_scale=True, zoom_snap=0.25)
     if tiles is not None:
         folium.TileLayer(
             tiles=tiles, attr=escape_text(attribution or "local tiles"), name="basemap", overlay=False
@@ -226,6 +230,131 @@ def grid_map(
         minx, miny, maxx, maxy = (float(v) for v in grids[grids["level"].isin(shown)].total_bounds)
         m.fit_bounds([[miny, minx], [maxy, maxx]])
     return m
+
+
+# -- the map every builder returns ----------------------------------------------------
+
+CHROME_RANK_ATTR = "_geogrid_chrome_rank"
+"""Attribute of a map child that must render after the overlays: rank 1 layer control, 2 view, 3 scripts using them."""
+
+
+def _chrome_rank(child: object) -> int:
+    if isinstance(child, folium.LayerControl):
+        return 1
+    if isinstance(child, FitBounds):
+        return 2
+    return int(getattr(child, CHROME_RANK_ATTR, 0))
+
+
+class OfflineMap(folium.Map):
+    """A folium map whose chrome renders last and whose page needs no network.
+
+    Two things happen each time it renders (``m.save``, Jupyter's display,
+    ``m.get_root().render()``, :func:`render_offline`):
+
+    - Its chrome renders after every overlay, whatever order the children were added
+      in: the layer control (its script names each overlay's variable, so an overlay
+      declared after it is still undefined and the page script dies on
+      ``setZIndex``), then ``fit_bounds``, then children that set
+      :data:`CHROME_RANK_ATTR` to 3 (scripts that use the control).
+    - Unless :func:`render_offline` has already pointed the links at an asset server,
+      the vendored scripts and stylesheets are copied into the page (as
+      :func:`render_standalone` does), folium's unused jQuery/Bootstrap links are left
+      out, and a link to any other host is an error.
+
+    Examples
+    --------
+    >>> m = OfflineMap(tiles=None)
+    >>> folium.LayerControl().add_to(m)  # doctest: +ELLIPSIS
+    <folium.map.LayerControl object at ...>
+    >>> _ = folium.GeoJson({"type": "Point", "coordinates": [117, 39]}, name="late").add_to(m)
+    >>> page = m.get_root().render()
+    >>> page.index("geo_json_") < page.index("L.control.layers"), "https://" in page
+    (True, False)
+    """
+
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]  # folium's Map.render returns None too
+        """Render the children with the chrome last, then inline the vendored assets."""
+        for key, _child in sorted(self._children.items(), key=lambda kv: _chrome_rank(kv[1])):
+            self._children.move_to_end(key)
+        super().render(**kwargs)
+        figure = self.get_root()
+        if isinstance(figure, Figure):
+            _inline_header(figure, _default_asset_dir())
+
+    def save(self, outfile: str | bytes | Path | BinaryIO, close_file: bool = True, **kwargs: Any) -> None:
+        """Write the page to ``outfile`` (a path or a binary file); rendered first, so an error leaves no file."""
+        page = self.get_root().render(**kwargs).encode("utf8")
+        if isinstance(outfile, str | bytes | Path):
+            with open(outfile, "wb") as fid:
+                fid.write(page)
+            return
+        outfile.write(page)
+        if close_file:
+            outfile.close()
+
+
+def _inline_header(figure: Figure, root: Path) -> None:
+    """Put the vendored files the header links into the page, if it still links their CDN copies."""
+    header = figure.header
+    links = {k: c for k, c in header._children.items() if isinstance(c, JavascriptLink | CssLink)}
+    if not any(c.url in VENDORED_ASSETS for c in links.values()):
+        return  # render_offline pointed the links at an asset server (or nothing to do)
+    vendored = {k for k, c in links.items() if c.url in VENDORED_ASSETS}
+    dropped = {k: c.url for k, c in links.items() if k not in vendored and k in _USE_OF_OPTIONAL}
+    for key in dropped:
+        del header._children[key]
+    if "favicon" not in header._children:
+        header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
+    # Checked before inlining: the vendored sources themselves are not the page's script.
+    rest = "".join(c.render() for k, c in header._children.items() if k not in vendored)
+    _check_offline(rest + figure.html.render() + f"<script>{figure.script.render()}</script>", "data:", dropped)
+    for key in vendored:
+        child = links[key]
+        rel = VENDORED_ASSETS[child.url]
+        text = _inline_js(root, rel) if isinstance(child, JavascriptLink) else _inline_css(root, rel)
+        header._children[key] = _Verbatim(text)
+
+
+class _Verbatim(Element):
+    """HTML put into the page as it is (a branca ``Element`` would read it as a Jinja template)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs: Any) -> str:
+        """Return the text unchanged."""
+        return self.text
+
+
+@functools.lru_cache(maxsize=64)
+def _inline_js(root: Path, rel: str) -> str:
+    js = _read_vendored(root, rel).replace("</script", "<\\/script")
+    return f"<script>{js}</script>"
+
+
+@functools.lru_cache(maxsize=64)
+def _inline_css(root: Path, rel: str) -> str:
+    css = _CSS_COMMENT.sub("", _read_vendored(root, rel))
+    base = (root / rel).parent
+
+    def data_url(u: re.Match[str]) -> str:
+        img = base / u.group(1)
+        if not img.is_file():
+            return "url(data:,)"
+        mime = "image/png" if img.suffix == ".png" else "image/svg+xml"
+        return f"url(data:{mime};base64,{base64.b64encode(img.read_bytes()).decode('ascii')})"
+
+    return f"<style>{_CSS_URL.sub(data_url, css)}</style>"
+
+
+def _read_vendored(root: Path, rel: str) -> str:
+    path = root / rel
+    if not path.is_file():
+        msg = f"vendored asset {rel} is missing under {root}: reinstall geogrid or pass asset_dir=..."
+        raise GeogridError(msg)
+    return path.read_text(encoding="utf-8")
 
 
 def render_offline(
@@ -369,30 +498,11 @@ def render_standalone(m: folium.Map, *, asset_dir: str | Path | None = None) -> 
     root = Path(asset_dir) if asset_dir is not None else _default_asset_dir()
     page = render_offline(m, asset_url=_INLINE_BASE)
 
-    def read(rel: str) -> str:
-        path = root / rel
-        if not path.is_file():
-            msg = f"vendored asset {rel} is missing under {root}: reinstall geogrid or pass asset_dir=..."
-            raise GeogridError(msg)
-        return path.read_text(encoding="utf-8")
-
     def script(match: re.Match[str]) -> str:
-        js = read(match.group(1)).replace("</script", "<\\/script")
-        return f"<script>{js}</script>"
+        return _inline_js(root, match.group(1))
 
     def style(match: re.Match[str]) -> str:
-        rel = match.group(1)
-        css = _CSS_COMMENT.sub("", read(rel))
-        base = (root / rel).parent
-
-        def data_url(u: re.Match[str]) -> str:
-            img = base / u.group(1)
-            if not img.is_file():
-                return "url(data:,)"
-            mime = "image/png" if img.suffix == ".png" else "image/svg+xml"
-            return f"url(data:{mime};base64,{base64.b64encode(img.read_bytes()).decode('ascii')})"
-
-        return f"<style>{_CSS_URL.sub(data_url, css)}</style>"
+        return _inline_css(root, match.group(1))
 
     # Functions as replacements: the inlined text is taken literally (no backslash escapes).
     page = _INLINE_JS.sub(script, page)

@@ -60,6 +60,10 @@ _PLANS = "geogrid_plans"
 _VERSIONS = "geogrid_versions"
 _LOG = "geogrid_edit_log"
 _HIDDEN_PREFIX = "geogrid_"
+_INTERNAL_TYPE = "geogrid_internal"
+"""``gpkg_contents.data_type`` of geogrid's own tables: GDAL, QGIS and ArcGIS list only features,
+attributes and tiles, so plans, versions and the edit log are not offered to GIS users as layers."""
+_INTERNAL_EXTENSION = "geogrid_internal_tables"
 _PLAN_STATUSES = ("open", "committed", "discarded")
 _WHAT_VERSIONS, _WHAT_PLANS, _WHAT_LOG = "versions", "plans", "the edit log"
 
@@ -341,10 +345,12 @@ class GeoPackageStore(Store):
             )
             raise StoreError(msg)
 
-    def _layers(self, con: sqlite3.Connection) -> list[str]:
+    def _layers(self, con: sqlite3.Connection, *, internal: bool = False) -> list[str]:
+        """Return the layers registered in the file (with ``internal``, geogrid's hidden ones too)."""
+        types = ("features", "attributes", _INTERNAL_TYPE if internal else "features")
         try:
             rows = con.execute(
-                "SELECT table_name FROM gpkg_contents WHERE data_type IN ('features', 'attributes') ORDER BY rowid"
+                "SELECT table_name FROM gpkg_contents WHERE data_type IN (?, ?, ?) ORDER BY rowid", types
             ).fetchall()
         except sqlite3.DatabaseError as err:
             msg = f"{self.path} is not a readable GeoPackage: {err}"
@@ -376,7 +382,7 @@ class GeoPackageStore(Store):
         self, con: sqlite3.Connection, name: str, *, bbox: tuple[float, float, float, float] | None = None
     ) -> gpd.GeoDataFrame:
         """Read one layer on ``con`` (inside the caller's read transaction), in ``fid`` order."""
-        layers = self._layers(con)
+        layers = self._layers(con, internal=True)
         if name not in layers:
             names = [n for n in layers if not n.startswith(_HIDDEN_PREFIX)]
             msg = f"store {self.path} has no layer {name!r}; it has: {', '.join(names) or 'none'}"
@@ -519,6 +525,7 @@ class GeoPackageStore(Store):
                 con.execute("BEGIN IMMEDIATE")  # first, on its own: record edits made outside geogrid
                 try:
                     _Tx(self, con).adopt_outside_edits()
+                    _hide_internal_tables(con)
                     con.execute("COMMIT")
                 except BaseException:
                     if con.in_transaction:
@@ -527,6 +534,7 @@ class GeoPackageStore(Store):
                 con.execute("BEGIN IMMEDIATE")
                 try:
                     yield _Tx(self, con)
+                    _hide_internal_tables(con)
                     con.execute("COMMIT")
                 except BaseException:
                     if con.in_transaction:
@@ -632,10 +640,11 @@ class GeoPackageStore(Store):
 
     # -- plans and versions --------------------------------------------------------
     def _all_layers(self) -> list[str]:
+        """Every table of the file, geogrid's internal ones included."""
         if not self.path.exists():
             return []
         with contextlib.closing(self._ro()) as con:
-            return self._layers(con)
+            return self._layers(con, internal=True)
 
     @staticmethod
     def _plan_layer(plan_id: str) -> str:
@@ -1157,6 +1166,48 @@ class _Tx:
         self.con.executemany(
             f"INSERT OR REPLACE INTO {_META_TABLE} (key, value) VALUES (?, ?)",
             [(k, json.dumps(v, ensure_ascii=False, default=str)) for k, v in values.items()],
+        )
+
+
+def _hide_internal_tables(con: sqlite3.Connection) -> None:
+    """Register geogrid's own tables (``geogrid_*``) in ``gpkg_contents`` as internal, not as layers.
+
+    GDAL (so QGIS) lists the tables registered as features, attributes or tiles, and, when no
+    attribute table is registered, every unregistered table too; a table registered with another
+    data type (defined by the ``geogrid_internal_tables`` extension, as the GeoPackage
+    specification allows) is listed by neither. geogrid reads its hidden layers by SQL. Runs
+    inside the writer's transaction, so the registration commits with the tables.
+    """
+    has_contents = con.execute(
+        "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name IN ('gpkg_contents', 'gpkg_extensions')"
+    ).fetchone()[0]
+    if has_contents < 2:
+        return
+    tables = [
+        str(r[0])
+        for r in con.execute(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND substr(name, 1, 8) = ?", (_HIDDEN_PREFIX,)
+        )
+    ]
+    for table in tables:
+        con.execute("UPDATE main.gpkg_contents SET data_type = ? WHERE table_name = ?", (_INTERNAL_TYPE, table))
+        con.execute(
+            "INSERT OR IGNORE INTO main.gpkg_contents (table_name, data_type, identifier, description) "
+            "VALUES (?, ?, ?, ?)",
+            (table, _INTERNAL_TYPE, table, "geogrid's own table (plans, versions, edit log): not a data layer"),
+        )
+        con.execute(
+            "INSERT INTO main.gpkg_extensions (table_name, column_name, extension_name, definition, scope) "
+            "SELECT ?, NULL, ?, ?, 'read-write' WHERE NOT EXISTS (SELECT 1 FROM main.gpkg_extensions "
+            "WHERE table_name = ? AND extension_name = ?)",
+            (
+                table,
+                _INTERNAL_EXTENSION,
+                "geogrid: a table of plans, versions or the edit log, registered with data_type "
+                f"'{_INTERNAL_TYPE}' so that GIS clients do not list it as a layer",
+                table,
+                _INTERNAL_EXTENSION,
+            ),
         )
 
 

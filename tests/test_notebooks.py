@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+# A script, stylesheet, image or frame fetched from another host (the map iframes' srcdoc is HTML-escaped).
+EXTERNAL_ASSET = re.compile(
+    r"<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]*)", re.IGNORECASE
+)
+
+
+def external_assets(output_html: str) -> list[str]:
+    """Return the external asset URLs of a notebook's HTML output, inside map iframes too."""
+    found = EXTERNAL_ASSET.findall(output_html)
+    for doc in re.findall(r'srcdoc="([^"]*)"', output_html):
+        found += external_assets(html.unescape(doc))
+    return found
 
 
 @pytest.mark.slow
@@ -19,8 +34,20 @@ def test_notebook_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    # Every map the notebook shows works on a closed network: nothing fetched from another host.
+    pages = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert {url for page in pages for url in external_assets(page)} == set()
+    maps = [page for page in pages if "srcdoc=" in page]
+    assert all("L.map(" in html.unescape(page) for page in maps)
+
+
+def test_external_assets_sees_links_inside_a_map_iframe():
+    import folium
+
+    page = folium.Map(tiles=None)._repr_html_()  # folium's own map: Leaflet from a CDN
+    assert "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js" in external_assets(page)
 
 
 def test_there_are_notebooks():

@@ -17,6 +17,7 @@ from api.auth import require_viewer
 from api.deps import CacheDep, SettingsDep, StoreDep
 from api.errors import ErrorBody
 from api.middleware import csp_nonce
+from api.page_store import PageStore
 from api.pages import (
     AnalysisCache,
     Period,
@@ -135,6 +136,7 @@ def planner_page(plan_id: str, request: Request, store: StoreDep, settings: Sett
         colours=list(LEVEL_COLOURS),
         edits_url=f"/plans/{info.plan_id}/edits",
         diff_url=f"/plans/{info.plan_id}/diff",
+        commit_url=f"/plans/{info.plan_id}/commit",
     )
     page = render_offline(m, asset_url=ASSET_URL, nonce=csp_nonce(request.scope), inplace=True)
     return HTMLResponse(page, headers={"ETag": f'"{info.version}"'})
@@ -161,17 +163,46 @@ def command_centre_page(
     A page is built once per store state and period and kept (walls refresh it all day);
     only its CSP nonce changes per response.
     """
-    grids = _layer(store, cache, "grids")
-    if grids is None:
-        grids = store.read("grids")
+    state = _store_key(store)
+    kept = PageStore.beside(getattr(store, "path", None))
+    latest = None if since and until else _latest_report(store, cache, state, kept)
+    period = parse_period(since, until, latest)
+    key = ("command-centre", state, period, settings.tiles, settings.tiles_attribution, request.url.path)
+
+    def build() -> str:
+        # Built before by this or an earlier run of the server on the same store state: read it back.
+        text = kept.get(key) if kept is not None else None
+        if text is not None:
+            used, page = text.split("\n", 1)
+            return page.replace(f'nonce="{used}"', f'nonce="{_PLACEHOLDER}"')
+        grids = _layer(store, cache, "grids")
+        if grids is None:
+            grids = store.read("grids")
+        incidents = _layer(store, cache, "incidents")
+        page = _command_centre_html(request, store, cache, settings, grids, incidents, period)
+        if kept is not None:
+            kept.put(key, f"{_PLACEHOLDER}\n{page}")
+        return page
+
+    page = _analyses(request).get(key, build)
+    return HTMLResponse(page.replace(f'nonce="{_PLACEHOLDER}"', f'nonce="{csp_nonce(request.scope)}"'))
+
+
+def _latest_report(
+    store: Store, cache: CacheDep, state: tuple[Any, ...], kept: PageStore | None
+) -> pd.Timestamp | None:
+    """Return the latest incident report of the store (None without incidents), kept beside the store per state."""
+    if kept is not None:
+        value = kept.get_json(("latest-report", state))
+        if isinstance(value, dict):
+            return None if value["latest"] is None else pd.Timestamp(value["latest"])
     incidents = _layer(store, cache, "incidents")
     latest = pd.to_datetime(incidents["reported_at"], utc=True).max() if incidents is not None else None
-    period = parse_period(since, until, latest)
-    key = ("command-centre", _store_key(store), period, settings.tiles, settings.tiles_attribution, request.url.path)
-    page = _analyses(request).get(
-        key, lambda: _command_centre_html(request, store, cache, settings, grids, incidents, period)
-    )
-    return HTMLResponse(page.replace(f'nonce="{_PLACEHOLDER}"', f'nonce="{csp_nonce(request.scope)}"'))
+    if latest is not None and pd.isna(latest):
+        latest = None
+    if kept is not None:
+        kept.put_json(("latest-report", state), {"latest": None if latest is None else latest.isoformat()})
+    return latest
 
 
 def _command_centre_html(
@@ -223,6 +254,7 @@ def _command_centre_html(
     layers = []
     if hot is not None:
         counts["hot"] = int((hot["bin"] > 0).sum())
+        counts["withheld"] = int(hot["withheld"].notna().sum())
         layers.append("hot spots")
     if views is not None:
         layers.append("camera views")

@@ -78,8 +78,11 @@ def _serve(app: FastAPI) -> Iterator[str]:
         sock.close()
 
 
-def start_chromium(profile: Path, *, window: str, init_script: str) -> Any:
-    """Headless Chromium that reaches only 127.0.0.1, logs the console, and runs ``init_script`` first on every page."""
+def start_chromium(profile: Path, *, window: str, init_script: str, network_log: bool = False) -> Any:
+    """Headless Chromium that reaches only 127.0.0.1, logs the console, and runs ``init_script`` first on every page.
+
+    With ``network_log``, chromedriver also keeps the DevTools network events (``get_log("performance")``).
+    """
     _require_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -100,7 +103,7 @@ def start_chromium(profile: Path, *, window: str, init_script: str) -> Any:
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ):
         opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", **({"performance": "ALL"} if network_log else {})})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": init_script})
     return driver

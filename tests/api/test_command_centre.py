@@ -94,3 +94,13 @@ def test_a_grid_only_store_still_has_a_wall(client):
     r = client.get(PAGE)
     assert r.status_code == 200
     assert _layers(r.text)[-1] == "0 · district"
+
+
+def test_sparse_hot_spots_are_said_not_coloured(full_client):
+    """Six incidents are too few to judge: the hot-spot layer outlines the grids grey with the reason."""
+    page = full_client.get(WHOLE).text
+    assert "数据稀疏，未判定" in page  # the legend row
+    held = re.findall(r'"held": (true|false)', page)
+    assert held and set(held) == {"true"}  # every grid of the layer is withheld, none coloured
+    assert not re.findall(r'"bin": -?[1-3]\b', page)
+    assert "\\u4e8b\\u4ef6\\u8fc7\\u5c11" in page or "事件过少，未判定" in page  # the reason: too few incidents

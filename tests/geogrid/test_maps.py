@@ -184,7 +184,8 @@ def test_render_offline_leaves_the_map_and_folium_class_state_alone(tiny_grids):
     assert "default_js" not in vars(m)
     after = m.get_root().render()
     assert after == pristine.get_root().render()
-    assert "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js" in after  # folium's own render unchanged
+    # folium's own render (save, Jupyter) copies the vendored Leaflet into the page instead of linking the CDN
+    assert "cdn.jsdelivr.net" not in after and "L.map(" in after and _external_refs(after) == []
 
 
 def test_a_map_rendered_before_still_renders_offline(tiny_grids):
@@ -254,3 +255,52 @@ def _mixin_classes() -> list[type]:
 def test_an_absolute_intranet_asset_url_is_accepted(tiny_grids):
     page = render_offline(grid_map(tiny_grids), asset_url="http://gis.intranet:8000/static/vendor")
     assert 'src="http://gis.intranet:8000/static/vendor/leaflet-1.9.3/leaflet.js"' in page
+
+
+# -- the map chrome renders last; the map renders offline wherever it is shown -------------
+
+
+def _declared_before_control(page: str) -> list[str]:
+    """Return the overlay variables the layer control names that the page declares after the control."""
+    at = page.index("overlays :  {")
+    control = page[at : page.index("}", at)]
+    names = re.findall(r"\b((?:geo_json|feature_group|heat_map|compact_polygons)_[0-9a-f]+)\b", control)
+    assert names, "the layer control names no overlay"
+    return [n for n in names if page.index(f"var {n} ") > at]
+
+
+def test_an_overlay_added_after_grid_map_returns_is_declared_before_the_layer_control(tiny_grids):
+    m = grid_map(tiny_grids)
+    folium.GeoJson(tiny_grids.iloc[:1].to_geo_dict(), name="added later").add_to(m)
+    for page in (m.get_root().render(), render_offline(m, asset_url=ASSETS)):
+        assert _declared_before_control(page) == []
+        assert "added later" in page[page.index("overlays :  {") :]
+        assert page.rindex("L.control.layers(") < page.rindex(".fitBounds(")
+
+
+def test_planner_map_with_findings_and_changes_declares_every_overlay_before_the_control(tiny_grids):
+    from geogrid.maps import planner_map
+
+    findings = tiny_grids.iloc[:1].assign(kind="gap", message="a gap")
+    diff = tiny_grids[["grid_id"]].iloc[1:3].assign(status="changed")
+    page = render_offline(planner_map(tiny_grids, findings=findings, diff=diff), asset_url=ASSETS)
+    assert _declared_before_control(page) == []
+    assert page.count("L.control.layers(") == 1
+
+
+def test_a_saved_grid_map_holds_leaflet_and_links_nothing(tiny_grids, tmp_path):
+    out = tmp_path / "grids.html"
+    grid_map(tiny_grids).save(str(out))
+    page = out.read_text(encoding="utf-8")
+    assert _external_refs(page) == []
+    assert not re.search(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?!data:)", page)
+    assert f'"{LEAFLET_VERSION}"' in page  # Leaflet's own source (its version string) is in the page
+    # Jupyter shows the same page in an iframe's srcdoc
+    assert "cdn.jsdelivr.net" not in grid_map(tiny_grids)._repr_html_()
+
+
+def test_saving_a_map_with_an_unvendored_plugin_is_an_error_naming_it(tiny_grids, tmp_path):
+    m = grid_map(tiny_grids)
+    folium.plugins.Fullscreen().add_to(m)
+    with pytest.raises(GeogridError, match=r"not vendored:\n  - https://"):
+        m.save(str(tmp_path / "m.html"))
