@@ -49,6 +49,7 @@ from layers.store import (
     _EDIT_LOG_COLUMNS,
     _HIDDEN_PREFIX,
     _LOG,
+    _OUTSIDE,
     _PLANS,
     _VERSIONS,
     PlanInfo,
@@ -263,6 +264,8 @@ class PostGISStore(Store):
             if gdf.crs is None:
                 msg = f"layer {name!r} has no CRS; the store keeps {STORAGE_CRS}: set it before writing"
                 raise StoreError(msg)
+        if _GRIDS in layers:
+            self._adopt_outside_edits()
         with self._connect() as con, con.transaction():
             con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
             extra = dict(metadata or {})
@@ -304,6 +307,67 @@ class PostGISStore(Store):
             return 1
         return int(current)
 
+    def _adopt_outside_edits(self) -> None:
+        """Record a ``grids`` table replaced outside geogrid (its guard trigger gone) as a new version.
+
+        Its own transaction, committed before the caller's: a refused commit does not undo the
+        record. Row edits cannot happen (the trigger refuses them); a replaced table equal to
+        the current version is only given its trigger back.
+        """
+        from psycopg import sql
+
+        with self._connect() as con, con.transaction():
+            tables = self._tables(con)
+            if _GRIDS not in tables:
+                return
+            guarded = con.execute(
+                "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND t.tgname = %s",
+                (self.schema, _GRIDS, f"{_HIDDEN_PREFIX}guard"),
+            ).fetchone()
+            if guarded:
+                return
+            self._lock_network(con)
+            self._ensure_plan_tables(con)
+            current = self._baseline(con)
+            layer = self._version_layer(current)
+
+            def columns(table: str) -> list[str]:
+                return [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                        "AND table_name = %s AND column_name <> 'fid' ORDER BY ordinal_position",
+                        (self.schema, table),
+                    )
+                ]
+
+            cols = columns(_GRIDS)
+            same = False
+            if layer in tables and cols == columns(layer):
+                sel = sql.SQL(", ").join([sql.Identifier(c) for c in cols])
+                a, b = self._id(_GRIDS), self._id(layer)
+                same = bool(
+                    con.execute(
+                        sql.SQL(
+                            "SELECT NOT EXISTS (SELECT {s} FROM {a} EXCEPT ALL SELECT {s} FROM {b}) "
+                            "AND NOT EXISTS (SELECT {s} FROM {b} EXCEPT ALL SELECT {s} FROM {a})"
+                        ).format(s=sel, a=a, b=b)
+                    ).fetchone()[0]
+                )
+            if not same:
+                self._read_table(con, _GRIDS)  # a geometry that crashes GEOS is refused, not made a version
+                at = self._clock(con)
+                self._copy_table(con, _GRIDS, self._version_layer(current + 1))
+                con.execute(self._sql("UPDATE {versions} SET valid_to = %s WHERE version = %s"), (at, current))
+                con.execute(
+                    self._sql("INSERT INTO {versions} VALUES (%s, %s, NULL, NULL, %s)"),
+                    (current + 1, at, _OUTSIDE),
+                )
+                self._log(con, _OUTSIDE, None, "outside_edit", {"network_version": current + 1}, None, None, at)
+                self._write_metadata(con, {"network_version": current + 1})
+            self._guard(con, _GRIDS)
+
     def _guard(self, con: Any, name: str) -> None:
         """Refuse row changes to ``name`` from any client if it is a protected layer (the network, versions, plans)."""
         from psycopg import sql
@@ -313,6 +377,8 @@ class PostGISStore(Store):
             return
         fn = self._id(_GUARD_FN)
         con.execute(sql.SQL(_GUARD_DDL).format(fn=fn))
+        for trigger in (f"{_HIDDEN_PREFIX}guard", f"{_HIDDEN_PREFIX}guard_truncate"):
+            con.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), self._id(name)))
         con.execute(
             sql.SQL(
                 "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE ON {tbl} "
@@ -601,6 +667,7 @@ class PostGISStore(Store):
 
     def create_plan(self, name: str, *, author: str) -> PlanInfo:
         """Copy the current grid network into a new open plan (version 0), in the database."""
+        self._adopt_outside_edits()
         with self._connect() as con, con.transaction():
             tables = self._tables(con)
             if "grids" not in tables:
@@ -675,6 +742,7 @@ class PostGISStore(Store):
         """
         from psycopg import sql
 
+        self._adopt_outside_edits()
         with self._connect() as con, con.transaction():
             self._lock_network(con)
             info = self._locked(con, plan_id, expected_version)

@@ -38,10 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 import geopandas as gpd
 import pyogrio
+import shapely
 
 from layers._guards import Limits, check_wkb
 from layers.errors import EditConflict, InputTooLargeError, NotFoundError, StoreError
@@ -343,82 +345,106 @@ class GeoPackageStore(Store):
             )
             raise StoreError(msg)
 
+    def _layers(self, con: sqlite3.Connection, *, internal: bool = False) -> list[str]:
+        """Return the layers registered in the file (with ``internal``, geogrid's hidden ones too)."""
+        types = ("features", "attributes", _INTERNAL_TYPE if internal else "features")
+        try:
+            rows = con.execute(
+                "SELECT table_name FROM gpkg_contents WHERE data_type IN (?, ?, ?) ORDER BY rowid", types
+            ).fetchall()
+        except sqlite3.DatabaseError as err:
+            msg = f"{self.path} is not a readable GeoPackage: {err}"
+            raise StoreError(msg) from err
+        return [str(r[0]) for r in rows]
+
     def layer_names(self) -> list[str]:
         """Names of the spatial and attribute layers in the file."""
         if not self.path.exists():
             return []
-        try:
-            info = pyogrio.list_layers(self.path)
-        except pyogrio.errors.DataSourceError as err:
-            msg = f"{self.path} is not a readable GeoPackage: {err}"
-            raise StoreError(msg) from err
-        return [str(n) for n in info[:, 0] if not str(n).startswith(_HIDDEN_PREFIX)]
+        with contextlib.closing(self._ro()) as con:
+            return [n for n in self._layers(con) if not n.startswith(_HIDDEN_PREFIX)]
 
     def read(self, name: str, *, bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
-        """Read layer ``name``; the standard kinds come back with their canonical dtypes."""
-        self._require()
-        names = self.layer_names()
-        internal = name.startswith(_HIDDEN_PREFIX) and name in self._all_layers()
-        if name not in names and not internal:
-            msg = f"store {self.path} has no layer {name!r}; it has: {', '.join(names) or 'none'}"
-            raise StoreError(msg)
-        self._guard_geometries(name)
-        try:
-            if internal:  # registered as internal: GDAL does not list it as a layer, but reads it by SQL
-                gdf = pyogrio.read_dataframe(self.path, sql=f'SELECT * FROM "{name}"', use_arrow=True)
-            else:
-                gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, use_arrow=True)
-        except pyogrio.errors.DataSourceError as err:
-            msg = f"cannot read layer {name!r} from {self.path}: {err}"
-            raise StoreError(msg) from err
+        """Read layer ``name``; the standard kinds come back with their canonical dtypes.
+
+        Read with SQLite in one snapshot (never through GDAL: GDAL carries its own copy of
+        SQLite, and two copies in one process release each other's file locks), every
+        geometry through the door's guards before it is parsed.
+        """
+        with contextlib.closing(self._ro()) as con:
+            con.execute("BEGIN")
+            gdf = self._read_table(con, name, bbox=bbox)
         if name in _KINDS:
             coerce_dtypes(gdf, SCHEMAS[LayerKind(name)])
         return gdf
 
-    def _guard_geometries(self, name: str) -> None:
-        """Refuse layer ``name`` if a geometry nests or holds more than :class:`~layers._guards.Limits` allow.
-
-        The same guard as at import, run on the stored bytes before GEOS parses them (a
-        GeometryCollection nested 20,000 deep crashes the process). Only values long
-        enough to exceed a limit are walked.
-        """
-        limits = Limits()
-        floor = min(9 * limits.max_depth, 16 * limits.max_vertices)
-        with contextlib.closing(self._ro()) as con:
-            try:
-                col = con.execute(
-                    "SELECT column_name FROM gpkg_geometry_columns WHERE lower(table_name) = lower(?)", (name,)
-                ).fetchone()
-                if col is None:
-                    return
-                rows = con.execute(
-                    f"SELECT fid, {_quote(col[0])} FROM {_quote(name)} WHERE length({_quote(col[0])}) > ?", (floor,)
-                ).fetchall()
-            except sqlite3.OperationalError:
-                return  # not a layer geogrid can check: GDAL reports it
-        if not rows:
-            return
-        wkbs: list[bytes | None] = []
-        for _, blob in rows:
-            data = bytes(blob)
-            if data[:2] == b"GP" and len(data) >= 8:
-                env = (data[3] >> 1) & 0x07
-                data = data[8 + (_ENVELOPE_BYTES[env] if env < len(_ENVELOPE_BYTES) else 0) :]
-            wkbs.append(data)
-        try:
-            check_wkb(wkbs, limits, source=f"layer {name!r} of store {self.path}", ids=[f"fid {r[0]}" for r in rows])
+    def _read_table(
+        self, con: sqlite3.Connection, name: str, *, bbox: tuple[float, float, float, float] | None = None
+    ) -> gpd.GeoDataFrame:
+        """Read one layer on ``con`` (inside the caller's read transaction), in ``fid`` order."""
+        layers = self._layers(con, internal=True)
+        if name not in layers:
+            names = [n for n in layers if not n.startswith(_HIDDEN_PREFIX)]
+            msg = f"store {self.path} has no layer {name!r}; it has: {', '.join(names) or 'none'}"
+            raise StoreError(msg)
+        info = con.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+        reg = con.execute(
+            "SELECT g.column_name, s.organization, s.organization_coordsys_id, s.definition "
+            "FROM gpkg_geometry_columns g LEFT JOIN gpkg_spatial_ref_sys s ON s.srs_id = g.srs_id "
+            "WHERE lower(g.table_name) = lower(?)",
+            (name,),
+        ).fetchone()
+        geom_col = None if reg is None else str(reg[0])
+        fid = next((str(r[1]) for r in info if r[5] == 1 and str(r[2]).upper() == "INTEGER"), None)
+        fields = [(str(r[1]), str(r[2]).upper()) for r in info if str(r[1]) not in (fid, geom_col)]
+        select = [_quote(fid) if fid else "rowid"] + [_quote(c) for c, _ in fields]
+        select += [_quote(geom_col)] if geom_col else []
+        sql = f"SELECT {', '.join(select)} FROM {_quote(name)}"
+        params: tuple[Any, ...] = ()
+        rtree = f"rtree_{name}_{geom_col}"
+        if bbox is not None and geom_col and fid:
+            has_rtree = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (rtree,)
+            ).fetchone()
+            if has_rtree:
+                sql += (
+                    f" WHERE {_quote(fid)} IN (SELECT id FROM {_quote(rtree)} "
+                    "WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?)"
+                )
+                x0, y0, x1, y1 = (float(v) for v in bbox)
+                params = (x0, x1, y0, y1)
+        if fid:
+            sql += f" ORDER BY {_quote(fid)}"
+        rows = con.execute(sql, params).fetchall()
+        data = {c: _column([r[i + 1] for r in rows], kind) for i, (c, kind) in enumerate(fields)}
+        frame = pd.DataFrame(data, columns=[c for c, _ in fields])
+        if not geom_col:
+            return gpd.GeoDataFrame(frame)
+        wkbs: list[bytes | None] = [None if r[-1] is None else _wkb_of(bytes(r[-1])) for r in rows]
+        try:  # the door's guard, before GEOS parses anything (a 20,000-deep collection crashes it)
+            check_wkb(wkbs, Limits(), source=f"layer {name!r} of store {self.path}", ids=[f"fid {r[0]}" for r in rows])
         except InputTooLargeError as err:
             msg = (
                 f"{err}. The store holds geometries geogrid refuses to parse: fix or delete those features "
                 "(e.g. in QGIS), then retry"
             )
             raise StoreError(msg) from err
+        arr = np.empty(len(wkbs), dtype=object)
+        arr[:] = wkbs
+        geoms = shapely.from_wkb(arr, on_invalid="ignore")
+        crs: Any = None
+        if reg is not None and reg[1] is not None:
+            crs = f"{reg[1]}:{reg[2]}" if str(reg[1]).upper() == "EPSG" else reg[3]
+        gdf = gpd.GeoDataFrame(frame, geometry=geoms, crs=crs)
+        if bbox is not None and geom_col and not params:  # no R-tree: filter on the bounds here
+            gdf = gdf[gdf.intersects(shapely.box(*bbox))].reset_index(drop=True)
+        return gdf
 
     def metadata(self) -> dict[str, Any]:
         """Metadata stored in the ``geogrid_metadata`` table (empty for a new file)."""
         if not self.path.exists():
             return {}
-        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
+        with contextlib.closing(self._ro()) as con:
             try:
                 rows = con.execute(f"SELECT key, value FROM {_META_TABLE}").fetchall()
             except sqlite3.DatabaseError:
@@ -499,6 +525,7 @@ class GeoPackageStore(Store):
                 con.execute("BEGIN IMMEDIATE")  # first, on its own: record edits made outside geogrid
                 try:
                     _Tx(self, con).adopt_outside_edits()
+                    _hide_internal_tables(con)
                     con.execute("COMMIT")
                 except BaseException:
                     if con.in_transaction:
@@ -616,8 +643,8 @@ class GeoPackageStore(Store):
         """Every table of the file, geogrid's internal ones included."""
         if not self.path.exists():
             return []
-        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
-            return [str(r[0]) for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        with contextlib.closing(self._ro()) as con:
+            return self._layers(con, internal=True)
 
     @staticmethod
     def _plan_layer(plan_id: str) -> str:
@@ -627,8 +654,11 @@ class GeoPackageStore(Store):
         return f"store {self.path}"
 
     def _ro(self) -> sqlite3.Connection:
+        """Open the file for reading (autocommit: BEGIN for one snapshot across several statements)."""
         self._require()
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        return sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_SECONDS, isolation_level=None
+        )
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with contextlib.closing(self._ro()) as con:
@@ -680,20 +710,16 @@ class GeoPackageStore(Store):
         return self._plan_of(rows[0])
 
     def read_plan(self, plan_id: str) -> tuple[gpd.GeoDataFrame, PlanInfo]:
-        """Read an open plan's grid layer and its record together (consistent)."""
-        for _ in range(50):
-            info = self.plan_info(plan_id)
+        """Read an open plan's grid layer and its record together (one snapshot: consistent)."""
+        self.plan_info(plan_id)  # NotFoundError naming the plans
+        with contextlib.closing(self._ro()) as con:
+            con.execute("BEGIN")
+            info = self._plan_of(con.execute(f"SELECT * FROM {_PLANS} WHERE plan_id = ?", (str(plan_id),)).fetchone())
             if info.status != "open":
                 msg = f"plan {plan_id!r} is {info.status}; only open plans can be read or edited"
                 raise StoreError(msg)
-            try:
-                grids = self.read(self._plan_layer(plan_id))
-            except StoreError:
-                continue  # replaced between the two reads: try again
-            if self.plan_info(plan_id).version == info.version:
-                return grids, info
-        msg = f"plan {plan_id!r} changed 50 times while being read; try again"
-        raise StoreError(msg)
+            grids = self._read_table(con, self._plan_layer(plan_id))
+        return grids, info
 
     @staticmethod
     def _log(
@@ -869,6 +895,33 @@ def _protected(name: str) -> str | None:
     if name.startswith(f"{_HIDDEN_PREFIX}plan_"):
         return f"{name} is a geogrid plan: edit it through geogrid (the planner page or geogrid plan edit)"
     return None
+
+
+def _wkb_of(blob: bytes) -> bytes:
+    """Return the WKB inside a GeoPackage geometry blob (after its header and envelope)."""
+    if blob[:2] != b"GP" or len(blob) < 8:
+        return blob
+    env = (blob[3] >> 1) & 0x07
+    return blob[8 + (_ENVELOPE_BYTES[env] if env < len(_ENVELOPE_BYTES) else 0) :]
+
+
+def _column(values: list[Any], kind: str) -> Any:
+    """Turn one SQLite column of a GeoPackage layer into a pandas array of the type its declaration names."""
+    if kind in ("INTEGER", "INT", "MEDIUMINT", "SMALLINT", "TINYINT"):
+        if any(v is None for v in values):
+            return pd.array(values, dtype="Int64")
+        return np.asarray(values, dtype=np.int64)
+    if kind in ("REAL", "FLOAT", "DOUBLE"):
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    if kind == "BOOLEAN":
+        if any(v is None for v in values):
+            return pd.array([None if v is None else bool(v) for v in values], dtype="boolean")
+        return np.asarray(values, dtype=bool)
+    if kind == "DATETIME":
+        return pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+    if kind == "DATE":
+        return pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+    return values  # text: pandas infers the dtype, as for the PostGIS store's rows
 
 
 def _drop_layer(con: sqlite3.Connection, name: str) -> None:
@@ -1079,10 +1132,12 @@ class _Tx:
             )
         }
         self._guard_other_layers()
-        if set(_guard_names("grids")) <= guards or self._same_as_version(current):
+        if set(_guard_names("grids")) <= guards:
+            return None
+        if self._same_as_version(current):
             self.guard("grids")
             return None
-        self.store._guard_geometries("grids")  # a crashing geometry is refused, not made a version
+        self.store._read_table(self.con, "grids")  # a geometry that crashes GEOS is refused, not made a version
         at = _now()
         self.record_version(current + 1, at=at, plan_id=None, author=_OUTSIDE)
         self.log(_OUTSIDE, None, "outside_edit", {"network_version": current + 1}, None, None, at)

@@ -57,7 +57,7 @@ def login_name() -> str:
 
     try:
         return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry / no login name in the environment
+    except (KeyError, OSError, ImportError):  # no passwd entry, no login name in the environment, no pwd module
         return "unknown user"
 
 
