@@ -179,7 +179,7 @@ def command_centre_map(
         raise ValueError(msg)
 
     # markercluster needs the map's own maxZoom (folium gives it only to tile layers).
-    m = OfflineMap(tiles=None, control_scale=True, zoom_snap=0.25, prefer_canvas=True, maxZoom=19)
+    m = OfflineMap(tiles=None, zoom_snap=0.25, prefer_canvas=True, maxZoom=19)
     if tiles is not None:
         folium.TileLayer(
             tiles=tiles, attr=escape_text(attribution or "local tiles"), name="basemap", overlay=False

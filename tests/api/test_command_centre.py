@@ -94,3 +94,15 @@ def test_a_grid_only_store_still_has_a_wall(client):
     r = client.get(PAGE)
     assert r.status_code == 200
     assert _layers(r.text)[-1] == "0 · district"
+
+
+def test_the_blind_spot_count_is_grids_below_the_stated_coverage(full_client, grids, cameras):
+    from api.routers.maps import COVERAGE_THRESHOLD
+    from geogrid.coverage import blind_spots
+
+    blind = blind_spots(grids, cameras, level=int(grids["level"].max()))
+    expected = int((blind["blind_ratio"] > 1 - COVERAGE_THRESHOLD).sum())
+    page = full_client.get(WHOLE).text
+    assert f"覆盖不足50%网格 <b>{expected}</b>" in page
+    assert "摄像头可见面积不到网格面积50%的基础网格" in page  # the legend states the threshold
+    assert "事件聚合：数字为事件数" in page  # the cluster bubbles are explained
