@@ -270,7 +270,7 @@ class OfflineMap(folium.Map):
     <folium.map.LayerControl object at ...>
     >>> _ = folium.GeoJson({"type": "Point", "coordinates": [117, 39]}, name="late").add_to(m)
     >>> page = m.get_root().render()
-    >>> page.index("geo_json_") < page.index("L.control.layers"), "https://" in page
+    >>> page.index("var geo_json_") < page.rindex("L.control.layers("), "cdn.jsdelivr.net" in page
     (True, False)
     """
 
