@@ -232,7 +232,7 @@ def test_planner_journey_home_new_plan_two_edits_reload_diff_commit(demo_store, 
         browser.find_element(By.ID, "gg-grid-filter").clear()
         browser.execute_script("document.getElementById('gg-grid-filter').dispatchEvent(new Event('input'))")
         labels = overlay_labels(browser)
-        assert "changes against the current network" in labels and len(labels) >= 4, labels
+        assert "对比现状的变更" in labels and len(labels) >= 4, labels
         assert browser.execute_script("return document.querySelectorAll('.leaflet-pm-toolbar').length") > 0
         zoom = browser.execute_script("return Object.values(window).find(v => v instanceof L.Map).getZoom()")
         assert zoom > 10, f"the map is not fitted to the district (zoom {zoom})"
@@ -330,7 +330,7 @@ def test_every_page_works_after_a_restart(demo_store, browser, tmp_path):
             screenshot(browser, f"20-after-restart-{name}")
             assert_clean(browser, url, f"{name} after a restart")
         assert browser.execute_script("return window.geogridPlanner.gridCount()") == len(grids) + 1
-        assert "changes against the current network" in overlay_labels(browser)
+        assert "对比现状的变更" in overlay_labels(browser)
         load(browser, pages["home"])
         assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
 

@@ -23,7 +23,7 @@ def test_the_wall_has_every_layer(full_client):
     r = full_client.get(WHOLE)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     layers = _layers(r.text)
-    for name in ("incidents", "incident heat", "cameras", "camera views", "blind spots", "hot spots"):
+    for name in ("事件点位", "事件热力", "摄像头", "摄像头视域", "监控盲区", "热点网格 (Gi*)"):
         assert name in layers, layers
     assert {"2 · " + n for n in ["&lt;b onmouseover=&quot;window.__xss=4&quot;&gt;基础网格&lt;/b&gt;"]} <= set(layers)
     assert "L.markerClusterGroup(" in r.text and "L.heatLayer(" in r.text
