@@ -7,14 +7,16 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api.auth import check_route_policies
 from api.errors import install_error_handlers
 from api.features import LayerCache
-from api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from api.middleware import BodyLimitMiddleware, ClientMiddleware, HeadMiddleware, SecurityHeadersMiddleware
 from api.openapi import build_openapi
 from api.routers import analyses, maps, meta, ogc, plans, session
+from api.sessions import SessionStore
 from api.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     app.state.settings = settings
     app.state.layer_cache = LayerCache()
+    app.state.sessions = SessionStore()
 
     install_error_handlers(app)
     app.include_router(meta.router)
@@ -71,6 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     # Outermost last: headers go on every answer, including a 413 and a CORS preflight.
+    # Bodies above 1 KB are gzipped for clients that accept it (a page of 1,000 grids: ~10x smaller);
+    # HEAD runs as GET outside the compression, so its Content-Length is the GET's.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
+    app.add_middleware(HeadMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -83,8 +90,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, img_sources=_tile_origin(settings.tiles))
+    # Outermost of all: who the client is (and whether it may be served at all) comes first.
+    app.add_middleware(
+        ClientMiddleware,
+        trusted_proxies=settings.trusted_proxies,
+        public_url=settings.public_url,
+        loopback_only=not settings.api_keys,
+    )
 
     check_route_policies(app)
     if not settings.api_keys:
-        log.warning("no API keys configured: anyone who reaches the server may read; bind it to loopback only")
+        log.warning("no API keys configured: anonymous reading, answered to clients on this machine only")
     return app

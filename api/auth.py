@@ -18,6 +18,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount
 
+from api.sessions import SessionStore
 from api.settings import Role, Settings, get_settings
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RouteInfo",
     "check_route_policies",
     "current_principal",
+    "get_sessions",
     "iter_routes",
     "login_url",
     "public",
@@ -40,8 +42,9 @@ __all__ = [
 ]
 
 
-SESSION_COOKIE = "geogrid_key"
-"""The cookie a browser sign-in (``/login``) keeps the key in: HttpOnly, SameSite=Strict, path ``/``."""
+SESSION_COOKIE = "geogrid_session"
+"""The cookie a browser sign-in (``/login``) keeps its session token in (never the key itself):
+HttpOnly, SameSite=Strict, path ``/``; see :mod:`api.sessions`."""
 
 CSRF_HEADER = "X-Requested-With"
 """A change authenticated by the cookie must carry this header (any value): a page of another site
@@ -108,19 +111,28 @@ def role_of_key(token: str, settings: Settings) -> Role | None:
     return _role_of(token, settings)
 
 
+def get_sessions(request: Request) -> SessionStore:
+    """Return the app's browser sessions (one :class:`~api.sessions.SessionStore` per app)."""
+    sessions = getattr(request.app.state, "sessions", None)
+    if sessions is None:
+        sessions = request.app.state.sessions = SessionStore()
+    return sessions
+
+
 def current_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
     """Identify the caller from ``Authorization: Bearer <key>``, else from the sign-in cookie.
 
     An unknown key in the header is refused (401) even where anonymous reading is allowed,
     so that a mistyped key fails loudly instead of silently losing its rights. A cookie whose
-    key is no longer configured counts as no key (the browser is sent to sign in again). A
-    change (POST, DELETE, ...) authenticated by the cookie must carry :data:`CSRF_HEADER`.
+    session is unknown, expired or signed out, or whose key is no longer configured, counts as
+    no key (the browser is sent to sign in again). A change (POST, DELETE, ...) authenticated
+    by the cookie must carry :data:`CSRF_HEADER`.
     """
     anonymous = Principal(role=Role.VIEWER if settings.anonymous_read else None, authenticated=False)
     token = _bearer(request)
     if token is None:
         cookie = request.cookies.get(SESSION_COOKIE)
-        role = _role_of(cookie, settings) if cookie else None
+        role = get_sessions(request).role(cookie, settings) if cookie else None
         if role is None:
             return anonymous
         if request.method not in _SAFE_METHODS and CSRF_HEADER.lower() not in request.headers:

@@ -15,9 +15,8 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -26,9 +25,11 @@ import pandas as pd
 import geopandas as gpd
 import shapely
 
+from api.filtering import FILTER_LANGS, FilterError, Queryable, compile_filter
 from layers.errors import NotFoundError
-from layers.schema import CAMERA_STATUSES, INCIDENT_SOURCES, INCIDENT_STATUSES
+from layers.schema import CAMERA_STATUSES, INCIDENT_SOURCES, INCIDENT_STATUSES, SCHEMAS, LayerKind
 from layers.store import GeoPackageStore, Store
+from layers.times import DEFAULT_TZ, in_window, parse_interval
 
 __all__ = [
     "COLLECTIONS",
@@ -46,6 +47,7 @@ __all__ = [
     "parse_bbox",
     "parse_datetime",
     "query_items",
+    "queryables_document",
     "read_feature",
 ]
 
@@ -64,6 +66,13 @@ CONFORMANCE = (
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
 )
 
 
@@ -84,6 +93,16 @@ class CollectionSpec:
     temporal: str | None = None
     """The column ``datetime`` filters on; None: the collection has no time."""
 
+    @property
+    def schema(self) -> Any:
+        """The layer schema (:data:`layers.schema.SCHEMAS`) of this collection."""
+        return SCHEMAS[LayerKind(self.id)]
+
+    @property
+    def queryables(self) -> dict[str, Queryable]:
+        """The properties a CQL2 ``filter`` may name: every column of the layer schema."""
+        return {c.name: Queryable(c.name, c.dtype) for c in self.schema.columns}
+
 
 COLLECTIONS: Mapping[str, CollectionSpec] = {
     "grids": CollectionSpec(
@@ -91,7 +110,13 @@ COLLECTIONS: Mapping[str, CollectionSpec] = {
         title="Grids",
         description="The nested grids of every level (district, street, community, basic grid).",
         id_column="grid_id",
-        filters={"level": ("int", None), "parent_id": ("str", None), "level_name": ("str", None)},
+        filters={
+            "grid_id": ("str", None),
+            "level": ("int", None),
+            "parent_id": ("str", None),
+            "level_name": ("str", None),
+            "name": ("str", None),
+        },
     ),
     "incidents": CollectionSpec(
         id="incidents",
@@ -99,6 +124,7 @@ COLLECTIONS: Mapping[str, CollectionSpec] = {
         description="Reported events with time, category, source and status.",
         id_column="incident_id",
         filters={
+            "incident_id": ("str", None),
             "category": ("str", None),
             "source": ("str", INCIDENT_SOURCES),
             "status": ("str", INCIDENT_STATUSES),
@@ -110,7 +136,7 @@ COLLECTIONS: Mapping[str, CollectionSpec] = {
         title="Cameras",
         description="Cameras with position, heading, field of view and range.",
         id_column="camera_id",
-        filters={"status": ("str", CAMERA_STATUSES), "owner": ("str", None)},
+        filters={"camera_id": ("str", None), "status": ("str", CAMERA_STATUSES), "owner": ("str", None)},
     ),
 }
 """The collections the API offers, when the store holds the layer."""
@@ -121,13 +147,18 @@ COLLECTIONS: Mapping[str, CollectionSpec] = {
 
 @dataclass
 class _Entry:
-    stamp: tuple[int, int, int]
+    stamp: Hashable
     frame: gpd.GeoDataFrame
 
 
 @dataclass
 class LayerCache:
-    """Whole layers of GeoPackage stores, kept until their file changes.
+    """Whole layers of GeoPackage stores, kept until the layer changes.
+
+    A layer is keyed on :meth:`~layers.store.Store.layer_stamp`, which a plan edit does
+    not touch, so editing never drops the served network. A rebuild is single-flight:
+    requests arriving while a layer is being read wait for that read instead of
+    starting their own.
 
     Parameters
     ----------
@@ -138,29 +169,40 @@ class LayerCache:
     max_layers: int = 8
     _entries: OrderedDict[tuple[str, str], _Entry] = field(default_factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _flights: dict[tuple[str, str], threading.Lock] = field(default_factory=dict, init=False, repr=False)
 
-    def get(self, store: Store, name: str) -> gpd.GeoDataFrame | None:
-        """Return layer ``name`` of ``store`` from the cache, reading it if needed; None for uncachable stores."""
-        if not isinstance(store, GeoPackageStore):
-            return None
-        try:
-            st = store.path.stat()
-        except OSError:
-            return None  # the store reports the missing file itself
-        key = (str(store.path.resolve()), name)
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    def _hit(self, key: tuple[str, str], stamp: Hashable) -> gpd.GeoDataFrame | None:
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None and hit.stamp == stamp:
                 self._entries.move_to_end(key)
                 return hit.frame
-        frame = store.read(name)
-        frame.sindex  # noqa: B018  (built once here, not per request)
+        return None
+
+    def get(self, store: Store, name: str) -> gpd.GeoDataFrame | None:
+        """Return layer ``name`` of ``store`` from the cache, reading it if needed; None for uncachable stores."""
+        if not isinstance(store, GeoPackageStore) or not store.path.exists():
+            return None  # the store reports a missing file itself
+        stamp = store.layer_stamp(name)
+        if stamp is None:
+            return None
+        key = (str(store.path.resolve()), name)
+        frame = self._hit(key, stamp)
+        if frame is not None:
+            return frame
         with self._lock:
-            self._entries[key] = _Entry(stamp, frame)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_layers:
-                self._entries.popitem(last=False)
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:  # one reader per layer; the others wait for its result
+            frame = self._hit(key, stamp)
+            if frame is not None:
+                return frame
+            frame = store.read(name)
+            frame.sindex  # noqa: B018  (built once here, not per request)
+            with self._lock:
+                self._entries[key] = _Entry(stamp, frame)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.max_layers:
+                    self._entries.popitem(last=False)
         return frame
 
 
@@ -247,60 +289,28 @@ def parse_bbox(value: str, crs: str | None = None) -> list[shapely.Polygon]:
     return [shapely.box(minx, miny, maxx, maxy)]
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+def parse_datetime(value: str, tz: str = DEFAULT_TZ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Parse an OGC ``datetime`` into the half-open UTC window ``[start, end)`` it selects.
 
-
-def _instant(text: str, *, end: bool) -> pd.Timestamp | None:
-    text = text.strip()
-    if text in ("", ".."):
-        return None
-    if _DATE.match(text):
-        try:
-            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-        except ValueError as err:
-            msg = f"{text!r} is not a date"
-            raise InvalidParameterError(msg) from err
-        return pd.Timestamp(day + timedelta(days=1) - timedelta(milliseconds=1) if end else day)
-    try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError as err:
-        msg = f"{text!r} is not an RFC 3339 date-time such as 2025-03-01T08:00:00Z"
-        raise InvalidParameterError(msg) from err
-    if moment.tzinfo is None:
-        msg = f"{text!r} has no time zone: add Z or an offset such as +08:00"
-        raise InvalidParameterError(msg)
-    return pd.Timestamp(moment).tz_convert("UTC")
-
-
-def parse_datetime(value: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """Parse an OGC ``datetime``: an instant, or an interval ``start/end`` with ``..`` for open ends.
-
-    A date alone stands for the whole day (UTC). Both ends are inclusive.
+    An instant or an interval ``start/end`` with ``..`` for open ends, read by
+    :func:`layers.times.parse_interval`: a date is the whole day and a time without a zone
+    is a time in ``tz`` (the store's time zone), the forms GDAL (``2025-12-01T/..``) and
+    QGIS send included; an end includes the day or instant it names.
 
     Raises
     ------
     InvalidParameterError
-        Not a date-time, an interval whose start is after its end, or a time without a zone.
+        Not a date-time, or an interval whose start is after its end.
 
     Examples
     --------
     >>> parse_datetime("2025-03-01T08:00:00Z/..")
     (Timestamp('2025-03-01 08:00:00+0000', tz='UTC'), None)
     """
-    parts = value.split("/")
-    if len(parts) == 1:
-        if parts[0].strip() in ("", ".."):
-            msg = f"datetime={value!r}: an instant must be a date or date-time; for all times omit the parameter"
-            raise InvalidParameterError(msg)
-        return _instant(parts[0], end=False), _instant(parts[0], end=True)
-    if len(parts) != 2:
-        msg = f"datetime={value!r} is neither an instant nor an interval start/end"
-        raise InvalidParameterError(msg)
-    start, end = _instant(parts[0], end=False), _instant(parts[1], end=True)
-    if start is not None and end is not None and start > end:
-        msg = f"datetime={value!r} starts after it ends"
-        raise InvalidParameterError(msg)
-    return start, end
+    try:
+        return parse_interval(value, tz)
+    except ValueError as err:
+        raise InvalidParameterError(str(err)) from err
 
 
 @dataclass(frozen=True)
@@ -314,6 +324,8 @@ class ItemsQuery:
     filters: Mapping[str, str] = field(default_factory=dict)
     offset: int = 0
     limit: int = LIMIT_DEFAULT
+    where: Callable[[gpd.GeoDataFrame], np.ndarray] | None = None
+    """The compiled CQL2 ``filter``, if any."""
 
 
 def build_query(
@@ -325,14 +337,30 @@ def build_query(
     filters: Mapping[str, str],
     offset: int,
     limit: int,
+    tz: str = DEFAULT_TZ,
+    filter_: str | None = None,
+    filter_lang: str | None = None,
 ) -> ItemsQuery:
     """Check the parameters against ``spec`` and parse them.
 
     Raises
     ------
     InvalidParameterError
-        A filter the collection does not have, a value outside its choices, or a bad bbox/datetime.
+        A filter the collection does not have, a value outside its choices, a bad bbox/datetime,
+        or a CQL2 ``filter`` that does not parse or is not supported.
     """
+    where = None
+    if filter_lang is not None and filter_lang not in FILTER_LANGS:
+        msg = f"filter-lang={filter_lang!r} is not supported: use {' or '.join(FILTER_LANGS)}"
+        raise InvalidParameterError(msg)
+    if filter_ is not None:
+        try:
+            where = compile_filter(filter_, spec.queryables, lang=filter_lang or FILTER_LANGS[0])
+        except FilterError as err:
+            raise InvalidParameterError(str(err)) from err
+    elif filter_lang is not None:
+        msg = "filter-lang was given without a filter"
+        raise InvalidParameterError(msg)
     unknown = sorted(set(filters) - set(spec.filters))
     if unknown:
         msg = f"{spec.id} has no property filter {', '.join(unknown)}; it has: {', '.join(spec.filters) or 'none'}"
@@ -350,7 +378,7 @@ def build_query(
         if spec.temporal is None:
             msg = f"{spec.id} has no time: datetime applies to incidents (reported_at)"
             raise InvalidParameterError(msg)
-        start, end = parse_datetime(datetime_)
+        start, end = parse_datetime(datetime_, tz)
     boxes = tuple(parse_bbox(bbox, bbox_crs)) if bbox is not None else ()
     if bbox is None and bbox_crs not in (None, "", CRS84, EPSG4326):
         parse_bbox("0,0,0,0", bbox_crs)  # reports the unsupported CRS
@@ -362,6 +390,7 @@ def build_query(
         filters=dict(filters),
         offset=offset,
         limit=min(limit, LIMIT_MAX),
+        where=where,
     )
 
 
@@ -374,16 +403,14 @@ def query_items(store: Store, cache: LayerCache, spec: CollectionSpec, q: ItemsQ
     mask = np.ones(len(frame), dtype=bool)
     if q.timed and spec.temporal is not None:
         times = frame[spec.temporal]
-        mask &= times.notna().to_numpy()
-        if q.start is not None:
-            mask &= (times >= q.start).fillna(False).to_numpy()
-        if q.end is not None:
-            mask &= (times <= q.end).fillna(False).to_numpy()
+        mask &= times.notna().to_numpy() & in_window(times, q.start, q.end)
     for name, value in q.filters.items():
         dtype, _ = spec.filters[name]
         column = frame[name] if name in frame.columns else pd.Series(pd.NA, index=frame.index)
         wanted: object = int(value) if dtype == "int" else value
         mask &= (column == wanted).fillna(False).to_numpy(dtype=bool)
+    if q.where is not None:
+        mask &= q.where(frame)
     matched = frame[mask] if not mask.all() else frame
     return matched.iloc[q.offset : q.offset + q.limit], len(matched)
 
@@ -450,8 +477,48 @@ def collection_document(store: Store, cache: LayerCache, spec: CollectionSpec, b
                 "type": "application/geo+json",
                 "title": f"{spec.title} (GeoJSON)",
             },
+            {
+                "href": f"{url}/queryables",
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "type": "application/schema+json",
+                "title": f"Queryables of {spec.id}",
+            },
         ],
     }
     if extent:
         doc["extent"] = extent
     return doc
+
+
+_JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "datetime": "string"}
+
+
+def queryables_document(spec: CollectionSpec, base: str) -> dict[str, Any]:
+    """Build ``/collections/{id}/queryables``: a JSON Schema of the properties filters may name (Features Part 3).
+
+    Every property listed may be used in a CQL2 ``filter``; those in ``spec.filters`` are also
+    query parameters of the items path (``?level=3``).
+    """
+    props: dict[str, Any] = {}
+    for col in spec.schema.columns:
+        prop: dict[str, Any] = {"title": col.name, "type": _JSON_TYPES[col.dtype]}
+        if col.description:
+            prop["description"] = col.description
+        if col.dtype == "datetime":
+            prop["format"] = "date-time"
+        if col.choices is not None:
+            prop["enum"] = list(col.choices)
+        if col.min is not None:
+            prop["exclusiveMinimum" if col.min_exclusive else "minimum"] = col.min
+        if col.max is not None:
+            prop["maximum"] = col.max
+        props[col.name] = prop
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{base}collections/{spec.id}/queryables",
+        "type": "object",
+        "title": spec.title,
+        "description": f"Queryables of {spec.id}: filter with ?name=value or ?filter=<CQL2 text>",
+        "properties": props,
+        "additionalProperties": False,
+    }

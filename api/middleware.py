@@ -1,16 +1,26 @@
-"""Pure ASGI middleware: a request body limit and security headers on every response."""
+"""Pure ASGI middleware: who the client is, a request body limit and security headers on every response."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP_NONCE_KEY", "BodyLimitMiddleware", "SecurityHeadersMiddleware", "csp_nonce"]
+__all__ = [
+    "CSP_NONCE_KEY",
+    "BodyLimitMiddleware",
+    "ClientMiddleware",
+    "HeadMiddleware",
+    "SecurityHeadersMiddleware",
+    "csp_nonce",
+]
 
 CSP_NONCE_KEY = "csp_nonce"
 """Key of the per-request CSP nonce in ``scope["state"]`` (``request.state.csp_nonce``)."""
@@ -24,6 +34,140 @@ def _json_error(status: int, code: str, description: str) -> tuple[dict[str, obj
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
     }
     return start, body
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_FORWARDING = (b"forwarded", b"x-forwarded-for", b"x-real-ip", b"x-forwarded-host", b"x-forwarded-proto", b"via")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "[::1]"})
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Whether the Host header ``host`` (``name[:port]``) names this machine's loopback."""
+    name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host.split(":")[0]
+    if name.lower() in _LOOPBACK_NAMES:
+        return True
+    address = _address(name)
+    return address is not None and address.is_loopback
+
+
+class ClientMiddleware:
+    """Decide who the client is and where links point; keep a keyless server to this machine.
+
+    * Forwarding headers (``X-Forwarded-For``, ``X-Forwarded-Proto``) are believed only from a
+      peer in ``trusted_proxies``: the client is then the right-most address of
+      ``X-Forwarded-For`` that is not itself a trusted proxy.
+    * With ``public_url`` set, the request's host and scheme are replaced by it, so every link
+      the app builds (``request.base_url``) points there whatever Host header was sent.
+      Without it the Host header must be a plain ``host[:port]`` (400 otherwise).
+    * With ``loopback_only`` (no API keys configured), only clients on this machine are
+      served, whatever address the server is bound to (``uvicorn api.main:app --host
+      0.0.0.0`` included): another client, a request that came through a proxy that is not
+      trusted, or a Host header naming something other than loopback (DNS rebinding: another
+      site's page reaching the keyless server through the visitor's browser) gets 403.
+
+    Parameters
+    ----------
+    app
+        The ASGI app.
+    trusted_proxies
+        Networks of the reverse proxies in front of the app.
+    public_url
+        ``scheme://host[:port]`` clients use, or None.
+    loopback_only
+        Serve clients on this machine only.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_proxies: Sequence[_Network] = (),
+        public_url: str | None = None,
+        *,
+        loopback_only: bool,
+    ) -> None:
+        self.app = app
+        self.trusted = tuple(trusted_proxies)
+        self.loopback_only = loopback_only
+        self.public: tuple[str, bytes] | None = None
+        if public_url is not None:
+            parts = urlsplit(public_url)
+            self.public = (parts.scheme, parts.netloc.encode("latin-1"))
+
+    def _trusted(self, text: str) -> bool:
+        address = _address(text)
+        return address is not None and any(address in net for net in self.trusted)
+
+    def _client(self, scope: Scope, headers: Headers) -> tuple[str | None, bool]:
+        """Return the client's address and whether it came through a proxy that is not trusted."""
+        peer = scope["client"][0] if scope.get("client") else None
+        forwarded = any(name in _FORWARDING for name, _ in scope["headers"])
+        if peer is None or not forwarded:
+            return peer, False
+        if not self._trusted(peer):
+            return peer, True
+        hops = [h.strip() for v in headers.getlist("x-forwarded-for") for h in v.split(",") if h.strip()]
+        client = peer
+        for hop in reversed(hops):
+            client = hop
+            if not self._trusted(hop):
+                break
+        proto = headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        if proto in ("http", "https"):
+            scope["scheme"] = proto
+        return client, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Resolve the client and host, then run the app or refuse."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        client, via_untrusted = self._client(scope, headers)
+        if client is not None and scope.get("client"):
+            scope["client"] = (client, scope["client"][1])
+        host = headers.get("host", "")
+        if self.public is not None:
+            scope["scheme"] = self.public[0]
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", self.public[1])]
+        elif not _HOST.match(host):
+            await _refuse(send, 400, "InvalidRequest", "the Host header must be host[:port]")
+            return
+        if self.loopback_only:
+            address = _address(client) if client else None
+            reason = None
+            if via_untrusted:
+                reason = "the request came through a proxy that is not in GEOGRID_TRUSTED_PROXIES"
+            elif address is None or not address.is_loopback:
+                reason = f"the client {client} is not on this machine"
+            elif self.public is None and not _is_loopback_host(host):
+                reason = f"the Host header {host!r} does not name this machine (127.0.0.1 or localhost)"
+            if reason is not None:
+                await _refuse(
+                    send,
+                    403,
+                    "Forbidden",
+                    f"no API keys are configured, so this server answers this machine only: {reason}. "
+                    "Set GEOGRID_API_KEYS='key1:viewer,key2:admin' to serve other clients",
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, status: int, code: str, description: str) -> None:
+    start, body = _json_error(status, code, description)
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:
@@ -105,6 +249,37 @@ class BodyLimitMiddleware:
         start, body = _json_error(status, code, description)
         await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+class HeadMiddleware:
+    """Answer ``HEAD`` wherever ``GET`` is answered: the GET's status and headers, no body.
+
+    The request runs as a GET (same policy, same errors, same ``Content-Length``); the body
+    is dropped on the way out. A path without GET answers HEAD as it answers GET (405).
+
+    Parameters
+    ----------
+    app
+        The ASGI app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a HEAD request as a GET and send only the response's start."""
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_head(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_head)
 
 
 def csp_nonce(scope: Scope) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.features import LIMIT_DEFAULT, LIMIT_MAX
+from api.features import COLLECTIONS, LIMIT_DEFAULT, LIMIT_MAX, CollectionSpec
 
 __all__ = ["build_openapi", "to_openapi_30"]
 
@@ -45,6 +45,12 @@ def to_openapi_30(node: Any) -> Any:
                 continue
         if key == "const":
             out["enum"] = [value]
+        elif key == "prefixItems" and isinstance(value, list):
+            # A tuple (a [lon, lat] position): 3.0 has no per-position items, so one item schema
+            # that fits every position, and the length pinned.
+            items = [to_openapi_30(v) for v in value]
+            out["items"] = items[0] if all(i == items[0] for i in items) else {"anyOf": items}
+            out["minItems"] = out["maxItems"] = len(items)
         elif key == "examples" and isinstance(value, list):
             if value:
                 out["example"] = to_openapi_30(value[0])
@@ -58,6 +64,8 @@ def to_openapi_30(node: Any) -> Any:
                 out["nullable"] = True
         else:
             out[key] = to_openapi_30(value)
+    if "prefixItems" in node:
+        out.pop("additionalItems", None)
     if "$ref" in out and len(out) > 1:  # 3.0 ignores siblings of $ref
         ref = out.pop("$ref")
         out = {"allOf": [{"$ref": ref}], **out}
@@ -95,10 +103,76 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 if code[:1] in ("4", "5") and content and path not in _PAGE_ERRORS:
                     # Errors are always JSON (api.errors), whatever the route's own media type.
                     response["content"] = {"application/json": next(iter(content.values()))}
-        if path.endswith("/items"):
-            params = ops.get("get", {}).get("parameters", [])
-            ops["get"]["parameters"] = [
-                {"$ref": "#/components/parameters/limit"} if p.get("name") == "limit" else p for p in params
-            ]
+    _per_collection_paths(doc)
     app.openapi_schema = doc
     return doc
+
+
+_GENERIC = "/collections/{collection_id}"
+_INT_MAX = 999_999_999
+"""Largest whole number a property filter takes (:func:`api.features.build_query` reads up to 9 digits)."""
+
+
+def _filter_parameter(spec: CollectionSpec, name: str) -> dict[str, Any]:
+    dtype, choices = spec.filters[name]
+    column = spec.schema.column(name)
+    schema: dict[str, Any] = {"type": "integer" if dtype == "int" else "string"}
+    if dtype == "int":
+        schema |= {"minimum": int(column.min or 0), "maximum": _INT_MAX}
+    if choices is not None:
+        schema["enum"] = list(choices)
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": False,
+        "description": f"features whose {name} equals this ({column.description})",
+        "schema": schema,
+    }
+
+
+def _specialise(op: dict[str, Any], spec: CollectionSpec) -> dict[str, Any]:
+    """Return a copy of the generic operation ``op`` for ``spec``: no path parameter, its own filters."""
+    out = copy.deepcopy(op)
+    params = []
+    for p in out.get("parameters", []):
+        name = p.get("name")
+        if name == "collection_id":
+            continue
+        if name == "limit":
+            p = {"$ref": "#/components/parameters/limit"}
+        if name == "datetime" and spec.temporal is None:
+            continue  # a collection without time does not take datetime (400)
+        if name == "datetime":
+            p["description"] = f"instant or interval start/end ('..' open) on {spec.temporal}"
+        params.append(p)
+    if "/items" in out.get("operationId", "") or any(p.get("name") == "bbox" for p in params):
+        params += [_filter_parameter(spec, name) for name in spec.filters]
+    out["parameters"] = params
+    out["operationId"] = f"{out.get('operationId', 'op')}_{spec.id}"
+    out["summary"] = f"{spec.title}: {out.get('summary', '')}"
+    out["tags"] = [*out.get("tags", []), spec.id]
+    return out
+
+
+def _per_collection_paths(doc: dict[str, Any]) -> None:
+    """Replace the ``/collections/{collection_id}...`` paths with one set per collection.
+
+    GDAL and pygeoapi look for a collection's query parameters on its own path
+    (``/collections/grids/items``): there each collection lists the property filters it
+    answers (``level``, ``category``...) and leaves out ``datetime`` when it has no time.
+    """
+    paths = doc["paths"]
+    generic = {p: paths.pop(p) for p in list(paths) if p.startswith(_GENERIC)}
+    out: dict[str, Any] = {}
+    for path, ops in paths.items():
+        out[path] = ops
+        if path != "/collections":
+            continue
+        for spec in COLLECTIONS.values():
+            for gpath, gops in generic.items():
+                concrete = gpath.replace("{collection_id}", spec.id)
+                out[concrete] = {m: _specialise(op, spec) for m, op in gops.items()}
+    paths.clear()
+    paths.update(out)

@@ -135,24 +135,45 @@ def select_period(incidents: gpd.GeoDataFrame, period: Period) -> gpd.GeoDataFra
 
 @dataclass
 class AnalysisCache:
-    """Results of slow analyses (hot spots, camera views) by key, least recently used out first."""
+    """Results of slow analyses (hot spots, camera views) by key, least recently used out first.
+
+    Single-flight: while one request computes a key, the others asking for it wait for
+    that result instead of computing it again (16 walls refreshing at once compute once).
+    """
 
     max_items: int = 16
     _items: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _flights: dict[Hashable, threading.Lock] = field(default_factory=dict, init=False, repr=False)
 
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """Return the value for ``key``, computing it with ``compute()`` on a miss."""
+    def _hit(self, key: Hashable) -> tuple[bool, Any]:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
-        value = compute()
+                return True, self._items[key]
+        return False, None
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """Return the value for ``key``, computing it with ``compute()`` on a miss (once, however many ask)."""
+        found, value = self._hit(key)
+        if found:
+            return value
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-        return value
+            flight = self._flights.setdefault(key, threading.Lock())
+        try:
+            with flight:
+                found, value = self._hit(key)
+                if found:
+                    return value
+                value = compute()
+                with self._lock:
+                    self._items[key] = value
+                    while len(self._items) > self.max_items:
+                        self._items.popitem(last=False)
+                return value
+        finally:
+            with self._lock:  # later arrivals find the value (waiters still hold this lock)
+                self._flights.pop(key, None)
 
 
 _WALL_CSS = """
@@ -224,7 +245,8 @@ def add_command_centre_chrome(
     period
         The period shown.
     counts
-        ``{"incidents": n, "open": n, "cameras": n, "hot": n, "blind": n}`` (missing: not shown).
+        ``{"incidents": n, "open": n, "cameras": n, "hot": n, "withheld": n, "blind": n}``
+        (missing: not shown; ``withheld``: hot-spot grids too sparse to judge).
     shown_points
         How many incidents are drawn as markers (the most recent ones).
     level_names
@@ -277,7 +299,12 @@ def add_command_centre_chrome(
     if "camera views" in layers:
         marks.append(("gg-view", "#90e0ef", "摄像头视域"))
     if "hot spots" in layers:
-        marks += [("gg-hot", "#d7191c", "热点 (Gi*)"), ("gg-cold", "#2c7bb6", "冷点 (Gi*)")]
+        marks += [
+            ("gg-hot", "#d7191c", "热点 (Gi*, 90/95/99%, FDR)"),
+            ("gg-cold", "#2c7bb6", "冷点 (Gi*, 90/95/99%, FDR)"),
+        ]
+        if counts.get("withheld", 0):
+            marks.append(("gg-held", "#adb5bd", f"数据稀疏，未判定 ({counts['withheld']:,} 格，虚线)"))
     if "blind spots" in layers:
         marks.append(("gg-blind", "#ff00a8", "监控盲区（无摄像头可见）"))
     rows += [f'<div><span class="gg-dot {cls}"></span>{e(label)}</div>' for cls, _c, label in marks]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Role", "Settings", "get_settings"]
+__all__ = ["MIN_KEY_LENGTH", "Role", "Settings", "get_settings"]
 
 
 class Role(IntEnum):
@@ -30,33 +31,92 @@ class Role(IntEnum):
         return self.name.lower()
 
 
+MIN_KEY_LENGTH = 16
+"""Shortest API key accepted: a shorter one can be guessed by trying (``secrets.token_urlsafe(24)`` gives 32)."""
+
+_KEY_HINT = (
+    "write e.g. 'key1:viewer,key2:planner,key3:admin' with keys of at least "
+    f"{MIN_KEY_LENGTH} characters (python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+)
+
+
+def _check_key(key: str, where: str) -> str | None:
+    """Return what is wrong with ``key`` (None if it is fine)."""
+    if len(key) < MIN_KEY_LENGTH:
+        return f"{where} has a key of {len(key)} characters; keys need at least {MIN_KEY_LENGTH}"
+    if any(c.isspace() or c in ",:" for c in key):
+        return f"{where} has a key with a space, ',' or ':' in it"
+    return None
+
+
 def _parse_api_keys(value: Any) -> Any:
-    """Parse ``"key1:viewer,key2:planner"`` into ``{key: Role}``; mappings pass through."""
-    if value is None or isinstance(value, dict):
-        return value or {}
+    """Parse ``"key1:viewer,key2:planner"`` into ``{key: Role}``; mappings are checked the same way.
+
+    An empty entry (``","``, ``"a:viewer,,b:admin"``), a list that names no key at all (``" , "``,
+    e.g. ``"$A,$B"`` with both variables unset), a short key, an unknown role and a repeated key are
+    refused: a list that parses to fewer keys than it was meant to hold must not open the server.
+    Only an absent or entirely blank value means "no keys".
+    """
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        problems = [p for n, key in enumerate(value) if (p := _check_key(str(key), f"entry {n + 1}")) is not None]
+        if problems:
+            msg = "GEOGRID_API_KEYS: " + "; ".join(problems) + f" ({_KEY_HINT})"
+            raise ValueError(msg)
+        return {str(k): Role(v) for k, v in value.items()}
     if not isinstance(value, str):
         msg = f"GEOGRID_API_KEYS must be a string such as 'key1:viewer,key2:admin'; got {type(value).__name__}"
         raise ValueError(msg)
+    if not value.strip():
+        return {}
     keys: dict[str, Role] = {}
     problems = []
     names = [r.label for r in Role]
     for n, item in enumerate(p.strip() for p in value.split(",")):
+        where = f"entry {n + 1}"
         if not item:
+            problems.append(f"{where} is empty (an unset variable in '$A,$B'?)")
             continue
         key, sep, role = item.rpartition(":")
         key, role = key.strip(), role.strip().lower()
         if not sep or not key:
-            problems.append(f"entry {n + 1} has no 'key:role' form")
+            problems.append(f"{where} has no 'key:role' form")
         elif role not in names:
-            problems.append(f"entry {n + 1} has role {role!r}; roles are {', '.join(names)}")
+            problems.append(f"{where} has role {role!r}; roles are {', '.join(names)}")
+        elif (problem := _check_key(key, where)) is not None:
+            problems.append(problem)
         elif key in keys:
-            problems.append(f"entry {n + 1} repeats a key")
+            problems.append(f"{where} repeats a key")
         else:
             keys[key] = Role[role.upper()]
     if problems:
-        msg = "GEOGRID_API_KEYS: " + "; ".join(problems) + " (write e.g. 'key1:viewer,key2:planner,key3:admin')"
+        msg = "GEOGRID_API_KEYS: " + "; ".join(problems) + f" ({_KEY_HINT})"
         raise ValueError(msg)
     return keys
+
+
+def _parse_networks(value: Any) -> Any:
+    """Parse ``"10.0.0.5,192.168.0.0/24"`` into a list of networks (a bare address is a /32 or /128)."""
+    if value is None:
+        return []
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    networks = []
+    for item in items:
+        if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            networks.append(item)
+            continue
+        if not item:
+            msg = "GEOGRID_TRUSTED_PROXIES has an empty entry: list addresses or networks, e.g. '127.0.0.1,10.0.0.0/24'"
+            raise ValueError(msg)
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as err:
+            msg = (
+                f"GEOGRID_TRUSTED_PROXIES has {item!r}: write an address or a network, e.g. '10.0.0.5' or '10.0.0.0/24'"
+            )
+            raise ValueError(msg) from err
+    return networks
 
 
 class Settings(BaseSettings):
@@ -92,7 +152,20 @@ class Settings(BaseSettings):
     """Origins allowed to call the API from a browser (``"https://a.example,https://b.example"``); default none."""
 
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
-    """How long a browser sign-in (``/login``: the key kept in an HttpOnly cookie) lasts, in hours."""
+    """How long a browser sign-in (``/login``) lasts, in hours; ``/logout`` ends it earlier."""
+
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=list
+    )
+    """Reverse proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed (``"127.0.0.1,10.0.0.0/24"``).
+
+    Default none: forwarding headers are ignored, and without API keys a request that carries
+    them is refused (it came through a proxy, so its real client is unknown)."""
+
+    public_url: str | None = None
+    """The URL clients reach the service at (``https://grid.example.gov``): links in
+    documents and pages are built on it, never on the request's Host header. None: links
+    follow the Host header, which must then be a plain ``host[:port]``."""
 
     docs: bool = False
     """Serve the interactive API docs at ``/docs`` (Swagger UI, vendored and served by the app)."""
@@ -109,6 +182,25 @@ class Settings(BaseSettings):
     @classmethod
     def _api_keys(cls, value: Any) -> Any:
         return _parse_api_keys(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, value: Any) -> Any:
+        return _parse_networks(value)
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        parts = urlsplit(str(value).strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+            msg = (
+                f"GEOGRID_PUBLIC_URL is {value!r}: write it as scheme://host[:port], e.g. https://grid.example.gov "
+                "(behind a path prefix, also run uvicorn with --root-path /prefix)"
+            )
+            raise ValueError(msg)
+        return str(value).strip().rstrip("/")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,4 +1,11 @@
-"""Hot spots: Gi* with 999 conditional permutations, ours against esda.G_Local in the same run."""
+"""Hot spots: Gi* against esda.G_Local in the same run, and the calibration of the default inference.
+
+Cases: Gi* with 999 conditional permutations on a lattice; the default Gi* (analytic z,
+normal p, FDR) on the demo's 990 basic grids against ``esda.G_Local(permutations=0)``; and
+the calibration and power figures of BENCHMARKS.md (homogeneous Poisson nulls on the demo's
+basic grids, 2,000 seeded replicates per total; the planted spots redrawn 200 times), printed
+and kept in the row's JSON (``--json``).
+"""
 
 from __future__ import annotations
 
@@ -66,7 +73,7 @@ def cases(scale: str) -> list[Case]:
         # esda's numba kernels use fastmath: exact ties with the observed sum (Poisson counts have
         # many) fall either way, so a few pseudo p-values move by a permutation or two. Ours are
         # esda's plain-Python ones exactly (tests/geogrid/test_hotspots.py).
-        diff = np.abs(np.rint(o["p"].to_numpy() * 1000) - np.rint(b.p_sim.astype(float) * 1000))
+        diff = np.abs(np.rint(o["p_sim"].to_numpy() * 1000) - np.rint(b.p_sim.astype(float) * 1000))
         out[0].extra["p_sim_differs_sites"] = int((diff > 0).sum())
         assert diff.max() <= 3, diff.max()
 
@@ -81,4 +88,159 @@ def cases(scale: str) -> list[Case]:
             notes=f"{n_side}x{n_side} queen lattice, Poisson(5) counts, seed 0; ours adds FDR and Gi_Bin",
         )
     ]
+    out += _demo_cases(replicates=2000 if scale == "full" else 100)
     return out
+
+
+def _demo() -> Any:
+    from geogrid.demo import build_demo
+
+    return build_demo(seed=0)
+
+
+def _queen(grids: gpd.GeoDataFrame) -> Any:
+    import scipy.sparse as sp
+
+    from libpysal import graph
+
+    return sp.csr_array(graph.Graph.build_contiguity(grids.geometry.reset_index(drop=True), rook=False).sparse)
+
+
+def _demo_cases(replicates: int) -> list[Case]:
+    state: dict[str, Any] = {}
+
+    def setup() -> tuple[Any, gpd.GeoDataFrame, Any, np.ndarray]:
+        from geogrid.hotspots import incident_hotspots
+
+        if "demo" not in state:
+            state["demo"] = _demo()
+        demo = state["demo"]
+        basic = demo.grids[demo.grids["level"] == 3]
+        w = _queen(basic)
+        counts = incident_hotspots(demo.incidents, demo.grids, level=3, category="占道经营")["count"].to_numpy(float)
+        return demo, basic, w, counts
+
+    def ours(data: Any) -> Any:
+        from geogrid.hotspots import gi_star
+
+        _, basic, w, counts = data
+        return gi_star(counts, basic, weights=w)
+
+    def baseline(data: Any) -> Any:
+        import esda
+        from libpysal import weights
+
+        _, _, w, counts = data
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The alternative hypothesis", category=DeprecationWarning)
+            return esda.G_Local(counts, weights.W.from_sparse(w), transform="B", star=True, permutations=0)
+
+    def check(o: Any, b: Any) -> None:
+        dz = float(np.abs(o["z"].to_numpy() - b.Zs).max())
+        dp = float(np.abs(o["p"].to_numpy() - 2 * b.p_norm).max())
+        demo_case.extra.update(
+            max_abs_z_diff=dz,
+            max_abs_p_diff=dp,
+            bins={int(k): int(v) for k, v in o["bin"].value_counts().sort_index().items()},
+        )
+        print(f"  z vs esda: max |dz| {dz:.2e}, max |dp| {dp:.2e}; bins {demo_case.extra['bins']}")
+        assert dz < 1e-9 and dp < 1e-9
+
+    demo_case = Case(
+        name="gi_star_normal_990_demo_readme",
+        setup=setup,
+        ours=ours,
+        baseline=baseline,
+        baseline_name="esda.G_Local(star=True, permutations=0)",
+        check=check,
+        notes="demo seed 0, basic grids, 占道经营 counts (the README example), queen weights given to both",
+    )
+
+    def calibrate(data: Any) -> dict[str, Any]:
+        figures = calibration_figures(data[0], data[2], replicates=replicates)
+        calib_case.extra.update(figures)
+        return figures
+
+    calib_case = Case(
+        name=f"gi_star_calibration_{replicates}_replicates",
+        setup=setup,
+        ours=calibrate,
+        repeat=1,
+        notes=f"homogeneous Poisson nulls on the demo's 990 basic grids, {replicates} replicates per total, "
+        "seeds = the total; power: planted persistent/emerging spots, counts redrawn 200 times",
+    )
+    return [demo_case, calib_case]
+
+
+def calibration_figures(demo: Any, w: Any, *, replicates: int) -> dict[str, Any]:
+    """Null and power figures of the default Gi* (normal p; FDR 0.05) on the demo's basic grids."""
+    import pandas as pd
+    import scipy.sparse as sp
+    import scipy.stats
+
+    from geogrid import _hotspots_stats as _st
+    from geogrid.hotspots import MIN_EXPECTED, MIN_INCIDENTS, MIN_NEIGHBOURHOOD, gi_star, incident_hotspots
+
+    basic = demo.grids[demo.grids["level"] == 3]
+    n = len(basic)
+    w_star = sp.csr_array(_st._binary_offdiag(w) + sp.eye_array(n, format="csr"))
+    rows: dict[str, Any] = {"null": {}, "power": {}}
+    for total in (600, 1_000, 3_000, 10_000, 20_939, 50_000, 200_000):
+        y = np.random.default_rng(total).poisson(total / n, size=(n, replicates)).astype(float)
+        _, z = _st._gi_star_z(y, w_star)
+        p = 2 * scipy.stats.norm.sf(np.abs(z))
+        held = np.array(
+            [
+                [
+                    h is not None
+                    for h in _st._withhold(
+                        y[:, r],
+                        w_star,
+                        min_total=MIN_INCIDENTS,
+                        min_expected=MIN_EXPECTED,
+                        min_neighbourhood=MIN_NEIGHBOURHOOD,
+                    )
+                ]
+                for r in range(replicates)
+            ]
+        ).T
+        p = np.where(held, np.nan, p)
+        binned = (np.abs(_st._gi_bin(z, np.nan_to_num(p, nan=1.0))) >= 2).mean()
+        any_fdr = np.mean([(_st._fdr_bh(p[:, r]) <= 0.05).any() for r in range(replicates)])
+        rows["null"][total] = {
+            "binned_95": float(binned),
+            "any_after_fdr": float(any_fdr),
+            "withheld": float(held.mean()),
+        }
+        print(
+            f"  null {total:>7,}: binned at 95 % {binned:.4f}, replicates with any FDR hit {any_fdr:.4f}, "
+            f"withheld {held.mean():.2f}",
+            flush=True,
+        )
+    truth = pd.DataFrame(demo.metadata["demo_hotspots"])
+    pts = gpd.GeoSeries(gpd.points_from_xy(truth["lon"], truth["lat"]), crs=4326).to_crs(basic.crs)
+    hit = basic.reset_index(drop=True).sindex.query(pts.values, predicate="within")
+    where = dict(zip(hit[0], hit[1], strict=True))
+    rng = np.random.default_rng(2026)
+    for k, row in truth.iterrows():
+        if row["kind"] not in ("persistent", "emerging"):
+            continue
+        for label, since in (("whole", None if row["kind"] == "persistent" else "2025-10-01"), ("Dec", "2025-12-01")):
+            lam = incident_hotspots(demo.incidents, demo.grids, level=3, category=row["category"], since=since)
+            lam_c = lam["count"].to_numpy(float)
+            hits = [
+                gi_star(
+                    rng.poisson(lam_c).astype(float),
+                    basic,
+                    weights=w,
+                    min_total=MIN_INCIDENTS,
+                    min_expected=MIN_EXPECTED,
+                    min_neighbourhood=MIN_NEIGHBOURHOOD,
+                )["bin"].iloc[where[k]]
+                >= 2
+                for _ in range(200)
+            ]
+            key = f"{row['kind']} {row['category']} {label} ({int(lam_c.sum()):,} incidents)"
+            rows["power"][key] = float(np.mean(hits))
+            print(f"  power {key}: {np.mean(hits):.3f}", flush=True)
+    return rows

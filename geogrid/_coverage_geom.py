@@ -456,7 +456,28 @@ def _group_union(geoms: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
         arr = np.full((multi.size, int(counts[multi].max())), None, dtype=object)
         arr[row, pos] = geoms[order][sel]
         out[multi] = shapely.union_all(arr, axis=1)
+        # GEOS 3.14's unary union can return an invalid result ("Nested shells") for valid
+        # inputs (libgeos/geos#1355 and kin); such a shadow then breaks the cut of the view.
+        # Those groups are united again one pair at a time, then snap-rounded at 1 µm if
+        # that is still not valid.
+        bad = multi[~shapely.is_valid(out[multi])]
+        for k in bad:
+            out[k] = _union_pairwise(arr[np.searchsorted(multi, k)])
     return out
+
+
+def _union_pairwise(geoms: np.ndarray) -> shapely.Geometry:
+    """Unite ``geoms`` (None entries ignored) by binary unions; snap-round if still invalid."""
+    parts = [g for g in geoms if g is not None]
+    acc = parts[0]
+    for g in parts[1:]:
+        acc = shapely.union(acc, g)
+    if not shapely.is_valid(acc):
+        acc = shapely.union_all(np.asarray(parts, dtype=object), grid_size=SLIVER_M)
+    if not shapely.is_valid(acc):
+        msg = f"GEOS could not unite {len(parts)} shadow pieces into a valid polygon"
+        raise shapely.errors.GEOSException(msg)
+    return acc
 
 
 def cut_views(views: np.ndarray, shade: np.ndarray) -> np.ndarray:

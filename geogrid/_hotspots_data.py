@@ -6,7 +6,6 @@ incidents counted per grid and per grid × period.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,13 +18,12 @@ from pyproj import CRS
 
 from layers.crs import ensure_crs, metric_crs
 from layers.errors import NotFoundError, Problem, SchemaError, format_ids
+from layers.times import in_window, parse_time, time_window
 
 __all__: list[str] = []
 
 Weights = str | float | int | Any
 """``"queen"``, ``"rook"``, a distance band in metres, a libpysal ``W``/``Graph`` or a sparse matrix."""
-
-DEFAULT_TZ = "Asia/Shanghai"
 
 
 def _schema_error(message: str, *, source: str) -> SchemaError:
@@ -124,20 +122,9 @@ def _values_for(values: Any, grids: gpd.GeoDataFrame) -> tuple[np.ndarray, str]:
 
 
 # -- incidents ---------------------------------------------------------------------------------------
-def _bound(value: str | dt.date | pd.Timestamp | None, tz: str, *, end: bool) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as err:
-        msg = f"{'until' if end else 'since'}={value!r} is not a date: use ISO format, e.g. 2025-06-30"
-        raise ValueError(msg) from err
-    whole_day = ts == ts.normalize() and not (isinstance(value, str) and ("T" in value or ":" in value))
-    if ts.tzinfo is None:
-        ts = ts.tz_localize(tz)
-    if end and whole_day:
-        ts = ts + pd.Timedelta(days=1)
-    return ts
+def _bound(value: Any, tz: str, *, end: bool) -> pd.Timestamp | None:
+    """Return the UTC bound of ``since`` (start) or ``until`` (end, inclusive of the day or time named)."""
+    return parse_time(value, tz, end=end, what="until" if end else "since")
 
 
 def _filter_incidents(
@@ -147,10 +134,17 @@ def _filter_incidents(
     since: Any,
     until: Any,
     tz: str,
+    time_field: str = "reported_at",
 ) -> gpd.GeoDataFrame:
-    """Incidents of the categories, reported in ``[since, until]`` (dates are whole days in ``tz``)."""
+    """Incidents of the categories whose ``time_field`` lies in ``since``–``until`` (see :mod:`layers.times`)."""
     if "reported_at" not in incidents.columns:
         msg = "lacks the column 'reported_at': pass an incident layer"
+        raise _schema_error(msg, source="incidents")
+    if time_field not in ("reported_at", "closed_at"):
+        msg = f"time_field={time_field!r} is not understood: use 'reported_at' or 'closed_at'"
+        raise ValueError(msg)
+    if time_field not in incidents.columns:
+        msg = f"lacks the column {time_field!r} to filter on"
         raise _schema_error(msg, source="incidents")
     keep = np.ones(len(incidents), dtype=bool)
     if category is not None:
@@ -164,15 +158,9 @@ def _filter_incidents(
             msg = f"category {format_ids(unknown)} does not occur in the incidents (there are: {format_ids(sorted(seen))})"
             raise NotFoundError(msg)
         keep &= incidents["category"].isin(cats).to_numpy()
-    t0, t1 = _bound(since, tz, end=False), _bound(until, tz, end=True)
-    if t0 is not None and t1 is not None and t1 <= t0:
-        msg = f"until ({until}) is before since ({since})"
-        raise ValueError(msg)
-    rep = incidents["reported_at"]
-    if t0 is not None:
-        keep &= (rep >= t0).to_numpy()
-    if t1 is not None:
-        keep &= (rep < t1).to_numpy()
+    t0, t1 = time_window(since, until, tz)
+    if t0 is not None or t1 is not None:
+        keep &= in_window(incidents[time_field], t0, t1)
     return incidents[keep]
 
 

@@ -78,6 +78,31 @@ def _directed_p(observed: np.ndarray, larger: np.ndarray, permutations: int) -> 
     return (larger + 1.0) / (permutations + 1.0)
 
 
+def _mid_p_two_sided(greater: np.ndarray, equal: np.ndarray, permutations: int) -> np.ndarray:
+    """Two-sided permutation mid-p: ties count half, on both sides, the observed value being one of them.
+
+    Upper tail ``(G + (T + 1) / 2) / (R + 1)``, lower tail ``(L + (T + 1) / 2) / (R + 1)`` with
+    ``G``/``L`` the permuted statistics strictly above/below the observed one and ``T`` those
+    equal to it; the two-sided p is twice the smaller tail, capped at 1. A value that ties with
+    every permutation (a zero among zeros) gets p = 1, not the smallest p there is.
+    """
+    g = greater.astype(np.float64)
+    t = equal.astype(np.float64)
+    low = permutations - g - t
+    half = (t + 1.0) / 2.0
+    tail = np.minimum(g + half, low + half) / (permutations + 1.0)
+    return np.minimum(1.0, 2.0 * tail)
+
+
+def permutations_needed(m: int, alpha: float) -> int:
+    """Fewest permutations whose smallest two-sided mid-p survives Benjamini–Hochberg over ``m`` tests at ``alpha``.
+
+    The smallest two-sided mid-p is ``1 / (R + 1)`` (no permuted value as extreme, no tie);
+    BH rejects it only if ``m / (R + 1) <= alpha``.
+    """
+    return max(0, math.ceil(m / alpha) - 1) if m > 0 else 0
+
+
 def _permute(
     z: np.ndarray,
     adj: sp.csr_array,
@@ -87,19 +112,24 @@ def _permute(
     permutations: int,
     seed: int,
     stat: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-) -> np.ndarray:
-    """Count, per site, the permuted statistics ``>=`` the observed one (esda's conditional randomisation).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, per site, the permuted statistics above and equal to the observed one (conditional randomisation).
 
     ``adj`` gives the neighbours (CSR, no diagonal), ``weights`` their weights in CSR
     order; ``stat(lag, zi, self_w)`` turns the permuted weighted neighbour sums
-    ``(sites, permutations)`` into statistics. Sites without neighbours get ``-1``.
+    ``(sites, permutations)`` into statistics. Returns ``(at_least, greater, equal)``:
+    ``at_least`` is esda's count of permuted values ``>=`` the observed one in exact
+    arithmetic; ``greater`` and ``equal`` allow a relative 1e-9 for the rounding of a
+    different summation order, so that a tie is a tie. Sites without neighbours get ``-1``.
     """
     n = z.shape[0]
     card = np.diff(adj.indptr)
     max_card = int(card.max()) if n else 0
+    at_least = np.full(n, -1, dtype=np.int64)
     larger = np.full(n, -1, dtype=np.int64)
+    equal = np.full(n, -1, dtype=np.int64)
     if max_card == 0 or permutations == 0:
-        return larger
+        return at_least, larger, equal
     pids = _permuted_ids(n, max_card, permutations, seed)
     # Sites are taken in groups of equal cardinality c, so that each site's permuted lag is
     # the same BLAS product as esda's ``zrand @ other_weights`` ((R, c) @ (c,)): equal
@@ -115,8 +145,13 @@ def _permute(
             idx = p_c[None, :, :] + (p_c[None, :, :] >= s[:, None, None])
             lag = np.matmul(z[idx], wc[start : start + chunk, :, None])[..., 0]
             rstats = stat(lag, z[s][:, None], self_weights[s][:, None])
-            larger[s] = (rstats >= observed[s][:, None]).sum(axis=1)
-    return larger
+            obs = observed[s][:, None]
+            tie = np.abs(rstats - obs) <= 1e-9 * np.maximum(np.abs(obs), np.abs(rstats))
+            tie |= rstats == obs
+            at_least[s] = (rstats >= obs).sum(axis=1)
+            larger[s] = ((rstats > obs) & ~tie).sum(axis=1)
+            equal[s] = tie.sum(axis=1)
+    return at_least, larger, equal
 
 
 # -- Getis–Ord Gi* ---------------------------------------------------------------------------
@@ -125,7 +160,11 @@ class _GiStar:
     g: np.ndarray
     z: np.ndarray
     p_sim: np.ndarray
+    """Esda's directed (folded) pseudo p, ``(M + 1) / (R + 1)``, ties counted as extreme."""
     p_norm: np.ndarray
+    """One-tailed normal p of ``z`` (esda's ``p_norm``)."""
+    p_perm: np.ndarray
+    """Two-sided permutation mid-p (ties count half)."""
     islands: np.ndarray
 
 
@@ -136,37 +175,54 @@ def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) 
     y = np.asarray(y, dtype=np.float64)
     n = y.size
     adj = _binary_offdiag(adj)
-    w_star = sp.csr_array(adj + sp.eye_array(n, format="csr"))
-    ysum = y.sum()
     islands = np.diff(adj.indptr) == 0
-    if n == 0 or ysum == 0 or np.all(y == y[0]):
+    nan = np.full(n, np.nan)
+    if n == 0 or y.sum() == 0 or np.all(y == y[0]):
         # Nothing to test: no incidents in the window, or every grid has the same value
         # (Gi* is 0/0 there). Report "no pattern" rather than a division warning.
-        nan = np.full(n, np.nan)
-        return _GiStar(g=nan, z=nan.copy(), p_sim=nan.copy(), p_norm=nan.copy(), islands=islands)
-    g = (w_star @ y) / ysum
-    mean = ysum / n
-    var = (y**2).sum() / n - mean**2
-    card = np.asarray(w_star.sum(axis=1)).ravel()
-    expected = card / n
-    expected_var = card * (n - card)
-    expected_var = expected_var / (n - 1)
-    expected_var = expected_var * (1 / n**2)
-    expected_var = expected_var * (var / mean**2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (g - expected) / np.sqrt(expected_var)
+        return _GiStar(g=nan, z=nan.copy(), p_sim=nan.copy(), p_norm=nan.copy(), p_perm=nan.copy(), islands=islands)
+    w_star = sp.csr_array(adj + sp.eye_array(n, format="csr"))
+    g, z = _gi_star_z(y[:, None], w_star)
+    g, z = g[:, 0], z[:, 0]
     p_norm = stats.norm.sf(np.abs(z))
+    p_sim, p_perm = nan.copy(), nan.copy()
     if permutations:
+        ysum = y.sum()
 
         def stat(lag: np.ndarray, zi: np.ndarray, self_w: np.ndarray) -> np.ndarray:
             return (lag + self_w * zi) / ysum
 
-        larger = _permute(y, adj, adj.data, np.ones(n), g, permutations, seed, stat)
-        p_sim = _directed_p(g, larger, permutations)
+        at_least, greater, equal = _permute(y, adj, adj.data, np.ones(n), g, permutations, seed, stat)
+        p_sim = _directed_p(g, at_least, permutations)
+        p_perm = _mid_p_two_sided(greater, equal, permutations)
         p_sim[islands] = np.nan
-    else:
-        p_sim = np.full(n, np.nan)
-    return _GiStar(g=g, z=z, p_sim=p_sim, p_norm=p_norm, islands=islands)
+        p_perm[islands] = np.nan
+    return _GiStar(g=g, z=z, p_sim=p_sim, p_norm=p_norm, p_perm=p_perm, islands=islands)
+
+
+def _gi_star_z(y: np.ndarray, w_star: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
+    """Gi* and its z-score for each column of ``y`` (sites × replicates), binary ``w_star`` with the diagonal.
+
+    The arithmetic of ``esda.G_Local(star=True)`` (Getis and Ord 1995), vectorised over columns
+    so that a calibration study computes the weights once. Columns summing to 0 or constant
+    give NaN.
+    """
+    n = y.shape[0]
+    ysum = y.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (w_star @ y) / ysum
+        mean = ysum / n
+        var = (y**2).sum(axis=0) / n - mean**2
+        card = np.asarray(w_star.sum(axis=1)).ravel()[:, None]
+        expected = card / n
+        expected_var = card * (n - card)
+        expected_var = expected_var / (n - 1)
+        expected_var = expected_var * (1 / n**2)
+        expected_var = expected_var * (var / mean**2)
+        z = (g - expected) / np.sqrt(expected_var)
+    bad = (ysum == 0) | np.all(y == y[:1], axis=0)
+    z[:, bad] = np.nan
+    return g, z
 
 
 # -- Local Moran's I --------------------------------------------------------------------------
@@ -174,8 +230,13 @@ def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) 
 class _LocalMoran:
     i: np.ndarray
     q: np.ndarray
+    z: np.ndarray
+    """Analytic z of I under conditional randomisation (Sokal et al. 1998, esda's ``EIc``/``VIc``)."""
+    p_norm: np.ndarray
+    """Two-sided normal p of ``z``."""
     p_sim: np.ndarray
-    z_sim: np.ndarray
+    p_perm: np.ndarray
+    islands: np.ndarray
 
 
 def _local_moran(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) -> _LocalMoran:
@@ -183,10 +244,13 @@ def _local_moran(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: i
 
     ``q``: 1 HH, 2 LH, 3 LL, 4 HL (esda's quadrants).
     """
+    from scipy import stats  # lazy: scipy.stats costs ~1 s at import
+
     y = np.asarray(y, dtype=np.float64)
     n = y.size
     adj = _binary_offdiag(adj)
     card = np.diff(adj.indptr)
+    islands = card == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (y - y.mean()) / y.std()
         row_w = np.repeat(1.0 / np.maximum(card, 1), card)
@@ -196,19 +260,83 @@ def _local_moran(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: i
     local_i = (n - 1) * z * lag / den
     zp, lp = z > 0, lag > 0
     q = np.select([zp & lp, ~zp & lp, ~zp & ~lp], [1, 2, 3], 4)
-    islands = card == 0
-    if permutations:
+    # Conditional randomisation moments (Sokal et al. 1998, A7/A8, as esda's EIc/VIc) of
+    # Anselin's I_i = z_i Σ w_ij z_j / m2; esda's I is (n - 1)/n of it.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m2 = den / n
+        wi = np.asarray(w_r.sum(axis=1)).ravel()
+        wi2 = np.asarray(w_r.multiply(w_r).sum(axis=1)).ravel()
+        e_ic = -(z**2 * wi) / ((n - 1) * m2)
+        v_ic = (z / m2) ** 2 * (n / (n - 2)) * (wi2 - wi**2 / (n - 1)) * (m2 - z**2 / (n - 1))
+        z_i = (local_i * n / (n - 1) - e_ic) / np.sqrt(v_ic)
+    z_i[islands | ~np.isfinite(z_i)] = np.nan
+    p_norm = 2 * stats.norm.sf(np.abs(z_i))
+    p_sim = np.full(n, np.nan)
+    p_perm = np.full(n, np.nan)
+    if permutations and np.isfinite(den) and den > 0:
         scaling = (n - 1) / den
 
         def stat(lagp: np.ndarray, zi: np.ndarray, self_w: np.ndarray) -> np.ndarray:
             return zi * (lagp + self_w * zi) * scaling
 
-        larger = _permute(z, adj, row_w, np.zeros(n), local_i, permutations, seed, stat)
-        p_sim = _directed_p(local_i, larger, permutations)
+        at_least, greater, equal = _permute(z, adj, row_w, np.zeros(n), local_i, permutations, seed, stat)
+        p_sim = _directed_p(local_i, at_least, permutations)
+        p_perm = _mid_p_two_sided(greater, equal, permutations)
         p_sim[islands] = np.nan
-    else:
-        p_sim = np.full(n, np.nan)
-    return _LocalMoran(i=local_i, q=q, p_sim=p_sim, z_sim=np.full(n, np.nan))
+        p_perm[islands] = np.nan
+    return _LocalMoran(i=local_i, q=q, z=z_i, p_norm=p_norm, p_sim=p_sim, p_perm=p_perm, islands=islands)
+
+
+# -- sparse data --------------------------------------------------------------------------------
+WITHHELD_REASONS = {
+    "no_value": "the grid has no value (NaN): left out of the analysis",
+    "constant": "every grid has the same value (or none has any): nothing to compare",
+    "too_few": "fewer incidents in the window than the minimum for the whole analysis",
+    "sparse": "fewer incidents expected in a neighbourhood than the minimum: counts that small cannot be told from chance",
+    "no_neighbours": "the grid has no neighbour: its neighbourhood is the grid alone",
+    "few_nearby": "fewer incidents in the grid and its neighbours than the minimum: not enough to call it anything",
+    "empty_neighbourhood": "the grid and all its neighbours are 0: no data, not a cold spot",
+}
+"""Why a grid got no bin: code → explanation (the ``withheld`` column holds the code)."""
+
+
+def _withhold(
+    y: np.ndarray,
+    w_star: sp.csr_array,
+    *,
+    min_total: float,
+    min_expected: float,
+    min_neighbourhood: float = 0.0,
+) -> np.ndarray:
+    """Reason code per site (None: analysed) for values ``y`` (no NaN) and binary ``w_star`` with the diagonal.
+
+    For the whole analysis: ``constant`` (all equal), ``too_few`` (``sum(y) < min_total``),
+    ``sparse`` (an average neighbourhood expects fewer than ``min_expected``: ``mean(card)
+    * mean(y)``). These depend on the data only through ``sum(y)``, so they select nothing
+    by the tested value. Per site: ``no_neighbours``, ``empty_neighbourhood`` (the site and
+    its neighbours all 0) and ``few_nearby`` (their sum below ``min_neighbourhood``): a
+    neighbourhood that small can be neither a hot spot nor evidence of a cold one.
+    """
+    n = y.size
+    out = np.full(n, None, dtype=object)
+    if n == 0:
+        return out
+    total = float(y.sum())
+    if total == 0 or np.all(y == y[0]):
+        out[:] = "constant"
+        return out
+    if total < min_total:
+        out[:] = "too_few"
+        return out
+    card = np.asarray(w_star.sum(axis=1)).ravel()
+    if card.mean() * total / n < min_expected:
+        out[:] = "sparse"
+        return out
+    hood = w_star @ np.abs(y)
+    out[hood < min_neighbourhood] = "few_nearby"
+    out[hood == 0] = "empty_neighbourhood"
+    out[card <= 1] = "no_neighbours"
+    return out
 
 
 # -- multiple testing and bins -------------------------------------------------------------------

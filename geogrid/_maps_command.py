@@ -145,7 +145,8 @@ def command_centre_map(
         Camera view polygons (:func:`geogrid.coverage.camera_views`).
     hotspots
         Gi* results with ``bin`` (:func:`geogrid.hotspots.incident_hotspots`): grids with a
-        non-zero bin are drawn, hot in reds, cold in blues.
+        non-zero bin are drawn, hot in reds, cold in blues; grids withheld as too sparse to
+        judge (``withheld``) get a grey dashed outline and the reason, never a colour.
     blind_spots
         Polygons no camera sees (:func:`geogrid.coverage.blind_spots`).
     max_points
@@ -241,22 +242,47 @@ def _plain_overlay(
     return _CompactPolygons(geoms, name=escape_text(name), style=style, show=show)
 
 
+_WITHHELD_LABELS = {
+    "too_few": "事件过少，未判定",
+    "sparse": "数据稀疏，未判定",
+    "empty_neighbourhood": "周边无事件，未判定",
+    "no_neighbours": "无相邻网格，未判定",
+    "constant": "各网格无差异，未判定",
+    "no_value": "无数据，未判定",
+}
+"""What the wall says instead of a colour, per ``withheld`` code of :func:`geogrid.hotspots.gi_star`."""
+_WITHHELD_COLOUR = "#adb5bd"
+_CONFIDENCE = {3: "99%", 2: "95%", 1: "90%"}
+
+
 def _hotspot_overlay(hot: gpd.GeoDataFrame) -> folium.GeoJson:
-    rows = hot[hot["bin"] != 0]
+    held = hot["withheld"].notna().to_numpy() if "withheld" in hot.columns else np.zeros(len(hot), dtype=bool)
+    rows = hot[(hot["bin"] != 0).to_numpy() | held]
+    held = held[(hot["bin"] != 0).to_numpy() | held]
     names = rows["name"] if "name" in rows.columns else rows["grid_id"]
+    bins = rows["bin"].astype(int).to_numpy()
+    state = [
+        _WITHHELD_LABELS.get(str(code), "未判定") if h else f"{'热点' if b > 0 else '冷点'} {_CONFIDENCE[abs(b)]}"
+        for b, h, code in zip(bins, held, rows.get("withheld", pd.Series([None] * len(rows))), strict=True)
+    ]
     data = gpd.GeoDataFrame(
         {
             "grid": [escape_text(n) for n in names],
-            "bin": rows["bin"].astype(int).to_numpy(),
+            "bin": np.where(held, 0, bins),
+            "held": held,
+            "state": state,
             "count": [escape_text(f"{c:g}") for c in rows["count"]] if "count" in rows else "",
-            "z": [f"{z:.2f}" for z in rows["z"]],
-            "p": [f"{p:.3f}" for p in rows.get("p_fdr", rows["p"])],
+            "z": ["-" if z != z else f"{z:.2f}" for z in rows["z"]],
+            "p": ["-" if p != p else f"{p:.3f}" for p in rows.get("p_fdr", rows["p"])],
         },
         geometry=_display(rows.geometry.array),
         crs=rows.crs,
     )
 
     def style(feature: dict[str, Any]) -> dict[str, Any]:
+        if feature["properties"]["held"]:
+            # Withheld: said in the tooltip and the legend, never coloured as a hot or cold spot.
+            return {"color": _WITHHELD_COLOUR, "weight": 1, "dashArray": "4 4", "fillOpacity": 0.0}
         colour = _HOT_COLOURS.get(int(feature["properties"]["bin"]), "#ffffff")
         return {"color": colour, "weight": 1.5, "fillColor": colour, "fillOpacity": 0.45}
 
@@ -264,7 +290,9 @@ def _hotspot_overlay(hot: gpd.GeoDataFrame) -> folium.GeoJson:
         data.to_geo_dict(show_bbox=False, drop_id=True),
         name=LAYER_NAMES["hot spots"],
         style_function=style,
-        tooltip=folium.GeoJsonTooltip(fields=["grid", "count", "z", "p"], aliases=["网格", "事件", "Gi* z", "p"])
+        tooltip=folium.GeoJsonTooltip(
+            fields=["grid", "state", "count", "z", "p"], aliases=["网格", "判定", "事件", "Gi* z", "p (FDR)"]
+        )
         if len(data)
         else None,  # folium refuses tooltip fields on an empty layer; no significant grid is a result too
         embed=True,

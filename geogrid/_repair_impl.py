@@ -36,6 +36,8 @@ from geogrid._hierarchy_impl import Frame, fill_holes, holes_of, polygonal
 __all__: list[str] = []
 
 NO_GROUP = -1
+ON_OUTLINE_M = 1e-6
+"""A vertex this close (m) to the outline lies on it (a crossing computed by an overlay is off it by rounding)."""
 GAP_WIDTH_M = 1.0
 """Holes of the top level at least this wide (m) are enclaves, not gaps (``check_grids``' default ``gap_width_m``)."""
 
@@ -97,21 +99,36 @@ def rings_of(geoms: np.ndarray) -> np.ndarray:
     return shapely.get_rings(shapely.get_parts(polygonal(np.asarray(geoms, dtype=object))))
 
 
-def outline_rings(top: np.ndarray, frame: Frame) -> np.ndarray:
+@dataclass
+class Outline:
+    """The jurisdiction the top level implies, for snapping: its rings and its area in local metres."""
+
+    rings: np.ndarray
+    local: shapely.Geometry
+
+
+def outline_of(top: np.ndarray, frame: Frame) -> Outline:
     """Return the outline the top level implies: its union's shells and its enclaves' rings.
 
     Snapping treats them as one ring: two of its vertices never snap together, so a notch
     in the outline narrower than the snap distance stays open (as ``check_grids`` calls it
-    sound), wherever grids of different parents meet it.
+    sound), wherever grids of different parents meet it. Nor do two vertices lying on it
+    with land outside the jurisdiction between them (a seam meeting one side of a notch).
     """
     if len(top) == 0:
-        return np.empty(0, dtype=object)
+        return Outline(np.empty(0, dtype=object), shapely.Polygon())
     union = shapely.union_all(polygonal(np.asarray(top, dtype=object)))
     parts = shapely.get_parts(union)
     shells = shapely.get_exterior_ring(parts)
     holes = shapely.get_parts(holes_of(np.array([union], dtype=object)))
     wide = holes[~shapely.is_empty(shapely.buffer(frame.local(holes), -GAP_WIDTH_M / 2))] if holes.size else holes
-    return np.concatenate([shells, shapely.get_exterior_ring(wide)]).astype(object)
+    area = shapely.difference(
+        shapely.union_all(shapely.polygons(shells)),
+        shapely.union_all(shapely.polygons(shapely.get_exterior_ring(wide))),
+    )
+    local = frame.local(np.array([area], dtype=object))[0]
+    shapely.prepare(local)
+    return Outline(np.concatenate([shells, shapely.get_exterior_ring(wide)]).astype(object), local)
 
 
 def union_faces(faces: np.ndarray) -> shapely.Geometry:
@@ -154,11 +171,17 @@ def snap_vertices(
     frame: Frame,
     snap_m: float,
     anchor_owner: np.ndarray | None = None,
+    outline_owner: int | None = None,
+    outline: shapely.Geometry | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Snap the vertices of ``geoms`` that lie within ``snap_m`` of each other or of ``anchors``.
 
     ``anchor_owner`` numbers the outline each anchor belongs to (default: each anchor
-    is one ring); vertices of one outline never snap together.
+    is one ring); vertices of one outline never snap together. The anchors owned by
+    ``outline_owner`` are the jurisdiction's outline (``outline``: its area, in local
+    metres): two vertices lying on it (within :data:`ON_OUTLINE_M`) with land outside
+    the jurisdiction between them never join (a vertex where a seam meets one side of a
+    narrow notch stays off the other side), while two a near miss apart along it do.
 
     Returns the snapped geometries (possibly invalid: only their linework is used),
     the number of moved vertices and the largest move (m) per geometry, and the new
@@ -204,6 +227,9 @@ def snap_vertices(
     at = np.minimum(np.searchsorted(pair_keys, probe), len(pair_keys) - 1)
     shared = np.bincount(pair[pair_keys[at] == probe], minlength=a.size) > 0
     a, b = a[~shared], b[~shared]
+    if a.size and outline is not None and outline_owner is not None and anchor_owner is not None:
+        across = _across_outline(uniq, a, b, anchors[np.asarray(anchor_owner) == outline_owner], outline, frame)
+        a, b = a[~across], b[~across]
     if a.size == 0:
         return geoms, moved_n, moved_d, where
     label = components(len(uniq), a, b)
@@ -233,6 +259,30 @@ def snap_vertices(
         where[i] = new_xy[changed & (owner == i)]
     out = shapely.set_coordinates(geoms.copy(), new_xy)
     return out, moved_n, moved_d, where
+
+
+def _across_outline(
+    uniq: np.ndarray, a: np.ndarray, b: np.ndarray, rim: np.ndarray, outline: shapely.Geometry, frame: Frame
+) -> np.ndarray:
+    """Which pairs of points (local metres) both lie on the outline ``rim`` with land outside it between them."""
+    out = np.zeros(a.size, dtype=bool)
+    if rim.size == 0:
+        return out
+    probe = np.unique(np.concatenate([a, b]))
+    segs = shapely.get_coordinates(frame.local(rim), return_index=True)
+    xy, ring = segs
+    same = ring[1:] == ring[:-1]
+    lines = shapely.linestrings(np.stack([xy[:-1][same], xy[1:][same]], axis=1))
+    hit = shapely.STRtree(lines).query(shapely.points(uniq[probe]), predicate="dwithin", distance=ON_OUTLINE_M)[0]
+    on = np.zeros(len(uniq), dtype=bool)
+    on[probe[hit]] = True
+    both = np.flatnonzero(on[a] & on[b])
+    if both.size == 0:
+        return out
+    for t in (0.25, 0.5, 0.75):
+        pts = shapely.points(uniq[a[both]] * (1 - t) + uniq[b[both]] * t)
+        out[both] |= ~shapely.dwithin(outline, pts, ON_OUTLINE_M)
+    return out
 
 
 @dataclass

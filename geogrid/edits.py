@@ -40,6 +40,7 @@ totals are conserved exactly (largest-remainder rounding).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ from geogrid import _edits_impl as _e
 from geogrid._hierarchy_impl import area_text as _h_area
 from geogrid._hierarchy_impl import polygonal
 from geogrid.hierarchy import check_grids
-from layers.errors import NotFoundError, TopologyError, format_ids
+from layers.errors import NotFoundError, Problem, TopologyError, ValidationError, format_ids
 from layers.schema import GRIDS
 
 __all__ = [
@@ -777,6 +778,39 @@ def reparent(
 
 
 _FROZEN = ("grid_id", "parent_id", "level")
+_MAX_COUNT = 2**53  # beyond it a JSON number is no exact integer
+
+
+def _attribute_problems(grids: gpd.GeoDataFrame, values: Mapping[str, object]) -> list[Problem]:
+    """Return what is wrong with ``values`` for :func:`update_attributes` (every column at once)."""
+    problems: list[Problem] = []
+    known = set(grids.columns) | set(GRIDS.names)
+    for k, v in values.items():
+        if k in _FROZEN or k == grids.geometry.name:
+            msg = (
+                f"{k!r} cannot be set here: ids, parents, levels and geometry change through the edits "
+                "(split_grid, merge_grids, reparent, ...)"
+            )
+            problems.append(Problem("protected_column", msg))
+        elif k not in known:
+            msg = f"{k!r} is no column of the grids; the columns are {', '.join(sorted(map(str, known - {grids.geometry.name})))}"
+            problems.append(Problem("unknown_column", msg))
+        elif v is None:
+            continue
+        elif k in GRIDS.names and GRIDS.column(k).dtype == "int":
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and float(v).is_integer()
+            if not ok or not 0 <= v <= _MAX_COUNT:  # type: ignore[operator]
+                msg = f"{k!r} is a count: give a whole number from 0 to {_MAX_COUNT:,} (or null), not {v!r}"
+                problems.append(Problem("bad_value", msg))
+        elif k in GRIDS.names and GRIDS.column(k).dtype == "str":
+            if not isinstance(v, str):
+                msg = f"{k!r} is text: give a string (or null), not {v!r}"
+                problems.append(Problem("bad_value", msg))
+        elif isinstance(v, float) and not math.isfinite(v):
+            problems.append(Problem("bad_value", f"{k!r}: {v!r} is not a finite number"))
+        elif not isinstance(v, str | int | float):
+            problems.append(Problem("bad_value", f"{k!r}: give text or a number, not {type(v).__name__}"))
+    return problems
 
 
 def update_attributes(
@@ -788,9 +822,10 @@ def update_attributes(
 
     Raises
     ------
-    ValueError
-        If ``values`` names ``grid_id``, ``parent_id``, ``level``, the geometry or an
-        unknown column, or a workload is negative.
+    ValidationError
+        (a ``ValueError``) listing every problem: ``values`` names ``grid_id``, ``parent_id``,
+        ``level``, the geometry or an unknown column; a workload is not a whole number from 0
+        to 2**53; a name is not text; a number is NaN or infinite.
 
     Examples
     --------
@@ -806,18 +841,10 @@ def update_attributes(
     if hit.size == 0:
         msg = f"grid {grid_id!r} does not exist in this layer ({len(grids):,} grids)"
         raise NotFoundError(msg)
-    known = set(grids.columns) | set(GRIDS.names)
-    bad = [k for k in values if k in _FROZEN or k == grids.geometry.name or k not in known]
-    if bad:
-        msg = (
-            f"update_attributes cannot set {format_ids(bad)}: ids, parents, levels and geometry change "
-            "through the edits (split_grid, reparent, ...); other columns must exist"
-        )
-        raise ValueError(msg)
-    for k, v in values.items():
-        if k in ("households", "population", "shops") and v is not None and int(v) < 0:  # type: ignore[call-overload]
-            msg = f"{k} must be >= 0, got {v!r}"
-            raise ValueError(msg)
+    problems = _attribute_problems(grids, values)
+    if problems:
+        source = f"update_attributes of grid {grid_id!r}"
+        raise ValidationError(source, problems)
     out = grids.copy()
     idx = out.index[hit[0]]
     before = {k: (out.at[idx, k] if k in out.columns else None) for k in values}

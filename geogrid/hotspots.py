@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 import geopandas as gpd
 import shapely
@@ -32,10 +33,15 @@ from pyproj import CRS
 
 from geogrid import _hotspots_data as _data
 from geogrid import _hotspots_stats as _st
-from geogrid._hotspots_data import DEFAULT_TZ, Weights
+from geogrid._hotspots_data import Weights
+from layers.times import DEFAULT_TZ
 
 __all__ = [
     "EHSA_CATEGORIES",
+    "MIN_EXPECTED",
+    "MIN_INCIDENTS",
+    "MIN_NEIGHBOURHOOD",
+    "WITHHELD_REASONS",
     "KernelDensity",
     "KnoxResult",
     "adjust_fdr",
@@ -51,6 +57,9 @@ __all__ = [
 
 EHSA_CATEGORIES: tuple[str, ...] = _st.EHSA_CATEGORIES
 """The emerging-hot-spot categories, hot then cold, then ``"no pattern"``."""
+
+WITHHELD_REASONS: dict[str, str] = _st.WITHHELD_REASONS
+"""Why a grid got no bin: the codes of the ``withheld`` column and what they mean."""
 
 _QUADRANTS = {1: "HH", 2: "LH", 3: "LL", 4: "HL"}
 
@@ -125,21 +134,72 @@ def _subset(adj: Any, ok: np.ndarray) -> Any:
 
 
 # -- Gi* -------------------------------------------------------------------------------------------
+MIN_INCIDENTS = 30
+"""Fewer incidents than this in the window: :func:`incident_hotspots` bins no grid (``withheld="too_few"``)."""
+
+MIN_EXPECTED = 5.0
+"""Fewer incidents expected in an average neighbourhood than this (mean neighbourhood size times
+the mean count): :func:`incident_hotspots` bins no grid (``withheld="sparse"``); on 990 basic
+grids with queen neighbours that is fewer than about 600 incidents. The normal approximation
+of a neighbourhood sum needs a few expected events (the classic rule of 5)."""
+
+MIN_NEIGHBOURHOOD = 5.0
+"""Fewer incidents than this in a grid and its neighbours: :func:`incident_hotspots` bins it
+not (``withheld="few_nearby"``; none at all: ``"empty_neighbourhood"``). Such a grid cannot be
+a hot spot, and a cold spot on a handful of events is not evidence."""
+
+
+def _test(
+    z: np.ndarray, p_perm: np.ndarray, withheld: np.ndarray, *, permutations: int, fdr: float | None
+) -> dict[str, np.ndarray]:
+    """Return p (two-sided: normal, or permutation mid-p), p_fdr over the analysed grids and the significance basis."""
+    from scipy import stats
+
+    analysed = np.array([w is None for w in withheld], dtype=bool)
+    p = 2 * stats.norm.sf(np.abs(z)) if not permutations else p_perm.copy()
+    p = np.where(analysed, p, np.nan)
+    p_fdr = _st._fdr_bh(p)
+    basis = p_fdr if fdr is not None else p
+    return {"p": p, "p_fdr": p_fdr, "basis": basis, "analysed": analysed}
+
+
+def _state_permutations(out: gpd.GeoDataFrame, permutations: int, analysed: int) -> None:
+    out.attrs["inference"] = f"permutation ({permutations}, mid-p)" if permutations else "normal"
+    if permutations:
+        out.attrs["permutations_needed"] = {
+            lvl: _st.permutations_needed(analysed, a) for lvl, a in (("90%", 0.10), ("95%", 0.05), ("99%", 0.01))
+        }
+
+
 def gi_star(
     values: Any,
     grids: gpd.GeoDataFrame,
     *,
     weights: Weights = "queen",
-    permutations: int = 999,
+    permutations: int = 0,
     seed: int = 0,
     fdr: float | None = 0.05,
+    min_total: float = 0.0,
+    min_expected: float = 0.0,
+    min_neighbourhood: float = 0.0,
     metric_crs: object = None,
 ) -> gpd.GeoDataFrame:
-    """Getis–Ord Gi* hot and cold spots of a value per grid, with permutation inference and FDR.
+    """Getis–Ord Gi* hot and cold spots of a value per grid: z, normal p, FDR, ArcGIS's bins.
 
     Binary weights with the grid itself included (Gi*, as ArcGIS and
-    ``esda.G_Local(y, w, transform="B", star=True)``). Grids whose value is NaN are left
-    out of the analysis (and of their neighbours' neighbourhoods) and get NaN results.
+    ``esda.G_Local(y, w, transform="B", star=True)``). By default the inference is
+    ArcGIS's: the two-sided normal p of the analytic z, Benjamini–Hochberg over the
+    analysed grids, Gi_Bin on the adjusted p. With ``permutations`` the p is a two-sided
+    conditional-permutation mid-p instead (ties count half: a value that ties with every
+    permutation gets p = 1); ``attrs["permutations_needed"]`` says how many permutations
+    the FDR needs before each bin can be reached at all.
+
+    Grids are withheld (``withheld`` holds the reason, see
+    :data:`geogrid.hotspots.WITHHELD_REASONS`; their ``p`` is NaN and their bin 0) when the
+    value is NaN, all values are equal, the values sum to less than ``min_total``, an
+    average neighbourhood expects less than ``min_expected``, the grid has no neighbour, or
+    the grid and its neighbours sum to 0 or to less than ``min_neighbourhood``. Withheld
+    grids are not counted as tests by the FDR.
 
     Parameters
     ----------
@@ -153,14 +213,17 @@ def gi_star(
         between centroids (measured in ``metric_crs``), or a libpysal ``W``/``Graph`` /
         sparse matrix in the grids' order.
     permutations
-        Conditional permutations for the pseudo p-value ``p`` (0: none, ``p`` is NaN
-        and ``p_fdr``/``bin`` use ``p_norm``).
+        0 (default): normal p. Otherwise the number of conditional permutations of the mid-p.
     seed
         Seed of the permutations (esda's draw: the same seed gives esda's ``p_sim``).
     fdr
         False-discovery rate: ``bin`` is computed on ``p_fdr`` and ``significant`` is
-        ``p_fdr <= fdr``. None: ``bin`` on the uncorrected two-sided p, ``significant``
-        at 0.05.
+        ``p_fdr <= fdr``. None: ``bin`` on the unadjusted p, ``significant`` at 0.05.
+    min_total, min_expected, min_neighbourhood
+        Minimum sum of the values and minimum expected sum in an average neighbourhood
+        (below either no grid gets a bin), and minimum sum in a grid's own neighbourhood
+        (:func:`incident_hotspots` uses :data:`MIN_INCIDENTS`, :data:`MIN_EXPECTED`,
+        :data:`MIN_NEIGHBOURHOOD`).
     metric_crs
         CRS for distance bands; default: the layer's own if projected, else the
         CGCS2000 Gauss–Krüger zone (China) or UTM zone of the grids' centre.
@@ -169,10 +232,11 @@ def gi_star(
     -------
     geopandas.GeoDataFrame
         On the grids' index and CRS: ``grid_id``, ``level``, the value column, ``z``
-        (Gi* z-score), ``p`` (permutation pseudo-p, esda's directed one-tailed), ``p_norm``
-        (one-tailed normal p of z, as esda), ``p_fdr`` (BH-adjusted two-sided p), ``bin``
-        (Gi_Bin: +3/+2/+1 hot at 99/95/90 %, −1…−3 cold, 0 not significant),
-        ``significant`` and the geometry.
+        (Gi* z-score), ``p`` (two-sided), ``p_fdr`` (BH-adjusted), ``bin`` (Gi_Bin:
+        +3/+2/+1 hot at 99/95/90 %, −1…−3 cold, 0 not significant or withheld),
+        ``significant``, ``withheld`` (None or the reason code), with permutations also
+        ``p_sim`` (esda's folded pseudo p, ties counted as extreme: for comparison only),
+        and the geometry. ``attrs["inference"]`` names the inference.
 
     Raises
     ------
@@ -185,33 +249,39 @@ def gi_star(
     >>> cells = [shapely.box(x, y, x + 1, y + 1) for y in range(5) for x in range(5)]
     >>> g = gpd.GeoDataFrame({"grid_id": [f"g{i}" for i in range(25)], "level": 3}, geometry=cells, crs=3857)
     >>> counts = [9 if i in (0, 1, 5, 6) else 1 for i in range(25)]
-    >>> r = gi_star(counts, g, permutations=99, seed=0)
+    >>> r = gi_star(counts, g)
     >>> round(float(r.loc[0, "z"]), 1), int(r.loc[0, "bin"])
-    (4.9, 2)
+    (4.9, 3)
     """
     grids, y, name, adj, ok = _inputs(values, grids, weights, metric_crs)
     n = len(grids)
     z = np.full(n, np.nan)
-    p = np.full(n, np.nan)
-    p_norm = np.full(n, np.nan)
-    if ok.sum() >= 3:
-        r = _st._gi_star(y[ok], _subset(adj, ok), permutations=permutations, seed=seed)
-        z[ok], p[ok], p_norm[ok] = r.z, r.p_sim, r.p_norm
-    two = _st._two_sided(p if permutations else p_norm)
-    p_fdr = _st._fdr_bh(two)
-    basis = p_fdr if fdr is not None else two
-    out = _frame(
-        grids,
-        {
-            name: y,
-            "z": z,
-            "p": p,
-            "p_norm": p_norm,
-            "p_fdr": p_fdr,
-            "bin": _st._gi_bin(z, basis),
-            "significant": basis <= (0.05 if fdr is None else fdr),
-        },
-    )
+    p_perm = np.full(n, np.nan)
+    p_sim = np.full(n, np.nan)
+    withheld = np.full(n, "no_value", dtype=object)
+    if ok.any():
+        sub = _subset(adj, ok)
+        w_star = sp.csr_array(_st._binary_offdiag(sub) + sp.eye_array(int(ok.sum()), format="csr"))
+        withheld[ok] = _st._withhold(
+            y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+        )
+        if ok.sum() >= 3:
+            r = _st._gi_star(y[ok], sub, permutations=permutations, seed=seed)
+            z[ok], p_perm[ok], p_sim[ok] = r.z, r.p_perm, r.p_sim
+    t = _test(z, p_perm, withheld, permutations=permutations, fdr=fdr)
+    cols: dict[str, Any] = {
+        name: y,
+        "z": z,
+        "p": t["p"],
+        "p_fdr": t["p_fdr"],
+        "bin": _st._gi_bin(z, t["basis"]),
+        "significant": t["basis"] <= (0.05 if fdr is None else fdr),
+        "withheld": withheld,
+    }
+    if permutations:
+        cols["p_sim"] = p_sim
+    out = _frame(grids, cols)
+    _state_permutations(out, permutations, int(t["analysed"].sum()))
     return out
 
 
@@ -220,55 +290,84 @@ def local_moran(
     grids: gpd.GeoDataFrame,
     *,
     weights: Weights = "queen",
-    permutations: int = 999,
+    permutations: int = 0,
     seed: int = 0,
     fdr: float | None = 0.05,
+    min_total: float = 0.0,
+    min_expected: float = 0.0,
+    min_neighbourhood: float = 0.0,
     metric_crs: object = None,
 ) -> gpd.GeoDataFrame:
-    """Local Moran's I clusters (HH, LL) and outliers (HL, LH) with permutation significance.
+    """Local Moran's I clusters (HH, LL) and outliers (HL, LH): analytic z, normal p, FDR.
 
-    Row-standardised weights, as ``esda.Moran_Local(y, w, transformation="r")``; the same
-    seed gives esda's ``p_sim``.
+    Row-standardised weights, as ``esda.Moran_Local(y, w, transformation="r")``. By
+    default ``z`` is the analytic z-score of I under conditional randomisation (Sokal et
+    al. 1998, esda's ``EIc``/``VIc``) and ``p`` its two-sided normal p; with
+    ``permutations`` ``p`` is the two-sided permutation mid-p (ties count half). Grids are
+    withheld as in :func:`gi_star`.
 
     Parameters
     ----------
-    values, grids, weights, permutations, seed, metric_crs
+    values, grids, weights, permutations, seed, min_total, min_expected, min_neighbourhood, metric_crs
         As in :func:`gi_star`.
     fdr
-        A grid is in a cluster when ``p_fdr <= fdr`` (BH over the two-sided ``min(1, 2p)``);
-        None: when the uncorrected two-sided p <= 0.05.
+        A grid is in a cluster when ``p_fdr <= fdr`` (BH over the analysed grids); None:
+        when the unadjusted p <= 0.05.
 
     Returns
     -------
     geopandas.GeoDataFrame
-        ``grid_id``, ``level``, the value, ``i`` (local I), ``quadrant`` (HH high among
-        high, LH low among high, LL, HL), ``p`` (esda's directed pseudo-p), ``p_fdr``,
-        ``cluster`` (the quadrant where significant, else ``"not significant"``).
+        ``grid_id``, ``level``, the value, ``i`` (local I), ``z``, ``quadrant`` (HH high
+        among high, LH low among high, LL, HL), ``p`` (two-sided), ``p_fdr``, ``cluster``
+        (the quadrant where significant, else ``"not significant"``; ``"withheld"`` with a
+        reason in ``withheld``), with permutations also ``p_sim`` (esda's folded pseudo p).
 
     Examples
     --------
     >>> import geopandas as gpd, shapely
     >>> cells = [shapely.box(x, y, x + 1, y + 1) for y in range(5) for x in range(5)]
     >>> g = gpd.GeoDataFrame({"grid_id": [f"g{i}" for i in range(25)], "level": 3}, geometry=cells, crs=3857)
-    >>> r = local_moran([9 if i in (0, 1, 5, 6) else 1 for i in range(25)], g, permutations=99)
-    >>> r.loc[0, "quadrant"]
-    'HH'
+    >>> r = local_moran([9 if i in (0, 1, 5, 6) else 1 for i in range(25)], g)
+    >>> r.loc[0, "quadrant"], r.loc[0, "cluster"]
+    ('HH', 'HH')
     """
     grids, y, name, adj, ok = _inputs(values, grids, weights, metric_crs)
     n = len(grids)
     local_i = np.full(n, np.nan)
-    p = np.full(n, np.nan)
+    z = np.full(n, np.nan)
+    p_perm = np.full(n, np.nan)
+    p_sim = np.full(n, np.nan)
     quadrant = np.full(n, None, dtype=object)
-    if ok.sum() >= 3:
-        r = _st._local_moran(y[ok], _subset(adj, ok), permutations=permutations, seed=seed)
-        local_i[ok], p[ok] = r.i, r.p_sim
-        quadrant[ok] = [_QUADRANTS[int(q)] for q in r.q]
-    two = _st._two_sided(p)
-    p_fdr = _st._fdr_bh(two)
-    basis = p_fdr if fdr is not None else two
-    sig = basis <= (0.05 if fdr is None else fdr)
+    withheld = np.full(n, "no_value", dtype=object)
+    if ok.any():
+        sub = _subset(adj, ok)
+        w_star = sp.csr_array(_st._binary_offdiag(sub) + sp.eye_array(int(ok.sum()), format="csr"))
+        withheld[ok] = _st._withhold(
+            y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+        )
+        if ok.sum() >= 3 and not np.all(y[ok] == y[ok][0]):
+            r = _st._local_moran(y[ok], sub, permutations=permutations, seed=seed)
+            local_i[ok], z[ok], p_perm[ok], p_sim[ok] = r.i, r.z, r.p_perm, r.p_sim
+            quadrant[ok] = [_QUADRANTS[int(q)] for q in r.q]
+    t = _test(z, p_perm, withheld, permutations=permutations, fdr=fdr)
+    sig = t["basis"] <= (0.05 if fdr is None else fdr)
     cluster = np.where(sig, quadrant, "not significant")
-    return _frame(grids, {name: y, "i": local_i, "quadrant": quadrant, "p": p, "p_fdr": p_fdr, "cluster": cluster})
+    cluster = np.where(t["analysed"], cluster, "withheld")
+    cols: dict[str, Any] = {
+        name: y,
+        "i": local_i,
+        "z": z,
+        "quadrant": quadrant,
+        "p": t["p"],
+        "p_fdr": t["p_fdr"],
+        "cluster": cluster,
+        "withheld": withheld,
+    }
+    if permutations:
+        cols["p_sim"] = p_sim
+    out = _frame(grids, cols)
+    _state_permutations(out, permutations, int(t["analysed"].sum()))
+    return out
 
 
 # -- incidents per grid ------------------------------------------------------------------------------
@@ -281,15 +380,22 @@ def incident_hotspots(
     since: Any = None,
     until: Any = None,
     tz: str = DEFAULT_TZ,
+    time_field: str = "reported_at",
     weights: Weights = "queen",
-    permutations: int = 999,
+    permutations: int = 0,
     seed: int = 0,
     fdr: float | None = 0.05,
+    min_total: float = MIN_INCIDENTS,
+    min_expected: float = MIN_EXPECTED,
+    min_neighbourhood: float = MIN_NEIGHBOURHOOD,
 ) -> gpd.GeoDataFrame:
     """Gi* hot spots of incident counts per grid of one level.
 
     Incidents are counted in the grid that holds them (points outside every grid are
-    not counted); grids with none count 0. Then :func:`gi_star` on the counts.
+    not counted); grids with none count 0. Then :func:`gi_star` on the counts, with the
+    minimum counts :data:`MIN_INCIDENTS` (whole window), :data:`MIN_EXPECTED` (an average
+    neighbourhood) and :data:`MIN_NEIGHBOURHOOD` (each grid's): on a quiet week the grids
+    are withheld with the reason rather than painted cold.
 
     Parameters
     ----------
@@ -298,10 +404,15 @@ def incident_hotspots(
     level
         The grid level (default: the finest).
     category, since, until, tz
-        Filters: categories; reported from ``since`` to ``until``, both inclusive, dates
-        being whole days in ``tz`` (default Asia/Shanghai).
+        Filters: categories; ``time_field`` from ``since`` to ``until``, both inclusive,
+        dates and zone-less times in ``tz`` (the store's time zone; default
+        Asia/Shanghai), as :func:`layers.times.time_window` reads them.
+    time_field
+        ``"reported_at"`` (default) or ``"closed_at"``: the time the window filters.
     weights, permutations, seed, fdr
         As in :func:`gi_star`.
+    min_total, min_expected, min_neighbourhood
+        The minimum counts (see :func:`gi_star`).
 
     Returns
     -------
@@ -309,7 +420,7 @@ def incident_hotspots(
         :func:`gi_star`'s columns with the value column ``count``.
     """
     g = _data._level_grids(grids, level)
-    inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz)
+    inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz, time_field=time_field)
     pos = _data._assign(inc, g)
     counts = np.bincount(pos[pos >= 0], minlength=len(g)).astype(np.float64)
     return gi_star(
@@ -319,6 +430,9 @@ def incident_hotspots(
         permutations=permutations,
         seed=seed,
         fdr=fdr,
+        min_total=min_total,
+        min_expected=min_expected,
+        min_neighbourhood=min_neighbourhood,
     )
 
 
@@ -333,7 +447,7 @@ def closing_time_hotspots(
     until: Any = None,
     tz: str = DEFAULT_TZ,
     weights: Weights = "queen",
-    permutations: int = 999,
+    permutations: int = 0,
     seed: int = 0,
     fdr: float | None = 0.05,
 ) -> gpd.GeoDataFrame:
@@ -397,6 +511,9 @@ def emerging_hotspots(
     since: Any = None,
     until: Any = None,
     tz: str = DEFAULT_TZ,
+    min_total: float = MIN_INCIDENTS,
+    min_expected: float = MIN_EXPECTED,
+    min_neighbourhood: float = MIN_NEIGHBOURHOOD,
 ) -> gpd.GeoDataFrame:
     """Emerging hot-spot analysis on a space-time cube of incident counts (grid × period).
 
@@ -409,7 +526,9 @@ def emerging_hotspots(
     neighbours (``weights``) in the same period, and the grid and its neighbours in the
     ``time_lag`` preceding periods. A bin is a hot (cold) spot when z > 0 (< 0) and its
     two-sided normal p — Benjamini–Hochberg adjusted over all bins when ``fdr`` — is
-    below ``alpha``. The trend of each grid is a Mann–Kendall test of its Gi* z-scores
+    below ``alpha``. Bins are withheld (neither hot nor cold, not counted by the FDR) as
+    in :func:`gi_star`, with ``min_total`` incidents in the whole cube, ``min_expected`` in
+    an average space-time neighbourhood and ``min_neighbourhood`` in each bin's. The trend of each grid is a Mann–Kendall test of its Gi* z-scores
     over time (significant at ``alpha``).
 
     The categories (ArcGIS's definitions; "90 %" is ``min_share``), for hot spots —
@@ -454,13 +573,17 @@ def emerging_hotspots(
         intensifying, diminishing or historical.
     strict
         ArcGIS's rules only, without the addition for ended hot spots.
+    min_total, min_expected, min_neighbourhood
+        The minimum counts (see :func:`gi_star`; defaults :data:`MIN_INCIDENTS`,
+        :data:`MIN_EXPECTED`, :data:`MIN_NEIGHBOURHOOD`) over the space-time cube.
 
     Returns
     -------
     geopandas.GeoDataFrame
         Per grid: ``grid_id``, ``level``, ``count`` (total), ``pattern`` (the category),
         ``hot_periods``, ``cold_periods``, ``history`` (one character per period, oldest
-        first: ``H`` hot, ``C`` cold, ``.`` neither), ``trend_z``, ``trend_p``,
+        first: ``H`` hot, ``C`` cold, ``-`` withheld, ``.`` neither), ``withheld_periods``,
+        ``withheld`` (the reason when every period of the grid was withheld), ``trend_z``, ``trend_p``,
         ``trend_tau`` (Mann–Kendall on the Gi* z-scores), ``count_trend_tau`` and
         ``count_trend_p`` (Mann–Kendall on the counts). ``attrs["periods"]`` lists the
         periods.
@@ -485,14 +608,24 @@ def emerging_hotspots(
     cube_adj = _st._space_time_adjacency(adj, t, time_lag)
     r = _st._gi_star(counts.ravel(), cube_adj, permutations=0, seed=0)
     z = r.z.reshape(n, t)
-    p2 = _st._two_sided(r.p_norm)
+    cube_star = sp.csr_array(cube_adj + sp.eye_array(n * t, format="csr"))
+    held = _st._withhold(
+        counts.ravel(), cube_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+    )
+    analysed = np.array([h is None for h in held], dtype=bool)
+    p2 = np.where(analysed, _st._two_sided(r.p_norm), np.nan)
     p_use = (_st._fdr_bh(p2) if fdr else p2).reshape(n, t)
     sig = p_use < alpha
     hot, cold = sig & (z > 0), sig & (z < 0)
     mk = _st._mann_kendall(np.nan_to_num(z))
     mk_counts = _st._mann_kendall(counts)
     pattern = _st._classify_ehsa(hot, cold, mk.z, mk.p, min_share=min_share, alpha=alpha, strict=strict)
-    history = np.where(hot, "H", np.where(cold, "C", "."))
+    held_bins = (~analysed).reshape(n, t)
+    history = np.where(hot, "H", np.where(cold, "C", np.where(held_bins, "-", ".")))
+    reasons = np.asarray(held, dtype=object).reshape(n, t)
+    withheld = np.full(n, None, dtype=object)
+    all_held = held_bins.all(axis=1)
+    withheld[all_held] = reasons[all_held, -1]
     out = _frame(
         g,
         {
@@ -501,6 +634,8 @@ def emerging_hotspots(
             "hot_periods": hot.sum(axis=1),
             "cold_periods": cold.sum(axis=1),
             "history": ["".join(row) for row in history],
+            "withheld_periods": held_bins.sum(axis=1),
+            "withheld": withheld,
             "trend_z": mk.z,
             "trend_p": mk.p,
             "trend_tau": mk.tau,

@@ -20,7 +20,10 @@ repaired again without it, so the error lists exactly what ``errors="skip"`` ret
 
 A hole of the top level at least 1 m wide is an enclave (land outside the jurisdiction,
 however many grids border it, as :func:`~geogrid.hierarchy.check_grids` says): it is
-left open, never filled or refused. Grids may be Polygons or MultiPolygons.
+left open, never filled or refused. Snapping never joins two points of the outline with
+land outside the jurisdiction between them, so a notch narrower than ``snap_m`` stays
+open. A gap piece under 0.01 m² that no child can take is rounding noise (the check's
+``min_area_m2``): it is left, not refused. Grids may be Polygons or MultiPolygons.
 
 After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
 log claims fixed.
@@ -58,6 +61,8 @@ REPAIR_ACTIONS: tuple[str, ...] = ("made_valid", "snapped", "noded", "clipped", 
 _LOG_COLUMNS = ["action", "level", "grid_id", "parent_id", "other_ids", "area_m2", "distance_m", "message", "geometry"]
 _REFUSAL_COLUMNS = ["kind", "level", "grid_ids", "area_m2", "message", "geometry"]
 _MOSTLY_OUTSIDE = 0.5
+_NOISE_M2 = 0.01
+"""A gap piece smaller than this (m²) that no child can take is rounding noise (``check_grids`` ignores it too): left, not refused."""
 
 
 @dataclass
@@ -212,8 +217,9 @@ def _repair_grids(
 
     # 1. level by level, parents first, each against its repaired parents
     ok = usable & ((parent_row >= 0) | (level == 0))
-    rim = _impl.outline_rings(out[usable & (level == level[usable].min())], frame) if usable.any() else None
+    rim = _impl.outline_of(out[usable & (level == level[usable].min())], frame) if usable.any() else None
     segments: dict[int, tuple[np.ndarray, _himpl.Segments]] = {}
+    start = out.copy()  # the grids before any level is rebuilt
     for lv in sorted({int(v) for v in level[usable]}):
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
@@ -227,7 +233,20 @@ def _repair_grids(
                 fast = _Outcome({}, _impl.Change(), [])  # one valid grid on top: nothing to snap, fill or clip
             elif incremental and lv and frozen.size == 0:
                 fast = _repair_level_incremental(
-                    lv, use, above, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, segments, rim
+                    lv,
+                    use,
+                    above,
+                    ids,
+                    parent_row,
+                    out,
+                    frame,
+                    snap_m,
+                    max_gap_m2,
+                    exempt_g,
+                    ~valid,
+                    segments,
+                    rim,
+                    start,
                 )
             outcome = fast or _repair_level(
                 lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, rim=rim
@@ -344,7 +363,7 @@ def _repair_level(
     parent_lines: np.ndarray | None = None,
     holders: np.ndarray | None = None,
     with_children: set[int] | None = None,
-    rim: np.ndarray | None = None,
+    rim: _impl.Outline | None = None,
 ) -> _Outcome:
     """Repair the grids ``rows`` of level ``lv`` against their parents ``above``.
 
@@ -373,12 +392,15 @@ def _repair_level(
 
     if anchors is None:
         anchors = _impl.rings_of(par) if par is not None else np.empty(0, dtype=object)
-    if rim is not None and rim.size:  # the outline: one owner for all its vertices (they never join)
+    rim_owner = None
+    if rim is not None and rim.rings.size:  # the outline: one owner for all its vertices (they never join)
         owner_of = np.arange(len(anchors)) if anchor_owner is None else np.asarray(anchor_owner)
-        shared = int(owner_of.max()) + 1 if owner_of.size else 0
-        anchors = np.concatenate([anchors, rim]).astype(object)
-        anchor_owner = np.concatenate([owner_of, np.full(len(rim), shared)]).astype(np.int64)
-    snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(cells, anchors, frame, snap_m, anchor_owner)
+        rim_owner = int(owner_of.max()) + 1 if owner_of.size else 0
+        anchors = np.concatenate([anchors, rim.rings]).astype(object)
+        anchor_owner = np.concatenate([owner_of, np.full(len(rim.rings), rim_owner)]).astype(np.int64)
+    snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(
+        cells, anchors, frame, snap_m, anchor_owner, rim_owner, rim.local if rim is not None else None
+    )
     arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen], parent_lines=parent_lines, holders=holders)
     nf = len(arr.faces)
     owner = np.full(nf, -1, dtype=np.int64)
@@ -421,6 +443,8 @@ def _repair_level(
             at += len(parts)
             where = pid[g] if lv else "the jurisdiction"
             for part, a in zip(parts, area, strict=True):
+                if a < _NOISE_M2:
+                    continue
                 if not (children.get(int(g)) if with_children is None else int(g) in with_children):
                     msg = (
                         f"{_himpl.area_text(a)} of grid {where!r} has no child on level {lv} to take it: "
@@ -441,6 +465,8 @@ def _repair_level(
     for f in np.flatnonzero((owner < 0) & (kind == 1)).tolist():
         owner[f] = candidates[f][0]  # an overlap enclosed by overlaps: the first by id
     for f in np.flatnonzero((owner < 0) & (kind == 2) & np.array([bool(c) for c in candidates], dtype=bool)).tolist():
+        if arr.area[f] < _NOISE_M2:
+            continue
         g = int(arr.group[f])
         msg = f"a gap of {_himpl.area_text(arr.area[f])} in {pid[g]!r} touches none of its children: draw its grid"
         refusals.append((_impl.Refusal("gap", lv, (str(pid[g]),), msg, float(arr.area[f]), arr.faces[f]), None))
@@ -551,7 +577,8 @@ def _repair_level_incremental(
     exempt: shapely.Geometry | None,
     made_valid: np.ndarray,
     segments: dict[int, tuple[np.ndarray, _himpl.Segments]],
-    rim: np.ndarray | None = None,
+    rim: _impl.Outline | None = None,
+    before: np.ndarray | None = None,
 ) -> _Outcome | None:
     """Repair level ``lv`` by rebuilding only the grids in play; None: take the full rebuild.
 
@@ -564,7 +591,9 @@ def _repair_level_incremental(
     and keep their geometry byte for byte; on the grids in play the full rebuild
     computes the same faces, owners, snaps and log. A kept grid overlapped after all,
     or whose segments lose a twin (a neighbour in play gained a vertex on their shared
-    edge), is brought into play and the level redone. Refusals, a parent without
+    edge), or that a rebuilt grid overlaps, is brought into play and the level redone; so is,
+    from the start, a grid having a vertex its parents gained in their own repair (the full
+    rebuild nodes its edges against the new parent edge there). Refusals, a parent without
     children or a level mostly in play go to the full rebuild, which decides them.
     ``segments`` caches the edge segments of levels left unchanged, for their children.
     """
@@ -584,6 +613,18 @@ def _repair_level_incremental(
     play = np.zeros(n, dtype=bool)
     play[cs.cell[~fam0]] = True
     play |= made_valid[rows]
+    if before is not None:
+        # A vertex the parents' own repair gave them (a neighbour's vertex noded in) may sit on a
+        # child of another parent whose edges all twin: the full rebuild nodes that child's edges
+        # against the new parent edges there; so does this path, with the child in play.
+        moved = [r for r in above if geoms[r] is not before[r]]
+        if moved:
+            new_xy = shapely.get_coordinates(geoms[np.array(moved)])
+            old_xy = shapely.get_coordinates(before[np.array(moved)])
+            gained = np.setdiff1d(new_xy[:, 0] + 1j * new_xy[:, 1], old_xy[:, 0] + 1j * old_xy[:, 1])
+            if gained.size:
+                cxy, cell = shapely.get_coordinates(cells, return_index=True)
+                play[np.unique(cell[np.isin(cxy[:, 0] + 1j * cxy[:, 1], gained)])] = True
     with_children = {int(g) for g in cgroup}
     if not play.any():
         # every family tiles its parent exactly (an untwinned parent edge would need an untwinned child edge)
@@ -662,6 +703,12 @@ def _repair_level_incremental(
         if outcome.overlapped.size:  # a grid in play overlaps a kept one: that one is in play too
             play[kept[outcome.overlapped]] = True
             continue
+        hit = _overlapping_kept(outcome, cells, kept)
+        if hit.size:
+            # A rebuilt grid overlaps a kept one by a piece no face of this arrangement holds (a sliver
+            # the kept grid's own edges would have cut off: the full rebuild nodes them): in play too.
+            play[hit] = True
+            continue
         broken = _lost_twins(outcome, rows, play, cs, ps, cgroup)
         if broken.size == 0:
             if not outcome.geoms:
@@ -669,6 +716,16 @@ def _repair_level_incremental(
             return outcome
         play[broken] = True
     return None
+
+
+def _overlapping_kept(outcome: _Outcome, cells: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Positions (in ``cells``) of the kept grids whose interior meets a rebuilt grid's interior."""
+    if not outcome.geoms or kept.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    new = np.array(list(outcome.geoms.values()), dtype=object)
+    ni, ki = shapely.STRtree(cells[kept]).query(new, predicate="intersects")
+    inner = shapely.relate_pattern(new[ni], cells[kept][ki], "T********")
+    return np.unique(kept[ki[inner]])
 
 
 def _family_twins(segs: _himpl.Segments, ps: _himpl.Segments, cgroup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

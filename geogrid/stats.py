@@ -1,6 +1,8 @@
 """Grid statistics of incidents: counts, rates, closing times, open and overdue work, sources.
 
-Definitions (per grid, over incidents reported in ``[since, until)``):
+Definitions (per grid, over incidents reported from ``since`` to ``until``, both inclusive of
+the day or time they name, dates and zone-less times in the store's time zone; see
+:mod:`layers.times`):
 
 * ``count``: incidents reported; ``small`` is True when ``count < small_count`` (default 10):
   rates on so few events swing widely, so read them with care (or use ``smooth=True``);
@@ -34,6 +36,7 @@ import geopandas as gpd
 
 from geogrid.assignment import _check_crs, assign_points, grid_positions
 from layers.crs import metric_crs
+from layers.times import DEFAULT_TZ, in_window, parse_time, time_window
 
 __all__ = ["STAT_COLUMNS", "grid_stats", "smooth_rates", "summarise_codes"]
 
@@ -183,15 +186,8 @@ def smooth_rates(events: npt.ArrayLike, base: npt.ArrayLike) -> npt.NDArray[np.f
     return out
 
 
-def _timestamp(value: str | datetime | pd.Timestamp | None, what: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as err:
-        msg = f"{what}={value!r} is not a date or time: use ISO 8601, e.g. 2025-03-01 or 2025-03-01T08:00+08:00"
-        raise ValueError(msg) from err
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+def _timestamp(value: str | datetime | pd.Timestamp | None, what: str, tz: str) -> pd.Timestamp | None:
+    return parse_time(value, tz, what=what)
 
 
 def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
@@ -231,6 +227,8 @@ def grid_stats(
     small_count: int = 10,
     smooth: bool = False,
     crs: Any = None,
+    tz: str = DEFAULT_TZ,
+    time_field: str = "reported_at",
 ) -> gpd.GeoDataFrame:
     """Statistics of incidents per grid (see the module notes for every definition).
 
@@ -247,7 +245,8 @@ def grid_stats(
     level
         One level, or every level (default).
     since, until
-        Window on ``reported_at``: ``since <= reported_at < until``. Naive dates are UTC.
+        Window on ``time_field``, both ends inclusive: a date is the whole day, a time
+        without a zone is in ``tz`` (see :func:`layers.times.time_window`).
     category, source
         Keep only incidents of these categories / sources (a value or a list).
     by
@@ -264,6 +263,10 @@ def grid_stats(
         Add empirical-Bayes smoothed ``per_km2_eb`` and ``per_1000_residents_eb``.
     crs
         Metric CRS to measure areas in (default: :func:`layers.crs.metric_crs` at the centre).
+    tz
+        Time zone of dates and zone-less times (the store's; default Asia/Shanghai).
+    time_field
+        ``"reported_at"`` (default) or ``"closed_at"``: the time ``since``/``until`` filter.
 
     Returns
     -------
@@ -306,8 +309,11 @@ def grid_stats(
     if level is not None and int(level) not in have:
         msg = f"grids have no level {level}; levels present: {have}"
         raise ValueError(msg)
-    t_since, t_until = _timestamp(since, "since"), _timestamp(until, "until")
-    t_now = _timestamp(now, "now")
+    if time_field not in ("reported_at", "closed_at") or time_field not in incidents.columns:
+        msg = f"time_field={time_field!r}: use 'reported_at' or 'closed_at' (a column of the incidents)"
+        raise ValueError(msg)
+    t_since, t_until = time_window(since, until, tz)
+    t_now = _timestamp(now, "now", tz)
     inc = incidents
     reported = pd.to_datetime(inc["reported_at"], utc=True)
     if t_now is None:
@@ -318,11 +324,7 @@ def grid_stats(
             times.append(pd.to_datetime(inc["closed_at"], utc=True).max())
         known = [t for t in times if not pd.isna(t)]
         t_now = max(known) if known else pd.Timestamp.now(tz="UTC")
-    keep = np.ones(len(inc), dtype=bool)
-    if t_since is not None:
-        keep &= (reported >= t_since).to_numpy()
-    if t_until is not None:
-        keep &= (reported < t_until).to_numpy()
+    keep = in_window(inc[time_field], t_since, t_until)
     for col, wanted in (("category", _as_list(category)), ("source", _as_list(source))):
         if wanted is not None:
             if col not in inc.columns:

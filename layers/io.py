@@ -16,7 +16,11 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import mmap
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 import geopandas as gpd
 import pyogrio
@@ -37,7 +42,7 @@ from layers.errors import InputTooLargeError, Problem, StoreError, ValidationErr
 from layers.schema import SCHEMAS, LayerKind
 from layers.validate import OPTION_FOR_COLUMN, check_frame, finish_frame
 
-__all__ = ["FORMATS", "MAPPING_KEYS", "Limits", "describe", "read_layer", "write_layer"]
+__all__ = ["FORMATS", "MAPPING_KEYS", "Limits", "describe", "read_layer", "write_csv", "write_layer"]
 
 FORMATS: dict[str, str] = {
     ".gpkg": "gpkg",
@@ -170,6 +175,129 @@ def _id_values(frame: pd.DataFrame, columns: Mapping[str, str], kind: LayerKind)
     return frame[name].to_numpy(dtype=object) if name in frame.columns else None
 
 
+_CRS_MEMBER = re.compile(rb'"crs"\s*:')
+
+
+def _top_level_offsets(buf: mmap.mmap, offsets: list[int]) -> list[int]:
+    """Return those of ``offsets`` (sorted) that lie at bracket depth 1 of the JSON text ``buf``.
+
+    Scanned in 16 MiB chunks (a few bytes of memory per byte of a chunk), strings masked out.
+    """
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    wanted = np.asarray(offsets, dtype=np.int64)
+    found: list[int] = []
+    depth_carry, parity_carry, step = 0, 0, 1 << 24
+    for start in range(0, arr.size, step):
+        chunk = arr[start : start + step]
+        quote = chunk == ord('"')
+        before = np.empty(chunk.size, dtype=np.uint8)
+        before[1:] = chunk[:-1]
+        before[:1] = arr[start - 1] if start else 0
+        for q in np.flatnonzero(quote & (before == ord("\\"))):
+            k = start + q - 1  # a quote after an odd run of backslashes is escaped (rare: one by one)
+            run = 0
+            while k >= 0 and arr[k] == ord("\\"):
+                k, run = k - 1, run + 1
+            if run % 2:
+                quote[q] = False
+        inside = ((np.cumsum(quote, dtype=np.uint8) + parity_carry) & 1).astype(bool)
+        parity_carry = (parity_carry + int(quote.sum())) & 1
+        delta = np.zeros(chunk.size, dtype=np.int8)
+        delta[(chunk == ord("{")) | (chunk == ord("["))] = 1
+        delta[(chunk == ord("}")) | (chunk == ord("]"))] = -1
+        delta[inside] = 0
+        depth = np.cumsum(delta, dtype=np.int32) + depth_carry
+        here = wanted[(wanted >= start) & (wanted < start + chunk.size)]
+        found += [int(o) for o in here if depth[o - start] == 1]
+        if depth.size:
+            depth_carry = int(depth[-1])
+    return found
+
+
+def _geojson_crs_problem(path: Path) -> Problem | None:
+    """Return a problem if the GeoJSON's top-level ``crs`` member names a CRS pyproj does not know.
+
+    GDAL reads such a file as WGS-84 without a word ("proj_create: crs not found" goes to its log only).
+    """
+    if path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        hits = [m.start() for m in _CRS_MEMBER.finditer(mm)]
+        if not hits:
+            return None
+        top = _top_level_offsets(mm, hits)
+        if not top:
+            return None
+        head = _CRS_MEMBER.match(mm, top[0])
+        assert head is not None
+        try:
+            value, _ = json.JSONDecoder().raw_decode(mm[head.end() : head.end() + 65536].decode("utf-8").lstrip())
+        except (ValueError, UnicodeDecodeError):
+            value = None
+    name = value.get("properties", {}).get("name") if isinstance(value, dict) else None
+    if value is None:
+        return None  # "crs": null is RFC 7946's "no CRS given": GDAL's WGS-84 is right
+    if isinstance(name, str):
+        try:
+            CRS.from_user_input(name)
+            return None
+        except _PyprojCRSError:
+            pass
+    shown = json.dumps(value, ensure_ascii=False)[:200]
+    msg = (
+        f'the file\'s "crs" member is {shown}, a CRS geogrid does not know; it would be read as '
+        "WGS-84 lon/lat without a word: give the CRS the coordinates are in with --crs "
+        "(Python: crs=...), e.g. --crs EPSG:4547, or drop the member if they are lon/lat"
+    )
+    return Problem("unknown_crs", msg)
+
+
+def _has_cpg(path: Path) -> bool:
+    """Whether a shapefile (``.shp``, its folder or a zip of it) comes with a ``.cpg`` naming its encoding."""
+    if path.is_dir():
+        return any(p.suffix.lower() == ".cpg" for p in path.iterdir())
+    if path.suffix.lower() == ".zip":
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            return any(n.lower().endswith(".cpg") for n in zf.namelist())
+    return path.with_suffix(".cpg").exists() or path.with_suffix(".CPG").exists()
+
+
+def _guess_text(raw: bytes) -> str:
+    for enc in ("utf-8", "gbk"):
+        try:
+            return f"{raw.decode(enc)!r} as {enc.upper()}"
+        except UnicodeDecodeError:
+            continue
+    return "neither UTF-8 nor GBK"
+
+
+def _undeclared_encoding_problem(path: Path, frame: pd.DataFrame) -> Problem | None:
+    """Return a problem if a shapefile with no ``.cpg`` holds non-ASCII text (GDAL then reads Latin-1: mojibake).
+
+    Chinese shapefiles are usually GBK; without a ``.cpg`` (or a language id in the ``.dbf``)
+    GDAL decodes them as ISO-8859-1 and '河北区' arrives as 'ºÓ±±Çø'. geogrid does not guess.
+    """
+    for col in frame.columns:
+        if not (frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col].dtype)):
+            continue
+        for value in frame[col]:
+            if isinstance(value, str) and any(ord(c) > 0x7F for c in value):
+                try:
+                    raw = value.encode("latin-1")
+                except UnicodeEncodeError:
+                    return None  # not what a Latin-1 reading gives: GDAL knew the encoding
+                msg = (
+                    f"the shapefile has no .cpg naming its text encoding, and column {col!r} holds non-ASCII text "
+                    f"(read as Latin-1: {value[:20]!r}; the bytes read {_guess_text(raw[:60])}): name the encoding "
+                    "with --encoding gbk (Python: encoding='gbk'), --encoding utf-8, or --encoding latin1 if it "
+                    "really is Western European text; or add a .cpg file holding the encoding's name"
+                )
+                return Problem("unknown_encoding", msg)
+    return None
+
+
 def _read_ogr(
     path: Path,
     kind: LayerKind,
@@ -179,9 +307,12 @@ def _read_ogr(
     limits: Limits,
     encoding: str | None,
     problems: list[Problem],
+    crs: object = None,
 ) -> tuple[pd.DataFrame, np.ndarray, object]:
     if fmt == "geojson":
         check_json_depth(path, limits)
+        if crs is None and (problem := _geojson_crs_problem(path)) is not None:
+            problems.append(problem)
     layer = _pick_layer(path, layer, kind)
     try:
         info = pyogrio.read_info(path, layer=layer, encoding=encoding)
@@ -191,6 +322,14 @@ def _read_ogr(
         msg = f"{path.name} cannot be read: {err}"
         raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
     frame = pd.DataFrame({str(name): values for name, values in zip(meta["fields"], field_data, strict=True)})
+    if (
+        fmt == "shapefile"
+        and encoding is None
+        and str(info.get("encoding") or "").upper() in ("ISO-8859-1", "LATIN1")
+        and not _has_cpg(path)
+        and (problem := _undeclared_encoding_problem(path, frame)) is not None
+    ):
+        problems.append(problem)
     if wkbs is None:
         wkbs = np.full(len(frame), None, dtype=object)
     geoms = _geoms_from_wkb(wkbs, limits, path.name, _id_values(frame, columns, kind), problems)
@@ -249,6 +388,72 @@ def _find_column(names: list[str], candidates: tuple[str, ...]) -> str | None:
     return None
 
 
+_CSV_CHUNK_ROWS = 200_000
+# The cells pandas' CSV reader takes as missing (its default ``na_values``): the Arrow path matches it.
+_PANDAS_NA_TEXT = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+]  # fmt: skip
+
+
+def _read_csv_text(path: Path, encoding: str, sep: str, limits: Limits) -> pd.DataFrame:
+    """Read a CSV as text columns, streamed in blocks straight into Arrow strings.
+
+    pandas' parser builds a Python object per cell (~60 bytes): read whole, a 10 M-row file
+    held every cell that way at once. Arrow's streaming reader parses 16 MiB blocks into
+    compact string arrays (about the file's size in all) with no Python object per cell;
+    reading stops past ``limits.max_features``. Other encodings than UTF-8, and files Arrow's
+    parser refuses, go through pandas in chunks of 200,000 rows, each kept as Arrow strings.
+    """
+    if encoding.replace("_", "-").lower() in ("utf-8-sig", "utf-8", "utf8"):
+        try:
+            return _read_csv_arrow(path, sep, limits)
+        except pa.ArrowInvalid:
+            pass  # pandas reports what is wrong, with the row
+    parts: list[pd.DataFrame] = []
+    rows = 0
+    compact = pd.StringDtype("pyarrow")
+    with pd.read_csv(path, dtype="string", encoding=encoding, sep=sep, chunksize=_CSV_CHUNK_ROWS) as reader:
+        for chunk in reader:
+            rows += len(chunk)
+            _check_count(rows, limits, path.name)
+            parts.append(chunk.astype(compact))
+    if not parts:  # a header and no rows
+        return pd.read_csv(path, dtype="string", encoding=encoding, sep=sep).astype(compact)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _read_csv_arrow(path: Path, sep: str, limits: Limits) -> pd.DataFrame:
+    import pyarrow.csv as pacsv
+
+    header = pd.read_csv(path, dtype="string", encoding="utf-8-sig", sep=sep, nrows=0)
+    names = [str(c) for c in header.columns]
+    if len(set(names)) != len(names):
+        msg = "duplicate column names"
+        raise pa.ArrowInvalid(msg)  # pandas renames them ("a.1"); keep its behaviour
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 24, encoding="utf8"),
+        parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            null_values=_PANDAS_NA_TEXT,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    batches = []
+    rows = 0
+    for batch in reader:
+        rows += batch.num_rows
+        _check_count(rows, limits, path.name)
+        batches.append(batch)
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    frame = table.to_pandas(types_mapper=lambda _t: pd.StringDtype("pyarrow"))
+    frame.columns = names
+    return frame
+
+
 def _read_csv(
     path: Path,
     kind: LayerKind,
@@ -264,7 +469,7 @@ def _read_csv(
     enc = encoding or "utf-8-sig"
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        frame = pd.read_csv(path, dtype="string", encoding=enc, sep=sep, nrows=limits.max_features + 1)
+        frame = _read_csv_text(path, enc, sep, limits)
     except UnicodeDecodeError as err:
         msg = (
             f"{path.name} is not valid {enc} text at byte {err.start:,}: save it as UTF-8, or name its "
@@ -274,7 +479,6 @@ def _read_csv(
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         msg = f"{path.name} cannot be parsed as CSV: {err}"
         raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
-    _check_count(len(frame), limits, path.name)
     names = [str(c) for c in frame.columns]
     has = ", ".join(repr(c) for c in names) or "none"
     xy: dict[str, str | None] = {}
@@ -425,7 +629,7 @@ def read_layer(
         if fmt == "parquet":
             frame, geoms, file_crs = _read_parquet(path, kind, columns, limits, problems)
         else:
-            frame, geoms, file_crs = _read_ogr(path, kind, fmt, layer, columns, limits, encoding, problems)
+            frame, geoms, file_crs = _read_ogr(path, kind, fmt, layer, columns, limits, encoding, problems, crs)
     use_crs: object = file_crs
     if crs is not None:
         # A CSV declares no CRS (file_crs is crs itself). A CRS that does not parse is not a
@@ -479,6 +683,49 @@ def read_layer(
         transform=transform,
         attrs={"source": str(path), "datum": d, "crs_assumed": assumed},
     )
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(frame: pd.DataFrame, dst: str | os.PathLike[str]) -> Path:
+    """Write ``frame`` as UTF-8 CSV (no index, no geometry) that a spreadsheet opens as data, never as formulas.
+
+    Text cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return are
+    prefixed with ``'`` (OWASP, "CSV injection"): names and categories come from citizens'
+    reports and must not run as formulas (``=HYPERLINK(...)``, ``=cmd|...``) in Excel or WPS.
+    Numbers (negative ones included) are written as numbers; every text cell is quoted, so a
+    line break inside a text stays inside its cell.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = write_csv(pd.DataFrame({"category": ["=1+2", "噪音"], "count": [-1, 2]}), p)
+    >>> print(p.read_text(encoding="utf-8"), end="")
+    "category","count"
+    "'=1+2",-1
+    "噪音",2
+    """
+    out = pd.DataFrame(frame).copy()
+    if isinstance(out, gpd.GeoDataFrame) or "geometry" in out.columns:
+        out = pd.DataFrame(
+            out.drop(columns=[c for c in out.columns if isinstance(out[c].dtype, gpd.array.GeometryDtype)])
+        )
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = out[col].map(_defuse, na_action="ignore")
+    out.columns = [str(_defuse(str(c))) for c in out.columns]
+    path = Path(dst)
+    # Every text cell quoted: a CR or LF inside a citizen's text stays inside its cell.
+    out.to_csv(path, index=False, encoding="utf-8", quoting=csv.QUOTE_NONNUMERIC)
+    return path
 
 
 _WRITE_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}

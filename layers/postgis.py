@@ -42,7 +42,8 @@ import pandas as pd
 import geopandas as gpd
 import shapely
 
-from layers.errors import EditConflict, NotFoundError, StoreError
+from layers._guards import Limits, check_wkb
+from layers.errors import EditConflict, InputTooLargeError, NotFoundError, StoreError
 from layers.schema import SCHEMAS, STORAGE_CRS, LayerKind, coerce_dtypes
 from layers.store import (
     _EDIT_LOG_COLUMNS,
@@ -53,8 +54,10 @@ from layers.store import (
     PlanInfo,
     Store,
     VersionInfo,
+    _protected,
     _refuse_internal_names,
     _refuse_unless_based_on,
+    _refuse_unless_network_at,
     _refuse_unless_open_at,
 )
 
@@ -86,6 +89,14 @@ CREATE TABLE IF NOT EXISTS {log} (
 CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     RAISE EXCEPTION 'the edit log is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+"""
+_GUARD_FN = f"{_HIDDEN_PREFIX}guard_rows"
+_GUARD_DDL = """
+CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'insufficient_privilege';
 END
 $fn$;
 """
@@ -209,7 +220,13 @@ class PostGISStore(Store):
         query = query + sql.SQL(" ORDER BY fid")
         rows = con.execute(query, params).fetchall()
         data = {c: [r[i] for r in rows] for i, c in enumerate(cols)}
-        geoms = shapely.from_wkb(np.array([bytes(r[-1]) for r in rows], dtype=object)) if rows else []
+        wkbs = [None if r[-1] is None else bytes(r[-1]) for r in rows]
+        try:  # the guard of the door, before GEOS parses anything (deep collections crash it)
+            check_wkb(wkbs, Limits(), source=f"layer {name!r} of PostGIS schema {self.schema!r}")
+        except InputTooLargeError as err:
+            msg = f"{err}. The store holds geometries geogrid refuses to parse: fix or delete those rows, then retry"
+            raise StoreError(msg) from err
+        geoms = shapely.from_wkb(np.array(wkbs, dtype=object)) if rows else []
         return gpd.GeoDataFrame(pd.DataFrame(data, columns=cols), geometry=list(geoms), crs=STORAGE_CRS)
 
     def metadata(self) -> dict[str, Any]:
@@ -226,8 +243,18 @@ class PostGISStore(Store):
         return {k: json.loads(v) for k, v in rows}
 
     # -- writing -----------------------------------------------------------------
-    def write(self, layers: Mapping[str, gpd.GeoDataFrame], *, metadata: Mapping[str, Any] | None = None) -> None:
-        """Replace ``layers`` in one transaction and update metadata."""
+    def write(
+        self,
+        layers: Mapping[str, gpd.GeoDataFrame],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        author: str | None = None,
+        based_on: int | None = None,
+    ) -> None:
+        """Replace ``layers`` in one transaction and update metadata.
+
+        Writing ``grids`` stores a new version of the network, as a commit does.
+        """
         from psycopg import sql
 
         _refuse_internal_names(layers)
@@ -238,9 +265,75 @@ class PostGISStore(Store):
                 raise StoreError(msg)
         with self._connect() as con, con.transaction():
             con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            extra = dict(metadata or {})
+            before: int | None = None
+            if _GRIDS in layers:
+                self._lock_network(con)
+                self._ensure_plan_tables(con)
+                if _GRIDS in self._tables(con):
+                    before = self._baseline(con)
+                if based_on is not None:
+                    _refuse_unless_network_at(before or 1, int(based_on))
             for name, gdf in layers.items():
                 self._load_layer(con, name, gdf)
-            self._write_metadata(con, metadata or {})
+            if _GRIDS in layers:
+                if before is None:
+                    self._copy_table(con, _GRIDS, self._version_layer(1))
+                    con.execute(self._sql("INSERT INTO {versions} VALUES (1, NULL, NULL, NULL, NULL)"))
+                    extra["network_version"] = 1
+                else:
+                    at = self._clock(con)
+                    self._copy_table(con, _GRIDS, self._version_layer(before + 1))
+                    con.execute(self._sql("UPDATE {versions} SET valid_to = %s WHERE version = %s"), (at, before))
+                    con.execute(
+                        self._sql("INSERT INTO {versions} VALUES (%s, %s, NULL, NULL, %s)"), (before + 1, at, author)
+                    )
+                    self._log(con, author or "import", None, "import", {"network_version": before + 1}, None, None, at)
+                    extra["network_version"] = before + 1
+            self._write_metadata(con, extra)
+
+    def _baseline(self, con: Any) -> int:
+        """Store the current grids as version 1 if no version exists yet; return the current version.
+
+        Call under the network lock, with the plan tables present.
+        """
+        current = con.execute(self._sql("SELECT max(version) FROM {versions}")).fetchone()[0]
+        if current is None:
+            self._copy_table(con, _GRIDS, self._version_layer(1))
+            con.execute(self._sql("INSERT INTO {versions} VALUES (1, NULL, NULL, NULL, NULL)"))
+            return 1
+        return int(current)
+
+    def _guard(self, con: Any, name: str) -> None:
+        """Refuse row changes to ``name`` from any client if it is a protected layer (the network, versions, plans)."""
+        from psycopg import sql
+
+        why = _protected(name)
+        if why is None:
+            return
+        fn = self._id(_GUARD_FN)
+        con.execute(sql.SQL(_GUARD_DDL).format(fn=fn))
+        con.execute(
+            sql.SQL(
+                "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE ON {tbl} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {fn}({why})"
+            ).format(
+                trigger=sql.Identifier(f"{_HIDDEN_PREFIX}guard"),
+                tbl=self._id(name),
+                fn=fn,
+                why=sql.Literal(why),
+            )
+        )
+        con.execute(
+            sql.SQL(
+                "CREATE TRIGGER {trigger} BEFORE TRUNCATE ON {tbl} FOR EACH STATEMENT EXECUTE FUNCTION {fn}({why})"
+            ).format(
+                trigger=sql.Identifier(f"{_HIDDEN_PREFIX}guard_truncate"),
+                tbl=self._id(name),
+                fn=fn,
+                why=sql.Literal(why),
+            )
+        )
 
     def _write_metadata(self, con: Any, extra: Mapping[str, Any]) -> None:
         from psycopg import sql
@@ -300,6 +393,7 @@ class PostGISStore(Store):
                 sql.Identifier(f"{name}_geometry_idx"), sql.Identifier(self.schema, name)
             )
         )
+        self._guard(con, name)
 
     def _copy_table(self, con: Any, src: str, dst: str) -> None:
         """Replace table ``dst`` by a copy of ``src`` made in the database (same columns, types and order)."""
@@ -318,6 +412,7 @@ class PostGISStore(Store):
                 sql.Identifier(f"{dst}_geometry_idx"), sql.Identifier(self.schema, dst)
             )
         )
+        self._guard(con, dst)
 
     # -- plans and versions --------------------------------------------------------
     @staticmethod
@@ -514,7 +609,7 @@ class PostGISStore(Store):
             self._ensure_plan_tables(con)
             ids = [r[0] for r in con.execute(self._sql("SELECT plan_id FROM {plans}")).fetchall()]
             plan_id = f"p{1 + max((int(i[1:]) for i in ids if i[1:].isdigit()), default=0)}"
-            base = int(con.execute(self._sql("SELECT max(version) FROM {versions}")).fetchone()[0] or 1)
+            base = self._baseline(con)
             at = self._clock(con)
             self._copy_table(con, "grids", self._plan_table(plan_id))
             con.execute(
@@ -583,15 +678,10 @@ class PostGISStore(Store):
         with self._connect() as con, con.transaction():
             self._lock_network(con)
             info = self._locked(con, plan_id, expected_version)
-            current_row = con.execute(self._sql("SELECT max(version) FROM {versions}")).fetchone()[0]
-            first_commit = current_row is None
-            current = int(current_row or 1)
+            current = self._baseline(con)
             _refuse_unless_based_on(info, current)
             at = self._clock(con)
             plan_table = self._plan_table(info.plan_id)
-            if first_commit:
-                self._copy_table(con, "grids", self._version_layer(1))
-                con.execute(self._sql("INSERT INTO {versions} VALUES (1, NULL, NULL, NULL, NULL)"))
             self._copy_table(con, plan_table, self._version_layer(current + 1))
             self._copy_table(con, plan_table, "grids")
             con.execute(self._sql("UPDATE {versions} SET valid_to = %s WHERE version = %s"), (at, current))

@@ -3,24 +3,36 @@
 The engine talks to a store only through :class:`Store`, so a PostGIS backend can
 follow without touching the engine.
 
-Writes to a :class:`GeoPackageStore` are atomic: the new content is written to a
-temporary copy next to the file, flushed to disk and renamed over the original.
-A writer killed at any point leaves the file exactly as it was (or fully updated).
-Writers are serialised with an advisory lock file; readers never block.
+Writes to a :class:`GeoPackageStore` are SQLite transactions on the file itself, in WAL
+mode: a write changes only the layers it names (a plan edit rewrites the plan, not the
+45 MB file), readers never wait for a writer, one writer at a time holds SQLite's own
+lock, and a writer killed at any point leaves the file as it was or fully updated. The
+file keeps its mode and owner; a read-only store is refused with StoreError. New layer
+content is built by GDAL in a private GeoPackage first and then installed in the
+transaction.
+
+Every change to the network becomes a version: writing ``grids`` (``geogrid import``)
+stores a new version as a commit does. Triggers refuse row edits of ``grids``, of the
+stored versions and of plans from any other client (QGIS); a ``grids`` table replaced
+outside geogrid (its triggers gone) is found by the next writer and recorded as a
+version by ``outside geogrid``, so a plan copied from the older network cannot be
+committed over it. Reads pass every geometry through the same depth and size guards as
+imports before GEOS sees it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import glob
+import errno
 import json
 import os
-import shutil
+import re
 import sqlite3
+import stat
+import sys
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +43,8 @@ import pandas as pd
 import geopandas as gpd
 import pyogrio
 
-from layers.errors import EditConflict, NotFoundError, StoreError
+from layers._guards import Limits, check_wkb
+from layers.errors import EditConflict, InputTooLargeError, NotFoundError, StoreError
 from layers.schema import SCHEMAS, STORAGE_CRS, LayerKind, coerce_dtypes
 
 __all__ = ["SCHEMA_VERSION", "GeoPackageStore", "PlanInfo", "Store", "VersionInfo", "file_lock", "open_store"]
@@ -45,6 +58,10 @@ _PLANS = "geogrid_plans"
 _VERSIONS = "geogrid_versions"
 _LOG = "geogrid_edit_log"
 _HIDDEN_PREFIX = "geogrid_"
+_INTERNAL_TYPE = "geogrid_internal"
+"""``gpkg_contents.data_type`` of geogrid's own tables: GDAL, QGIS and ArcGIS list only features,
+attributes and tiles, so plans, versions and the edit log are not offered to GIS users as layers."""
+_INTERNAL_EXTENSION = "geogrid_internal_tables"
 _PLAN_STATUSES = ("open", "committed", "discarded")
 _WHAT_VERSIONS, _WHAT_PLANS, _WHAT_LOG = "versions", "plans", "the edit log"
 
@@ -124,6 +141,17 @@ def _refuse_unless_based_on(info: PlanInfo, current: int) -> None:
         raise EditConflict(msg, expected=info.base_version, actual=current)
 
 
+def _refuse_unless_network_at(current: int, based_on: int) -> None:
+    """Raise EditConflict unless the network is still at version ``based_on`` (shared by the backends)."""
+    if current != based_on:
+        msg = (
+            f"the grid network is at version {current}, but this write was based on version {based_on}: "
+            "it changed meanwhile (a commit, an import, an edit outside geogrid). Nothing was written; "
+            "read the current network and redo the change"
+        )
+        raise EditConflict(msg, expected=based_on, actual=current)
+
+
 def _refuse_internal_names(layers: Mapping[str, Any]) -> None:
     """Raise StoreError for layer names of geogrid's own tables: plans, versions and the log are not written as layers."""
     reserved = sorted(name for name in layers if str(name).startswith(_HIDDEN_PREFIX))
@@ -135,20 +163,23 @@ def _refuse_internal_names(layers: Mapping[str, Any]) -> None:
         raise StoreError(msg)
 
 
-_PLAN_SQL = f"""
-CREATE TABLE IF NOT EXISTS {_PLANS} (
+_PLAN_STATEMENTS = (
+    f"""CREATE TABLE IF NOT EXISTS {_PLANS} (
     plan_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, version INTEGER NOT NULL,
-    base_version INTEGER NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS {_VERSIONS} (
-    version INTEGER PRIMARY KEY, valid_from TEXT, valid_to TEXT, plan_id TEXT, committed_by TEXT);
-CREATE TABLE IF NOT EXISTS {_LOG} (
+    base_version INTEGER NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {_VERSIONS} (
+    version INTEGER PRIMARY KEY, valid_from TEXT, valid_to TEXT, plan_id TEXT, committed_by TEXT)""",
+    f"""CREATE TABLE IF NOT EXISTS {_LOG} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, author TEXT NOT NULL, plan_id TEXT,
-    operation TEXT NOT NULL, parameters TEXT NOT NULL, version_before INTEGER, version_after INTEGER);
-CREATE TRIGGER IF NOT EXISTS {_LOG}_no_update BEFORE UPDATE ON {_LOG}
-    BEGIN SELECT RAISE(ABORT, 'the edit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS {_LOG}_no_delete BEFORE DELETE ON {_LOG}
-    BEGIN SELECT RAISE(ABORT, 'the edit log is append-only'); END;
-"""
+    operation TEXT NOT NULL, parameters TEXT NOT NULL, version_before INTEGER, version_after INTEGER)""",
+    f"""CREATE TRIGGER IF NOT EXISTS {_LOG}_no_update BEFORE UPDATE ON {_LOG}
+    BEGIN SELECT RAISE(ABORT, 'the edit log is append-only'); END""",
+    f"""CREATE TRIGGER IF NOT EXISTS {_LOG}_no_delete BEFORE DELETE ON {_LOG}
+    BEGIN SELECT RAISE(ABORT, 'the edit log is append-only'); END""",
+    f"CREATE TABLE IF NOT EXISTS {_META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS geogrid_layer_stamps (layer TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+)
+"""geogrid's own tables, created by every writer if missing (one statement each: no implicit COMMIT)."""
 
 
 class Store(ABC):
@@ -172,8 +203,25 @@ class Store(ABC):
         """Read one layer (in the storage CRS), optionally only features within ``bbox`` (lon/lat)."""
 
     @abstractmethod
-    def write(self, layers: Mapping[str, gpd.GeoDataFrame], *, metadata: Mapping[str, Any] | None = None) -> None:
-        """Replace the given layers (others stay) in one atomic step."""
+    def write(
+        self,
+        layers: Mapping[str, gpd.GeoDataFrame],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        author: str | None = None,
+        based_on: int | None = None,
+    ) -> None:
+        """Replace the given layers (others stay) in one atomic step.
+
+        Writing ``grids`` stores it as a new version of the network, by ``author``. With
+        ``based_on``, the write is refused (EditConflict, nothing changed) unless the
+        network is still at that version: what was read and changed is not written over a
+        newer network.
+        """
+
+    def layer_stamp(self, name: str) -> Hashable | None:
+        """Return a token that changes whenever layer ``name`` changes (None: this backend cannot tell)."""
+        return None
 
     @abstractmethod
     def metadata(self) -> dict[str, Any]:
@@ -310,17 +358,61 @@ class GeoPackageStore(Store):
         """Read layer ``name``; the standard kinds come back with their canonical dtypes."""
         self._require()
         names = self.layer_names()
-        if name not in names and not (name.startswith(_HIDDEN_PREFIX) and name in self._all_layers()):
+        internal = name.startswith(_HIDDEN_PREFIX) and name in self._all_layers()
+        if name not in names and not internal:
             msg = f"store {self.path} has no layer {name!r}; it has: {', '.join(names) or 'none'}"
             raise StoreError(msg)
+        self._guard_geometries(name)
         try:
-            gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, use_arrow=True)
+            if internal:  # registered as internal: GDAL does not list it as a layer, but reads it by SQL
+                gdf = pyogrio.read_dataframe(self.path, sql=f'SELECT * FROM "{name}"', use_arrow=True)
+            else:
+                gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, use_arrow=True)
         except pyogrio.errors.DataSourceError as err:
             msg = f"cannot read layer {name!r} from {self.path}: {err}"
             raise StoreError(msg) from err
         if name in _KINDS:
             coerce_dtypes(gdf, SCHEMAS[LayerKind(name)])
         return gdf
+
+    def _guard_geometries(self, name: str) -> None:
+        """Refuse layer ``name`` if a geometry nests or holds more than :class:`~layers._guards.Limits` allow.
+
+        The same guard as at import, run on the stored bytes before GEOS parses them (a
+        GeometryCollection nested 20,000 deep crashes the process). Only values long
+        enough to exceed a limit are walked.
+        """
+        limits = Limits()
+        floor = min(9 * limits.max_depth, 16 * limits.max_vertices)
+        with contextlib.closing(self._ro()) as con:
+            try:
+                col = con.execute(
+                    "SELECT column_name FROM gpkg_geometry_columns WHERE lower(table_name) = lower(?)", (name,)
+                ).fetchone()
+                if col is None:
+                    return
+                rows = con.execute(
+                    f"SELECT fid, {_quote(col[0])} FROM {_quote(name)} WHERE length({_quote(col[0])}) > ?", (floor,)
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return  # not a layer geogrid can check: GDAL reports it
+        if not rows:
+            return
+        wkbs: list[bytes | None] = []
+        for _, blob in rows:
+            data = bytes(blob)
+            if data[:2] == b"GP" and len(data) >= 8:
+                env = (data[3] >> 1) & 0x07
+                data = data[8 + (_ENVELOPE_BYTES[env] if env < len(_ENVELOPE_BYTES) else 0) :]
+            wkbs.append(data)
+        try:
+            check_wkb(wkbs, limits, source=f"layer {name!r} of store {self.path}", ids=[f"fid {r[0]}" for r in rows])
+        except InputTooLargeError as err:
+            msg = (
+                f"{err}. The store holds geometries geogrid refuses to parse: fix or delete those features "
+                "(e.g. in QGIS), then retry"
+            )
+            raise StoreError(msg) from err
 
     def metadata(self) -> dict[str, Any]:
         """Metadata stored in the ``geogrid_metadata`` table (empty for a new file)."""
@@ -334,83 +426,198 @@ class GeoPackageStore(Store):
         return {k: json.loads(v) for k, v in rows}
 
     # -- writing -----------------------------------------------------------------
-    @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        with file_lock(self.path.with_name(self.path.name + ".lock")):
-            yield
+    def _refuse_read_only(self) -> None:
+        """Raise StoreError if the store (or its directory, which holds SQLite's journal) may not be written."""
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if self.path.exists():
+            st = self.path.stat()
+            if st.st_mode & 0o222 == 0 or not os.access(self.path, os.W_OK):
+                msg = (
+                    f"store {self.path} is read-only (mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}): "
+                    "nothing was written. Make it writable for this user (chmod u+w) or write to a copy"
+                )
+                raise StoreError(msg)
+        if not os.access(folder, os.W_OK):
+            msg = (
+                f"the folder {folder} of store {self.path} is not writable for this user: nothing was written. "
+                "SQLite keeps its journal next to the file: make the folder writable"
+            )
+            raise StoreError(msg)
+
+    @staticmethod
+    def _os_failure(err: BaseException, path: Path) -> StoreError:
+        """Turn a disk-full or permission failure of a write into a StoreError that says which."""
+        text = str(err)
+        full = (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "full" in text.lower()
+        if full:
+            msg = f"the disk holding {path} is full ({text}): nothing was written. Free space and retry"
+        elif (isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)) or any(
+            s in text.lower() for s in ("readonly", "read-only", "permission", "unable to open")
+        ):
+            msg = f"{path} cannot be written ({text}): nothing was written. Check its permissions"
+        else:
+            msg = f"writing {path} failed ({text}): nothing was written"
+        return StoreError(msg)
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open the file for writing: WAL journal (readers never wait for a writer), autocommit until BEGIN."""
+        con = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, isolation_level=None)
+        try:
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                msg = f"store {self.path} could not switch to WAL journaling (got {mode!r})"
+                raise StoreError(msg)
+            con.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Path]:
-        """Yield a temporary copy of the file to modify; on success it replaces the original.
+    def _writing(self, staged: Mapping[str, gpd.GeoDataFrame] | None = None) -> Iterator[_Tx]:
+        """Yield one SQLite transaction on the store (BEGIN IMMEDIATE: one writer at a time).
 
-        The copy lives in the same directory (so the final rename is atomic), is
-        fsynced before the rename, and is removed if anything fails. Writers are
-        serialised by an advisory lock; the original is never modified in place.
-        Copies left behind by a writer that was killed are removed here: whoever holds
-        the lock is the only writer, so any other copy is stale.
+        ``staged`` layers are first written to a private GeoPackage in the temporary
+        folder (GDAL builds their tables, R-trees and registrations there); the body
+        installs them with :meth:`_Tx.install`. The body's changes commit together or
+        not at all: a writer killed at any point leaves the store as it was or fully
+        updated, its file mode and owner untouched. Disk-full and permission failures
+        become StoreError naming the cause.
         """
-        with self._write_lock():
-            for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp.gpkg*"):
-                stale.unlink(missing_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.gpkg", dir=self.path.parent)
-            os.close(fd)
-            tmp = Path(tmp_name)
+        self._refuse_read_only()
+        with contextlib.ExitStack() as stack:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="geogrid-stage-"))
+            stage = Path(folder) / "staged.gpkg"
             try:
-                if self.path.exists():
-                    shutil.copyfile(self.path, tmp)
-                else:
-                    tmp.unlink()
-                yield tmp
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                for name, gdf in (staged or {}).items():
+                    _write_gpkg_layer(stage, name, gdf)
+                if not self.path.exists():
+                    self._create()
+                con = stack.enter_context(contextlib.closing(self._connect()))
+                if staged:
+                    con.execute("ATTACH DATABASE ? AS staged", (str(stage),))
+                con.execute("BEGIN IMMEDIATE")  # first, on its own: record edits made outside geogrid
                 try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+                    _Tx(self, con).adopt_outside_edits()
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _Tx(self, con)
+                    _hide_internal_tables(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            except (OSError, sqlite3.DatabaseError, pyogrio.errors.DataSourceError) as err:
+                if isinstance(err, StoreError):
+                    raise
+                raise self._os_failure(err, self.path) from err
 
-    def write(self, layers: Mapping[str, gpd.GeoDataFrame], *, metadata: Mapping[str, Any] | None = None) -> None:
-        """Replace ``layers`` atomically and update metadata (``updated_at``, user keys)."""
+    def _create(self) -> None:
+        """Create a new, empty GeoPackage at the store's path (atomically: another creator may win)."""
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new.gpkg", dir=self.path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        tmp.unlink()
+        try:
+            empty = gpd.GeoDataFrame({"x": [1]}, geometry=[None], crs=STORAGE_CRS)
+            pyogrio.write_dataframe(empty, tmp, layer="_geogrid_empty", driver="GPKG")
+            with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as con:
+                con.execute("BEGIN")
+                _drop_layer(con, "_geogrid_empty")
+                con.execute("COMMIT")
+                con.execute("PRAGMA journal_mode=WAL")
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self.path)  # never replaces a store another writer created meanwhile
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write(
+        self,
+        layers: Mapping[str, gpd.GeoDataFrame],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        author: str | None = None,
+        based_on: int | None = None,
+    ) -> None:
+        """Replace ``layers`` atomically and update metadata (``updated_at``, user keys).
+
+        Writing the ``grids`` layer makes it a new version of the network (the first
+        one is version 1): plans copied from an older version can no longer be committed
+        over it, and :func:`geogrid.plans.grids_at` finds it.
+        """
         _refuse_internal_names(layers)
         for name, gdf in layers.items():
             if gdf.crs is None:
                 msg = f"layer {name!r} has no CRS; the store keeps {STORAGE_CRS}: set it before writing"
                 raise StoreError(msg)
-        with self.transaction() as tmp:
-            for name, gdf in layers.items():
-                out = gdf if gdf.crs.to_epsg() in (4326, 4490) else gdf.to_crs(STORAGE_CRS)
-                pyogrio.write_dataframe(
-                    out,
-                    tmp,
-                    layer=name,
-                    driver="GPKG",
-                    use_arrow=False,
-                    layer_options={"OVERWRITE": "YES"},
-                )
-            self._write_metadata(tmp, metadata or {})
+        with self._writing(layers) as tx:
+            tx.adopt_outside_edits()
+            before = tx.current_version() if "grids" in layers and tx.has_table("grids") else None
+            if based_on is not None and "grids" in layers:
+                _refuse_unless_network_at(before or 1, int(based_on))
+            for name in layers:
+                tx.install(name)
+            extra = dict(metadata or {})
+            if "grids" in layers:
+                at = _now()
+                if before is None:
+                    tx.record_version(1, at=None, plan_id=None, author=author)
+                    extra["network_version"] = 1
+                else:
+                    tx.record_version(before + 1, at=at, plan_id=None, author=author)
+                    tx.log(author or "import", None, "import", {"network_version": before + 1}, None, None, at)
+                    extra["network_version"] = before + 1
+            tx.write_metadata(extra)
 
-    def _write_metadata(self, path: Path, extra: Mapping[str, Any]) -> None:
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        with contextlib.closing(sqlite3.connect(path)) as con, con:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {_META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            existing = dict(con.execute(f"SELECT key, value FROM {_META_TABLE}").fetchall())
-            values: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "updated_at": now, **extra}
-            if "created_at" not in existing:
-                values["created_at"] = now
-            con.executemany(
-                f"INSERT OR REPLACE INTO {_META_TABLE} (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v, ensure_ascii=False, default=str)) for k, v in values.items()],
-            )
+    def layer_stamp(self, name: str) -> Hashable | None:
+        """Return a token that changes whenever layer ``name`` changes (for caches).
+
+        A geogrid write bumps the layer's own counter, so writing a plan leaves the
+        stamps of ``grids``, ``incidents`` and ``cameras`` alone. Edits from outside
+        (QGIS) bump it through triggers; if those triggers are gone (the table was
+        replaced outside geogrid), the stamp falls back to the file's state, which
+        changes on every write.
+        """
+        if not self.path.exists():
+            return None
+        with contextlib.closing(self._ro()) as con:
+            try:
+                row = con.execute(f"SELECT n FROM {_STAMPS} WHERE layer = ?", (name,)).fetchone()
+                present = con.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND lower(name) = lower(?)", (name,)
+                ).fetchone()
+                guarded = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (name,)
+                    )
+                }
+            except sqlite3.OperationalError:
+                row, present, guarded = None, True, set()
+        if present is None:
+            return ("absent", None if row is None else int(row[0]))
+        if row is not None and set(_guard_names(name)) <= guarded:
+            return ("stamp", int(row[0]))
+        files = []
+        for p in (self.path, self.path.with_name(self.path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                files.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        return ("file", *files)
 
     # -- plans and versions --------------------------------------------------------
     def _all_layers(self) -> list[str]:
+        """Every table of the file, geogrid's internal ones included."""
         if not self.path.exists():
             return []
-        return [str(n) for n in pyogrio.list_layers(self.path)[:, 0]]
+        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
+            return [str(r[0]) for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
     @staticmethod
     def _plan_layer(plan_id: str) -> str:
@@ -489,10 +696,6 @@ class GeoPackageStore(Store):
         raise StoreError(msg)
 
     @staticmethod
-    def _ensure_tables(con: sqlite3.Connection) -> None:
-        con.executescript(_PLAN_SQL)
-
-    @staticmethod
     def _log(
         con: sqlite3.Connection,
         author: str,
@@ -517,50 +720,29 @@ class GeoPackageStore(Store):
             ),
         )
 
-    def _checked(self, con: sqlite3.Connection, plan_id: str, expected_version: int) -> PlanInfo:
-        """Inside a transaction: the plan's record, or EditConflict if it moved on."""
-        row = con.execute(f"SELECT * FROM {_PLANS} WHERE plan_id = ?", (str(plan_id),)).fetchone()
-        if row is None:
-            msg = f"store {self.path} has no plan {plan_id!r}"
-            raise NotFoundError(msg)
-        info = self._plan_of(row)
-        _refuse_unless_open_at(info, plan_id, expected_version)
-        return info
-
-    def _write_layer(self, path: Path, name: str, gdf: gpd.GeoDataFrame) -> None:
-        out = gdf if gdf.crs.to_epsg() in (4326, 4490) else gdf.to_crs(STORAGE_CRS)
-        pyogrio.write_dataframe(
-            out, path, layer=name, driver="GPKG", use_arrow=False, layer_options={"OVERWRITE": "YES"}
-        )
-
-    @staticmethod
-    def _drop_layer(con: sqlite3.Connection, name: str) -> None:
-        """Delete a GeoPackage layer and its registrations (contents, geometry column, R-tree)."""
-        con.execute(f'DROP TABLE IF EXISTS "rtree_{name}_geom"')
-        con.execute(f'DROP TABLE IF EXISTS "{name}"')
-        for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents"):
-            with contextlib.suppress(sqlite3.OperationalError):
-                con.execute(f"DELETE FROM {table} WHERE lower(table_name) = lower(?)", (name,))
-
     def create_plan(self, name: str, *, author: str) -> PlanInfo:
-        """Copy the current grid network into a new open plan (version 0)."""
+        """Copy the current grid network into a new open plan (version 0).
+
+        The copy, the base version and the plan's id are taken in one transaction under
+        the writer's lock, so a commit running meanwhile is either wholly before the copy
+        or wholly after it.
+        """
         self._require()
-        grids = self.read("grids")
         at = _now()
-        with self.transaction() as tmp:
-            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-                self._ensure_tables(con)
-                ids = [r[0] for r in con.execute(f"SELECT plan_id FROM {_PLANS}")]
-                n = 1 + max((int(i[1:]) for i in ids if i[1:].isdigit()), default=0)
-                plan_id = f"p{n}"
-                base = con.execute(f"SELECT max(version) FROM {_VERSIONS}").fetchone()[0] or 1
-            self._write_layer(tmp, self._plan_layer(plan_id), grids)
-            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-                con.execute(
-                    f"INSERT INTO {_PLANS} VALUES (?, ?, 'open', 0, ?, ?, ?, ?)",
-                    (plan_id, str(name), int(base), str(author), at, at),
-                )
-                self._log(con, author, plan_id, "create", {"name": name, "base_version": int(base)}, None, 0, at)
+        with self._writing() as tx:
+            tx.adopt_outside_edits()
+            if not tx.has_table("grids"):
+                msg = f"store {self.path} has no layer 'grids'; it has: {', '.join(self.layer_names()) or 'none'}"
+                raise StoreError(msg)
+            ids = [r[0] for r in tx.con.execute(f"SELECT plan_id FROM {_PLANS}")]
+            plan_id = f"p{1 + max((int(i[1:]) for i in ids if i[1:].isdigit()), default=0)}"
+            base = tx.current_version()
+            tx.copy_hidden("grids", self._plan_layer(plan_id))
+            tx.con.execute(
+                f"INSERT INTO {_PLANS} VALUES (?, ?, 'open', 0, ?, ?, ?, ?)",
+                (plan_id, str(name), int(base), str(author), at, at),
+            )
+            tx.log(author, plan_id, "create", {"name": name, "base_version": int(base)}, None, 0, at)
         return self.plan_info(plan_id)
 
     def save_plan(
@@ -576,25 +758,25 @@ class GeoPackageStore(Store):
         """Replace a plan's grids if it is still at ``expected_version`` (else EditConflict, nothing changed).
 
         Logs the edit and increments the version, in one atomic step (a conditional update
-        under the writers' lock).
+        in one SQLite transaction). Only the plan's own layer is rewritten: the served
+        network and its caches are untouched.
         """
         if grids.crs is None:
             msg = "the plan's grids have no CRS; the store keeps EPSG:4326: set it before saving"
             raise StoreError(msg)
-        current = self.plan_info(plan_id)  # cheap early conflict check: no copy of the file
-        self._checked_info(current, plan_id, expected_version)
+        current = self.plan_info(plan_id)  # cheap early conflict check: nothing staged
+        _refuse_unless_open_at(current, plan_id, expected_version)
         at = _now()
-        with self.transaction() as tmp:
-            with contextlib.closing(sqlite3.connect(tmp)) as con:
-                self._checked(con, plan_id, expected_version)
-            self._write_layer(tmp, self._plan_layer(plan_id), grids)
-            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-                v = int(expected_version)
-                con.execute(
-                    f"UPDATE {_PLANS} SET version = ?, updated_at = ? WHERE plan_id = ? AND version = ?",
-                    (v + 1, at, plan_id, v),
-                )
-                self._log(con, author, plan_id, operation, parameters, v, v + 1, at)
+        layer = self._plan_layer(plan_id)
+        with self._writing({layer: grids}) as tx:
+            tx.checked(plan_id, expected_version)
+            tx.install(layer)
+            v = int(expected_version)
+            tx.con.execute(
+                f"UPDATE {_PLANS} SET version = ?, updated_at = ? WHERE plan_id = ? AND version = ?",
+                (v + 1, at, plan_id, v),
+            )
+            tx.log(author, plan_id, operation, parameters, v, v + 1, at)
         return self.plan_info(plan_id)
 
     def _checked_info(self, info: PlanInfo, plan_id: str, expected_version: int) -> None:
@@ -604,25 +786,25 @@ class GeoPackageStore(Store):
         """Discard an open plan at ``expected_version``; the network is untouched."""
         self._checked_info(self.plan_info(plan_id), plan_id, expected_version)
         at = _now()
-        with self.transaction() as tmp, contextlib.closing(sqlite3.connect(tmp)) as con, con:
-            self._checked(con, plan_id, expected_version)
+        with self._writing() as tx:
+            tx.checked(plan_id, expected_version)
             v = int(expected_version)
-            con.execute(
+            tx.con.execute(
                 f"UPDATE {_PLANS} SET status = 'discarded', version = ?, updated_at = ? WHERE plan_id = ?",
                 (v + 1, at, plan_id),
             )
-            self._drop_layer(con, self._plan_layer(plan_id))
-            self._log(con, author, plan_id, "discard", {}, v, v + 1, at)
+            tx.drop(self._plan_layer(plan_id))
+            tx.log(author, plan_id, "discard", {}, v, v + 1, at)
         return self.plan_info(plan_id)
 
     def commit_plan(self, plan_id: str, *, expected_version: int, author: str) -> VersionInfo:
         """Make an open plan at ``expected_version`` the current network, as a new version.
 
-        In one atomic step: the ``grids`` layer is replaced, the new version is stored with
-        ``valid_from`` = now and the previous one gets ``valid_to`` = now (the first commit
-        also stores the original network as version 1), the plan is marked committed and
-        the commit is logged. EditConflict if the plan moved on, or another plan was
-        committed since this one was copied from the network.
+        In one transaction: the ``grids`` layer is replaced, the new version is stored with
+        ``valid_from`` = now and the previous one gets ``valid_to`` = now, the plan is
+        marked committed and the commit is logged. EditConflict if the plan moved on, or
+        the network got a new version (a commit, an import, an edit outside geogrid)
+        since this plan was copied from it.
         """
         info = self.plan_info(plan_id)
         self._checked_info(info, plan_id, expected_version)
@@ -630,34 +812,21 @@ class GeoPackageStore(Store):
         if read_info.version != int(expected_version):
             self._checked_info(read_info, plan_id, expected_version)
         at = _now()
-        with self.transaction() as tmp:
-            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-                self._ensure_tables(con)
-                info = self._checked(con, plan_id, expected_version)
-                current = con.execute(f"SELECT max(version) FROM {_VERSIONS}").fetchone()[0]
-                first_commit = current is None
-                current = int(current or 1)
-                _refuse_unless_based_on(info, current)
-            if first_commit:
-                old = pyogrio.read_dataframe(tmp, layer="grids", use_arrow=True)
-                self._write_layer(tmp, self._version_layer(1), old)
-            self._write_layer(tmp, self._version_layer(current + 1), grids)
-            self._write_layer(tmp, "grids", grids)
-            with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-                if first_commit:
-                    con.execute(f"INSERT INTO {_VERSIONS} VALUES (1, NULL, NULL, NULL, NULL)")
-                con.execute(f"UPDATE {_VERSIONS} SET valid_to = ? WHERE version = ?", (at, current))
-                con.execute(
-                    f"INSERT INTO {_VERSIONS} VALUES (?, ?, NULL, ?, ?)", (current + 1, at, plan_id, str(author))
-                )
-                v = int(expected_version)
-                con.execute(
-                    f"UPDATE {_PLANS} SET status = 'committed', version = ?, updated_at = ? WHERE plan_id = ?",
-                    (v + 1, at, plan_id),
-                )
-                self._drop_layer(con, self._plan_layer(plan_id))
-                self._log(con, author, plan_id, "commit", {"network_version": current + 1}, v, v + 1, at)
-            self._write_metadata(tmp, {"network_version": current + 1})
+        with self._writing({"grids": grids}) as tx:
+            tx.adopt_outside_edits()
+            info = tx.checked(plan_id, expected_version)
+            current = tx.current_version()
+            _refuse_unless_based_on(info, current)
+            tx.install("grids")
+            tx.record_version(current + 1, at=at, plan_id=plan_id, author=author)
+            v = int(expected_version)
+            tx.con.execute(
+                f"UPDATE {_PLANS} SET status = 'committed', version = ?, updated_at = ? WHERE plan_id = ?",
+                (v + 1, at, plan_id),
+            )
+            tx.drop(self._plan_layer(plan_id))
+            tx.log(author, plan_id, "commit", {"network_version": current + 1}, v, v + 1, at)
+            tx.write_metadata({"network_version": current + 1})
         return self._version_of((current + 1, at, None, plan_id, str(author)))
 
     def edit_log(self, plan_id: str | None = None) -> pd.DataFrame:
@@ -672,20 +841,355 @@ class GeoPackageStore(Store):
         return df
 
 
+_BUSY_SECONDS = 60.0
+"""How long a writer waits for another writer's transaction before giving up."""
+
+_STAMPS = "geogrid_layer_stamps"
+_OUTSIDE = "outside geogrid"
+_ENVELOPE_BYTES = (0, 32, 48, 48, 64)
+
+
+def _quote(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _guard_names(name: str) -> tuple[str, str, str]:
+    return tuple(f"{_HIDDEN_PREFIX}guard_{name}_{op}" for op in ("insert", "update", "delete"))  # type: ignore[return-value]
+
+
+def _protected(name: str) -> str | None:
+    """Return why rows of layer ``name`` may change only through geogrid (None: anyone may edit them)."""
+    if name == "grids":
+        return (
+            "the grids layer is the committed network and changes only through geogrid: edit it in a plan "
+            "(geogrid plan new, or the planner page) or replace it with geogrid import --kind grids"
+        )
+    if name.startswith(f"{_HIDDEN_PREFIX}grids_v"):
+        return f"{name} is a stored version of the grid network: history cannot be edited"
+    if name.startswith(f"{_HIDDEN_PREFIX}plan_"):
+        return f"{name} is a geogrid plan: edit it through geogrid (the planner page or geogrid plan edit)"
+    return None
+
+
+def _drop_layer(con: sqlite3.Connection, name: str) -> None:
+    """Delete a GeoPackage layer and its registrations (contents, geometry column, R-tree)."""
+    for (rtree,) in con.execute(
+        "SELECT name FROM main.sqlite_master WHERE type = 'table' AND lower(name) LIKE lower(?) AND sql LIKE "
+        "'CREATE VIRTUAL TABLE%'",
+        (f"rtree_{name}_%",),
+    ).fetchall():
+        con.execute(f"DROP TABLE IF EXISTS main.{_quote(rtree)}")
+    con.execute(f"DROP TABLE IF EXISTS main.{_quote(name)}")
+    for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents"):
+        with contextlib.suppress(sqlite3.OperationalError):
+            con.execute(f"DELETE FROM main.{table} WHERE lower(table_name) = lower(?)", (name,))
+
+
+def _write_gpkg_layer(path: Path, name: str, gdf: gpd.GeoDataFrame) -> None:
+    out = gdf if gdf.crs.to_epsg() in (4326, 4490) else gdf.to_crs(STORAGE_CRS)
+    pyogrio.write_dataframe(out, path, layer=name, driver="GPKG", use_arrow=False, layer_options={"OVERWRITE": "YES"})
+
+
+class _Tx:
+    """One write transaction on a GeoPackage store (see :meth:`GeoPackageStore._writing`)."""
+
+    def __init__(self, store: GeoPackageStore, con: sqlite3.Connection) -> None:
+        self.store = store
+        self.con = con
+        for statement in _PLAN_STATEMENTS:
+            con.execute(statement)
+
+    def has_table(self, name: str, schema: str = "main") -> bool:
+        row = self.con.execute(
+            f"SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' AND lower(name) = lower(?)", (name,)
+        ).fetchone()
+        return row is not None
+
+    def current_version(self) -> int:
+        row = self.con.execute(f"SELECT max(version) FROM {_VERSIONS}").fetchone()
+        return int(row[0]) if row and row[0] is not None else 1
+
+    def checked(self, plan_id: str, expected_version: int) -> PlanInfo:
+        """Return the plan's record, or raise EditConflict if it moved on (read under the writer's lock)."""
+        row = self.con.execute(f"SELECT * FROM {_PLANS} WHERE plan_id = ?", (str(plan_id),)).fetchone()
+        if row is None:
+            msg = f"store {self.store.path} has no plan {plan_id!r}"
+            raise NotFoundError(msg)
+        info = GeoPackageStore._plan_of(row)
+        _refuse_unless_open_at(info, plan_id, expected_version)
+        return info
+
+    # -- layers ------------------------------------------------------------------
+    def bump(self, name: str) -> None:
+        self.con.execute(
+            f"INSERT INTO {_STAMPS} (layer, n) VALUES (?, 1) ON CONFLICT (layer) DO UPDATE SET n = n + 1", (name,)
+        )
+
+    def guard(self, name: str) -> None:
+        """(Re)install the triggers on layer ``name``: refuse row edits of protected layers, count the others."""
+        why = _protected(name)
+        q = _quote(name)
+        for trigger, op in zip(_guard_names(name), ("INSERT", "UPDATE", "DELETE"), strict=True):
+            self.con.execute(f"DROP TRIGGER IF EXISTS main.{_quote(trigger)}")
+            if why is not None:
+                text = why.replace("'", "''")
+                body = f"BEFORE {op} ON {q} BEGIN SELECT RAISE(ABORT, '{text}'); END"
+            else:
+                layer = name.replace("'", "''")
+                body = f"AFTER {op} ON {q} BEGIN UPDATE {_STAMPS} SET n = n + 1 WHERE layer = '{layer}'; END"
+            self.con.execute(f"CREATE TRIGGER main.{_quote(trigger)} {body}")
+
+    def install(self, name: str) -> None:
+        """Replace layer ``name`` by the staged one: table, rows, R-tree, registrations and triggers."""
+        con = self.con
+        ddl = con.execute(
+            "SELECT type, name, sql FROM staged.sqlite_master WHERE sql IS NOT NULL AND (lower(tbl_name) = lower(?) "
+            "OR (type = 'table' AND lower(name) LIKE lower(?) AND sql LIKE 'CREATE VIRTUAL TABLE%'))",
+            (name, f"rtree_{name}_%"),
+        ).fetchall()
+        _drop_layer(con, name)
+        for kind, table, sql in ddl:
+            if kind == "table":
+                con.execute(sql)
+                con.execute(f"INSERT INTO main.{_quote(table)} SELECT * FROM staged.{_quote(table)}")
+        for table, sql in con.execute(
+            "SELECT name, sql FROM staged.sqlite_master WHERE type = 'table' AND name LIKE 'gpkg%'"
+        ).fetchall():
+            if not self.has_table(table):
+                con.execute(sql)
+            if table == "gpkg_spatial_ref_sys":
+                con.execute("INSERT OR IGNORE INTO main.gpkg_spatial_ref_sys SELECT * FROM staged.gpkg_spatial_ref_sys")
+            elif table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents"):
+                con.execute(
+                    f"INSERT INTO main.{table} SELECT * FROM staged.{table} WHERE lower(table_name) = lower(?)", (name,)
+                )
+        for kind, _, sql in ddl:
+            if kind in ("index", "trigger"):
+                con.execute(sql)
+        self.guard(name)
+        self.bump(name)
+
+    def copy_hidden(self, src: str, dst: str) -> None:
+        """Copy layer ``src`` to the hidden layer ``dst`` inside the database (no R-tree: never read by area)."""
+        con = self.con
+        row = con.execute(
+            "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND lower(name) = lower(?)", (src,)
+        ).fetchone()
+        if row is None:
+            msg = f"store {self.store.path} has no layer {src!r}"
+            raise StoreError(msg)
+        ddl, n = re.subn(
+            r"^\s*CREATE\s+TABLE\s+(\"(?:[^\"]|\"\")+\"|'[^']+'|\[[^\]]+\]|`[^`]+`|[^\s(]+)",
+            f"CREATE TABLE main.{_quote(dst)}",
+            row[0],
+            count=1,
+            flags=re.IGNORECASE,
+        )
+        if n != 1:
+            msg = f"store {self.store.path}: cannot read the definition of layer {src!r}"
+            raise StoreError(msg)
+        _drop_layer(con, dst)
+        con.execute(ddl)
+        con.execute(f"INSERT INTO main.{_quote(dst)} SELECT * FROM main.{_quote(src)}")
+        con.execute(
+            "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, min_x, min_y, max_x, max_y, "
+            "srs_id) SELECT ?, data_type, ?, description, min_x, min_y, max_x, max_y, srs_id FROM gpkg_contents "
+            "WHERE lower(table_name) = lower(?)",
+            (dst, dst, src),
+        )
+        con.execute(
+            "INSERT INTO gpkg_geometry_columns SELECT ?, column_name, geometry_type_name, srs_id, z, m "
+            "FROM gpkg_geometry_columns WHERE lower(table_name) = lower(?)",
+            (dst, src),
+        )
+        if self.has_table("gpkg_ogr_contents"):
+            con.execute(
+                f"INSERT INTO gpkg_ogr_contents (table_name, feature_count) SELECT ?, count(*) FROM main.{_quote(dst)}",
+                (dst,),
+            )
+        self.guard(dst)
+        self.bump(dst)
+
+    def drop(self, name: str) -> None:
+        _drop_layer(self.con, name)
+        self.bump(name)
+
+    # -- versions, the log, metadata ---------------------------------------------------
+    def record_version(self, version: int, *, at: str | None, plan_id: str | None, author: str | None) -> None:
+        """Store the current ``grids`` as ``version``, valid from ``at``; the previous version ends at ``at``."""
+        if at is not None:
+            self.con.execute(f"UPDATE {_VERSIONS} SET valid_to = ? WHERE version = ?", (at, version - 1))
+        self.con.execute(
+            f"INSERT INTO {_VERSIONS} VALUES (?, ?, NULL, ?, ?)",
+            (version, at, plan_id, None if author is None else str(author)),
+        )
+        self.copy_hidden("grids", Store._version_layer(version))
+        self.guard("grids")
+
+    def _same_as_version(self, version: int) -> bool:
+        layer = Store._version_layer(version)
+        if not self.has_table(layer):
+            return False
+        cols = [r[1] for r in self.con.execute(f"PRAGMA main.table_info({_quote('grids')})") if r[1] != "fid"]
+        vcols = [r[1] for r in self.con.execute(f"PRAGMA main.table_info({_quote(layer)})") if r[1] != "fid"]
+        if cols != vcols:
+            return False
+        sel = ", ".join(_quote(c) for c in cols)
+        a, b = _quote("grids"), _quote(layer)
+        row = self.con.execute(
+            f"SELECT (SELECT count(*) FROM {a}) = (SELECT count(*) FROM {b}) AND NOT EXISTS "
+            f"(SELECT {sel} FROM {a} EXCEPT SELECT {sel} FROM {b}) AND NOT EXISTS "
+            f"(SELECT {sel} FROM {b} EXCEPT SELECT {sel} FROM {a})"
+        ).fetchone()
+        return bool(row[0])
+
+    def _guard_other_layers(self) -> None:
+        """Give every visible layer without them the triggers that count its outside edits (for caches)."""
+        names = [
+            r[0]
+            for r in self.con.execute(
+                "SELECT table_name FROM gpkg_contents WHERE data_type IN ('features', 'attributes') "
+                "AND table_name NOT LIKE 'geogrid%' AND lower(table_name) <> 'grids'"
+            )
+        ]
+        guards = {r[0] for r in self.con.execute("SELECT name FROM main.sqlite_master WHERE type = 'trigger'")}
+        for name in names:
+            if not set(_guard_names(name)) <= guards:
+                self.guard(name)
+                self.bump(name)
+
+    def adopt_outside_edits(self) -> int | None:
+        """Make ``grids`` the current version if it changed outside geogrid; return the new version (or None).
+
+        Row edits are refused by triggers; a table replaced outside geogrid (its triggers
+        gone) is compared with the stored current version. A store written before
+        versions existed gets its network stored as version 1.
+        """
+        if not self.has_table("grids"):
+            return None
+        row = self.con.execute(f"SELECT max(version) FROM {_VERSIONS}").fetchone()
+        if row[0] is None:
+            self.record_version(1, at=None, plan_id=None, author=None)
+            return None
+        current = int(row[0])
+        guards = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = 'grids'"
+            )
+        }
+        self._guard_other_layers()
+        if set(_guard_names("grids")) <= guards or self._same_as_version(current):
+            self.guard("grids")
+            return None
+        self.store._guard_geometries("grids")  # a crashing geometry is refused, not made a version
+        at = _now()
+        self.record_version(current + 1, at=at, plan_id=None, author=_OUTSIDE)
+        self.log(_OUTSIDE, None, "outside_edit", {"network_version": current + 1}, None, None, at)
+        self.bump("grids")
+        self.write_metadata({"network_version": current + 1})
+        return current + 1
+
+    def log(
+        self,
+        author: str,
+        plan_id: str | None,
+        operation: str,
+        parameters: Mapping[str, Any],
+        before: int | None,
+        after: int | None,
+        at: str,
+    ) -> None:
+        GeoPackageStore._log(self.con, author, plan_id, operation, parameters, before, after, at)
+
+    def write_metadata(self, extra: Mapping[str, Any]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        existing = dict(self.con.execute(f"SELECT key, value FROM {_META_TABLE}").fetchall())
+        values: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "updated_at": now, **extra}
+        if "created_at" not in existing:
+            values["created_at"] = now
+        self.con.executemany(
+            f"INSERT OR REPLACE INTO {_META_TABLE} (key, value) VALUES (?, ?)",
+            [(k, json.dumps(v, ensure_ascii=False, default=str)) for k, v in values.items()],
+        )
+
+
+def _hide_internal_tables(con: sqlite3.Connection) -> None:
+    """Register geogrid's own tables (``geogrid_*``) in ``gpkg_contents`` as internal, not as layers.
+
+    GDAL (so QGIS) lists the tables registered as features, attributes or tiles, and, when no
+    attribute table is registered, every unregistered table too; a table registered with another
+    data type (defined by the ``geogrid_internal_tables`` extension, as the GeoPackage
+    specification allows) is listed by neither. geogrid reads its hidden layers by SQL. Runs
+    inside the writer's transaction, so the registration commits with the tables.
+    """
+    has_contents = con.execute(
+        "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name IN ('gpkg_contents', 'gpkg_extensions')"
+    ).fetchone()[0]
+    if has_contents < 2:
+        return
+    tables = [
+        str(r[0])
+        for r in con.execute(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND substr(name, 1, 8) = ?", (_HIDDEN_PREFIX,)
+        )
+    ]
+    for table in tables:
+        con.execute("UPDATE main.gpkg_contents SET data_type = ? WHERE table_name = ?", (_INTERNAL_TYPE, table))
+        con.execute(
+            "INSERT OR IGNORE INTO main.gpkg_contents (table_name, data_type, identifier, description) "
+            "VALUES (?, ?, ?, ?)",
+            (table, _INTERNAL_TYPE, table, "geogrid's own table (plans, versions, edit log): not a data layer"),
+        )
+        con.execute(
+            "INSERT INTO main.gpkg_extensions (table_name, column_name, extension_name, definition, scope) "
+            "SELECT ?, NULL, ?, ?, 'read-write' WHERE NOT EXISTS (SELECT 1 FROM main.gpkg_extensions "
+            "WHERE table_name = ? AND extension_name = ?)",
+            (
+                table,
+                _INTERNAL_EXTENSION,
+                "geogrid: a table of plans, versions or the edit log, registered with data_type "
+                f"'{_INTERNAL_TYPE}' so that GIS clients do not list it as a layer",
+                table,
+                _INTERNAL_EXTENSION,
+            ),
+        )
+
+
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block.
 
     The lock goes with the process: a writer killed while holding it releases it.
+    ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows (where ``fcntl`` does not
+    exist).
     """
     lock = Path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        if sys.platform == "win32":  # pragma: no cover  (exercised on Windows only)
+            import msvcrt
+
+            fh.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after 10 s: keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def open_store(location: str | os.PathLike[str]) -> Store:

@@ -40,6 +40,7 @@ from pyproj import CRS, Transformer
 
 from layers._guards import Limits
 from layers.crs import to_crs_object
+from layers.datum import bd09_to_wgs84, gcj02_to_wgs84, out_of_china
 from layers.errors import (
     CRSError,
     InputTooLargeError,
@@ -50,7 +51,7 @@ from layers.errors import (
 )
 from layers.schema import SCHEMAS, STORAGE_CRS, Column, LayerKind, LayerSchema, coerce_dtypes
 
-__all__ = ["OPTION_FOR_COLUMN", "Limits", "validate_layer"]
+__all__ = ["OPTION_FOR_COLUMN", "Limits", "count_invalid_at_door", "datum_shift_hint", "validate_layer"]
 
 OPTION_FOR_COLUMN: dict[str, str] = {
     "grid_id": "id",
@@ -214,6 +215,62 @@ def _geographic_ranges(
     return outside
 
 
+def _swapped_into_china(
+    crs: CRS, b: np.ndarray, idx: np.ndarray, n: int, ids: np.ndarray | None, problems: list[Problem]
+) -> np.ndarray:
+    """Refuse rows whose lon/lat lie outside China but inside it when swapped; return them.
+
+    West of 90°E (Urumqi at 87.6°E, 43.8°N) swapped coordinates are still valid degrees, so the
+    range check cannot see them; swapped, they land in the Arctic (latitude above 72°), where no
+    grid of a Chinese city lies.
+    """
+    refused = np.zeros(n, dtype=bool)
+    if not idx.size:
+        return refused
+    lon, lat = _to_lonlat(crs, (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
+    slon, slat = _to_lonlat(crs, (b[:, 1] + b[:, 3]) / 2, (b[:, 0] + b[:, 2]) / 2)
+    hit = out_of_china(lon, lat) & ~out_of_china(slon, slat)
+    if hit.any():
+        refused[idx[hit]] = True
+        k = int(np.flatnonzero(hit)[0])
+        fix = (
+            f"they lie at lat {lat[k]:.2f}, lon {lon[k]:.2f} (the Arctic) but would lie in China swapped: "
+            "lon/lat (x/y) look swapped; swap the columns (for CSV: --x-col is the longitude) or fix the file"
+        )
+        problems.append(_problem("swapped_lonlat", "coordinates that look swapped", refused, ids, fix))
+    return refused
+
+
+def _across_antimeridian(
+    geoms: np.ndarray, idx: np.ndarray, ids: np.ndarray | None, problems: list[Problem]
+) -> np.ndarray:
+    """Refuse lon/lat polygons with an edge spanning more than 180° of longitude; return them.
+
+    Such an edge crosses the antimeridian: read as written it runs the long way round the
+    globe, so inside and outside of the polygon are swapped (RFC 7946 §3.1.9).
+    """
+    refused = np.zeros(len(geoms), dtype=bool)
+    if not idx.size:
+        return refused
+    parts, part_of = shapely.get_parts(geoms[idx], return_index=True)
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    coords, coord_of = shapely.get_coordinates(rings, return_index=True)
+    if len(coords) < 2:
+        return refused
+    same_ring = coord_of[1:] == coord_of[:-1]
+    jump = same_ring & (np.abs(np.diff(coords[:, 0])) > 180.0)
+    if jump.any():
+        rows = np.unique(idx[part_of[ring_of[coord_of[1:][jump]]]])
+        refused[rows] = True
+        fix = (
+            "an edge jumps across longitude ±180° (the antimeridian), so the polygon would run the long way "
+            "round the globe with inside and outside swapped: split it at 180° into a MultiPolygon "
+            "(RFC 7946 §3.1.9; ogr2ogr -wrapdateline), or give it in a projected CRS"
+        )
+        problems.append(_problem("crosses_antimeridian", "polygons across the antimeridian", refused, ids, fix))
+    return refused
+
+
 def _projected_ranges(
     crs: CRS, b: np.ndarray, idx: np.ndarray, n: int, ids: np.ndarray | None, checked: _Checked
 ) -> np.ndarray:
@@ -346,6 +403,10 @@ def _check_geometry(
         b = shapely.bounds(geoms[idx])
         if crs.is_geographic:
             outside = _geographic_ranges(crs, b, idx, n, ids, problems)
+            keep = ~outside[idx]
+            outside |= _swapped_into_china(crs, b[keep], idx[keep], n, ids, problems)
+            if "Polygon" in schema.geometry_types:
+                outside |= _across_antimeridian(geoms, np.flatnonzero(usable & ~outside), ids, problems)
         else:
             outside = _projected_ranges(crs, b, idx, n, ids, checked)
         if "Polygon" in schema.geometry_types:
@@ -733,6 +794,7 @@ def check_frame(
     from_file: bool = False,
     count_vertices: bool = True,
     extra: Sequence[Problem] = (),
+    hierarchy: bool = True,
 ) -> _Checked:
     """Run every door check; return the problems and the parsed columns (private to layers)."""
     schema = SCHEMAS[LayerKind(kind)]
@@ -747,7 +809,7 @@ def check_frame(
     _check_geometry(geoms, schema, checked.crs, ids, limits, checked, count_vertices=count_vertices)
     _check_columns(frame, schema, ids, tz, from_file, checked)
     _check_ids(frame, schema, ids, checked)
-    if schema.kind is LayerKind.GRIDS:
+    if schema.kind is LayerKind.GRIDS and hierarchy:
         _check_hierarchy(ids, checked)
     if schema.kind is LayerKind.INCIDENTS:
         _check_incident_times(ids, checked)
@@ -856,6 +918,35 @@ def validate_layer(
     >>> validate_layer(g.iloc[:1], "grids")["level"].dtype
     Int64Dtype()
     """
+    frame, geoms, checked = _door(gdf, kind, source=source, limits=limits, tz=tz)
+    return finish_frame(frame, geoms, LayerKind(kind), checked)
+
+
+def count_invalid_at_door(
+    gdf: gpd.GeoDataFrame,
+    kind: LayerKind | str,
+    *,
+    source: str = "<frame>",
+    hierarchy: bool = True,
+) -> int:
+    """Run :func:`validate_layer`'s checks without building the canonical frame.
+
+    For callers that keep their own frame (the topology check): returns the number of
+    invalid polygons and raises the same :class:`ValidationError`. ``hierarchy=False``
+    skips the grid hierarchy pass, for a caller that reports those problems itself.
+    """
+    return int(_door(gdf, kind, source=source, hierarchy=hierarchy)[2].invalid_rows.size)
+
+
+def _door(
+    gdf: gpd.GeoDataFrame,
+    kind: LayerKind | str,
+    *,
+    source: str,
+    limits: Limits | None = None,
+    tz: str | None = None,
+    hierarchy: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray, _Checked]:
     try:
         kind = LayerKind(kind)
     except ValueError as err:
@@ -866,7 +957,56 @@ def validate_layer(
         raise ValidationError(source, [Problem("not_a_geodataframe", msg)])
     frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
     geoms = np.asarray(gdf.geometry.array, dtype=object)
-    checked = check_frame(frame, geoms, kind, crs=gdf.crs, tz=tz, limits=limits)
+    checked = check_frame(frame, geoms, kind, crs=gdf.crs, tz=tz, limits=limits, hierarchy=hierarchy)
     if checked.problems:
         raise ValidationError(source, checked.problems)
-    return finish_frame(frame, geoms, kind, checked)
+    return frame, geoms, checked
+
+
+def datum_shift_hint(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> str | None:
+    """Say whether WGS-84 ``points`` fit the ``grids`` far better read as GCJ-02 or BD-09 (None: no sign of it).
+
+    Points copied from a Chinese web map (Gaode/AMap, Tencent: GCJ-02; Baidu: BD-09) but
+    declared WGS-84 sit 300–600 m off, consistently in one direction. Against the store's own
+    grids that shows: many points fall outside the grids' outline as given, and far fewer
+    would once converted. A hint, not a proof (a layer may rightly reach beyond the grids),
+    so callers warn.
+
+    Parameters
+    ----------
+    points
+        Points in EPSG:4326, as imported (no datum conversion applied).
+    grids
+        The grids they belong to, in EPSG:4326 (the top level gives the outline).
+
+    Returns
+    -------
+    str or None
+        The warning to give, naming the ``--datum`` to use.
+    """
+    if points.empty or grids.empty:
+        return None
+    xy = shapely.get_coordinates(points.geometry.to_numpy())
+    if len(xy) < 20 or out_of_china(xy[:, 0], xy[:, 1]).all():
+        return None
+    top = grids[grids["level"] == grids["level"].min()] if "level" in grids.columns else grids
+    outline = shapely.union_all(shapely.make_valid(top.geometry.to_numpy()))
+    shapely.prepare(outline)
+    n = len(xy)
+    outside = int(n - shapely.contains_xy(outline, xy[:, 0], xy[:, 1]).sum())
+    best: tuple[int, str] | None = None
+    for name, convert in (("gcj02", gcj02_to_wgs84), ("bd09", bd09_to_wgs84)):
+        lon, lat = convert(xy[:, 0], xy[:, 1])
+        out_conv = int(n - shapely.contains_xy(outline, lon, lat).sum())
+        if best is None or out_conv < best[0]:
+            best = (out_conv, name)
+    assert best is not None
+    out_conv, name = best
+    if outside < max(10, 0.05 * n) or out_conv * 3 > outside:
+        return None
+    label = {"gcj02": "GCJ-02 (Gaode/AMap, Tencent)", "bd09": "BD-09 (Baidu)"}[name]
+    return (
+        f"{outside:,} of {n:,} points lie outside the grids, but read as {label} only {out_conv:,} would: "
+        f"coordinates from a Chinese web map are {label}, shifted 300-600 m from WGS-84. If the data comes "
+        f"from such a map, import it again with --datum {name} (Python: datum={name!r})"
+    )

@@ -40,11 +40,11 @@ def test_json_lists_every_grid_with_the_contract_fields(small_demo):
     rows = json.loads(out.stdout)
     communities = demo_district.grids[demo_district.grids["level"] == 2]
     assert len(rows) == len(communities) == 114
-    assert set(rows[0]) == {"grid_id", "level", "count", "z", "p", "p_fdr", "bin"}
+    assert set(rows[0]) == {"grid_id", "level", "count", "z", "p", "p_fdr", "bin", "withheld"}
     assert {r["grid_id"] for r in rows} == set(communities["grid_id"])
     assert sum(r["count"] for r in rows) == len(demo_district.incidents)
     assert all(r["level"] == 2 and r["bin"] in range(-3, 4) for r in rows)
-    assert all(0 < r["p"] <= 0.501 for r in rows)  # esda's directed pseudo-p
+    assert all(0 < r["p"] <= 1 for r in rows)  # two-sided permutation mid-p
     assert min(r["p_fdr"] for r in rows) >= min(r["p"] for r in rows)
     again = json.loads(run(demo_gpkg, "--level", 2, "--permutations", 999, "--seed", 1, "--json").stdout)
     assert again == rows
@@ -67,6 +67,10 @@ def test_report_and_out_file(small_demo, tmp_path):
     assert out.exit_code == 0, out.stderr
     assert "114 grids on level 2" in out.stdout
     assert "hot spots:" in out.stdout
+    # 99 permutations cannot reach any bin after the FDR over 114 grids: the report says how many would
+    assert "permutations the FDR needs before a bin can be reached at all: 90% 1,139, 95% 2,279, 99% 11,399" in (
+        out.stdout
+    )
     dst = tmp_path / "hot.geojson"
     out = run(demo_gpkg, "--level", 2, "--permutations", 99, "--out", dst)
     assert out.exit_code == 0, out.stderr
@@ -99,3 +103,33 @@ def test_missing_source_exits_2_from_the_entry_point(tmp_path):
     out = run_process(tmp_path / "nope.gpkg")
     assert out.returncode == 2
     assert "does not exist" in out.stderr
+
+
+def test_readme_example_finds_the_planted_hot_spots(demo_gpkg, demo_district):
+    """The README's example on the full demo: the default (normal p, FDR) reaches the 99 % bin."""
+    out = run(demo_gpkg, "--level", 3, "--category", "占道经营", "--json")
+    assert out.exit_code == 0, out.stderr
+    rows = {r["grid_id"]: r for r in json.loads(out.stdout)}
+    truth = [t for t in demo_district.metadata["demo_hotspots"] if t["category"] == "占道经营"]
+    basic = demo_district.grids[demo_district.grids["level"] == 3]
+    pts = gpd.GeoSeries(gpd.points_from_xy([t["lon"] for t in truth], [t["lat"] for t in truth]), crs=4326)
+    holding = basic.to_crs(4326).sjoin(gpd.GeoDataFrame(geometry=pts), predicate="contains")["grid_id"]
+    assert len(holding) == len(truth) >= 1
+    assert all(rows[g]["bin"] == 3 for g in holding)
+    assert not any(r["withheld"] for r in rows.values())
+
+
+def test_a_quiet_week_paints_no_cold_spot(demo_gpkg):
+    """One quiet week: most grids have no incident; they are withheld with the reason, never cold."""
+    out = run(
+        demo_gpkg, "--level", 3, "--category", "养犬管理", "--since", "2025-03-03", "--until", "2025-03-09", "--json"
+    )
+    assert out.exit_code == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert 30 <= sum(r["count"] for r in rows) <= 400
+    assert not any(r["bin"] < 0 for r in rows)
+    assert {r["withheld"] for r in rows} == {"sparse"}  # 147 incidents: about 1 expected per neighbourhood
+    assert sum(1 for r in rows if r["withheld"]) > len(rows) / 2
+    text = run(demo_gpkg, "--level", 3, "--category", "养犬管理", "--since", "2025-03-03", "--until", "2025-03-09")
+    assert "withheld (no bin, not coloured)" in text.stdout
+    assert "sparse: fewer incidents expected in a neighbourhood than the minimum" in text.stdout

@@ -118,3 +118,24 @@ def test_missing_store_and_layer_exit_2(tiny_grids, tmp_path):
     out = invoke(only_grids)
     assert out.exit_code == 2
     assert "no 'incidents' layer" in out.stderr
+
+
+def test_out_csv_defuses_formulas_from_citizens_text(store, tmp_path):
+    """OWASP CSV injection: a category or name starting with = + - @ tab CR is written as text."""
+    payloads = ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    s = GeoPackageStore(store)
+    inc = s.read("incidents")
+    inc = pd.concat([inc] * 2, ignore_index=True).iloc[: len(payloads)].copy()
+    inc["incident_id"] = [f"X{i}" for i in range(len(inc))]
+    inc["category"] = payloads
+    s.write({"incidents": inc})
+    g = s.read("grids")
+    g.loc[g.grid_id == "D", "name"] = "=1+1"
+    s.write({"grids": g})
+    dest = tmp_path / "stats.csv"
+    out = invoke(store, "--level", "0", "--by", "category", "--out", dest)
+    assert out.exit_code == 0, out.output
+    back = pd.read_csv(dest, dtype=str, keep_default_na=False)
+    cells = [c for col in back.columns for c in back[col]]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
+    assert {f"'{p}" for p in payloads} <= set(back["category"]), back["category"].tolist()

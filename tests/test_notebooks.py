@@ -41,6 +41,10 @@ def test_notebook_runs(path, tmp_path):
     assert {url for page in pages for url in external_assets(page)} == set()
     maps = [page for page in pages if "srcdoc=" in page]
     assert all("L.map(" in html.unescape(page) for page in maps)
+    # a notebook that plots shows its plots (a non-interactive backend would draw and discard them)
+    plots = sum("plt.subplots" in c.source for c in nb.cells if c.cell_type == "code")
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= plots
 
 
 def test_external_assets_sees_links_inside_a_map_iframe():
@@ -48,6 +52,43 @@ def test_external_assets_sees_links_inside_a_map_iframe():
 
     page = folium.Map(tiles=None)._repr_html_()  # folium's own map: Leaflet from a CDN
     assert "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js" in external_assets(page)
+
+
+def _imports(path: Path) -> set[str]:
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            found |= set(re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", cell.source, flags=re.MULTILINE))
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_imports_come_with_geogrid_and_its_notebooks_extra(path):
+    """``pip install geogrid[notebooks]`` is enough: every import is the standard library, geogrid or a declared dep."""
+    import re
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[<>=\[ ;]", req, maxsplit=1)[0].lower().replace("_", "-")
+        for req in [*project["dependencies"], *project["optional-dependencies"]["notebooks"]]
+    }
+    dists = packages_distributions()
+    missing = []
+    for module in sorted(_imports(path)):
+        if module in sys.stdlib_module_names or module in ("geogrid", "layers"):
+            continue
+        owners = {d.lower().replace("_", "-") for d in dists.get(module, [])}
+        if not owners & declared:
+            missing.append(f"{module} (from {sorted(owners) or 'unknown'})")
+    assert not missing, f"{path.name} imports {missing}: not in geogrid's dependencies or the notebooks extra"
 
 
 def test_there_are_notebooks():

@@ -45,3 +45,58 @@ def test_wheel_ships_the_vendored_browser_assets(wheel):
     for rel in VENDORED_ASSETS.values():
         assert f"api/static/vendor/{rel}" in names
     assert "api/static/vendor/leaflet-1.9.3/images/layers.png" in names
+
+
+# -- declared dependencies match imports ---------------------------------------------------------
+
+_OPTIONAL_EXTRAS = ("postgis", "dask", "placement")
+"""Extras whose packages the code imports lazily, only on the paths that need them."""
+
+
+def _requirement_names(reqs) -> set[str]:
+    import re
+
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in reqs}
+
+
+def _imported_distributions() -> dict[str, set[str]]:
+    """Third-party distributions the shipped packages import → the files that import them."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    stdlib = set(sys.stdlib_module_names)
+    found: dict[str, set[str]] = {}
+    for pkg in ("geogrid", "layers", "api"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in stdlib or top in ("geogrid", "layers", "api"):
+                        continue
+                    assert top in dists, (
+                        f"{path.relative_to(ROOT)} imports {top}, which no installed distribution provides"
+                    )
+                    for dist in dists[top]:
+                        found.setdefault(dist.lower().replace("_", "-"), set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_declared_dependencies_are_exactly_what_the_packages_import():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = _requirement_names(project["dependencies"])
+    extras = set().union(*(_requirement_names(project["optional-dependencies"][e]) for e in _OPTIONAL_EXTRAS))
+    imported = _imported_distributions()
+    undeclared = {d: sorted(files) for d, files in imported.items() if d not in core | extras}
+    assert not undeclared, f"imported but not declared in [project] dependencies: {undeclared}"
+    unused = core - set(imported)
+    assert not unused, f"declared in [project] dependencies but never imported by geogrid, layers or api: {unused}"

@@ -33,6 +33,7 @@ from geogrid.hotspots import incident_hotspots
 from geogrid.stats import grid_stats
 from layers.errors import NotFoundError
 from layers.store import Store
+from layers.times import store_time_zone
 
 __all__ = ["router"]
 
@@ -52,8 +53,10 @@ router = APIRouter(
 _FC: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}, "description": "A GeoJSON FeatureCollection"}}
 
 Level = Annotated[int | None, Query(ge=0, le=64, description="grid level (0 = top); default as in the engine")]
-Since = Annotated[date | None, BeforeValidator(iso_day), Query(description="first day, YYYY-MM-DD (Asia/Shanghai)")]
-Until = Annotated[date | None, BeforeValidator(iso_day), Query(description="last day, YYYY-MM-DD (inclusive)")]
+Since = Annotated[
+    date | None, BeforeValidator(iso_day), Query(description="first day, YYYY-MM-DD (the store's time zone)")
+]
+Until = Annotated[date | None, BeforeValidator(iso_day), Query(description="last day, YYYY-MM-DD (included)")]
 
 
 def _layer(store: Store, cache: CacheDep, name: str) -> gpd.GeoDataFrame:
@@ -131,9 +134,10 @@ def stats(
     grids, incidents = _layer(store, cache, "grids"), _layer(store, cache, "incidents")
     _check_level(grids, level)
     first, last = _dates(since, until)
+    tz = store_time_zone(store.metadata())
     result = _run(
         lambda: grid_stats(
-            incidents, grids, level=level, since=first, until=last, category=category, source=source, by=by
+            incidents, grids, level=level, since=first, until=last, category=category, source=source, by=by, tz=tz
         )
     )
     return _geojson(result)
@@ -147,11 +151,25 @@ def hotspots(
     since: Since = None,
     until: Until = None,
     category: Annotated[str | None, Query(min_length=1, description="only this category")] = None,
-    permutations: Annotated[int, Query(ge=99, le=9999, description="conditional permutations")] = 999,
+    permutations: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=99999,
+            description="0: normal p of the z-score (ArcGIS); 99 or more: two-sided permutation mid-p",
+        ),
+    ] = 0,
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
     fdr: Annotated[float, Query(gt=0, lt=1, description="false discovery rate for 'significant'")] = 0.05,
 ) -> Response:
-    """Return :func:`~geogrid.hotspots.incident_hotspots` per grid of one level (default: the finest)."""
+    """Return :func:`~geogrid.hotspots.incident_hotspots` per grid of one level (default: the finest).
+
+    Grids too sparse to judge have ``bin`` 0 and the reason in ``withheld``
+    (:data:`geogrid.hotspots.WITHHELD_REASONS`).
+    """
+    if 0 < permutations < 99:
+        msg = f"permutations={permutations}: use 0 (normal p) or at least 99"
+        raise InvalidParameterError(msg)
     grids, incidents = _layer(store, cache, "grids"), _layer(store, cache, "incidents")
     _check_level(grids, level)
     first, last = _dates(since, until)
@@ -163,6 +181,7 @@ def hotspots(
             category=category,
             since=first,
             until=last,
+            tz=store_time_zone(store.metadata()),
             permutations=permutations,
             seed=seed,
             fdr=fdr,

@@ -76,12 +76,16 @@ def _analyses(request: Request) -> AnalysisCache:
     return cache
 
 
+_KEY_LAYERS = ("grids", "incidents", "cameras", "buildings")
+
+
 def _store_key(store: Store) -> tuple[Any, ...]:
+    """Name the state of the layers the wall shows: a plan edit leaves it alone, a commit or import changes it."""
+    stamps = tuple(store.layer_stamp(name) for name in _KEY_LAYERS)
     path = getattr(store, "path", None)
-    if path is None:
+    if path is None or any(s is None for s in stamps):
         return (id(store),)
-    st = path.stat()
-    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    return (str(path), *stamps)
 
 
 @router.get("/grids", response_class=HTMLResponse, summary="Map of every grid level")
@@ -253,6 +257,7 @@ def _command_centre_html(
     layers = []
     if hot is not None:
         counts["hot"] = int((hot["bin"] > 0).sum())
+        counts["withheld"] = int(hot["withheld"].notna().sum())
         layers.append("hot spots")
     if views is not None:
         layers.append("camera views")

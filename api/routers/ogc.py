@@ -17,7 +17,6 @@ from api.auth import require_viewer
 from api.deps import CacheDep, SettingsDep, StoreDep
 from api.errors import ErrorBody
 from api.features import (
-    COLLECTIONS,
     CONFORMANCE,
     CRS84,
     EPSG4326,
@@ -30,13 +29,15 @@ from api.features import (
     collection_spec,
     feature_collection,
     query_items,
+    queryables_document,
     read_feature,
 )
 from api.home_page import home_data, home_html
 from api.middleware import csp_nonce
 from api.models import Collection, Collections, Conformance, Feature, FeatureCollection, LandingPage
+from layers.times import DEFAULT_TZ, store_time_zone
 
-__all__ = ["AUTH_ERRORS", "GEOJSON", "OPENAPI_JSON", "GeoJSONResponse", "router"]
+__all__ = ["AUTH_ERRORS", "GEOJSON", "OPENAPI_JSON", "GeoJSONResponse", "SchemaJSONResponse", "router"]
 
 GEOJSON = "application/geo+json"
 OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
@@ -62,7 +63,29 @@ class GeoJSONResponse(JSONResponse):
     media_type = GEOJSON
 
 
+class SchemaJSONResponse(JSONResponse):
+    """JSON Schema (queryables)."""
+
+    media_type = "application/schema+json"
+
+
 router = APIRouter(tags=["features"], dependencies=[Depends(require_viewer)], responses=_ERRORS)
+
+
+_NO_HTML = (
+    "f=html: this resource is JSON only; HTML views are the landing page (/?f=html) and the maps "
+    "(/maps/command-centre, /maps/grids). Use f=json or leave f out"
+)
+
+JsonOnly = Annotated[Literal["json"] | None, Query(description="json (the only format; f=html is 400)")]
+
+
+def _json_only(request: Request) -> None:
+    """Refuse ``f`` other than json with a clear 400 (FastAPI's enum message does not say where HTML is)."""
+    f = request.query_params.get("f")
+    if f is not None and f not in ("json", "geojson"):
+        msg = _NO_HTML if f == "html" else f"f={f!r} is not a format of this resource: use f=json"
+        raise InvalidParameterError(msg)
 
 
 def _base(request: Request) -> str:
@@ -134,14 +157,19 @@ def landing(
     )
 
 
-@router.get("/conformance", summary="Conformance classes", response_model=Conformance)
-def conformance() -> JSONResponse:
+@router.get(
+    "/conformance",
+    summary="Conformance classes",
+    response_model=Conformance,
+    dependencies=[Depends(_json_only)],
+)
+def conformance(f: JsonOnly = None) -> JSONResponse:
     """Return the conformance classes (Features Part 1 core, GeoJSON, OpenAPI 3.0; Part 2 CRS)."""
     return JSONResponse({"conformsTo": list(CONFORMANCE)})
 
 
-@router.get("/collections", summary="The collections", response_model=Collections)
-def collections(request: Request, store: StoreDep, cache: CacheDep) -> JSONResponse:
+@router.get("/collections", summary="The collections", response_model=Collections, dependencies=[Depends(_json_only)])
+def collections(request: Request, store: StoreDep, cache: CacheDep, f: JsonOnly = None) -> JSONResponse:
     """Return every collection the store holds, with extents and links."""
     base = _base(request)
     docs = [collection_document(store, cache, spec, base) for spec in available(store)]
@@ -149,15 +177,34 @@ def collections(request: Request, store: StoreDep, cache: CacheDep) -> JSONRespo
     return JSONResponse({"links": links, "collections": docs})
 
 
-@router.get("/collections/{collection_id}", summary="One collection", response_model=Collection)
-def collection(request: Request, collection_id: str, store: StoreDep, cache: CacheDep) -> JSONResponse:
+@router.get(
+    "/collections/{collection_id}",
+    summary="One collection",
+    response_model=Collection,
+    dependencies=[Depends(_json_only)],
+)
+def collection(
+    request: Request, collection_id: str, store: StoreDep, cache: CacheDep, f: JsonOnly = None
+) -> JSONResponse:
     """Return one collection: extents, CRSs, links to its items."""
     spec = collection_spec(store, collection_id)
     return JSONResponse(collection_document(store, cache, spec, _base(request)))
 
 
-_FIXED = {"bbox", "bbox-crs", "crs", "datetime", "limit", "offset", "f"}
-_FILTERS = sorted({name for spec in COLLECTIONS.values() for name in spec.filters})
+_FIXED = {"bbox", "bbox-crs", "crs", "datetime", "limit", "offset", "f", "filter", "filter-lang"}
+
+
+@router.get(
+    "/collections/{collection_id}/queryables",
+    summary="Queryables of a collection",
+    response_model=dict[str, Any],
+    response_class=SchemaJSONResponse,
+    dependencies=[Depends(_json_only)],
+)
+def queryables(request: Request, collection_id: str, store: StoreDep, f: JsonOnly = None) -> SchemaJSONResponse:
+    """Return the JSON Schema of the properties filters may name (OGC API – Features Part 3)."""
+    spec = collection_spec(store, collection_id)
+    return SchemaJSONResponse(queryables_document(spec, _base(request)))
 
 
 @router.get(
@@ -165,6 +212,7 @@ _FILTERS = sorted({name for spec in COLLECTIONS.values() for name in spec.filter
     summary="Features of a collection",
     response_model=FeatureCollection,
     response_class=GeoJSONResponse,
+    dependencies=[Depends(_json_only)],
 )
 def items(
     request: Request,
@@ -180,28 +228,44 @@ def items(
     bbox_crs: Annotated[Literal[CRS84, EPSG4326] | None, Query(alias="bbox-crs")] = None,  # type: ignore[valid-type]
     crs: Annotated[Literal[CRS84, EPSG4326] | None, Query(description="CRS of the response")] = None,  # type: ignore[valid-type]
     datetime_: Annotated[
-        str | None, Query(alias="datetime", description="instant or interval start/end, '..' open (incidents)")
+        str | None,
+        Query(
+            alias="datetime",
+            description="instant or interval start/end, '..' open (incidents' reported_at); dates are whole days "
+            "and times without a zone are in the store's time zone (Asia/Shanghai unless it names one)",
+        ),
     ] = None,
-    f: Annotated[Literal["json", "geojson"] | None, Query()] = None,
-    level: Annotated[int | None, Query(ge=0, description="grids: level (0 = top)")] = None,
-    parent_id: Annotated[str | None, Query(description="grids: parent grid_id")] = None,
-    level_name: Annotated[str | None, Query(description="grids: level name")] = None,
-    category: Annotated[str | None, Query(description="incidents: category")] = None,
-    source: Annotated[str | None, Query(description="incidents: who reported it")] = None,
-    status: Annotated[str | None, Query(description="incidents or cameras: status")] = None,
-    owner: Annotated[str | None, Query(description="cameras: owning department")] = None,
+    filter_: Annotated[
+        str | None, Query(alias="filter", description="CQL2 (Basic CQL2) on the queryables, e.g. level = 3")
+    ] = None,
+    filter_lang: Annotated[Literal["cql2-text", "cql2-json"] | None, Query(alias="filter-lang")] = None,
+    f: Annotated[Literal["json", "geojson"] | None, Query(description="json or geojson; f=html is 400")] = None,
 ) -> GeoJSONResponse:
-    """Return one page of features, filtered by bbox, datetime and properties, with next/prev links."""
-    unknown = sorted(set(request.query_params) - _FIXED - set(_FILTERS))
-    if unknown:
-        msg = f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIXED | set(_FILTERS)))}"
-        raise InvalidParameterError(msg)
+    """Return one page of features, filtered by bbox, datetime, properties and CQL2, with next/prev links.
+
+    Each collection's own parameters (``level``, ``category``...) are listed on its own path
+    in the API document (``/collections/grids/items``...); the API document is what GDAL and
+    QGIS read to know which filters the server answers.
+    """
     spec = collection_spec(store, collection_id)
-    given = {"level": level, "parent_id": parent_id, "level_name": level_name, "category": category}
-    given |= {"source": source, "status": status, "owner": owner}
-    filters = {k: str(v) for k, v in given.items() if v is not None}
+    unknown = sorted(set(request.query_params) - _FIXED - set(spec.filters))
+    if unknown:
+        known = sorted(_FIXED | set(spec.filters))
+        msg = f"unknown query parameter(s) {', '.join(unknown)} for {spec.id}; known: {', '.join(known)}"
+        raise InvalidParameterError(msg)
+    filters = {k: v for k, v in request.query_params.items() if k in spec.filters}
+    tz = store_time_zone(store.metadata()) if datetime_ is not None else DEFAULT_TZ
     q = build_query(
-        spec, bbox=bbox, bbox_crs=bbox_crs, datetime_=datetime_, filters=filters, offset=offset, limit=limit
+        spec,
+        bbox=bbox,
+        bbox_crs=bbox_crs,
+        datetime_=datetime_,
+        filters=filters,
+        offset=offset,
+        limit=limit,
+        tz=tz,
+        filter_=filter_,
+        filter_lang=filter_lang,
     )
     page, matched = query_items(store, cache, spec, q)
     latitude_first = crs == EPSG4326
@@ -236,6 +300,7 @@ def _page_links(
     summary="One feature",
     response_model=Feature,
     response_class=GeoJSONResponse,
+    dependencies=[Depends(_json_only)],
 )
 def item(
     request: Request,
@@ -244,6 +309,7 @@ def item(
     store: StoreDep,
     cache: CacheDep,
     crs: Annotated[Literal[CRS84, EPSG4326] | None, Query(description="CRS of the response")] = None,  # type: ignore[valid-type]
+    f: Annotated[Literal["json", "geojson"] | None, Query(description="json or geojson; f=html is 400")] = None,
 ) -> GeoJSONResponse:
     """Return one feature by its id (``grid_id``, ``incident_id`` or ``camera_id``)."""
     spec = collection_spec(store, collection_id)

@@ -51,6 +51,16 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_UNUSABLE)
 
 
+def login_name() -> str:
+    """Return the login name of the user running the command (any platform), for the edit log."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry / no login name in the environment
+        return "unknown user"
+
+
 def handle_errors(func: F) -> F:
     """Turn geogrid errors into a clear message on stderr and exit status 2."""
 

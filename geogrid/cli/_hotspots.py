@@ -14,10 +14,11 @@ import geopandas as gpd
 
 from geogrid.cli._common import EXIT_OK, fail, handle_errors, main
 from layers.errors import StoreError
+from layers.times import store_time_zone
 
 __all__ = ["format_hotspots", "hotspots"]
 
-_JSON_FIELDS = ("grid_id", "level", "count", "z", "p", "p_fdr", "bin")
+_JSON_FIELDS = ("grid_id", "level", "count", "z", "p", "p_fdr", "bin", "withheld")
 _SHOWN = 15
 
 
@@ -29,7 +30,7 @@ def _num(v: Any) -> Any:
 
 def _records(result: gpd.GeoDataFrame) -> list[dict[str, Any]]:
     rows = []
-    for grid_id, level, count, z, p, p_fdr, b in result[list(_JSON_FIELDS)].itertuples(index=False):
+    for grid_id, level, count, z, p, p_fdr, b, held in result[list(_JSON_FIELDS)].itertuples(index=False):
         rows.append(
             {
                 "grid_id": str(grid_id),
@@ -39,6 +40,7 @@ def _records(result: gpd.GeoDataFrame) -> list[dict[str, Any]]:
                 "p": _num(float(p)),
                 "p_fdr": _num(float(p_fdr)),
                 "bin": int(b),
+                "withheld": None if held is None or held != held else str(held),
             }
         )
     return rows
@@ -46,12 +48,27 @@ def _records(result: gpd.GeoDataFrame) -> list[dict[str, Any]]:
 
 def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOWN) -> str:
     """Format the readable report: bins per confidence level, then the strongest hot and cold spots."""
+    from geogrid.hotspots import WITHHELD_REASONS
+
     level = int(result["level"].iloc[0]) if len(result) else -1
-    counts = result["bin"].value_counts()
+    held = result["withheld"].dropna()
+    counts = result.loc[result["withheld"].isna(), "bin"].value_counts()
+    inference = result.attrs.get("inference", "normal")
     lines = [
         f"{source}: {len(result):,} grids on level {level}, {int(result['count'].sum()):,} incidents",
+        f"inference: {inference} p, Benjamini–Hochberg FDR over the {len(result) - len(held):,} grids analysed",
         "Gi_Bin (FDR-adjusted): " + ", ".join(f"{b:+d}: {int(counts.get(b, 0))}" for b in (3, 2, 1, 0, -1, -2, -3)),
     ]
+    needed = result.attrs.get("permutations_needed")
+    if needed:
+        lines.append(
+            "permutations the FDR needs before a bin can be reached at all: "
+            + ", ".join(f"{k} {v:,}" for k, v in needed.items())
+        )
+    if len(held):
+        lines.append(f"withheld (no bin, not coloured): {len(held):,} grids")
+        for code, k in held.value_counts().items():
+            lines.append(f"  {k:>6,} {code}: {WITHHELD_REASONS.get(str(code), '')}")
     for label, part in (
         ("hot spots", result[result["bin"] > 0].sort_values("z", ascending=False)),
         ("cold spots", result[result["bin"] < 0].sort_values("z")),
@@ -68,10 +85,21 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
 @click.argument("src", type=str)
 @click.option("--level", type=click.IntRange(min=0), default=None, help="grid level (default: the finest)")
 @click.option("--category", multiple=True, help="only incidents of this category (repeatable)")
-@click.option("--since", default=None, metavar="DATE", help="reported on or after DATE (ISO, local time)")
-@click.option("--until", default=None, metavar="DATE", help="reported on or before DATE (the whole day)")
+@click.option("--since", default=None, metavar="DATE", help="from DATE (a whole day, or a time; store time zone)")
+@click.option("--until", default=None, metavar="DATE", help="to DATE, the whole day included (store time zone)")
 @click.option(
-    "--permutations", type=click.IntRange(min=0), default=999, show_default=True, help="conditional permutations"
+    "--time-field",
+    type=click.Choice(["reported_at", "closed_at"]),
+    default="reported_at",
+    show_default=True,
+    help="the time --since/--until filter",
+)
+@click.option(
+    "--permutations",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="0: normal p of the z-score (ArcGIS); N: two-sided permutation mid-p from N conditional permutations",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the permutations")
 @click.option(
@@ -80,7 +108,9 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
     show_default=True,
     help="neighbours: queen, rook, or a distance band in metres (e.g. 300)",
 )
-@click.option("--json", "as_json", is_flag=True, help="print a JSON list of {grid_id, level, count, z, p, p_fdr, bin}")
+@click.option(
+    "--json", "as_json", is_flag=True, help="print a JSON list of {grid_id, level, count, z, p, p_fdr, bin, withheld}"
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -94,6 +124,7 @@ def hotspots(
     category: tuple[str, ...],
     since: str | None,
     until: str | None,
+    time_field: str,
     permutations: int,
     seed: int,
     weights: str,
@@ -103,9 +134,14 @@ def hotspots(
     r"""Find Getis–Ord Gi* hot and cold spots of incident counts in the store SRC.
 
     Counts the incidents per grid of one level, computes Gi* with queen
-    neighbours and seeded conditional permutations, adjusts the p-values for the
+    neighbours, takes the two-sided normal p of its z-score (or, with
+    --permutations N, a permutation mid-p), adjusts the p-values for the
     false-discovery rate and bins them as ArcGIS's Gi_Bin (±3/±2/±1 at 99/95/90 %).
-    Exit status: 0 done, 2 unusable input (the reason on stderr).
+    Grids too sparse to judge are withheld with the reason, not binned: all of them
+    with fewer than 30 incidents in the window or fewer than 5 expected in an average
+    neighbourhood; a grid with fewer than 5 in itself and its neighbours. Dates are whole days in the
+    store's time zone (Asia/Shanghai unless its metadata says time_zone); --until
+    includes the day. Exit status: 0 done, 2 unusable input (the reason on stderr).
 
     \b
     Examples:
@@ -138,6 +174,8 @@ def hotspots(
             category=list(category) or None,
             since=since,
             until=until,
+            tz=store_time_zone(store.metadata()),
+            time_field=time_field,
             weights=w,
             permutations=permutations,
             seed=seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,13 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import F, column_mapping_options, handle_errors, main
+from geogrid.cli._common import F, column_mapping_options, handle_errors, login_name, main
 from layers.datum import DATUMS
-from layers.errors import Problem, ValidationError, format_ids
+from layers.errors import GeogridWarning, Problem, ValidationError, format_ids
 from layers.io import Limits, describe, read_layer
 from layers.schema import SCHEMAS, LayerKind
 from layers.store import GeoPackageStore
-from layers.validate import validate_layer
+from layers.validate import datum_shift_hint, validate_layer
 
 __all__ = ["import_layer", "merge_into_store"]
 
@@ -135,8 +136,13 @@ def import_layer(
     )
     info: dict[str, Any] = describe(gdf)
     store = GeoPackageStore(into)
+    based_on = store.network_version() if lk is LayerKind.GRIDS else None  # before reading what is appended to
+    if lk is not LayerKind.GRIDS and info["datum"] == "wgs84" and store.has("grids"):
+        hint = datum_shift_hint(gdf, store.read("grids"))
+        if hint is not None:
+            warnings.warn(hint, GeogridWarning, stacklevel=1)
     out = merge_into_store(store, lk, gdf, mode=mode, source=src.name)
-    store.write({lk.value: out}, metadata={f"{lk.value}_source": src.name})
+    store.write({lk.value: out}, metadata={f"{lk.value}_source": src.name}, author=login_name(), based_on=based_on)
     crs_note = " (assumed from the lon/lat column names; pass --crs to override)" if info["crs_assumed"] else ""
     lines = [
         f"imported {info['rows']:,} {lk.value} from {src.name} into {into} "

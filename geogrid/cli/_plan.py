@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import pwd
 from typing import Any
 
 import click
 
 import shapely
 
-from geogrid.cli._common import handle_errors, main
+from geogrid.cli._common import handle_errors, login_name, main
 from geogrid.edits import EDIT_OPERATIONS
 from geogrid.plans import commit_plan, diff_plan, discard_plan, edit_plan, list_plans, new_plan
 from layers.store import open_store
@@ -20,11 +18,7 @@ from layers.store import open_store
 __all__ = ["plan"]
 
 
-def _me() -> str:
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return f"uid{os.getuid()}"
+_me = login_name
 
 
 author_option = click.option("--author", default=None, help="who makes the change (default: the login name)")

@@ -24,6 +24,7 @@ from geogrid.cli._common import (
 )
 from geogrid.repair import RepairResult, repair_grids
 from layers.errors import StoreError
+from layers.io import write_csv
 from layers.store import GeoPackageStore
 
 __all__ = ["format_repair", "repair"]
@@ -103,6 +104,6 @@ def repair(
         log = pd.DataFrame(result.log.drop(columns="geometry"))
         log["other_ids"] = log["other_ids"].map(lambda t: ";".join(t))
         log["geometry_wkt"] = result.log.geometry.to_wkt()
-        log.to_csv(log_path, index=False, encoding="utf-8")
+        write_csv(log, log_path)  # ids and names are users' text: formulas defused
     click.echo(format_repair(result, source=src.name, out=out.name))
     sys.exit(EXIT_FINDINGS if len(result.refused) else EXIT_OK)

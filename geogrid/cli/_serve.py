@@ -64,6 +64,47 @@ def _warm_in_background() -> None:
     threading.Thread(target=run, name="geogrid-warm-kernels", daemon=True).start()
 
 
+_ROLES = ("viewer", "planner", "admin")
+_MIN_KEY_LENGTH = 16  # as api.settings.MIN_KEY_LENGTH; tests/api/test_doors.py checks both agree
+
+
+def _key_list_problems(text: str) -> list[str]:
+    """Return what is wrong with an API key list (``"key1:viewer,key2:admin"``), as the app would refuse it.
+
+    The app (``api.settings``) checks the list again when it starts; this check lets ``serve``
+    refuse before deciding anything from the list (geogrid does not import the api package).
+
+    Examples
+    --------
+    >>> _key_list_problems(" , ")[0]
+    "entry 1 is empty (an unset variable in '$A,$B'?)"
+    >>> _key_list_problems("0123456789abcdef:viewer")
+    []
+    """
+    if not text.strip():
+        return []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, item in enumerate(p.strip() for p in text.split(",")):
+        where = f"entry {n + 1}"
+        key, sep, role = item.rpartition(":")
+        key, role = key.strip(), role.strip().lower()
+        if not item:
+            problems.append(f"{where} is empty (an unset variable in '$A,$B'?)")
+        elif not sep or not key:
+            problems.append(f"{where} has no 'key:role' form")
+        elif role not in _ROLES:
+            problems.append(f"{where} has role {role!r}; roles are {', '.join(_ROLES)}")
+        elif len(key) < _MIN_KEY_LENGTH:
+            problems.append(f"{where} has a key of {len(key)} characters; keys need at least {_MIN_KEY_LENGTH}")
+        elif any(c.isspace() or c in ",:" for c in key):
+            problems.append(f"{where} has a key with a space, ',' or ':' in it")
+        elif key in seen:
+            problems.append(f"{where} repeats a key")
+        seen.add(key)
+    return problems
+
+
 def _is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
     if host == "localhost":
@@ -86,8 +127,38 @@ def _is_loopback(host: str) -> bool:
     help="API keys and roles (viewer, planner, admin); default from GEOGRID_API_KEYS. "
     "Without keys the server reads anonymously and binds to loopback only.",
 )
+@click.option(
+    "--public-url",
+    envvar="GEOGRID_PUBLIC_URL",
+    default=None,
+    metavar="URL",
+    help="the URL clients use (https://grid.example.gov); links are built on it, not on the Host header. "
+    "Default from GEOGRID_PUBLIC_URL.",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="seconds a client has to send a request's headers before its connection is closed",
+)
+@click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="connections served at once; more get 503",
+)
 @handle_errors
-def serve(store: str | None, host: str, port: int, api_keys: str) -> None:
+def serve(
+    store: str | None,
+    host: str,
+    port: int,
+    api_keys: str,
+    public_url: str | None,
+    header_timeout: float,
+    max_connections: int,
+) -> None:
     r"""Serve STORE (a GeoPackage, or a PostGIS URL) as maps and an API; with no STORE, the demo district.
 
     The demo district is built on first use into the user cache directory (a few
@@ -107,8 +178,18 @@ def serve(store: str | None, host: str, port: int, api_keys: str) -> None:
     """
     import uvicorn
 
+    from geogrid._serving import server_options
     from geogrid.demo import demo_store
 
+    problems = _key_list_problems(api_keys)
+    if problems:
+        msg = (
+            "GEOGRID_API_KEYS (or --api-keys): "
+            + "; ".join(problems)
+            + f". Write 'key1:viewer,key2:planner,key3:admin' with keys of at least {_MIN_KEY_LENGTH} characters "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+        raise click.UsageError(msg)
     keyed = bool(api_keys.strip())
     if not keyed and not _is_loopback(host):
         msg = (
@@ -129,6 +210,8 @@ def serve(store: str | None, host: str, port: int, api_keys: str) -> None:
         location = shown_store = str(path.resolve())
     # The app reads its settings (GEOGRID_*) from the environment of the server process.
     os.environ["GEOGRID_STORE"] = location
+    if public_url:
+        os.environ["GEOGRID_PUBLIC_URL"] = public_url
     if keyed:
         os.environ["GEOGRID_API_KEYS"] = api_keys
         os.environ.pop("GEOGRID_LOCAL_ADMIN_KEY", None)
@@ -146,4 +229,11 @@ def serve(store: str | None, host: str, port: int, api_keys: str) -> None:
             err=True,
         )
     _warm_in_background()
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        **server_options(header_timeout, max_connections),  # type: ignore[arg-type]
+    )

@@ -14,8 +14,10 @@ import geopandas as gpd
 from geogrid.cli._common import fail, handle_errors, main, progress_bar
 from geogrid.stats import STAT_COLUMNS, grid_stats
 from layers.errors import StoreError
+from layers.io import write_csv
 from layers.schema import INCIDENT_SOURCES
 from layers.store import GeoPackageStore
+from layers.times import store_time_zone
 
 __all__ = ["stats", "to_records"]
 
@@ -73,8 +75,15 @@ def _table(result: gpd.GeoDataFrame, source: str, top: int = _TOP) -> str:
 @click.option(
     "--source", "sources", type=click.Choice(INCIDENT_SOURCES), multiple=True, help="only this source (repeatable)"
 )
-@click.option("--since", default=None, metavar="DATE", help="reported at or after (ISO 8601; naive = UTC)")
-@click.option("--until", default=None, metavar="DATE", help="reported before (ISO 8601; naive = UTC)")
+@click.option("--since", default=None, metavar="DATE", help="from DATE (a whole day, or a time; store time zone)")
+@click.option("--until", default=None, metavar="DATE", help="to DATE, the whole day included (store time zone)")
+@click.option(
+    "--time-field",
+    type=click.Choice(["reported_at", "closed_at"]),
+    default="reported_at",
+    show_default=True,
+    help="the time --since/--until filter",
+)
 @click.option("--by", type=click.Choice(["category", "source"]), default=None, help="one row per grid and value")
 @click.option("--overdue-after", default="72h", show_default=True, metavar="DURATION", help="open longer = overdue")
 @click.option("--smooth", is_flag=True, help="add empirical-Bayes smoothed rates (*_eb)")
@@ -88,6 +97,7 @@ def stats(
     sources: tuple[str, ...],
     since: str | None,
     until: str | None,
+    time_field: str,
     by: str | None,
     overdue_after: str,
     smooth: bool,
@@ -98,7 +108,9 @@ def stats(
 
     Counts, rates per km² / 1,000 residents / household, closing rate, median and 90th
     percentile hours to close, open and overdue incidents, hotline next to grid-worker
-    reports. Exit status: 0 done, 2 unusable input (the reason on stderr).
+    reports. Dates and times without a zone are in the store's time zone (metadata
+    time_zone, else Asia/Shanghai); --until includes the whole day it names.
+    Exit status: 0 done, 2 unusable input (the reason on stderr).
 
     \b
     Examples:
@@ -138,6 +150,8 @@ def stats(
                 by=by,
                 overdue_after=overdue_after,
                 smooth=smooth,
+                tz=store_time_zone(store.metadata()),
+                time_field=time_field,
             )
         except ValueError as err:
             fail(str(err))
@@ -150,7 +164,7 @@ def stats(
         if suffix == ".parquet":
             result.to_parquet(out)
         elif suffix == ".csv":
-            result.drop(columns="geometry").to_csv(out, index=False)
+            write_csv(result, out)  # citizens' text: formulas defused
         else:
             result.to_file(out, layer="grid_stats" if suffix == ".gpkg" else None)
         click.echo(f"wrote {len(result):,} rows to {out}")

@@ -106,3 +106,13 @@ def test_the_blind_spot_count_is_grids_below_the_stated_coverage(full_client, gr
     assert f"覆盖不足50%网格 <b>{expected}</b>" in page
     assert "摄像头可见面积不到网格面积50%的基础网格" in page  # the legend states the threshold
     assert "事件聚合：数字为事件数" in page  # the cluster bubbles are explained
+
+
+def test_sparse_hot_spots_are_said_not_coloured(full_client):
+    """Six incidents are too few to judge: the hot-spot layer outlines the grids grey with the reason."""
+    page = full_client.get(WHOLE).text
+    assert "数据稀疏，未判定" in page  # the legend row
+    held = re.findall(r'"held": (true|false)', page)
+    assert held and set(held) == {"true"}  # every grid of the layer is withheld, none coloured
+    assert not re.findall(r'"bin": -?[1-3]\b', page)
+    assert "\\u4e8b\\u4ef6\\u8fc7\\u5c11" in page or "事件过少，未判定" in page  # the reason: too few incidents

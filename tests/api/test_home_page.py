@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 
 from api import Settings, create_app
 from geogrid.plans import new_plan
 from layers.store import GeoPackageStore
+from tests.api._support import TestClient
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 ADMIN, PLANNER, VIEWER = ("a" * 24, "p" * 24, "v" * 24)
@@ -36,8 +36,8 @@ def test_chinese_by_default_with_the_maps_plans_qa_layers_and_api(client):
     assert '<html lang="zh-CN">' in page
     for text in ("指挥中心大屏", "网格层级图", "规划", "最新质检", "图层", "数据接口"):
         assert text in page, text
-    assert 'href="http://testserver/maps/command-centre"' in page
-    assert 'href="http://testserver/collections/grids/items?limit=10"' in page
+    assert 'href="http://localhost/maps/command-centre"' in page
+    assert 'href="http://localhost/collections/grids/items?limit=10"' in page
     assert 'id="gg-qa-verdict">无问题' in page  # the test network is sound
     assert 'id="gg-lang-en" href="?f=html&amp;lang=en"' in page
 

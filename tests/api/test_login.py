@@ -1,11 +1,15 @@
-"""Browser sign-in: /login keeps the key in an HttpOnly cookie; pages redirect there; cookie changes need the header."""
+"""Browser sign-in: /login opens a revocable session kept in an HttpOnly cookie; pages redirect there;
+the form needs its same-site token; cookie changes need the header."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from api import Settings, create_app
 from api.auth import CSRF_HEADER, SESSION_COOKIE
+from api.routers.session import LOGIN_COOKIE
 from tests.api._support import TestClient
 
 VIEWER, PLANNER = "k-viewer-0123456789", "k-planner-0123456789"
@@ -24,8 +28,18 @@ def keyed(full_store_path):
         yield c
 
 
+def _form_token(c: TestClient) -> str:
+    """Open the sign-in form (which sets its token cookie) and return the token it carries."""
+    form = c.get("/login")
+    assert form.status_code == 200
+    found = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert found, form.text
+    return found.group(1)
+
+
 def _sign_in(c: TestClient, key: str, next_path: str = "/maps/grids"):
-    return c.post("/login", content=f"key={key}&next={next_path}", headers=FORM)
+    token = _form_token(c)
+    return c.post("/login", content=f"key={key}&next={next_path}&csrf={token}", headers=FORM)
 
 
 def test_a_page_without_a_key_redirects_a_browser_to_sign_in_and_back(keyed):
@@ -46,8 +60,9 @@ def test_the_form_escapes_next_and_sign_in_sets_a_strict_httponly_cookie(keyed):
 
     r = _sign_in(keyed, VIEWER, "/maps/command-centre")
     assert r.status_code == 303 and r.headers["location"] == "/maps/command-centre"
-    cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"{SESSION_COOKIE}={VIEWER};")
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith(f"{SESSION_COOKIE}="))
+    assert VIEWER not in cookie  # a session token, never the key itself
+    assert len(cookie.split(";")[0].split("=", 1)[1]) >= 40
     for attr in ("HttpOnly", "SameSite=strict", "Path=/", "Max-Age=43200"):
         assert attr.lower() in cookie.lower(), cookie
     assert "secure" not in cookie.lower()  # plain http here; set over https
@@ -57,7 +72,8 @@ def test_the_form_escapes_next_and_sign_in_sets_a_strict_httponly_cookie(keyed):
 
 def test_an_unknown_key_shows_the_form_again_and_sets_nothing(keyed):
     r = _sign_in(keyed, "wrong-key")
-    assert r.status_code == 401 and "set-cookie" not in r.headers
+    assert r.status_code == 401
+    assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in r.headers.get_list("set-cookie"))
     assert "unknown API key" in r.text
     assert keyed.get("/maps/grids", headers=HTML).status_code == 303
 
@@ -66,13 +82,14 @@ def test_an_unknown_key_shows_the_form_again_and_sets_nothing(keyed):
     "target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"]
 )
 def test_next_never_leaves_the_server(keyed, target):
-    r = keyed.post("/login", data={"key": VIEWER, "next": target})
+    r = keyed.post("/login", data={"key": VIEWER, "next": target, "csrf": _form_token(keyed)})
     assert r.status_code == 303 and r.headers["location"] == "/"
 
 
 def test_a_form_in_another_encoding_is_refused(keyed):
     r = keyed.post("/login", json={"key": VIEWER})
-    assert r.status_code == 415 and "set-cookie" not in r.headers
+    assert r.status_code == 415
+    assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in r.headers.get_list("set-cookie"))
 
 
 def test_cookie_rights_follow_the_role_and_changes_need_the_header(keyed):
@@ -101,7 +118,68 @@ def test_a_cookie_whose_key_was_withdrawn_counts_as_no_key(full_store_path):
 def test_sign_out_drops_the_cookie(keyed):
     _sign_in(keyed, VIEWER)
     assert keyed.get("/plans").status_code == 200
+    token = keyed.cookies[SESSION_COOKIE]
     r = keyed.post("/logout")
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert f'{SESSION_COOKIE}=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
     assert keyed.get("/plans").status_code == 401
+    # the server ended the session: a copy of the cookie kept elsewhere is worth nothing now
+    keyed.cookies.set(SESSION_COOKIE, token)
+    assert keyed.get("/plans").status_code == 401
+
+
+def test_a_session_expires_on_the_server(full_store_path):
+    app = create_app(Settings(store=full_store_path, api_keys=f"{VIEWER}:viewer", session_hours=1))
+    now = [1_000_000.0]
+    app.state.sessions._clock = lambda: now[0]
+    with TestClient(app, follow_redirects=False) as c:
+        assert _sign_in(c, VIEWER).status_code == 303
+        now[0] += 3599
+        assert c.get("/plans").status_code == 200
+        now[0] += 2  # past the hour, whatever the browser does with Max-Age
+        assert c.get("/plans").status_code == 401
+        assert c.get("/maps/grids", headers=HTML).status_code == 303
+
+
+def test_a_withdrawn_or_demoted_key_changes_its_live_sessions(full_store_path, store_path):
+    """Sessions follow the key list the server has now, not the one at sign-in."""
+    from api.settings import get_settings
+
+    app = create_app(Settings(store=full_store_path, api_keys=f"{VIEWER}:viewer,{PLANNER}:planner"))
+    with TestClient(app, follow_redirects=False) as c:
+        _sign_in(c, PLANNER)
+        write = {CSRF_HEADER: "geogrid"}
+        assert c.post("/plans", json={"name": "a"}, headers=write).status_code == 201
+        app.dependency_overrides[get_settings] = lambda: Settings(
+            store=full_store_path, api_keys=f"{VIEWER}:viewer,{PLANNER}:viewer"
+        )
+        assert c.post("/plans", json={"name": "b"}, headers=write).status_code == 403
+        app.dependency_overrides[get_settings] = lambda: Settings(store=full_store_path, api_keys=f"{VIEWER}:viewer")
+        assert c.get("/plans").status_code == 401
+
+
+def test_sign_in_needs_the_forms_same_site_token(keyed):
+    """A cross-site form post (login CSRF) cannot sign the browser in: no token, wrong token, other Origin."""
+    no_token = keyed.post("/login", content=f"key={VIEWER}&next=/", headers=FORM)
+    assert no_token.status_code == 403 and "token" in no_token.text
+    assert not any(c.startswith(f"{SESSION_COOKIE}=") for c in no_token.headers.get_list("set-cookie"))
+    token = _form_token(keyed)
+    wrong = keyed.post("/login", content=f"key={VIEWER}&csrf=x{token}", headers=FORM)
+    assert wrong.status_code == 403
+    token = _form_token(keyed)
+    other_site = keyed.post(
+        "/login", content=f"key={VIEWER}&csrf={token}", headers={**FORM, "Origin": "https://evil.example"}
+    )
+    assert other_site.status_code == 403 and "evil.example" in other_site.text
+    token = _form_token(keyed)
+    fetch_meta = keyed.post(
+        "/login", content=f"key={VIEWER}&csrf={token}", headers={**FORM, "Sec-Fetch-Site": "cross-site"}
+    )
+    assert fetch_meta.status_code == 403
+    assert keyed.get("/plans").status_code == 401  # none of them signed in
+    token = _form_token(keyed)
+    same = keyed.post("/login", content=f"key={VIEWER}&csrf={token}", headers={**FORM, "Origin": "http://testserver"})
+    assert same.status_code == 303
+    form_cookie = keyed.get("/login").headers["set-cookie"]
+    for attr in (f"{LOGIN_COOKIE}=", "HttpOnly", "SameSite=strict", "Path=/login"):
+        assert attr.lower() in form_cookie.lower(), form_cookie

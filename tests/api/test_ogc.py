@@ -9,6 +9,7 @@ import shapely
 
 from api import Settings, create_app
 from api.features import CRS84, EPSG4326, LIMIT_MAX
+from layers.schema import INCIDENT_STATUSES
 from layers.store import GeoPackageStore
 from tests.api._support import TestClient
 
@@ -55,12 +56,12 @@ def test_landing_page_negotiates_json_and_html(full_client):
     rels = {lk["rel"]: lk for lk in doc["links"]}
     assert {"self", "service-desc", "conformance", "data"} <= set(rels)
     assert rels["service-desc"]["type"] == "application/vnd.oai.openapi+json;version=3.0"
-    assert rels["data"]["href"] == "http://testserver/collections"
+    assert rels["data"]["href"] == "http://localhost/collections"
     assert all(lk.get("type") for lk in doc["links"])
 
     browser = full_client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert browser.headers["content-type"].startswith("text/html")
-    assert 'href="http://testserver/maps/grids"' in browser.text
+    assert 'href="http://localhost/maps/grids"' in browser.text
     assert full_client.get("/?f=json", headers={"Accept": "text/html"}).headers["content-type"] == "application/json"
     assert full_client.get("/?f=html").headers["content-type"].startswith("text/html")
     assert full_client.get("/").headers["content-type"] == "application/json"  # no preference: JSON
@@ -80,7 +81,7 @@ def test_collections_have_extents_crs_and_item_links(full_client, grids, inciden
     g = by_id["grids"]
     assert g["extent"]["spatial"]["bbox"][0] == pytest.approx(list(grids.total_bounds))
     assert g["storageCrs"] == CRS84 and CRS84 in g["crs"]
-    assert _link(g, "items", "application/geo+json") == "http://testserver/collections/grids/items"
+    assert _link(g, "items", "application/geo+json") == "http://localhost/collections/grids/items"
     assert "temporal" not in g["extent"]
     assert by_id["incidents"]["extent"]["temporal"]["interval"] == [["2024-12-31T16:00:00Z", "2025-06-30T10:00:00Z"]]
     assert full_client.get("/collections/incidents").json() == by_id["incidents"]
@@ -105,7 +106,7 @@ def test_items_are_geojson_with_ids_counts_and_links(full_client, grids):
     assert fc["type"] == "FeatureCollection"
     assert _ids(fc) == list(grids["grid_id"])
     assert fc["numberMatched"] == fc["numberReturned"] == len(grids)
-    assert _link(fc, "self", "application/geo+json").startswith("http://testserver/collections/grids/items")
+    assert _link(fc, "self", "application/geo+json").startswith("http://localhost/collections/grids/items")
     assert not [lk for lk in fc["links"] if lk["rel"] in ("next", "prev")]
     first = fc["features"][0]
     assert first["properties"]["name"] == "河北区" and first["properties"]["parent_id"] is None
@@ -118,7 +119,7 @@ def test_one_item_and_a_missing_one(full_client, incidents):
     f = r.json()
     assert f["id"] == "E3" and f["properties"]["reported_at"] == "2025-03-02T08:00:00Z"
     assert f["properties"]["description"] == incidents["description"].iloc[0]  # data, returned as it is
-    assert _link(f, "collection") == "http://testserver/collections/incidents"
+    assert _link(f, "collection") == "http://localhost/collections/incidents"
     missing = full_client.get("/collections/incidents/items/E99")
     assert missing.status_code == 404 and "E99" in missing.json()["description"]
 
@@ -161,8 +162,12 @@ def test_grid_property_filters(full_client, query, expected):
     [
         ("source=hotline", ["E1", "E4"]),
         ("status=closed&category=环境卫生", ["E1", "E3", "E6"]),
-        ("datetime=2025-03-01", ["E1", "E2"]),
+        ("datetime=2025-03-01", ["E1"]),  # the day in Asia/Shanghai ends at 16:00 UTC: E2 (23:59 UTC) is 2 March
+        ("datetime=2025-03-02", ["E2", "E3"]),
         ("datetime=2025-03-01T00:00:00Z", ["E1"]),
+        ("datetime=2025-03-01T08:00:00", ["E1"]),  # no zone: the store's (Asia/Shanghai), as QGIS sends it
+        ("datetime=2025-03-01T/..", ["E1", "E2", "E3", "E4", "E6"]),  # GDAL's -where "reported_at >= '2025-03-01'"
+        ("datetime=../2025-03-01T", ["E1", "E5"]),  # GDAL's "<= '2025-03-01'": the day included
         ("datetime=2025-03-01T08:00:00%2B08:00", ["E1"]),  # 08:00 in Beijing is 00:00 UTC
         ("datetime=2024-12-31T16:00:00Z", ["E5"]),
         ("datetime=2025-03-01T00:00:00Z/2025-03-02T08:00:00Z", ["E1", "E2", "E3"]),
@@ -175,7 +180,11 @@ def test_grid_property_filters(full_client, query, expected):
         "source",
         "status+category",
         "day",
+        "next-day",
         "instant",
+        "instant-no-zone",
+        "gdal-from-day",
+        "gdal-to-day",
         "instant-offset",
         "instant-utc",
         "closed",
@@ -263,14 +272,14 @@ def test_invalid_parameters_are_400_with_the_reason(full_client, query):
     "query",
     [
         "datetime=yesterday",
-        "datetime=2025-03-01T00:00:00",
+        "datetime=2025-02-30",
         "datetime=2025-03-02/2025-03-01",
         "datetime=a/b/c",
         "source=phone",
         "status=lost",
         "datetime=..",
     ],
-    ids=["word", "no-zone", "reversed", "three-parts", "source", "status", "dots"],
+    ids=["word", "no-such-day", "reversed", "three-parts", "source", "status", "dots"],
 )
 def test_invalid_incident_parameters_are_400(full_client, query):
     assert full_client.get(f"/collections/incidents/items?{query}").status_code == 400
@@ -359,3 +368,185 @@ def test_demo_bbox_and_datetime_match_a_direct_selection(demo_client, demo_distr
     fc = demo_client.get(url).json()
     assert 0 < fc["numberMatched"] == len(want)
     assert sorted(_ids(fc)) == sorted(want["incident_id"])
+
+
+# -- the API document: valid OpenAPI 3.0, one path per collection with its own parameters --------
+
+
+def _api(client):
+    return client.get("/openapi.json").json()
+
+
+def _params(doc, path):
+    out = {}
+    for p in doc["paths"][path]["get"]["parameters"]:
+        if "$ref" in p:
+            p = doc["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]
+        out[p["name"]] = p
+    return out
+
+
+def test_the_api_document_is_valid_openapi_30(full_client):
+    from openapi_spec_validator import OpenAPIV30SpecValidator
+
+    doc = _api(full_client)
+    assert doc["openapi"] == "3.0.3"
+    errors = [e.message[:300] for e in OpenAPIV30SpecValidator(doc).iter_errors()]
+    assert errors == []
+    assert "prefixItems" not in full_client.get("/openapi.json").text
+
+
+def test_each_collection_has_its_own_items_path_with_its_filters(full_client):
+    doc = _api(full_client)
+    assert not [p for p in doc["paths"] if "{collection_id}" in p]
+    grids, incidents = _params(doc, "/collections/grids/items"), _params(doc, "/collections/incidents/items")
+    assert {"level", "parent_id", "level_name", "bbox", "limit", "filter"} <= set(grids)
+    assert "datetime" not in grids and "category" not in grids  # grids have no time and no category
+    assert {"category", "source", "status", "datetime"} <= set(incidents) and "level" not in incidents
+    # What GDAL and QGIS need to treat a parameter as a filter: in query, form style, not exploded, typed.
+    level = grids["level"]
+    assert (level["in"], level["style"], level["explode"], level["schema"]["type"]) == (
+        "query",
+        "form",
+        False,
+        "integer",
+    )
+    assert incidents["source"]["schema"]["enum"] == ["grid_worker", "hotline", "snapshot", "camera", "other"]
+    assert grids["limit"]["schema"]["maximum"] == LIMIT_MAX and grids["limit"]["schema"]["default"] == 100
+    assert "/collections/cameras/queryables" in doc["paths"]
+
+
+# -- queryables and CQL2 ------------------------------------------------------------------------------
+
+
+def test_queryables_are_a_json_schema_linked_from_the_collection(full_client):
+    coll = full_client.get("/collections/incidents").json()
+    url = _link(coll, "http://www.opengis.net/def/rel/ogc/1.0/queryables", "application/schema+json")
+    r = full_client.get(url)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/schema+json"
+    doc = r.json()
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert doc["$id"] == url and doc["type"] == "object" and doc["additionalProperties"] is False
+    assert doc["properties"]["reported_at"]["format"] == "date-time"
+    assert doc["properties"]["status"]["enum"] == list(INCIDENT_STATUSES)
+    grids = full_client.get("/collections/grids/queryables").json()["properties"]
+    assert grids["level"] == {
+        "title": "level",
+        "type": "integer",
+        "description": grids["level"]["description"],
+        "minimum": 0,
+    }
+    assert full_client.get("/collections/nowhere/queryables").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("cid", "cql", "expected"),
+    [
+        ("grids", "level = 2", ["G1", "G2", "G3", "G4"]),
+        ("grids", "level >= 1 AND parent_id <> 'S1'", ["S1", "S2", "G3", "G4"]),
+        ("grids", "parent_id IS NULL", ["D"]),
+        ("grids", "NOT parent_id = 'S1'", ["S1", "S2", "G3", "G4"]),  # D's parent is null: unknown, left out
+        ("grids", "level = 0 OR grid_id = 'G4'", ["D", "G4"]),
+        ("incidents", "category = '环境卫生' AND source = 'hotline'", ["E1"]),
+        ("incidents", "reported_at >= TIMESTAMP('2025-04-01T00:00:00Z')", ["E4", "E6"]),
+        ("incidents", "closed_at IS NULL AND status <> 'closed'", ["E2", "E4"]),
+        ("cameras", "range_m > 55 AND fov_deg < 360", ["C2", "C3"]),
+    ],
+    ids=["eq", "and-ne", "is-null", "not-three-valued", "or", "chinese", "timestamp", "null-and", "float"],
+)
+def test_cql2_text_filters_are_answered_by_the_server(full_client, cid, cql, expected):
+    fc = full_client.get(f"/collections/{cid}/items", params={"filter": cql}).json()
+    assert _ids(fc) == expected, fc
+    assert fc["numberMatched"] == len(expected)
+
+
+def test_cql2_json_and_filters_combined_with_parameters(full_client):
+    import json
+
+    tree = {"op": "=", "args": [{"property": "level"}, 2]}
+    fc = full_client.get(
+        "/collections/grids/items", params={"filter": json.dumps(tree), "filter-lang": "cql2-json", "parent_id": "S2"}
+    ).json()
+    assert _ids(fc) == ["G3", "G4"]
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"filter": "level = 2 AND"}, "not valid cql2-text"),
+        ({"filter": "levle = 2"}, "not a queryable"),
+        ({"filter": "level = '2'"}, "compares a int with a str"),
+        ({"filter": "name LIKE '网格%'"}, "operator 'like'"),
+        ({"filter": "level IN (1, 2)"}, "operator 'in'"),
+        ({"filter": "S_INTERSECTS(geometry, BBOX(117, 39, 118, 40))"}, "s_intersects"),
+        ({"filter": "level + 1 = 2"}, "'+'"),
+        ({"filter": "level = 2", "filter-lang": "cql-text"}, "filter-lang"),
+        ({"filter-lang": "cql2-text"}, "without a filter"),
+    ],
+    ids=["syntax", "unknown-property", "type", "like", "in", "spatial", "arithmetic", "lang", "lang-alone"],
+)
+def test_unsupported_cql2_is_a_400_naming_what(full_client, query, words):
+    r = full_client.get("/collections/grids/items", params=query)
+    assert r.status_code == 400, r.text
+    assert words in r.json()["description"]
+
+
+def test_conformance_declares_queryables_filter_and_basic_cql2(full_client):
+    classes = set(full_client.get("/conformance").json()["conformsTo"])
+    for c in ("queryables", "queryables-query-parameters", "filter", "features-filter"):
+        assert f"http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/{c}" in classes
+    assert {
+        "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+        "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    } <= classes
+
+
+# -- HEAD, compression, formats ----------------------------------------------------------------------
+
+
+def test_head_answers_wherever_get_does(full_client):
+    from api.auth import iter_routes
+
+    app = full_client.app
+    paths = [
+        info.path
+        for info in iter_routes(app)
+        if info.methods and "GET" in info.methods and "{" not in info.path and not info.path.startswith("/static")
+    ]
+    assert "/collections" in paths and "/maps/grids" in paths
+    for path in paths:
+        got, head = full_client.get(path), full_client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert full_client.head("/collections/grids/items/G1").status_code == 200
+    assert full_client.head("/collections/grids/items/nope").status_code == 404
+
+
+def test_large_responses_are_gzipped_small_ones_not(full_client):
+    big = full_client.get("/collections/grids/items", headers={"Accept-Encoding": "gzip"})
+    assert big.headers["content-encoding"] == "gzip"
+    assert int(big.headers["content-length"]) < len(big.content)  # httpx decoded it
+    assert big.json()["numberReturned"] == 7
+    small = full_client.get("/health", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers
+    plain = full_client.get("/collections/grids/items", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/conformance",
+        "/collections",
+        "/collections/grids",
+        "/collections/grids/items",
+        "/collections/grids/items/G1",
+        "/collections/grids/queryables",
+    ],
+)
+def test_f_html_is_a_clear_400_on_every_json_resource(full_client, path):
+    r = full_client.get(f"{path}?f=html")
+    assert r.status_code == 400, path
+    assert "HTML views are the landing page" in r.json()["description"]
+    assert full_client.get(f"{path}?f=json").status_code == 200

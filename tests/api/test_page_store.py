@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 
 from api import Settings, create_app
 from layers.store import GeoPackageStore
+from tests.api._support import TestClient
 
 PAGE = "/maps/command-centre"
 

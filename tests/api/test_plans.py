@@ -218,3 +218,41 @@ def test_every_operation_goes_through(plans):
 def test_an_unknown_plan_is_404(plans):
     assert plans.get("/plans/p99", headers=AS["viewer"]).status_code == 404
     assert plans.post("/plans/p99/edits", json=INSIDE, headers={**AS["planner"], "If-Match": '"0"'}).status_code == 404
+
+
+BAD_ATTRIBUTE_EDITS = {
+    "unknown-column": ({"no_such_column": 1}, "no_such_column"),
+    "protected-column": ({"parent_id": "S2"}, "parent_id"),
+    "level": ({"level": 5}, "level"),
+    "text-workload": ({"households": "abc"}, "households"),
+    "fractional-workload": ({"population": 1.5}, "population"),
+    "huge-workload": ({"shops": 1e300}, "shops"),
+    "negative-workload": ({"households": -3}, "households"),
+    "name-as-number": ({"name": 12}, "name"),
+}
+
+
+@pytest.mark.parametrize("values, named", BAD_ATTRIBUTE_EDITS.values(), ids=BAD_ATTRIBUTE_EDITS.keys())
+def test_a_bad_attribute_edit_is_a_4xx_naming_the_column(plans, store_path, values, named):
+    pid = _new(plans)
+    before = _sha(store_path)
+    body = {"op": "update_attributes", "grid_id": "G1", "values": values}
+    r = plans.post(f"/plans/{pid}/edits", json=body, headers={**AS["planner"], "If-Match": '"0"'})
+    assert r.status_code in (400, 422), r.text
+    assert named in r.text, r.text
+    assert _sha(store_path) == before
+
+
+def test_a_nan_workload_is_a_4xx(plans, store_path):
+    pid = _new(plans)
+    raw = '{"op": "update_attributes", "grid_id": "G1", "values": {"households": NaN}}'
+    headers = {**AS["planner"], "If-Match": '"0"', "Content-Type": "application/json"}
+    r = plans.post(f"/plans/{pid}/edits", content=raw, headers=headers)
+    assert r.status_code in (400, 422), r.text
+
+
+def test_good_attribute_values_are_stored_with_their_types(plans):
+    pid = _new(plans)
+    body = {"op": "update_attributes", "grid_id": "G1", "values": {"households": 120, "name": "新网格", "shops": 3.0}}
+    r = plans.post(f"/plans/{pid}/edits", json=body, headers={**AS["planner"], "If-Match": '"0"'})
+    assert r.status_code in (200, 201), r.text

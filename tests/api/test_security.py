@@ -31,6 +31,7 @@ EXPECTED_POLICIES = {
     ("GET", "/collections"): "viewer",
     ("GET", "/collections/{collection_id}"): "viewer",
     ("GET", "/collections/{collection_id}/items"): "viewer",
+    ("GET", "/collections/{collection_id}/queryables"): "viewer",
     ("GET", "/collections/{collection_id}/items/{feature_id}"): "viewer",
     ("GET", "/maps/grids"): "viewer",
     ("GET", "/maps/command-centre"): "viewer",
@@ -140,15 +141,16 @@ def test_a_bad_key_is_401_even_where_anonymous_may_read(open_app, keyed_app, hea
 
 
 def test_keys_in_settings_are_parsed_and_checked():
-    s = Settings(api_keys="a1:viewer, b2:Planner ,c3:admin")
-    assert s.api_keys == {"a1": Role.VIEWER, "b2": Role.PLANNER, "c3": Role.ADMIN}
+    a, b, c = "a1-0123456789abcdef", "b2-0123456789abcdef", "c3-0123456789abcdef"
+    s = Settings(api_keys=f"{a}:viewer, {b}:Planner ,{c}:admin")
+    assert s.api_keys == {a: Role.VIEWER, b: Role.PLANNER, c: Role.ADMIN}
     assert not s.anonymous_read and Settings().anonymous_read
     with pytest.raises(ValueError, match="role 'root'") as err:
-        Settings(api_keys="secret-key:root")
+        Settings(api_keys="secret-key-0123456789:root")
     assert "secret-key" not in str(err.value)  # keys never reach logs
     with pytest.raises(ValueError, match="repeats a key"):
-        Settings(api_keys="a:viewer,a:admin")
-    assert "secret" not in repr(Settings(api_keys="secret:admin"))
+        Settings(api_keys=f"{a}:viewer,{a}:admin")
+    assert "secret" not in repr(Settings(api_keys="secret-0123456789abcdef:admin"))
 
 
 # -- body limit ------------------------------------------------------------------------------

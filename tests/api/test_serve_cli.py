@@ -40,13 +40,13 @@ def test_loopback_without_keys_prints_a_generated_admin_key(runs, store_path, ho
 
 
 def test_keys_allow_a_public_host(runs, store_path, monkeypatch):
-    monkeypatch.setenv("GEOGRID_API_KEYS", "k1-0123456789:viewer")
+    monkeypatch.setenv("GEOGRID_API_KEYS", "k1-0123456789abcdef:viewer")
     out = CliRunner().invoke(main, ["serve", str(store_path), "--host", "0.0.0.0"])
     assert out.exit_code == 0, out.output
     import os
 
     assert "GEOGRID_LOCAL_ADMIN_KEY" not in os.environ
-    assert "k1-0123456789" not in out.output
+    assert "k1-0123456789abcdef" not in out.output
     assert runs[0][1]["host"] == "0.0.0.0"
 
 

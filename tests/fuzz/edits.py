@@ -429,7 +429,11 @@ def make_edit(case: Case) -> Edit | None:
         if shapely.within(line, outline):
             return None
         params = {"grid_a": a, "grid_b": b, "line": case.to_input(line), "cascade": bool(rng.random() < 0.5)}
-        return "reshape_boundary", reshape_boundary, params, False
+        # The outline may bend back towards the point "beyond" it: a line that leaves the district by
+        # no more than twice the snap distance may be snapped onto the outline (accepting it is fine
+        # then, as long as the result meets every post-condition).
+        beyond = float(shapely.distance(shapely.Point(out_pt + side), outline))
+        return "reshape_boundary", reshape_boundary, params, False if beyond > 2 * SNAP_M else None
     if kind == "split_nocut":
         gid = case.pick(case.on_level(lv))
         _x0, y0, x1, y1 = case.geom[gid].bounds

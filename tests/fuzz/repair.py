@@ -187,7 +187,9 @@ def perturb(g: gpd.GeoDataFrame, rng: np.random.Generator, kind: str) -> gpd.Geo
         g = pd.concat([g, dup], ignore_index=True)
         geo = np.append(geo, geo[r])
     elif kind == "hole":
-        inner = shapely.buffer(geo[r], -8.0)
+        # A grid an earlier perturbation made invalid (a bow-tie, an exclave drawn over a part) stays
+        # as it is: GEOS cannot cut a hole into it, and the case keeps the invalid grid to repair.
+        inner = shapely.buffer(geo[r], -8.0) if geo[r].is_valid else shapely.Polygon()
         if not inner.is_empty:
             p = shapely.point_on_surface(inner)
             hole = shapely.intersection(shapely.buffer(p, float(rng.uniform(3, 60)), quad_segs=4), inner)

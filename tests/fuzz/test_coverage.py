@@ -6,19 +6,8 @@ import pytest
 
 from tests.fuzz.coverage import run_case
 
-OPEN_BUG = pytest.param(
-    1_003_960,
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "open: GEOS 'TopologyException: Ring edge missing' in occlude_exact's fine view minus shadow "
-            "(found by the long lane); a 1 µm snap-rounding retry fails too, and make_valid of the inputs "
-            "leaves two grids 0.5-0.8 % high, so the shadow itself is suspect"
-        ),
-    ),
-)
-SEEDS = [*range(100), OPEN_BUG]
-"""About 40 s on one core."""
+SEEDS = [*range(100), 1_003_960]
+"""About 40 s on one core. Seed 1003960: a shadow GEOS united into an invalid polygon (test_coverage_kernel)."""
 
 
 @pytest.mark.parametrize("seed", SEEDS)

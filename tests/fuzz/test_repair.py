@@ -8,7 +8,13 @@ from tests.fuzz.repair import run_case
 
 # 367: a child vertex a hair from a parent vertex the level above moved; 15: a notch narrower than
 # snap_m cut into the outline where grids of different parents meet (the full rebuild snapped it shut).
-SEEDS = [*range(0, 100), 367]
+# Found by the long lane: 3000623 (a seam on one side of a notch snapped to the other side),
+# 1000540 (a rounding-noise gap refused by the full rebuild only), 3001305 and 3001935 (a vertex the
+# parents gained, on a kept child of the other parent), 1000710, 1002112 and 3000530 (a hole punched
+# into an invalid grid: the generator), 1000115, 1001031, 1001915, 1001951, 1002115 (fixed before).
+LONG_LANE = (1000115, 1000540, 1000710, 1001031, 1001915, 1001951, 1002112, 1002115)
+LONG_LANE_3 = (3000530, 3000623, 3001305, 3001935)
+SEEDS = [*range(0, 100), 367, *LONG_LANE, *LONG_LANE_3]
 
 
 @pytest.mark.slow

@@ -187,7 +187,7 @@ def test_reparent_moves_the_parents_boundary(small):
 def test_update_attributes_refuses_structural_columns(tiny_grids):
     new, cs = update_attributes(tiny_grids, "G1", {"name": "新网格"})
     assert new.set_index("grid_id").loc["G1", "name"] == "新网格" and cs.changed == ("G1",)
-    with pytest.raises(ValueError, match="cannot set 'parent_id'"):
+    with pytest.raises(ValueError, match="'parent_id' cannot be set"):
         update_attributes(tiny_grids, "G1", {"parent_id": "S2"})
     with pytest.raises(NotFoundError, match="grid 'nope' does not exist"):
         update_attributes(tiny_grids, "nope", {"name": "x"})
@@ -452,6 +452,22 @@ def test_reshape_line_leaving_the_district_is_refused(row4):
     _refused(row4, reshape_boundary, "a", "b", line, match=r"the line leaves 'a' and 'b'.*outside the district outline")
 
 
+def test_reshape_line_within_snap_m_of_the_outline_is_snapped_onto_it(row4):
+    # the bend reaches 0.3 m below the outline (snap_m = 1): it is snapped onto the outline, so the
+    # line does not leave the district (the fuzz generator once expected a refusal); 5 m below, refused
+    def bend(depth: float) -> shapely.LineString:
+        return shapely.LineString([_at(shapely.Point(x, y)).coords[0] for x, y in ((100, 40), (130, -depth), (100, 0))])
+
+    new, cs = reshape_boundary(row4, "a", "b", bend(0.3))
+    _sound(new)
+    assert cs.moves[["from_id", "to_id"]].values.tolist() == [["b", "a"]]
+    outline = shapely.union_all(new.geometry[new["level"] == 1].to_numpy())
+    assert shapely.area(shapely.symmetric_difference(outline, _at(shapely.box(0, 0, 400, 100)))) < 1e-6
+    _refused(
+        row4, reshape_boundary, "a", "b", bend(5.0), match=r"the line leaves 'a' and 'b'.*outside the district outline"
+    )
+
+
 def test_reparent_to_a_parent_that_does_not_touch_is_refused(tiny_grids):
     g = tiny_grids.copy()
     # a third street S3 east of S2, with one grid: G1 (in S1) does not touch it
@@ -534,3 +550,35 @@ def test_edits_of_a_re_encoded_layer_equal_the_polygon_layer(tiny_grids, encodin
     for a, b in zip(want.geometry, got.geometry, strict=True):
         assert shapely.equals(a, b)
         assert len(shapely.get_coordinates(a)) == len(shapely.get_coordinates(b))  # no needless vertex left
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"households": float("nan")},
+        {"households": float("inf")},
+        {"population": 1e300},
+        {"population": 1.5},
+        {"shops": "abc"},
+        {"shops": True},
+        {"households": -1},
+        {"level_name": 3},
+        {"nope": 1},
+    ],
+    ids=["nan", "inf", "1e300", "fraction", "text", "bool", "negative", "name-number", "unknown"],
+)
+def test_update_attributes_refuses_bad_values_naming_the_column(tiny_grids, values):
+    from layers.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=repr(next(iter(values)))):
+        update_attributes(tiny_grids, "G1", values)
+
+
+def test_update_attributes_collects_every_problem_and_takes_whole_floats(tiny_grids):
+    from layers.errors import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        update_attributes(tiny_grids, "G1", {"households": "abc", "grid_id": "x", "nope": 1})
+    assert err.value.kinds == {"bad_value", "protected_column", "unknown_column"}
+    new, _ = update_attributes(tiny_grids, "G1", {"households": 120.0, "population": None})
+    assert new.loc[new.grid_id == "G1", "households"].item() == 120

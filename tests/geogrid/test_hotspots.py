@@ -110,17 +110,21 @@ def test_gi_star_agrees_with_esda(wkind, ykind):
     ref = esda_call(esda.G_Local, y, w, transform="B", star=True, permutations=999, seed=7, n_jobs=1)
     got = gi_star(y, grids, weights=ours_w, permutations=999, seed=7)
     np.testing.assert_allclose(got["z"].to_numpy(), ref.Zs, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(got["p_norm"].to_numpy(), ref.p_norm, rtol=0, atol=1e-12)
     # esda keeps p_sim as float32: compare the permutation counts behind it.
-    np.testing.assert_array_equal(np.rint(got["p"].to_numpy() * 1000), np.rint(ref.p_sim.astype(float) * 1000))
+    np.testing.assert_array_equal(np.rint(got["p_sim"].to_numpy() * 1000), np.rint(ref.p_sim.astype(float) * 1000))
+    normal = gi_star(y, grids, weights=ours_w)
+    np.testing.assert_allclose(normal["z"].to_numpy(), ref.Zs, rtol=0, atol=1e-9)
+    # the default p is the two-sided normal p of the same z (esda's p_norm is one-tailed)
+    np.testing.assert_allclose(normal["p"].to_numpy(), 2 * ref.p_norm, rtol=1e-12, atol=1e-15)
+    assert "p_sim" not in normal.columns
 
 
 def test_gi_star_p_depends_on_seed_and_repeats_with_it():
     grids = lattice(12)
     y = values("continuous", len(grids))
-    a = gi_star(y, grids, seed=3)["p"]
-    b = gi_star(y, grids, seed=3)["p"]
-    c = gi_star(y, grids, seed=4)["p"]
+    a = gi_star(y, grids, permutations=999, seed=3)["p"]
+    b = gi_star(y, grids, permutations=999, seed=3)["p"]
+    c = gi_star(y, grids, permutations=999, seed=4)["p"]
     pd.testing.assert_series_equal(a, b)
     assert (a != c).any()
 
@@ -135,7 +139,12 @@ def test_local_moran_agrees_with_esda(ykind):
     ref = esda_call(esda.Moran_Local, y, w, transformation="r", permutations=999, seed=11, n_jobs=1)
     got = local_moran(y, grids, permutations=999, seed=11)
     np.testing.assert_allclose(got["i"].to_numpy(), ref.Is, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(got["p"].to_numpy(), ref.p_sim)
+    np.testing.assert_array_equal(got["p_sim"].to_numpy(), ref.p_sim)
+    # the analytic z: Anselin's I (n/(n-1) of esda's) against esda's conditional moments
+    z_ref = (ref.Is * len(y) / (len(y) - 1) - ref.EIc) / np.sqrt(ref.VIc)
+    np.testing.assert_allclose(got["z"].to_numpy(), z_ref, rtol=1e-9, atol=1e-12)
+    normal = local_moran(y, grids)
+    np.testing.assert_allclose(normal["p"].to_numpy(), 2 * scipy.stats.norm.sf(np.abs(z_ref)), rtol=1e-9)
     quads = np.array(["HH", "LH", "LL", "HL"])[ref.q - 1]
     np.testing.assert_array_equal(got["quadrant"].to_numpy(), quads)
 
@@ -193,14 +202,17 @@ def test_gi_star_finds_a_planted_hot_spot_keeps_index_and_crs():
     y = rng.poisson(4, len(grids)).astype(float)
     block = [r * 20 + c for r in range(12, 15) for c in range(5, 8)]
     y[block] += 25
-    # 9999 permutations: with 999 the smallest two-sided p is 0.002, too coarse for FDR over 400 grids
-    got = gi_star(pd.Series(y, index=grids.index, name="count"), grids, permutations=9999, seed=0)
+    got = gi_star(pd.Series(y, index=grids.index, name="count"), grids)
     assert got.index.equals(grids.index)
     assert got.crs == grids.crs
     assert list(got.columns[:3]) == ["grid_id", "level", "count"]
     centre = grids.index[13 * 20 + 6]
-    assert got.loc[centre, "p"] == pytest.approx(1 / 10000)  # no permutation beats it
-    assert got.loc[centre, "bin"] >= 2
+    assert got.loc[centre, "bin"] == 3  # the normal p reaches the 99 % bin after the FDR
+    # permutations: 9999 give a smallest two-sided mid-p of 1/10000, enough for the FDR over 400 grids
+    perm = gi_star(pd.Series(y, index=grids.index, name="count"), grids, permutations=9999, seed=0)
+    assert perm.loc[centre, "p"] == pytest.approx(1 / 10000)  # no permutation beats it
+    assert perm.loc[centre, "bin"] >= 2
+    assert perm.attrs["permutations_needed"] == {"90%": 3999, "95%": 7999, "99%": 39999}
     assert got["bin"].to_numpy()[block].min() >= 1
     far = got.drop(index=grids.index[block])
     assert (far["bin"] > 0).sum() <= 12  # only the neighbours of the block light up
@@ -473,3 +485,70 @@ def test_gi_star_of_constant_values_is_no_pattern_without_warnings(tiny_grids, v
     out = gi_star(pd.Series(value, index=basic.index), basic, permutations=99, seed=0)
     assert out["z"].isna().all()
     assert (out["bin"] == 0).all()
+    assert (out["withheld"] == "constant").all()
+
+
+# -- ties, sparse data, the permutations the FDR needs --------------------------------------------------
+def test_a_zero_among_zeros_is_not_significant_under_permutations():
+    # Old behaviour: esda's folded p counts every tie as extreme, so a zero surrounded by
+    # zeros got p = 1/(R+1) and was painted a 99 % cold spot. The mid-p counts ties half.
+    grids = lattice(10)
+    y = np.zeros(len(grids))
+    y[[0, 1, 10, 11]] = [30.0, 25.0, 28.0, 31.0]
+    got = gi_star(y, grids, permutations=999, seed=0)
+    far = got.iloc[99]  # the opposite corner: 0 with all-zero neighbours
+    assert far["p_sim"] == pytest.approx(1 / 1000)  # esda's folded p, kept for comparison
+    assert far["withheld"] == "empty_neighbourhood"
+    assert np.isnan(far["p"]) and far["bin"] == 0
+    # withheld or not, the mid-p of a value tying with every permutation is 1
+    p = _st._mid_p_two_sided(np.array([0]), np.array([999]), 999)
+    assert p[0] == 1.0
+
+
+def test_withheld_reasons_and_the_fdr_counts_only_analysed_grids():
+    grids = lattice(10)
+    rng = np.random.default_rng(4)
+    y = rng.poisson(0.05, len(grids)).astype(float)
+    y[:3] = 1.0
+    got = gi_star(y, grids, min_total=30, min_expected=10)
+    assert (got["withheld"] == "too_few").all() and (got["bin"] == 0).all() and got["p"].isna().all()
+    y = rng.poisson(20, len(grids)).astype(float)
+    y[[5, 6, 15, 16]] = 0.0
+    y[[88, 89, 98, 99, 78, 79]] = 0.0  # a corner with no incident at all
+    got = gi_star(y, grids, min_total=30, min_expected=10)
+    # 99 and 89 are 0 with all-zero queen neighbours; 88 touches 77 (not zero)
+    assert got["withheld"].iloc[[89, 99]].tolist() == ["empty_neighbourhood"] * 2
+    analysed = got["withheld"].isna()
+    assert analysed.sum() == len(grids) - 2
+    np.testing.assert_allclose(got.loc[analysed, "p_fdr"], adjust_fdr(got.loc[analysed, "p"].to_numpy()))
+    nearby = gi_star(y, grids, min_neighbourhood=50)  # ~20 per grid: only the corner's neighbourhoods hold < 50
+    assert set(nearby["withheld"].dropna()) == {"few_nearby", "empty_neighbourhood"}
+    assert nearby["withheld"].iloc[98] == "few_nearby" and pd.isna(nearby["withheld"].iloc[0])  # 87 + 97 only
+    sparse = gi_star(y / 10, grids, min_expected=20)  # ~2 per grid, 9 in a neighbourhood: ~18 expected
+    assert (sparse["withheld"].isin(["sparse", "empty_neighbourhood"])).all()
+
+
+def test_local_moran_withholds_and_states_its_inference():
+    grids = lattice(10)
+    y = np.zeros(len(grids))
+    y[:30] = np.random.default_rng(1).poisson(20, 30)
+    got = local_moran(y, grids)
+    assert got.attrs["inference"] == "normal"
+    assert (got.loc[got["withheld"].notna(), "cluster"] == "withheld").all()
+    assert got["withheld"].iloc[99] == "empty_neighbourhood"
+    perm = local_moran(y, grids, permutations=99, seed=0)
+    assert perm.attrs["permutations_needed"]["95%"] == _st.permutations_needed(int(perm["withheld"].isna().sum()), 0.05)
+
+
+def test_emerging_bins_withheld_on_a_sparse_cube():
+    n = 8
+    grids = lattice(n)
+    rates = np.full((n * n, 12), 0.05)
+    rates[block(n, 2, 2, 2)] = 6.0
+    inc = synthetic_incidents(grids, rates, seed=3)
+    got = emerging_hotspots(inc, grids, period="M")
+    quiet = got.drop(index=grids.index[block(n, 0, 0, 5)])
+    assert (quiet["pattern"] == "no pattern").all()
+    assert (quiet["withheld"].notna()).any()
+    assert all(set(h) <= {"-", "."} for h in quiet["history"])
+    assert not got["pattern"].str.contains("cold").any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -475,3 +477,73 @@ def test_a_notch_in_the_outline_narrower_than_snap_m_stays_open(incremental):
     result = _repair_grids(g, snap_m=1.0, incremental=incremental)
     assert len(result.log) == 0 and len(result.refused) == 0
     assert all(shapely.equals(x, y) for x, y in zip(result.grids.geometry, g.geometry, strict=True))
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["incremental", "full-rebuild"])
+def test_a_seam_meeting_one_side_of_a_notch_does_not_snap_to_the_other_side(incremental):
+    # Two children of S1 meet the notch's left side at v, 1.1 m from the notch's right mouth corner
+    # (S2's and the outline's vertex): both lie on the outline, so snapping (snap_m=1.5) must not
+    # join them. It did, closing part of the notch and clipping 15.8 m² off a sound layer.
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (500_000 + x, 4_330_000 + y)
+
+    notch = shapely.Polygon([at(99.5, 100), at(100, 68), at(100.5, 100)])
+    v = at(99.5 + 0.5 / 64, 99.5)  # exactly on the notch's left side
+    s1, s2 = shapely.box(*at(0, 0), *at(100, 100)) - notch, shapely.box(*at(100, 0), *at(200, 100)) - notch
+    a1 = shapely.Polygon([at(0, 50), v, at(99.5, 100), at(0, 100)])
+    a2 = shapely.Polygon([at(0, 0), at(100, 0), at(100, 68), v, at(0, 50)])
+    g = gpd.GeoDataFrame(
+        {
+            "grid_id": ["D", "S1", "S2", "a1", "a2", "b"],
+            "parent_id": [None, "D", "D", "S1", "S1", "S2"],
+            "level": [0, 1, 1, 2, 2, 2],
+        },
+        geometry=[s1 | s2, s1, s2, a1, a2, s2],
+        crs="EPSG:32650",
+    )
+    assert check_grids(g).sound
+    result = _repair_grids(g, snap_m=1.5, incremental=incremental)
+    assert len(result.log) == 0 and len(result.refused) == 0
+    assert all(shapely.equals(x, y) for x, y in zip(result.grids.geometry, g.geometry, strict=True))
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["incremental", "full-rebuild"])
+def test_a_parent_sliver_no_child_can_reach_is_rounding_noise_not_a_refusal(incremental):
+    # D0 has a 2e-5 m² sliver part on D1's edge that its child cannot take: the check ignores it
+    # (under min_area_m2), so repair leaves it. The full rebuild refused it (raise mode raised) while
+    # the incremental path never formed it.
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (500_000 + x, 4_330_000 + y)
+
+    sliver = shapely.Polygon([at(150, 100), at(150.01, 100), at(150, 100.004)])
+    d1 = shapely.box(*at(100, 0), *at(200, 100))
+    g = gpd.GeoDataFrame(
+        {"grid_id": ["D0", "D1", "a", "b"], "parent_id": [None, None, "D0", "D1"], "level": [0, 0, 1, 1]},
+        geometry=[
+            shapely.MultiPolygon([shapely.box(*at(0, 0), *at(100, 100)), sliver]),
+            d1,
+            shapely.box(*at(0, 0), *at(100, 100)),
+            d1,
+        ],
+        crs="EPSG:32650",
+    )
+    result = _repair_grids(g, incremental=incremental)
+    assert len(result.refused) == 0
+    assert set(result.log["action"]) <= {"noded"}
+
+
+def test_incremental_equals_full_rebuild_when_a_parent_gains_a_vertex_of_a_kept_child():
+    # Long-lane seed 3001935 (an enclave cut on the seam of two top-level grids, stored as is): the
+    # level-2 repair nodes a vertex P into L2_001 that G0011 (a child of L2_006, all edges twinned)
+    # has. The full rebuild nodes G0011's edges against it and logs a 4.6e-7 m² overlap for G0024;
+    # the incremental path kept G0011 out of play and logged G0024 "noded" instead.
+    g = gpd.read_parquet(Path(__file__).parents[1] / "data" / "repair_parent_gained_vertex.parquet")
+    inc = _repair_grids(g, snap_m=0.5, max_gap_m2=5000.0, errors="skip")
+    full = _repair_grids(g, snap_m=0.5, max_gap_m2=5000.0, errors="skip", incremental=False)
+    assert shapely.equals(inc.grids.geometry.to_numpy(), full.grids.geometry.to_numpy()).all()
+    cols = ["action", "level", "grid_id", "other_ids"]
+    assert inc.log[cols].values.tolist() == full.log[cols].values.tolist()
+    assert (
+        inc.refused[["kind", "level", "grid_ids"]].values.tolist()
+        == full.refused[["kind", "level", "grid_ids"]].values.tolist()
+    )

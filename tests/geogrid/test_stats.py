@@ -98,7 +98,9 @@ def test_overdue_defaults_to_the_latest_time_in_the_data(incidents, grids):
 
 def test_window_and_filters(incidents, grids):
     s = grid_stats(incidents, grids, level=2, since=T0 + pd.Timedelta(hours=1), until=T0 + pd.Timedelta(hours=3))
-    assert s["count"].tolist() == [2, 0, 0, 0]  # since inclusive, until exclusive
+    assert s["count"].tolist() == [2, 1, 0, 0]  # both ends include the instant they name
+    s = grid_stats(incidents, grids, level=2, since=T0 + pd.Timedelta(hours=1), until=T0 + pd.Timedelta(hours=2.9))
+    assert s["count"].tolist() == [2, 0, 0, 0]
     s = grid_stats(incidents, grids, level=2, source="hotline")
     assert s["count"].tolist() == [1, 0, 1, 0]
     s = grid_stats(incidents, grids, level=1, category=["环境卫生"])

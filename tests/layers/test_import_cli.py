@@ -220,3 +220,40 @@ def test_utm_grids_beyond_their_zone_are_imported_with_a_warning_line(tmp_path):
     assert "imported 1 grids" in r.stdout
     assert r.stderr.count("warning: coordinates up to") == 1
     assert "km beyond the area of use of EPSG:32650" in r.stderr
+
+
+@pytest.mark.parametrize("declared", ["wgs84", "gcj02"])
+def test_gcj02_points_declared_wgs84_get_a_warning_naming_the_datum(tmp_path, tiny_grids, declared):
+    """2,000 points from a Gaode map (GCJ-02) imported as WGS-84 sit ~560 m off the store's own grids."""
+    from layers import datum
+
+    store = tmp_path / "city.gpkg"
+    GeoPackageStore(store).write({"grids": tiny_grids})
+    rng = np.random.default_rng(7)
+    lon = rng.uniform(117.2005, 117.2195, 2000)
+    lat = rng.uniform(39.1005, 39.1095, 2000)
+    glon, glat = datum.wgs84_to_gcj02(lon, lat)
+    rows = [f"C{i},{x:.6f},{y:.6f},0,360,30,online" for i, (x, y) in enumerate(zip(glon, glat, strict=True))]
+    src = tmp_path / "高德.csv"
+    src.write_text("编号,经度,纬度,朝向,视角,距离,状态\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    r = CliRunner().invoke(
+        main, ["import", str(src), "--kind", "cameras", "--into", str(store), "--datum", declared, *CAMERA_OPTIONS]
+    )
+    assert r.exit_code == 0, r.output
+    if declared == "wgs84":
+        assert "warning:" in r.stderr and "--datum gcj02" in r.stderr, r.stderr
+    else:
+        assert "warning:" not in r.stderr, r.stderr
+
+
+def test_wgs84_points_get_no_datum_warning(tmp_path, tiny_grids):
+    store = tmp_path / "city.gpkg"
+    GeoPackageStore(store).write({"grids": tiny_grids})
+    rng = np.random.default_rng(8)
+    lon, lat = rng.uniform(117.2005, 117.2195, 500), rng.uniform(39.1005, 39.1095, 500)
+    rows = [f"C{i},{x:.6f},{y:.6f},0,360,30,online" for i, (x, y) in enumerate(zip(lon, lat, strict=True))]
+    src = tmp_path / "gps.csv"
+    src.write_text("编号,经度,纬度,朝向,视角,距离,状态\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["import", str(src), "--kind", "cameras", "--into", str(store), *CAMERA_OPTIONS])
+    assert r.exit_code == 0, r.output
+    assert "warning:" not in r.stderr, r.stderr

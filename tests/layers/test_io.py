@@ -789,3 +789,128 @@ def test_failed_write_keeps_the_previous_file(tmp_path, tiny_grids, monkeypatch)
 def test_writer_refusals(tmp_path, tiny_grids, name, crs, match):
     with pytest.raises(StoreError, match=match):
         write_layer(tiny_grids.set_crs(crs, allow_override=True), tmp_path / name)
+
+
+# -- silent wrong imports, made loud -------------------------------------------------------
+
+
+def _grid_feature(ring: list[list[float]], gid: str = "G") -> dict[str, object]:
+    return {
+        "type": "Feature",
+        "properties": {"grid_id": gid, "parent_id": None, "level": 0},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+
+
+def _geojson(tmp_path: Path, features: list[dict[str, object]], **top: object) -> Path:
+    p = tmp_path / "in.geojson"
+    p.write_text(json.dumps({"type": "FeatureCollection", **top, "features": features}), encoding="utf-8")
+    return p
+
+
+def test_a_polygon_across_the_antimeridian_is_refused(tmp_path):
+    """Fiji-style ring 179.5°E → 179.5°W: read as written it spans 359° with inside and outside swapped."""
+    ring = [[179.5, -16.0], [-179.5, -16.0], [-179.5, -17.0], [179.5, -17.0], [179.5, -16.0]]
+    with pytest.raises(ValidationError, match=r"crosses_antimeridian.*split it at 180°") as err:
+        read_layer(_geojson(tmp_path, [_grid_feature(ring)]), "grids")
+    assert err.value.problems[0].ids == ("G",)
+    # the same area split at 180° (RFC 7946) is read as it is
+    split = {
+        "type": "MultiPolygon",
+        "coordinates": [
+            [[[179.5, -16.0], [180.0, -16.0], [180.0, -17.0], [179.5, -17.0], [179.5, -16.0]]],
+            [[[-180.0, -16.0], [-179.5, -16.0], [-179.5, -17.0], [-180.0, -17.0], [-180.0, -16.0]]],
+        ],
+    }
+    feature = {**_grid_feature(ring), "geometry": split}
+    out = read_layer(_geojson(tmp_path, [feature]), "grids")
+    assert out.geometry.iloc[0].area == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "name", ["urn:ogc:def:crs:EPSG::999999", "EPSG:0", "not a crs"], ids=["unknown-epsg", "epsg-0", "text"]
+)
+def test_a_geojson_crs_member_naming_an_unknown_crs_is_refused(tmp_path, name):
+    """GDAL reads such a file as WGS-84 without a word; geogrid asks for --crs."""
+    ring = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
+    p = _geojson(tmp_path, [_grid_feature(ring)], crs={"type": "name", "properties": {"name": name}})
+    with pytest.raises(ValidationError, match=r"unknown_crs: the file's \"crs\" member .* --crs") as err:
+        read_layer(p, "grids")
+    assert name in str(err.value)
+
+
+def test_a_geojson_crs_member_that_is_known_or_overridden_is_used(tmp_path):
+    x0, y0 = 117.2, 39.1
+    ring = [[x0, y0], [x0 + 0.01, y0], [x0 + 0.01, y0 + 0.01], [x0, y0 + 0.01], [x0, y0]]
+    known = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+    assert len(read_layer(_geojson(tmp_path, [_grid_feature(ring)], crs=known), "grids")) == 1
+    unknown = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::999999"}}
+    out = read_layer(_geojson(tmp_path, [_grid_feature(ring)], crs=unknown), "grids", crs="EPSG:4326")
+    assert len(out) == 1
+    # a property called "crs" inside a feature is no CRS of the file
+    feature = _grid_feature(ring)
+    feature["properties"] = {**feature["properties"], "crs": {"type": "name", "properties": {"name": "bogus"}}}
+    assert len(read_layer(_geojson(tmp_path, [feature]), "grids")) == 1
+
+
+def test_swapped_lonlat_west_of_90e_is_refused(tmp_path):
+    """Urumqi (87.6°E, 43.8°N) swapped is still valid degrees: lat 87.6 in the Arctic."""
+    p = tmp_path / "cams.csv"
+    p.write_text(camera_csv(["C1,43.80,87.60,0,360,50,online"], header="编号,经度,纬度,朝向,视角,距离,状态"))
+    with pytest.raises(ValidationError, match=r"swapped_lonlat.*swap the columns"):
+        read_layer(p, "cameras", columns=CAMERA_MAPPING_CN)
+    x, y = 43.80, 87.60
+    grid = _grid_feature([[x, y], [x + 0.01, y], [x + 0.01, y + 0.01], [x, y + 0.01], [x, y]])
+    with pytest.raises(ValidationError, match="swapped_lonlat"):
+        read_layer(_geojson(tmp_path, [grid]), "grids")
+    # the right way round, it is read
+    p.write_text(camera_csv(["C1,87.60,43.80,0,360,50,online"]))
+    assert read_layer(p, "cameras", columns=CAMERA_MAPPING_CN).geometry.iloc[0].x == pytest.approx(87.6)
+
+
+def test_a_gbk_shapefile_without_cpg_is_refused_naming_the_encoding(tmp_path, tiny_grids):
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    tiny_grids.to_file(folder / "grids.shp", encoding="gbk")
+    (folder / "grids.cpg").unlink()
+    with pytest.raises(ValidationError, match=r"unknown_encoding: .*no \.cpg.*'河北区' as GBK.*--encoding gbk"):
+        read_layer(folder / "grids.shp", "grids")
+    assert read_layer(folder / "grids.shp", "grids", encoding="gbk")["name"].tolist() == tiny_grids["name"].tolist()
+    (folder / "grids.cpg").write_text("936")  # a .cpg naming the code page: read without --encoding
+    assert read_layer(folder / "grids.shp", "grids")["name"].tolist() == tiny_grids["name"].tolist()
+
+
+def test_an_ascii_shapefile_without_cpg_is_read(tmp_path, tiny_grids):
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    g = tiny_grids.assign(name=[f"grid {i}" for i in range(len(tiny_grids))])
+    g.to_file(folder / "grids.shp", encoding="latin1")
+    (folder / "grids.cpg").unlink(missing_ok=True)
+    assert read_layer(folder / "grids.shp", "grids")["name"].tolist() == g["name"].tolist()
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
+def test_csv_reads_the_same_through_the_streamed_arrow_path_and_pandas(tmp_path, encoding):
+    """UTF-8 streams through Arrow's block reader, other encodings through pandas: same cells, same blanks."""
+    rows = [
+        'E1,117.201,39.101,2025-03-01T08:00:00Z,"环境,卫生",hotline,closed,"第一行\n第二行"',
+        "E2,117.202,39.102,2025-03-01T09:00:00Z,噪音,hotline,reported,None",
+        'E3,117.203,39.103,2025-03-01T10:00:00Z,噪音,grid_worker,reported,""',
+        "E4,117.204,39.104,2025-03-01T11:00:00Z,噪音,grid_worker,reported,  空格  ",
+    ]
+    p = tmp_path / "events.csv"
+    text = "incident_id,lon,lat,reported_at,category,source,status,description\n" + "\n".join(rows) + "\n"
+    p.write_bytes(text.encode(encoding))
+    out = read_layer(p, "incidents", encoding=None if encoding == "utf-8" else encoding)
+    assert out["incident_id"].tolist() == ["E1", "E2", "E3", "E4"]
+    assert out["category"].tolist() == ["环境,卫生", "噪音", "噪音", "噪音"]
+    assert out["description"].iloc[0] == "第一行\n第二行" and out["description"].iloc[1:3].isna().all()
+    assert out["description"].iloc[3] == "  空格  "
+    assert out.geometry.x.tolist() == [117.201, 117.202, 117.203, 117.204]
+
+
+def test_csv_reading_stops_past_the_feature_limit(tmp_path):
+    p = tmp_path / "many.csv"
+    p.write_text("incident_id,lon,lat,reported_at\n" + "".join(f"E{i},117.2,39.1,2025-03-01\n" for i in range(50)))
+    with pytest.raises(InputTooLargeError, match="more than the limit of 20"):
+        read_layer(p, "incidents", limits=Limits(max_features=20))

@@ -23,7 +23,7 @@ import shapely
 
 from layers.errors import EditConflict, NotFoundError, StoreError
 from layers.postgis import PostGISStore
-from layers.store import GeoPackageStore, Store, open_store
+from layers.store import GeoPackageStore, Store, VersionInfo, open_store
 from tests._stores import location as _location
 from tests._stores import snapshot as _snapshot
 
@@ -231,7 +231,7 @@ def test_killed_commit_leaves_the_old_or_the_new_version(store, delay):
     version = fresh.network_version()
     if version == 1:  # killed before the rename: the old version, the plan still open
         assert hh == [10, 10]
-        assert fresh.versions() == []
+        assert [v.version for v in fresh.versions()] == [1]
         assert fresh.plan_info("p1").status == "open"
     else:
         assert version == 2 and hh == [11, 11]
@@ -277,8 +277,9 @@ def test_chinese_names_round_trip_and_odd_plan_ids_are_just_not_found(store):
     assert _snapshot(store) == before
 
 
-def test_every_store_starts_without_plans_or_versions(store):
-    assert store.plans() == [] and store.versions() == [] and store.network_version() == 1
+def test_every_store_starts_with_its_network_as_version_1_and_no_plans(store):
+    assert store.plans() == [] and store.network_version() == 1
+    assert store.versions() == [VersionInfo(1, None, None, None, None)]
     assert store.edit_log().empty and list(store.edit_log().columns)[:3] == ["seq", "at", "author"]
     assert store.read_version(1)["households"].tolist() == [10, 10]
     with pytest.raises(NotFoundError, match="no version 2"):

@@ -13,7 +13,7 @@ import shapely
 from geopandas.testing import assert_geodataframe_equal
 
 from layers.errors import InputTooLargeError, ValidationError
-from layers.validate import Limits, validate_layer
+from layers.validate import Limits, count_invalid_at_door, validate_layer
 from tests import geometries as geo
 
 
@@ -714,3 +714,18 @@ def test_degrees_labelled_utm_are_refused_not_warned():
     )
     with pytest.raises(ValidationError, match=r"look like lon/lat degrees, outside the area of use of EPSG:32650"):
         validate_layer(grids, "grids")
+
+
+def test_count_invalid_at_door_raises_what_validate_layer_raises_and_counts_invalid_polygons():
+    bowtie = shapely.Polygon([(117.0, 39.0), (117.01, 39.01), (117.01, 39.0), (117.0, 39.01)])
+    g = gpd.GeoDataFrame(
+        {"grid_id": ["a", "b"], "parent_id": [None, "a"], "level": [0, 1]},
+        geometry=[shapely.box(117, 39, 117.1, 39.1), bowtie],
+        crs="EPSG:4326",
+    )
+    assert count_invalid_at_door(g, "grids") == 1 == validate_layer(g, "grids").attrs["invalid_geometries"]
+    orphan = g.assign(parent_id=[None, "x"])
+    with pytest.raises(ValidationError, match="unknown_parent"):
+        count_invalid_at_door(orphan, "grids")
+    # The topology check reports the hierarchy itself and skips that pass.
+    assert count_invalid_at_door(orphan, "grids", hierarchy=False) == 1
