@@ -205,6 +205,8 @@ html, body { margin: 0; height: 100%; background: #0b1220; color: #e9ecef;
 .leaflet-container .leaflet-popup-content-wrapper, .leaflet-container .leaflet-popup-tip { background: #111a2e; color: #e9ecef; }
 .leaflet-container .leaflet-tooltip { background: #111a2e; color: #e9ecef; border-color: #4cc9f0; }
 .gg-desc { color: #ffd166; }
+.gg-cluster { display: inline-block; min-width: 18px; height: 18px; border-radius: 50%; font-size: 11px;
+  line-height: 18px; text-align: center; color: #000; background: #f1d357; box-shadow: 0 0 0 3px rgba(241, 211, 87, 0.5); }
 """
 
 
@@ -230,6 +232,7 @@ def add_command_centre_chrome(
     level_names: list[tuple[str, str]],
     action: str,
     layers: list[str],
+    coverage_threshold: float = 0.5,
 ) -> None:
     """Add the title bar with counts and the time form, the legend, the styles and the ready flag.
 
@@ -252,14 +255,18 @@ def add_command_centre_chrome(
         The page's own path, where the form sends ``since``/``until``.
     layers
         Which optional overlays the map has (``"hot spots"``, ``"camera views"``, ``"blind spots"``).
+    coverage_threshold
+        ``counts["blind"]`` counts the basic grids cameras see less than this share of; the
+        header and the legend state it.
     """
     e = escape_text
     n = counts.get("incidents", 0)
     stats = [("事件", n), ("未办结", counts.get("open", 0)), ("摄像头", counts.get("cameras", 0))]
     if "hot spots" in layers:
         stats.append(("热点网格", counts.get("hot", 0)))
+    pct = f"{coverage_threshold:.0%}"
     if "blind spots" in layers:
-        stats.append(("盲区", counts.get("blind", 0)))
+        stats.append((f"覆盖不足{pct}网格", counts.get("blind", 0)))
     stat_html = "".join(f'<span class="gg-stat">{e(k)} <b>{v:,}</b></span>' for k, v in stats)
     last = period.until
     quick = [
@@ -299,12 +306,20 @@ def add_command_centre_chrome(
         if counts.get("withheld", 0):
             marks.append(("gg-held", "#adb5bd", f"数据稀疏，未判定 ({counts['withheld']:,} 格，虚线)"))
     if "blind spots" in layers:
-        marks.append(("gg-blind", "#ff00a8", "监控盲区"))
+        marks.append(("gg-blind", "#ff00a8", "监控盲区（无摄像头可见）"))
     rows += [f'<div><span class="gg-dot {cls}"></span>{e(label)}</div>' for cls, _c, label in marks]
     rows.append('<div><span class="gg-sw gg-heat"></span>事件密度 (热力)</div>')
+    rows.append(
+        '<div><span class="gg-cluster">12</span>事件聚合：数字为事件数（绿 &lt;10，黄 &lt;100，橙 ≥100），放大展开</div>'
+    )
     note = ""
+    if "blind spots" in layers:
+        note += (
+            f'<p class="gg-note">覆盖不足{e(pct)}网格：摄像头可见面积不到网格面积{e(pct)}的基础网格'
+            f"（{counts.get('blind', 0):,} 个）。</p>"
+        )
     if shown_points < n:
-        note = f'<p class="gg-note">点位显示最近 {shown_points:,} 条事件；热力图包含全部 {n:,} 条。</p>'
+        note += f'<p class="gg-note">点位显示最近 {shown_points:,} 条事件；热力图包含全部 {n:,} 条。</p>'
     legend = (
         f'<div class="gg-legend"><h4>{period.since.isoformat()} — {period.until.isoformat()}</h4>'
         f"{''.join(rows)}{note}</div>"

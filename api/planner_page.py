@@ -77,6 +77,8 @@ _PANEL = """
 <div class="gg-panel" id="gg-panel">
   <h3 id="gg-title"></h3>
   <div id="gg-version"></div>
+  <label>搜索网格 (名称或编号) <span id="gg-grid-count"></span>
+    <input id="gg-grid-filter" type="search" autocomplete="off" placeholder="如 网格 12 或编号"></label>
   <label>网格 (多边形划入 / 线切分)<select id="gg-grid"></select></label>
   <label>相邻网格 (调整边界)<select id="gg-neighbour"></select></label>
   <label>画线用于<select id="gg-line-op">
@@ -112,18 +114,23 @@ _SCRIPT = """
       summary.changed + ' 变更, ' + Math.round(summary.area_moved_m2).toLocaleString() + ' m² 划转';
   }
 
+  let listed = cfg.features;
   function fillSelects(features) {
+    listed = features;
     const finest = Math.max(...features.map(f => f.properties.level));
+    const basic = features.filter(f => f.properties.level === finest);
+    const q = byId('gg-grid-filter').value.trim().toLowerCase();
+    const label = p => (p.name || '') + ' · ' + p.grid_id;
+    const shown = q ? basic.filter(f => label(f.properties).toLowerCase().includes(q)) : basic;
     for (const id of ['gg-grid', 'gg-neighbour']) {
       const sel = byId(id), keep = sel.value;
       sel.replaceChildren();
-      for (const f of features.filter(f => f.properties.level === finest)) {
-        const p = f.properties;
-        sel.add(new Option((p.name || '') + ' · ' + p.grid_id, p.grid_id));
-      }
-      if (keep) sel.value = keep;
+      for (const f of shown) sel.add(new Option(label(f.properties), f.properties.grid_id));
+      if (keep && shown.some(f => f.properties.grid_id === keep)) sel.value = keep;
     }
+    byId('gg-grid-count').textContent = shown.length + ' / ' + basic.length;
   }
+  byId('gg-grid-filter').addEventListener('input', () => fillSelects(listed));
 
   function tip(p) {
     const el = document.createElement('div');

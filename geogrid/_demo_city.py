@@ -23,7 +23,7 @@ CENTRE_LONLAT = (117.155, 39.165)
 
 AREA_M2 = 23.76e6
 LEVEL_COUNTS = (1, 9, 114, 990)
-LEVEL_NAMES = ("district", "street", "community", "grid")
+LEVEL_NAMES = ("区", "街道", "社区", "基础网格")
 
 DISTRICT_NAME = "津门示范区"
 STREET_NAMES = ("光明", "和平", "新华", "建设", "幸福", "长安", "振兴", "文化", "河畔")

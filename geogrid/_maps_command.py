@@ -22,10 +22,20 @@ from folium.template import Template
 from geogrid.maps import _DISPLAY_PRECISION_DEG, OfflineMap, _check_grids, _level_overlay, escape_text
 from layers import CRSError
 
-__all__ = ["WALL_COLOURS", "command_centre_map"]
+__all__ = ["LAYER_NAMES", "WALL_COLOURS", "command_centre_map"]
 
 WALL_COLOURS = ("#e9ecef", "#ffd166", "#06d6a0", "#4cc9f0", "#c77dff", "#adb5bd")
 """Level outlines on the dark wall, coarsest first (bright on a navy background)."""
+
+LAYER_NAMES = {
+    "incidents": "事件点位",
+    "incident heat": "事件热力",
+    "cameras": "摄像头",
+    "camera views": "摄像头视域",
+    "hot spots": "热点网格 (Gi*)",
+    "blind spots": "监控盲区",
+}
+"""The wall's overlay names in the layer switcher (the wall is read in Chinese), by what they show."""
 
 _OPEN_COLOUR, _CLOSED_COLOUR = "#ff4d6d", "#8d99ae"
 _CLOSED_STATUSES = frozenset({"closed", "cancelled"})
@@ -149,9 +159,8 @@ def command_centre_map(
     Returns
     -------
     folium.Map
-        The map (render it with :func:`render_offline`); its overlays are named
-        ``grids ...``, ``incidents``, ``incident heat``, ``cameras``, ``camera views``,
-        ``hot spots``, ``blind spots`` as given.
+        The map (render it with :func:`render_offline`); its overlays are the grid levels
+        and, as given, the layers of :data:`LAYER_NAMES` under their Chinese names.
 
     Raises
     ------
@@ -167,7 +176,7 @@ def command_centre_map(
     ...                         "description": ["<img src=x>"]}, geometry=[shapely.Point(117.01, 39.005)], crs=4326)
     >>> m = command_centre_map(g, incidents=inc)
     >>> sorted(getattr(c, "layer_name", "") for c in m._children.values() if getattr(c, "layer_name", ""))
-    ['incident heat', 'incidents', 'level 0']
+    ['level 0', '事件点位', '事件热力']
     """
     _check_grids(grids)
     for name, layer in (("incidents", incidents), ("cameras", cameras)):
@@ -180,7 +189,7 @@ def command_centre_map(
         raise ValueError(msg)
 
     # markercluster needs the map's own maxZoom (folium gives it only to tile layers).
-    m = OfflineMap(tiles=None, control_scale=True, zoom_snap=0.25, prefer_canvas=True, maxZoom=19)
+    m = OfflineMap(tiles=None, zoom_snap=0.25, prefer_canvas=True, maxZoom=19)
     if tiles is not None:
         folium.TileLayer(
             tiles=tiles, attr=escape_text(attribution or "local tiles"), name="basemap", overlay=False
@@ -195,9 +204,11 @@ def command_centre_map(
     if hotspots is not None and len(hotspots):
         _hotspot_overlay(hotspots).add_to(m)
     if blind_spots is not None and len(blind_spots):
-        _plain_overlay(blind_spots, "blind spots", _BLIND_COLOUR, fill_opacity=0.35, show=False).add_to(m)
+        _plain_overlay(blind_spots, LAYER_NAMES["blind spots"], _BLIND_COLOUR, fill_opacity=0.35, show=False).add_to(m)
     if views is not None and len(views):
-        _plain_overlay(views, "camera views", _VIEW_COLOUR, fill_opacity=0.12, weight=0.5, show=False).add_to(m)
+        _plain_overlay(
+            views, LAYER_NAMES["camera views"], _VIEW_COLOUR, fill_opacity=0.12, weight=0.5, show=False
+        ).add_to(m)
     if cameras is not None and len(cameras):
         _camera_overlay(cameras).add_to(m)
     if incidents is not None:
@@ -277,7 +288,7 @@ def _hotspot_overlay(hot: gpd.GeoDataFrame) -> folium.GeoJson:
 
     return folium.GeoJson(
         data.to_geo_dict(show_bbox=False, drop_id=True),
-        name="hot spots",
+        name=LAYER_NAMES["hot spots"],
         style_function=style,
         tooltip=folium.GeoJsonTooltip(
             fields=["grid", "state", "count", "z", "p"], aliases=["网格", "判定", "事件", "Gi* z", "p (FDR)"]
@@ -305,7 +316,7 @@ def _camera_overlay(cameras: gpd.GeoDataFrame) -> folium.GeoJson:
     }
     return folium.GeoJson(
         data,
-        name="cameras",
+        name=LAYER_NAMES["cameras"],
         marker=folium.CircleMarker(radius=2, weight=0, fill=True, fill_color=_CAMERA_COLOUR, fill_opacity=0.8),
         tooltip=folium.GeoJsonTooltip(fields=["camera", "owner", "status"], aliases=["摄像头", "权属", "状态"]),
         embed=True,
@@ -317,7 +328,7 @@ def _incident_heat(incidents: gpd.GeoDataFrame, *, cell_m: float) -> HeatMap:
     """Draw counts per cell of about ``cell_m`` metres as heat (every incident, however many)."""
     xy = shapely.get_coordinates(incidents.geometry.array)
     if len(xy) == 0:
-        return HeatMap([], name="incident heat", max=1.0, radius=14, blur=18)
+        return HeatMap([], name=LAYER_NAMES["incident heat"], max=1.0, radius=14, blur=18)
     lat0 = float(np.nanmean(xy[:, 1]))
     dy = cell_m / _EARTH_M_PER_DEG
     dx = dy / max(np.cos(np.radians(lat0)), 1e-6)
@@ -330,7 +341,13 @@ def _incident_heat(incidents: gpd.GeoDataFrame, *, cell_m: float) -> HeatMap:
     top = float(np.quantile(counts, 0.995)) if len(counts) > 1 else float(counts.max())
     data = [[round(float(y), 5), round(float(x), 5), int(c)] for (x, y), c in zip(centres, counts, strict=True)]
     return HeatMap(
-        data, name="incident heat", max=max(top, 1.0), radius=14, blur=18, min_opacity=0.05, gradient=_HEAT_GRADIENT
+        data,
+        name=LAYER_NAMES["incident heat"],
+        max=max(top, 1.0),
+        radius=14,
+        blur=18,
+        min_opacity=0.05,
+        gradient=_HEAT_GRADIENT,
     )
 
 
@@ -386,4 +403,4 @@ def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int) -> _Inci
         "})()"
     )
     options = {"chunkedLoading": False, "maxClusterRadius": 50, "disableClusteringAtZoom": 18}
-    return _IncidentClusters(data, callback=callback, name="incidents", options=options)
+    return _IncidentClusters(data, callback=callback, name=LAYER_NAMES["incidents"], options=options)

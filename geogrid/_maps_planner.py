@@ -73,7 +73,8 @@ def planner_map(
     Returns
     -------
     folium.Map
-        Overlays ``changes against the current network`` and ``findings`` after the levels.
+        Overlays ``对比现状的变更`` (changes against the current network) and ``质检问题``
+        (findings) after the levels.
     """
     m = _m.grid_map(grids, tiles=tiles, attribution=attribution)
     if diff is not None and len(diff):
@@ -87,9 +88,7 @@ def planner_map(
         changes = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=grids.crs)
         colours = {s: STATUS_COLOURS[s] for s in STATUS_COLOURS}
         style = {"weight": 3, "opacity": 0.95, "fillOpacity": 0.18, "dashArray": "6 4"}
-        overlay = _text_overlay(
-            changes, "changes against the current network", {"status": "变更", "grid_id": "编号", "name": "名称"}, style
-        )
+        overlay = _text_overlay(changes, "对比现状的变更", {"status": "变更", "grid_id": "编号", "name": "名称"}, style)
         overlay.style_function = lambda feature: {
             **style,
             "color": colours.get(feature["properties"]["status"], "#ffb000"),
@@ -98,5 +97,5 @@ def planner_map(
         overlay.add_to(m)
     if findings is not None and len(findings):
         style = {"color": FINDING_COLOUR, "weight": 4, "opacity": 1.0, "fillColor": FINDING_COLOUR, "fillOpacity": 0.5}
-        _text_overlay(findings, "findings", {"kind": "问题", "message": "说明"}, style).add_to(m)
+        _text_overlay(findings, "质检问题", {"kind": "问题", "message": "说明"}, style).add_to(m)
     return m

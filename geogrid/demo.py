@@ -66,7 +66,7 @@ __all__ = [
     "write_demo",
 ]
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 """Bumped whenever the generator's output changes, so cached demo stores are rebuilt."""
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pandas as pd
-from branca.element import CssLink, Element, Figure, JavascriptLink
+from branca.element import CssLink, Element, Figure, JavascriptLink, MacroElement
 
 import folium
 import geopandas as gpd
 import shapely
 from folium.elements import JSCSSMixin
 from folium.map import FitBounds
+from folium.template import Template
 
 from layers import CRSError, GeogridError, NotFoundError, SchemaError
 from layers.crs import is_storage_crs
@@ -212,7 +213,7 @@ def grid_map(
         )
         raise ValueError(msg)
 
-    m = OfflineMap(tiles=None, control_scale=True, zoom_snap=0.25)
+    m = OfflineMap(tiles=None, zoom_snap=0.25)
     if tiles is not None:
         folium.TileLayer(
             tiles=tiles, attr=escape_text(attribution or "local tiles"), name="basemap", overlay=False
@@ -269,9 +270,16 @@ class OfflineMap(folium.Map):
     <folium.map.LayerControl object at ...>
     >>> _ = folium.GeoJson({"type": "Point", "coordinates": [117, 39]}, name="late").add_to(m)
     >>> page = m.get_root().render()
-    >>> page.index("geo_json_") < page.index("L.control.layers"), "https://" in page
+    >>> page.index("var geo_json_") < page.rindex("L.control.layers("), "cdn.jsdelivr.net" in page
     (True, False)
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.pop("control_scale", False):
+            msg = "OfflineMap draws a metric scale bar itself; leave out control_scale"
+            raise TypeError(msg)
+        super().__init__(*args, **kwargs)
+        _MetricScale().add_to(self)
 
     def render(self, **kwargs: Any) -> None:  # type: ignore[override]  # folium's Map.render returns None too
         """Render the children with the chrome last, then inline the vendored assets."""
@@ -292,6 +300,20 @@ class OfflineMap(folium.Map):
         outfile.write(page)
         if close_file:
             outfile.close()
+
+
+class _MetricScale(MacroElement):
+    """Leaflet's scale bar in metres and kilometres only (folium's ``control_scale`` adds feet and miles)."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "L.control.scale({metric: true, imperial: false}).addTo({{ this._parent.get_name() }});"
+        "{% endmacro %}"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._name = "MetricScale"
 
 
 def _inline_header(figure: Figure, root: Path) -> None:

@@ -61,3 +61,35 @@ def test_stale_edit_and_refused_edit_exit_2(store_path):
     assert out.exit_code == 2 and "cascade=True" in out.output
     out = invoke("plan", "discard", store_path, "p1")
     assert out.exit_code == 0 and "discarded" in out.output
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (["-p", "grid_id=G1", "-p", "line=LINESTRING (...)"], r"line='LINESTRING \(\.\.\.\)' is not WKT"),
+        (["-p", "grid_id=G1"], r"split_grid needs -p line=\.\.\."),
+        (["-p", "grid_id=G1", "-p", "line=LINESTRING (0 0, 1 1)", "-p", "colour=red"], r"split_grid takes no colour"),
+    ],
+    ids=["bad-wkt", "missing-line", "unknown-param"],
+)
+def test_bad_edit_parameters_exit_2_with_the_reason(tmp_path, tiny_grids, params, reason):
+    import re
+
+    path = str(tmp_path / "cli.gpkg")
+    open_store(path).write({"grids": tiny_grids})
+    assert invoke("plan", "new", path, "--name", "x").exit_code == 0
+    out = CliRunner().invoke(main, ["plan", "edit", path, "p1", "split_grid", *params])
+    assert out.exit_code == 2, out.output
+    assert re.search(reason, out.output), out.output
+    assert "Traceback" not in out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+def test_edit_help_lists_every_operation_with_its_parameters():
+    from geogrid.edits import EDIT_OPERATIONS
+
+    out = invoke("plan", "edit", "--help")
+    for name in EDIT_OPERATIONS:
+        assert f"  {name}: " in out.output
+    assert "split_grid: grid_id*, line*" in out.output
+    assert "transfer_area: region*, to_grid*" in out.output

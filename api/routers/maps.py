@@ -36,13 +36,16 @@ from geogrid.maps import LEVEL_COLOURS, WALL_COLOURS, command_centre_map, grid_m
 from geogrid.plans import diff_grids
 from layers.store import Store
 
-__all__ = ["ASSET_URL", "MAX_POINTS", "router"]
+__all__ = ["ASSET_URL", "COVERAGE_THRESHOLD", "MAX_POINTS", "router"]
 
 ASSET_URL = "/static/vendor"
 """Where the app serves the vendored browser assets (``api/static/vendor``)."""
 
 MAX_POINTS = 10_000
 """Most incidents the wall draws as markers (the most recent of the period; the heat layer has all)."""
+
+COVERAGE_THRESHOLD = 0.5
+"""The wall counts basic grids whose area cameras see less than this share of (the header's 覆盖不足 count)."""
 
 _PLACEHOLDER = "geogrid-nonce-" + secrets.token_hex(8)
 """Stands for the nonce in cached pages (user text cannot contain it: quotes are escaped)."""
@@ -259,7 +262,7 @@ def _command_centre_html(
     if views is not None:
         layers.append("camera views")
     if blind is not None:
-        counts["blind"] = int((blind["blind_m2"] > 0).sum())
+        counts["blind"] = int((blind["blind_ratio"] > 1.0 - COVERAGE_THRESHOLD).sum())
         layers.append("blind spots")
     levels = sorted(int(v) for v in pd.unique(grids["level"]))
     level_names = []
@@ -277,5 +280,6 @@ def _command_centre_html(
         level_names=level_names,
         action=request.url.path,
         layers=layers,
+        coverage_threshold=COVERAGE_THRESHOLD,
     )
     return render_offline(m, asset_url=ASSET_URL, nonce=_PLACEHOLDER, inplace=True)

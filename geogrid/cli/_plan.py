@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
 import click
+
+import shapely
 
 from geogrid.cli._common import handle_errors, login_name, main
 from geogrid.edits import EDIT_OPERATIONS
@@ -36,6 +39,52 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.replace("-", "_")] = raw  # plain text: ids, WKT
     return out
+
+
+_NOT_FROM_THE_CLI = frozenset({"points", "weight_column"})  # a GeoDataFrame (and its column): the Python API's
+_GEOMETRY_PARAMS = frozenset({"region", "line"})
+
+
+def _params_of(operation: str) -> list[inspect.Parameter]:
+    """Return the parameters ``-p`` can give the edit (all but the grids and the points)."""
+    params = list(inspect.signature(EDIT_OPERATIONS[operation]).parameters.values())[1:]
+    return [p for p in params if p.name not in _NOT_FROM_THE_CLI]
+
+
+def _operations_help() -> str:
+    lines = ["\b", "Operations and their -p parameters (* required; geometries as WKT in the grids' CRS):"]
+    for name in sorted(EDIT_OPERATIONS):
+        shown = [
+            f"{p.name}*" if p.default is inspect.Parameter.empty else f"{p.name}={json.dumps(p.default)}"
+            for p in _params_of(name)
+        ]
+        lines.append(f"  {name}: {', '.join(shown)}")
+    return "\n".join(lines)
+
+
+def _check_params(operation: str, params: dict[str, Any]) -> None:
+    """Refuse (exit 2) unknown or missing parameters and geometries that are not WKT, all at once."""
+    accepted = _params_of(operation)
+    names = [p.name for p in accepted]
+    problems = []
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        problems.append(f"{operation} takes no {', '.join(unknown)}; it takes {', '.join(names)}")
+    missing = [p.name for p in accepted if p.default is inspect.Parameter.empty and p.name not in params]
+    if missing:
+        problems.append(f"{operation} needs {' '.join(f'-p {m}=...' for m in missing)}")
+    for key in sorted(_GEOMETRY_PARAMS & set(params)):
+        value = params[key]
+        try:
+            if not isinstance(value, str):
+                raise TypeError(type(value).__name__)
+            shapely.from_wkt(value)
+        except (TypeError, shapely.errors.ShapelyError) as err:
+            problems.append(
+                f'{key}={value!r} is not WKT ({err}): write e.g. "{key}=LINESTRING (117.201 39.1, 117.209 39.11)"'
+            )
+    if problems:
+        raise click.BadParameter("; ".join(problems), param_hint="-p")
 
 
 @main.group()
@@ -76,7 +125,7 @@ def list_cmd(store: str, as_json: bool) -> None:
         click.echo(df[["plan_id", "status", "version", "base_version", "created_by", "name"]].to_string(index=False))
 
 
-@plan.command("edit")
+@plan.command("edit", epilog=_operations_help())
 @click.argument("store")
 @click.argument("plan_id")
 @click.argument("operation", type=click.Choice(sorted(EDIT_OPERATIONS)))
@@ -88,13 +137,15 @@ def edit_cmd(
     store: str, plan_id: str, operation: str, params: tuple[str, ...], expected: int | None, author: str | None
 ) -> None:
     """Apply one edit to a plan (refused, changing nothing, if it would break the grid)."""
+    parsed = _parse_params(params)
+    _check_params(operation, parsed)
     info, cs = edit_plan(
         open_store(store),
         plan_id,
         operation,
         author=author or _me(),
         expected_version=expected,
-        **_parse_params(params),
+        **parsed,
     )
     click.echo(f"{cs.summary()}; plan {info.plan_id} is now at version {info.version}")
 

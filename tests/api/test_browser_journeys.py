@@ -92,7 +92,9 @@ def load(driver: Any, url: str) -> None:
 
 
 def wait_ready(driver: Any, what: str) -> None:
-    assert driver.execute_async_script(WAIT_READY), f"{what} did not render within 30 s"
+    if not driver.execute_async_script(WAIT_READY):
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        pytest.fail(f"{what} did not render within 30 s; console: {errors}; network: {network_problems(driver, '')}")
 
 
 def wait_for_url(driver: Any, part: str) -> None:
@@ -158,7 +160,10 @@ def sign_in(driver: Any, url: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(url + "/?lang=zh")
-    assert driver.current_url.startswith(url + "/login?next=/"), driver.current_url
+    if not driver.current_url.startswith(url + "/login?next=/"):  # still signed in (a session that outlived it)
+        wait_ready(driver, "home")
+        assert "管理员" in driver.find_element(By.ID, "gg-who").text
+        return
     field = driver.find_element(By.NAME, "key")
     field.send_keys(ADMIN_KEY)
     field.submit()
@@ -220,9 +225,17 @@ def test_planner_journey_home_new_plan_two_edits_reload_diff_commit(demo_store, 
         browser.refresh()
         wait_ready(browser, "planner of the edited plan after reload")
         assert browser.execute_script("return window.geogridPlanner.gridCount()") == n0 + 2
-        assert browser.execute_script("return document.querySelectorAll('#gg-grid option').length") > 0
+        n_options = browser.execute_script("return document.querySelectorAll('#gg-grid option').length")
+        assert n_options == len(_finest_grids(grids)) + 2
+        # The grid picker is searchable: typing part of an id leaves the grids that match.
+        wanted = str(_finest_grids(grids).iloc[7].grid_id)
+        browser.find_element(By.ID, "gg-grid-filter").send_keys(wanted)
+        options = browser.execute_script("return [...document.querySelectorAll('#gg-grid option')].map(o => o.value)")
+        assert wanted in options and len(options) < n_options and all(wanted in o for o in options), options
+        browser.find_element(By.ID, "gg-grid-filter").clear()
+        browser.execute_script("document.getElementById('gg-grid-filter').dispatchEvent(new Event('input'))")
         labels = overlay_labels(browser)
-        assert "changes against the current network" in labels and len(labels) >= 4, labels
+        assert "对比现状的变更" in labels and len(labels) >= 4, labels
         assert browser.execute_script("return document.querySelectorAll('.leaflet-pm-toolbar').length") > 0
         zoom = browser.execute_script("return Object.values(window).find(v => v instanceof L.Map).getZoom()")
         assert zoom > 10, f"the map is not fitted to the district (zoom {zoom})"
@@ -308,7 +321,8 @@ def test_every_page_works_after_a_restart(demo_store, browser, tmp_path):
     with _serve(_app(path)) as url:  # the first run: someone used it
         sign_in(browser, url)
         assert_clean(browser, url, "home before the restart")
-    with _serve(_app(path)) as url:  # the restart: the browser's sign-in cookie still holds
+    with _serve(_app(path)) as url:  # the restart (sessions may or may not outlive it)
+        sign_in(browser, url)
         pages = {
             "home": url + "/?lang=en",
             "grids": url + "/maps/grids",
@@ -320,7 +334,7 @@ def test_every_page_works_after_a_restart(demo_store, browser, tmp_path):
             screenshot(browser, f"20-after-restart-{name}")
             assert_clean(browser, url, f"{name} after a restart")
         assert browser.execute_script("return window.geogridPlanner.gridCount()") == len(grids) + 1
-        assert "changes against the current network" in overlay_labels(browser)
+        assert "对比现状的变更" in overlay_labels(browser)
         load(browser, pages["home"])
         assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
 
@@ -399,6 +413,10 @@ def test_a_saved_grid_map_renders_with_the_network_off(tiny_grids, tmp_path, bro
             tiny_grids
         )
         assert overlay_labels(browser) == ["2 · grid", "1 · street", "0 · district"]
+        scale = browser.execute_script(
+            "return [...document.querySelectorAll('.leaflet-control-scale-line')].map(e => e.textContent)"
+        )
+        assert len(scale) == 1 and re.fullmatch(r"\d+ k?m", scale[0]), scale  # metres only, no feet
         screenshot(browser, f"40-grid-map-offline-{how}")
         browser.switch_to.default_content()
         assert_clean(browser, "", f"grid_map via {how} offline")

@@ -23,7 +23,7 @@ def test_the_wall_has_every_layer(full_client):
     r = full_client.get(WHOLE)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     layers = _layers(r.text)
-    for name in ("incidents", "incident heat", "cameras", "camera views", "blind spots", "hot spots"):
+    for name in ("事件点位", "事件热力", "摄像头", "摄像头视域", "监控盲区", "热点网格 (Gi*)"):
         assert name in layers, layers
     assert {"2 · " + n for n in ["&lt;b onmouseover=&quot;window.__xss=4&quot;&gt;基础网格&lt;/b&gt;"]} <= set(layers)
     assert "L.markerClusterGroup(" in r.text and "L.heatLayer(" in r.text
@@ -94,6 +94,18 @@ def test_a_grid_only_store_still_has_a_wall(client):
     r = client.get(PAGE)
     assert r.status_code == 200
     assert _layers(r.text)[-1] == "0 · district"
+
+
+def test_the_blind_spot_count_is_grids_below_the_stated_coverage(full_client, grids, cameras):
+    from api.routers.maps import COVERAGE_THRESHOLD
+    from geogrid.coverage import blind_spots
+
+    blind = blind_spots(grids, cameras, level=int(grids["level"].max()))
+    expected = int((blind["blind_ratio"] > 1 - COVERAGE_THRESHOLD).sum())
+    page = full_client.get(WHOLE).text
+    assert f"覆盖不足50%网格 <b>{expected}</b>" in page
+    assert "摄像头可见面积不到网格面积50%的基础网格" in page  # the legend states the threshold
+    assert "事件聚合：数字为事件数" in page  # the cluster bubbles are explained
 
 
 def test_sparse_hot_spots_are_said_not_coloured(full_client):

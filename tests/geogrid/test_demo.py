@@ -25,7 +25,7 @@ def metric_grids(demo_district):
 def test_levels_have_hongqiao_counts(demo_district):
     g = demo_district.grids
     assert g.groupby("level").size().to_dict() == {0: 1, 1: 9, 2: 114, 3: 990}
-    assert g.groupby("level")["level_name"].first().tolist() == ["district", "street", "community", "grid"]
+    assert g.groupby("level")["level_name"].first().tolist() == ["区", "街道", "社区", "基础网格"]
     assert g["grid_id"].is_unique
 
 

@@ -304,3 +304,9 @@ def test_saving_a_map_with_an_unvendored_plugin_is_an_error_naming_it(tiny_grids
     folium.plugins.Fullscreen().add_to(m)
     with pytest.raises(GeogridError, match=r"not vendored:\n  - https://"):
         m.save(str(tmp_path / "m.html"))
+
+
+def test_the_scale_bar_is_metric_only(tiny_grids):
+    page = render_offline(grid_map(tiny_grids), asset_url=ASSETS)
+    assert page.count("L.control.scale(") == 1
+    assert "L.control.scale({metric: true, imperial: false})" in page
