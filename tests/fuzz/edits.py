@@ -36,6 +36,17 @@ from layers.errors import GeogridError
 from tests.fuzz import Outcome
 
 FAMILY = "edits"
+COLUMNS = (
+    "crash",
+    "invalid_accepted",
+    "valid_refused",
+    "postcondition",
+    "input_mutated",
+    "unclear_refusal",
+    "check_false_alarm",
+    "generator",
+)
+"""Failure columns (the long lane prints each, zeros included)."""
 
 KINDS_VALID = ("transfer", "reshape", "split", "split_hole", "split_exclave", "merge", "reparent")
 KINDS_INVALID = ("transfer_far", "merge_far", "reshape_out", "split_nocut", "reparent_far")
