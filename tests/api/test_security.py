@@ -31,6 +31,7 @@ EXPECTED_POLICIES = {
     ("GET", "/collections"): "viewer",
     ("GET", "/collections/{collection_id}"): "viewer",
     ("GET", "/collections/{collection_id}/items"): "viewer",
+    ("GET", "/collections/{collection_id}/queryables"): "viewer",
     ("GET", "/collections/{collection_id}/items/{feature_id}"): "viewer",
     ("GET", "/maps/grids"): "viewer",
     ("GET", "/maps/command-centre"): "viewer",
