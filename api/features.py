@@ -358,9 +358,7 @@ def build_query(
             where = compile_filter(filter_, spec.queryables, lang=filter_lang or FILTER_LANGS[0])
         except FilterError as err:
             raise InvalidParameterError(str(err)) from err
-    elif filter_lang is not None:
-        msg = "filter-lang was given without a filter"
-        raise InvalidParameterError(msg)
+
     unknown = sorted(set(filters) - set(spec.filters))
     if unknown:
         msg = f"{spec.id} has no property filter {', '.join(unknown)}; it has: {', '.join(spec.filters) or 'none'}"

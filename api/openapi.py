@@ -109,6 +109,24 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 
 
 _GENERIC = "/collections/{collection_id}"
+_NUMBER = r"-?[0-9]+(\.[0-9]+)?"
+_FORMATS: dict[str, dict[str, Any]] = {
+    "bbox": {
+        "format": "ogc-bbox",
+        "pattern": rf"^{_NUMBER}(,{_NUMBER}){{3}}(,{_NUMBER},{_NUMBER})?$",
+        "description": "minLon,minLat,maxLon,maxLat (or 6 numbers with heights); latitudes in [-90, 90], "
+        "south not above north; minLon > maxLon crosses the antimeridian",
+    },
+    "datetime": {
+        "format": "ogc-datetime",
+        "description": "an RFC 3339 date or date-time with a zone, or an interval start/end with '..' for an open end",
+    },
+    "filter": {"format": "cql2", "minLength": 1, "description": "a Basic CQL2 predicate on the queryables"},
+}
+"""Formats of the parameters whose valid values a JSON Schema type alone does not describe.
+
+The formats are named (``ogc-bbox``, ``ogc-datetime``, ``cql2``) so that tools generating requests
+from the document (schemathesis in the tests) can be told what a valid value looks like."""
 _INT_MAX = 999_999_999
 """Largest whole number a property filter takes (:func:`api.features.build_query` reads up to 9 digits)."""
 
@@ -146,6 +164,8 @@ def _specialise(op: dict[str, Any], spec: CollectionSpec) -> dict[str, Any]:
             continue  # a collection without time does not take datetime (400)
         if name == "datetime":
             p["description"] = f"instant or interval start/end ('..' open) on {spec.temporal}"
+        if name in _FORMATS:
+            p["schema"] = {**p.get("schema", {}), **_FORMATS[name]}
         params.append(p)
     if "/items" in out.get("operationId", "") or any(p.get("name") == "bbox" for p in params):
         params += [_filter_parameter(spec, name) for name in spec.filters]

@@ -157,6 +157,7 @@ def hotspots(
             ge=0,
             le=99999,
             description="0: normal p of the z-score (ArcGIS); 99 or more: two-sided permutation mid-p",
+            json_schema_extra={"anyOf": [{"enum": [0]}, {"minimum": 99}]},  # 1-98 is refused: say so in the document
         ),
     ] = 0,
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,

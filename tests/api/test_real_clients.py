@@ -32,7 +32,7 @@ import geopandas as gpd
 import pyogrio
 import shapely
 
-from layers.schema import INCIDENT_SOURCES
+from layers.schema import INCIDENT_SOURCES, INCIDENT_STATUSES
 from layers.store import GeoPackageStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,45 +280,44 @@ def test_qgis_sends_an_attribute_filter_given_in_the_connection_url(served, laye
     assert pages and all("source=hotline" in r and r.endswith(" 200") for r in pages), pages
 
 
-def test_an_edit_made_in_qgis_is_noticed_by_geogrid(served, tmp_path):
-    """QGIS moves a vertex of a basic grid in the GeoPackage; ``geogrid check`` and the API see it."""
-    store = tmp_path / "edited.gpkg"
-    shutil.copyfile(served.store, store)
-    grids = GeoPackageStore(store).read("grids")
-    target = grids[grids["level"] == grids["level"].max()].iloc[0]
+def test_an_edit_made_in_qgis_is_noticed_by_geogrid(served):
+    """QGIS edits an incident in the served GeoPackage (status and position): the API answers with the change.
+
+    The grid network is not edited in QGIS: the store's triggers refuse it and QGIS shows why.
+    """
+    before = GeoPackageStore(served.store).read("incidents").iloc[0]
+    new_status = next(s for s in INCIDENT_STATUSES if s != before["status"])
     got = _qgis(
         """
-        layer = QgsVectorLayer(sys.argv[1] + "|layername=grids", "grids", "ogr")
-        feature = next(layer.getFeatures(f"\\"grid_id\\" = '{sys.argv[2]}'"))
-        vertex = feature.geometry().vertexAt(1)
+        path, incident_id, status = sys.argv[1:4]
+        layer = QgsVectorLayer(path + "|layername=incidents", "incidents", "ogr")
+        feature = next(layer.getFeatures("incident_id = '" + incident_id + "'"))
+        point = feature.geometry().asPoint()
         layer.startEditing()
-        ok = layer.moveVertex(vertex.x() + 0.00005, vertex.y(), feature.id(), 1)
-        out["moved"] = bool(ok) and layer.commitChanges()
+        layer.changeAttributeValue(feature.id(), layer.fields().indexOf("status"), status)
+        layer.moveVertex(point.x() + 0.0001, point.y(), feature.id(), 0)
+        out["saved"] = layer.commitChanges()
         out["errors"] = layer.commitErrors()
+        grids = QgsVectorLayer(path + "|layername=grids", "grids", "ogr")
+        cell = next(grids.getFeatures())
+        grids.startEditing()
+        grids.changeAttributeValue(cell.id(), grids.fields().indexOf("name"), "renamed in QGIS")
+        out["grids_saved"] = grids.commitChanges()
+        out["grids_errors"] = " ".join(grids.commitErrors())
+        grids.rollBack()
         """,
-        str(store),
-        str(target["grid_id"]),
+        str(served.store),
+        str(before["incident_id"]),
+        new_status,
     )
-    assert got["moved"], got["errors"]
-    check = subprocess.run(
-        [sys.executable, "-m", "geogrid", "check", str(store), "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=300,
-    )
-    assert check.returncode == 1, check.stderr  # findings
-    findings = json.loads(check.stdout)["findings"]
-    touched = [f for f in findings if str(target["grid_id"]) in f["grid_ids"]]
-    assert {f["kind"] for f in touched} >= {"gap"} or {f["kind"] for f in touched} >= {"overlap"}, findings
-    # The served API reads the changed file again (its cache follows the file).
-    shutil.copyfile(store, served.store.with_name("swap.gpkg"))
-    os.replace(served.store.with_name("swap.gpkg"), served.store)
-    with urllib.request.urlopen(f"{served.url}/collections/grids/items/{target['grid_id']}", timeout=30) as r:
-        served_geom = shapely.geometry.shape(json.load(r)["geometry"])
-    assert not served_geom.equals(target.geometry)
-    assert served_geom.equals(GeoPackageStore(store).read("grids").set_index("grid_id").geometry[target["grid_id"]])
+    assert got["saved"], got["errors"]
+    with urllib.request.urlopen(f"{served.url}/collections/incidents/items/{before['incident_id']}", timeout=30) as r:
+        feature = json.load(r)
+    assert feature["properties"]["status"] == new_status
+    x, y = feature["geometry"]["coordinates"]
+    assert (x, y) == pytest.approx((before.geometry.x + 0.0001, before.geometry.y), abs=1e-9)
+    assert not got["grids_saved"]
+    assert "edit it in a plan" in got["grids_errors"], got["grids_errors"]
 
 
 # -- OWSLib ---------------------------------------------------------------------------------------
