@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from api import Settings, create_app
-from api.settings import MIN_KEY_LENGTH
+from api.settings import MIN_KEY_LENGTH, get_settings
 from geogrid.cli import main
 from tests.api._support import TestClient
 
@@ -44,8 +44,12 @@ def test_a_malformed_key_list_is_refused_by_the_app(value, monkeypatch):
     assert A not in str(err.value) and "key with spaces" not in str(err.value)  # keys never reach logs
     # as `uvicorn api.main:app` reads it: from the environment, when the app is built
     monkeypatch.setenv("GEOGRID_API_KEYS", value)
-    with pytest.raises(ValueError, match="GEOGRID_API_KEYS"):
-        create_app()
+    get_settings.cache_clear()  # the process-wide settings another test may have read already
+    try:
+        with pytest.raises(ValueError, match="GEOGRID_API_KEYS"):
+            create_app()
+    finally:
+        get_settings.cache_clear()
 
 
 @pytest.fixture
