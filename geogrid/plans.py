@@ -300,6 +300,31 @@ def _moved_points(
     return pd.DataFrame({id_col: ids[moved], "grid_before": gb[moved], "grid_after": ga[moved]}, columns=cols)
 
 
+_RENODE_TOLERANCE_M2 = 1e-4
+"""Grids whose point sets differ by less than this (m²) are the same: an edit only added vertices."""
+
+
+def _same_area(before: np.ndarray, after: np.ndarray, crs: Any) -> np.ndarray:
+    """Tell, per pair, whether two geometries cover the same ground (vertices inserted on edges only).
+
+    An edit nodes its line into the neighbours' edges (``ChangeSet.renoded``); the inserted
+    vertex lies on the edge only up to rounding, so exact equality would call those grids
+    changed. The symmetric difference is measured in local metres (degrees scaled at the
+    pair's latitude: reprojecting a 1e-9° sliver would bend it into square millimetres).
+    """
+    same = np.asarray(shapely.equals(before, after), dtype=bool)
+    todo = np.flatnonzero(~same)
+    if todo.size == 0:
+        return same
+    sym = shapely.symmetric_difference(before[todo], after[todo])
+    area = shapely.area(sym)
+    if crs is not None and gpd.GeoSeries(crs=crs).crs.is_geographic:
+        lat = shapely.get_coordinates(shapely.centroid(before[todo]))[:, 1]
+        area = area * 111_320.0**2 * np.cos(np.radians(lat))
+    same[todo] = area < _RENODE_TOLERANCE_M2
+    return same
+
+
 def diff_grids(
     before: gpd.GeoDataFrame,
     after: gpd.GeoDataFrame,
@@ -314,7 +339,9 @@ def diff_grids(
     status: dict[str, str] = dict.fromkeys(sorted(set(b.index) - set(a.index)), "removed")
     status.update(dict.fromkeys(sorted(set(a.index) - set(b.index)), "added"))
     bc, ac = b.loc[common], a.loc[common]
-    differs = ~shapely.equals(np.asarray(bc.geometry.array, dtype=object), np.asarray(ac.geometry.array, dtype=object))
+    differs = ~_same_area(
+        np.asarray(bc.geometry.array, dtype=object), np.asarray(ac.geometry.array, dtype=object), before.crs
+    )
     for c in ("parent_id", "name", "level_name", *WORKLOAD_COLUMNS):
         if c in b.columns and c in a.columns:
             x, y = bc[c].astype(object), ac[c].astype(object)

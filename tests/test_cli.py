@@ -50,3 +50,31 @@ def test_every_command_has_help_with_example_blocks_kept():
         seen.append(" ".join(path))
     for expected in ("demo", "import", "check", "repair", "serve", "stats", "hotspots", "coverage", "plan edit"):
         assert expected in seen
+
+
+def test_options_appear_only_on_the_commands_they_serve():
+    """A grid command offers the grid columns only; import (any layer, CSV points) offers them all."""
+    from click.testing import CliRunner
+
+    from geogrid.cli import main
+
+    not_for_grids = (
+        "--time-col",
+        "--closed-col",
+        "--category-col",
+        "--source-col",
+        "--status-col",
+        "--description-col",
+        "--heading-col",
+        "--fov-col",
+        "--range-col",
+        "--x-col",
+        "--y-col",
+    )
+    for command in ("check", "repair"):
+        text = CliRunner().invoke(main, [command, "--help"]).output
+        assert "--parent-col" in text and "--level-col" in text, command
+        assert [opt for opt in not_for_grids if opt in text] == [], command
+        assert "incident_id" not in text and "camera_id" not in text, command
+    text = CliRunner().invoke(main, ["import", "--help"]).output
+    assert all(opt in text for opt in (*not_for_grids, "--parent-col"))

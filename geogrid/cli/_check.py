@@ -153,7 +153,7 @@ def check(
     r"""Check the grid hierarchy in SRC: gaps, overlaps, edges, nesting, parent links.
 
     SRC is a geogrid store (its `grids` layer) or any vector file of grids
-    (GeoPackage, GeoJSON, GeoParquet, Shapefile, CSV) read with the column mapping.
+    (GeoPackage, GeoJSON, GeoParquet, Shapefile) read with the column mapping.
     Exit status: 0 sound, 1 findings, 2 unusable input (the reason on stderr).
 
     \b

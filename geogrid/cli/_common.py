@@ -107,30 +107,39 @@ def measure_option(name: str, default: float, unit: str, help_text: str) -> Call
     )
 
 
-def column_mapping_options(func: F) -> F:
+_GRIDS, _INCIDENTS, _CAMERAS, _CSV = "grids", "incidents", "cameras", "csv"
+_MAPPING_OPTIONS = (
+    ("--id-col", "the id column (grid_id, incident_id or camera_id)", {_GRIDS, _INCIDENTS, _CAMERAS}),
+    ("--parent-col", "the parent id column of grids", {_GRIDS}),
+    ("--level-col", "the level column of grids (0 = top)", {_GRIDS}),
+    ("--level-name-col", "the level name column of grids", {_GRIDS}),
+    ("--name-col", "the display name column", {_GRIDS}),
+    ("--time-col", "the reported-at column of incidents", {_INCIDENTS}),
+    ("--closed-col", "the closed-at column of incidents", {_INCIDENTS}),
+    ("--category-col", "the category column of incidents", {_INCIDENTS}),
+    ("--source-col", "the source column of incidents", {_INCIDENTS}),
+    ("--status-col", "the status column of incidents or cameras", {_INCIDENTS, _CAMERAS}),
+    ("--description-col", "the free-text description column of incidents", {_INCIDENTS}),
+    ("--heading-col", "the heading column of cameras (degrees, 0 = north, clockwise)", {_CAMERAS}),
+    ("--fov-col", "the field-of-view column of cameras (degrees)", {_CAMERAS}),
+    ("--range-col", "the range column of cameras (metres)", {_CAMERAS}),
+    ("--x-col", "for CSV: the longitude / x column", {_CSV}),
+    ("--y-col", "for CSV: the latitude / y column", {_CSV}),
+)
+"""The column mapping options and what they serve: a layer kind, or CSV point files (x / y)."""
+
+
+def column_mapping_options(func: F, *, serves: frozenset[str] | None = None) -> F:
     """Add ``--id-col``, ``--parent-col``, ``--level-col``, ``--name-col`` ... to a command.
 
     The command receives them gathered in one ``columns`` dict (target name -> source
-    column name), holding only the options the user gave.
+    column name), holding only the options the user gave. ``serves`` keeps only the
+    options for those layer kinds (``"grids"``, ``"incidents"``, ``"cameras"``) and
+    ``"csv"`` (the x / y columns); default: all of them.
     """
-    options = [
-        ("--id-col", "the id column (grid_id, incident_id or camera_id)"),
-        ("--parent-col", "the parent id column of grids"),
-        ("--level-col", "the level column of grids (0 = top)"),
-        ("--level-name-col", "the level name column of grids"),
-        ("--name-col", "the display name column"),
-        ("--time-col", "the reported-at column of incidents"),
-        ("--closed-col", "the closed-at column of incidents"),
-        ("--category-col", "the category column of incidents"),
-        ("--source-col", "the source column of incidents"),
-        ("--status-col", "the status column of incidents or cameras"),
-        ("--description-col", "the free-text description column of incidents"),
-        ("--heading-col", "the heading column of cameras (degrees, 0 = north, clockwise)"),
-        ("--fov-col", "the field-of-view column of cameras (degrees)"),
-        ("--range-col", "the range column of cameras (metres)"),
-        ("--x-col", "for CSV: the longitude / x column"),
-        ("--y-col", "for CSV: the latitude / y column"),
-    ]
+    options = [(opt, text) for opt, text, kinds in _MAPPING_OPTIONS if serves is None or kinds & serves]
+    if serves == {_GRIDS}:
+        options = [(opt, "the grid id column" if opt == "--id-col" else text) for opt, text in options]
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -149,10 +158,14 @@ def column_mapping_options(func: F) -> F:
 
 
 def grid_file_options(func: F) -> F:
-    """Add the options that say how to read a grid file: the column mapping, ``--layer`` and ``--crs``."""
+    """Add the options that say how to read a grid file: the grid column mapping, ``--layer`` and ``--crs``.
+
+    Only the columns of grids: incident and camera columns, and a CSV's x / y (points,
+    never grid polygons), do not apply to a grid file.
+    """
     func = click.option("--crs", default=None, help="the CRS of the file, if it does not say (e.g. EPSG:4326)")(func)
     func = click.option("--layer", default=None, help="layer to read from a multi-layer file (default: 'grids')")(func)
-    return column_mapping_options(func)
+    return column_mapping_options(func, serves=frozenset({_GRIDS}))
 
 
 def _polygon_file(path: Path | None, what: str) -> Any:

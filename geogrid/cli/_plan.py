@@ -92,8 +92,9 @@ def plan() -> None:
     r"""Redraw grids in a draft plan; the network changes only on commit.
 
     \b
-      geogrid plan new demo.gpkg --name "split C03"
-      geogrid plan edit demo.gpkg p1 split_grid -p grid_id=D01-S01-C03 -p "line=LINESTRING (...)"
+      geogrid plan new demo.gpkg --name "split G01"
+      geogrid plan edit demo.gpkg p1 split_grid -p grid_id=D01-S01-C01-G01 \
+          -p "line=LINESTRING (117.14214 39.1860, 117.14214 39.1875)" --expect 0
       geogrid plan diff demo.gpkg p1
       geogrid plan commit demo.gpkg p1 --expect 1
     """

@@ -118,7 +118,9 @@ def _is_loopback(host: str) -> bool:
 @main.command()
 @click.argument("store", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
-@click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
+@click.option(
+    "--port", envvar="GEOGRID_PORT", default=8000, show_default=True, type=int, help="port to listen on (GEOGRID_PORT)"
+)
 @click.option(
     "--api-keys",
     envvar="GEOGRID_API_KEYS",
@@ -223,14 +225,13 @@ def serve(
         f"geogrid: serving {shown_store} on http://{shown}:{port}/ (maps: http://{shown}:{port}/maps/grids)", err=True
     )
     if not keyed:
-        click.echo(
-            "geogrid: no API keys configured: reading is open to this machine only.\n"
-            f"geogrid: admin key for this run:  Authorization: Bearer {admin_key}",
-            err=True,
-        )
+        # The app itself warns once that reading is anonymous and answered to this machine only.
+        click.echo(f"geogrid: admin key for this run:  Authorization: Bearer {admin_key}", err=True)
     _warm_in_background()
     uvicorn.run(
-        "api.main:create_app",
+        # api.app, not api.main: importing api.main builds a module-level app (for plain
+        # uvicorn), which would build the app twice and warn twice.
+        "api.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -223,3 +223,41 @@ def test_demo_of_any_seed_is_sound_and_takes_the_readme_split(seed):
     new, _changes = split_grid(grids, "D01-S01-C01-G01", cut)
     assert len(new) == len(grids) + 1
     assert check_grids(new).sound
+
+
+@pytest.mark.slow
+def test_demo_samples_are_the_files_the_tour_describes(tmp_path):
+    """`geogrid demo --samples DIR`: a defective network, a GBK Shapefile naming no encoding, a GCJ-02 CSV in local time."""
+    from click.testing import CliRunner
+
+    import pyogrio
+
+    from geogrid.cli import main
+    from geogrid.hierarchy import check_grids
+    from layers.io import read_layer
+
+    out = CliRunner().invoke(main, ["demo", "--samples", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    truth = build_demo(0, n_incidents=20_000, n_cameras=0)  # what --samples cut its files from
+
+    kinds = set(check_grids(GeoPackageStore(tmp_path / "bad.gpkg").read("grids")).findings["kind"])
+    assert {"overlap", "gap", "invalid"} <= kinds
+
+    shp = tmp_path / "网格.shp"
+    assert not shp.with_suffix(".cpg").exists()
+    assert shp.with_suffix(".dbf").read_bytes()[29] == 0  # no code page in the .dbf either
+    raw = pyogrio.read_dataframe(shp, encoding="gbk")
+    assert list(raw.columns[:4]) == ["网格编码", "上级编码", "层级", "名称"]
+    assert sorted(raw["网格编码"]) == sorted(truth.grids["grid_id"])
+
+    csv = pd.read_csv(tmp_path / "事件.csv", dtype=str)
+    assert csv["上报时间"].str.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d").all()  # local time, no zone
+    columns = {"id": "编号", "time": "上报时间", "closed": "结案时间", "category": "类别", "source": "来源"}
+    columns |= {"status": "状态", "description": "描述", "x": "经度", "y": "纬度"}
+    got = read_layer(tmp_path / "事件.csv", "incidents", columns=columns, datum="gcj02", tz="Asia/Shanghai")
+    want = truth.incidents.set_index("incident_id").loc[got["incident_id"]]
+    assert (got["reported_at"].to_numpy() == want["reported_at"].to_numpy()).all()
+    error_m = shapely.distance(got.to_crs(METRIC_EPSG).geometry.values, want.to_crs(METRIC_EPSG).geometry.values)
+    assert error_m.max() < 0.2  # 6 decimals of a degree, after the GCJ-02 round trip
+    shifted = pd.to_numeric(csv["经度"]).to_numpy() - want.geometry.x.to_numpy()
+    assert (np.abs(shifted) > 1e-3).all()  # the file really is in GCJ-02 (a shift of hundreds of metres)

@@ -112,3 +112,18 @@ def test_unsound_plan_is_not_committed(store):
     assert snapshot(store) == before
     discard_plan(store, plan.plan_id, author="li")
     assert store.plan_info(plan.plan_id).status == "discarded"
+
+
+def test_diff_counts_what_the_edit_counted(demo_grids):
+    """A split nodes its line into the neighbours' edges: they are renoded, not changed, in the diff too."""
+    from geogrid.edits import split_grid
+    from geogrid.plans import diff_grids
+
+    x0, y0, x1, y1 = demo_grids.set_index("grid_id").geometry["D01-S01-C01-G01"].bounds
+    cut = shapely.LineString([((x0 + x1) / 2, y0 - 0.0002), ((x0 + x1) / 2, y1 + 0.0002)])
+    new, cs = split_grid(demo_grids, "D01-S01-C01-G01", cut)
+    assert cs.renoded  # the case: neighbours gained vertices
+    diff = diff_grids(demo_grids, new)
+    counts = {k: diff.summary[k] for k in ("added", "removed", "changed")}
+    assert counts == {"added": len(cs.added), "removed": len(cs.removed), "changed": len(cs.changed)}
+    assert not set(cs.renoded) & set(diff.grids["grid_id"])
