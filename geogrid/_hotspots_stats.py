@@ -225,6 +225,41 @@ def _gi_star_z(y: np.ndarray, w_star: sp.csr_array) -> tuple[np.ndarray, np.ndar
     return g, z
 
 
+# -- exact test for counts ----------------------------------------------------------------------
+def _count_test(
+    y: np.ndarray, w_star: sp.csr_array, exposure: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact conditional test of each neighbourhood sum of counts, for each column of ``y`` (sites × replicates).
+
+    Under homogeneous risk, given the column's total ``N``, the counts are multinomial with
+    cell probabilities proportional to ``exposure`` (default: equal), so the sum ``S_i`` of
+    grid ``i``'s neighbourhood (``w_star``: binary, with the diagonal) is
+    ``Binomial(N, share_i)`` with ``share_i`` the neighbourhood's share of the exposure. The
+    two-sided p is twice the smaller tail, ``P(S >= s)`` or ``P(S <= s)`` (each counting
+    the observed value), capped at 1: never smaller than the size it claims, which a
+    mid-p is not, and BH over ~1,000 grids reaches far into the tails.
+
+    Returns ``(p, direction, expected)``: ``direction`` is the sign of ``s - N share_i``
+    (+1 an excess, -1 a deficit) and ``expected`` is ``N share_i``. A neighbourhood with no
+    exposure gets NaN. Columns summing to 0 give p = 1.
+    """
+    from scipy import stats  # lazy: scipy.stats costs ~1 s at import
+
+    n = y.shape[0]
+    e = np.ones(n) if exposure is None else np.asarray(exposure, dtype=np.float64)
+    share = np.asarray(w_star @ e, dtype=np.float64) / e.sum()
+    s = np.asarray(w_star @ y, dtype=np.float64)
+    total = y.sum(axis=0)
+    expected = share[:, None] * total[None, :]
+    with np.errstate(invalid="ignore"):
+        upper = stats.binom.sf(s - 1, total[None, :], share[:, None])
+        lower = stats.binom.cdf(s, total[None, :], share[:, None])
+    p = np.minimum(1.0, 2.0 * np.minimum(upper, lower))
+    p[share <= 0, :] = np.nan
+    direction = np.sign(s - expected)
+    return p, direction, expected
+
+
 # -- Local Moran's I --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _LocalMoran:
@@ -296,6 +331,7 @@ WITHHELD_REASONS = {
     "no_neighbours": "the grid has no neighbour: its neighbourhood is the grid alone",
     "few_nearby": "fewer incidents in the grid and its neighbours than the minimum: not enough to call it anything",
     "empty_neighbourhood": "the grid and all its neighbours are 0: no data, not a cold spot",
+    "no_exposure": "the grid and its neighbours have no exposure (population 0): no incidents are expected there",
 }
 """Why a grid got no bin: code → explanation (the ``withheld`` column holds the code)."""
 
