@@ -330,10 +330,7 @@ def gi_star(
     if permutations:
         cols["p_sim"] = p_sim
     out = _frame(grids, cols)
-    inference = "normal"
-    if exact is not None:
-        inference = "exact binomial" + (", expected from exposure" if exact.size else "")
-    _state_permutations(out, permutations, int(t["analysed"].sum()), inference)
+    _state_permutations(out, permutations, int(t["analysed"].sum()), "normal" if exact is None else "exact binomial")
     return out
 
 
@@ -513,7 +510,7 @@ def incident_hotspots(
     -------
     geopandas.GeoDataFrame
         :func:`gi_star`'s columns with the value column ``count`` (and ``expected`` with the
-        exact test).
+        exact test); ``attrs["expected_from"]`` names the population column when one is used.
 
     Raises
     ------
@@ -530,7 +527,7 @@ def incident_hotspots(
     inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz, time_field=time_field)
     pos = _data._assign(inc, g)
     counts = np.bincount(pos[pos >= 0], minlength=len(g)).astype(np.float64)
-    return gi_star(
+    out = gi_star(
         pd.Series(counts, index=g.index, name="count"),
         g,
         weights=weights,
@@ -543,6 +540,9 @@ def incident_hotspots(
         min_expected=min_expected,
         min_neighbourhood=min_neighbourhood,
     )
+    if population is not None:
+        out.attrs["expected_from"] = population
+    return out
 
 
 def closing_time_hotspots(

@@ -161,6 +161,21 @@ def hotspots(
     ] = 0,
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
     fdr: Annotated[float, Query(gt=0, lt=1, description="false discovery rate for 'significant'")] = 0.05,
+    p_method: Annotated[
+        Literal["exact", "normal"],
+        Query(
+            description="exact: binomial test of each neighbourhood's count (calibrated at any count); "
+            "normal: ArcGIS's normal p of the z-score"
+        ),
+    ] = "exact",
+    population: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="a grid column (e.g. population) the expected counts are proportional to (exact test)",
+        ),
+    ] = None,
 ) -> Response:
     """Return :func:`~geogrid.hotspots.incident_hotspots` per grid of one level (default: the finest).
 
@@ -185,6 +200,8 @@ def hotspots(
             permutations=permutations,
             seed=seed,
             fdr=fdr,
+            p_method=p_method,
+            population=population,
         )
     )
     return _geojson(result)

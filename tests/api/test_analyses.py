@@ -67,6 +67,26 @@ def test_hotspots_equal_the_engine(full_client, full_store_path):
             assert got[gid]["z"] == pytest.approx(z) and got[gid]["p"] == pytest.approx(p)
 
 
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        ("", {}),
+        ("?population=population", {"population": "population"}),
+        ("?p_method=normal", {"p_method": "normal"}),
+    ],
+    ids=["exact-default", "per-resident", "normal"],
+)
+def test_hotspots_inference_options_equal_the_engine(full_client, full_store_path, query, kwargs):
+    store = GeoPackageStore(full_store_path)
+    expected = incident_hotspots(store.read("incidents"), store.read("grids"), **kwargs)
+    got = _props(full_client.get("/hotspots" + query).json())
+    assert set(got) == set(expected["grid_id"])
+    for gid, p, b in zip(expected["grid_id"], expected["p"], expected["bin"], strict=True):
+        assert got[gid]["bin"] == b
+        assert got[gid]["p"] is None if p != p else got[gid]["p"] == pytest.approx(p)
+    assert ("expected" in next(iter(got.values()))) == (kwargs.get("p_method") != "normal")
+
+
 def test_coverage_and_blind_spots_equal_the_engine(full_client, full_store_path):
     store = GeoPackageStore(full_store_path)
     g, cams = store.read("grids"), store.read("cameras")
@@ -86,10 +106,12 @@ def test_coverage_and_blind_spots_equal_the_engine(full_client, full_store_path)
         ("/stats?level=7", 404),
         ("/hotspots?since=last-week", 400),
         ("/hotspots?permutations=5", 400),
+        ("/hotspots?population=residents", 400),
+        ("/hotspots?p_method=poisson", 400),
         ("/stats?by=owner", 400),
         ("/coverage?level=-1", 400),
     ],
-    ids=["no-level", "bad-date", "few-permutations", "bad-by", "negative-level"],
+    ids=["no-level", "bad-date", "few-permutations", "no-such-column", "bad-p-method", "bad-by", "negative-level"],
 )
 def test_bad_parameters(full_client, url, status):
     r = full_client.get(url)
