@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from geogrid.coverage import blind_spots, grid_coverage
@@ -76,15 +77,26 @@ def test_hotspots_equal_the_engine(full_client, full_store_path):
     ],
     ids=["exact-default", "per-resident", "normal"],
 )
-def test_hotspots_inference_options_equal_the_engine(full_client, full_store_path, query, kwargs):
-    store = GeoPackageStore(full_store_path)
+def test_hotspots_inference_options_equal_the_engine(tmp_path, grids, incidents, query, kwargs):
+    from api import Settings, create_app
+    from tests.api._support import TestClient
+
+    g = grids.assign(population=np.arange(len(grids)) * 37 % 500 + 20)
+    path = tmp_path / "pop.gpkg"
+    GeoPackageStore(path).write({"grids": g, "incidents": incidents})
+    store = GeoPackageStore(path)
     expected = incident_hotspots(store.read("incidents"), store.read("grids"), **kwargs)
-    got = _props(full_client.get("/hotspots" + query).json())
+    with TestClient(create_app(Settings(store=path))) as c:
+        got = _props(c.get("/hotspots" + query).json())
     assert set(got) == set(expected["grid_id"])
-    for gid, p, b in zip(expected["grid_id"], expected["p"], expected["bin"], strict=True):
-        assert got[gid]["bin"] == b
-        assert got[gid]["p"] is None if p != p else got[gid]["p"] == pytest.approx(p)
-    assert ("expected" in next(iter(got.values()))) == (kwargs.get("p_method") != "normal")
+    exact = kwargs.get("p_method") != "normal"
+    for k, row in enumerate(expected.itertuples(index=False)):
+        props = got[row.grid_id]
+        assert props["bin"] == row.bin
+        assert props["p"] is None if row.p != row.p else props["p"] == pytest.approx(row.p)
+        assert ("expected" in props) == exact
+        if exact:
+            assert props["expected"] == pytest.approx(expected["expected"].iloc[k])
 
 
 def test_coverage_and_blind_spots_equal_the_engine(full_client, full_store_path):
@@ -117,6 +129,12 @@ def test_bad_parameters(full_client, url, status):
     r = full_client.get(url)
     assert r.status_code == status, r.text
     assert r.json()["description"]
+
+
+def test_hotspots_population_names_a_grid_column(full_client):
+    r = full_client.get("/hotspots?population=residents")
+    assert r.status_code == 400
+    assert "population='residents' is not a column of the grids" in r.json()["description"]
 
 
 def test_a_store_without_incidents_is_404_naming_the_layer(client):
