@@ -159,7 +159,7 @@ def _test(
     fdr: float | None,
     p_exact: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Return p (two-sided: normal, exact, or permutation mid-p), p_fdr over the analysed grids and the significance basis."""
+    """Return p (two-sided: normal, binomial, or permutation mid-p), p_fdr over the analysed grids and the significance basis."""
     from scipy import stats
 
     analysed = np.array([w is None for w in withheld], dtype=bool)
@@ -191,14 +191,14 @@ def gi_star(
     permutations: int = 0,
     seed: int = 0,
     fdr: float | None = 0.05,
-    p_method: Literal["normal", "exact"] = "normal",
+    p_method: Literal["normal", "binomial"] = "normal",
     exposure: Any = None,
     min_total: float = 0.0,
     min_expected: float = 0.0,
     min_neighbourhood: float = 0.0,
     metric_crs: object = None,
 ) -> gpd.GeoDataFrame:
-    """Getis–Ord Gi* hot and cold spots of a value per grid: z, normal or exact p, FDR, ArcGIS's bins.
+    """Getis–Ord Gi* hot and cold spots of a value per grid: z, normal or binomial p, FDR, ArcGIS's bins.
 
     Binary weights with the grid itself included (Gi*, as ArcGIS and
     ``esda.G_Local(y, w, transform="B", star=True)``). By default the inference is
@@ -208,16 +208,19 @@ def gi_star(
     permutation gets p = 1); ``attrs["permutations_needed"]`` says how many permutations
     the FDR needs before each bin can be reached at all.
 
-    Counts. With ``p_method="exact"`` (what :func:`incident_hotspots` uses) the values
-    must be counts, and the p is an exact conditional test of the neighbourhood sum
-    instead of the normal p of z: under homogeneous risk, given the total ``N``, the sum
-    ``S`` of a grid and its neighbours is ``Binomial(N, share)``, ``share`` being the
-    neighbourhood's share of ``exposure`` (default: its share of the grids, the null of
-    Gi*). ``p = min(1, 2 min(P(S >= s), P(S <= s)))``: never below the size it claims.
-    The normal p of counts is too small far in the upper tail (sums of Poisson counts are
+    Counts. With ``p_method="binomial"`` (what :func:`incident_hotspots` uses) the values
+    must be counts, and the p is a binomial test of the neighbourhood sum instead of the
+    normal p of z: under homogeneous risk, given the total ``N``, the sum ``S`` of a grid
+    and its neighbours is ``Binomial(N, share)``, ``share`` being the neighbourhood's share
+    of ``exposure`` (default: its share of the grids, the null of Gi*), and
+    ``p = min(1, 2 min(P(S >= s), P(S <= s)))``. Counts more variable than Poisson
+    (overdispersion, the rule in real districts) are first divided by the dispersion
+    ``phi = max(1, X² / (n - 1))`` (quasi-Poisson; ``attrs["dispersion"]``): with
+    ``phi = 1`` the test is exact, with large ``phi`` it approaches the normal p of z. The
+    normal p of counts is too small far in the upper tail (sums of Poisson counts are
     skewed), and the FDR over ~1,000 grids reaches that far: at 1–20 incidents per grid
-    7–23 % of null windows held a false hot spot with the normal p, at most 5 % with the
-    exact one (BENCHMARKS.md). ``z`` is still Gi*'s (esda's); the bin's sign is the
+    6–21 % of null windows held a false hot spot with the normal p, at most 5 % with the
+    binomial one (BENCHMARKS.md). ``z`` is still Gi*'s (esda's); the bin's sign is the
     direction of the test, ``S`` above or below ``expected``. With ``exposure`` (e.g. the
     residents per grid) a hot spot is more incidents than the neighbourhood's exposure
     predicts, not merely where many people are.
@@ -245,11 +248,11 @@ def gi_star(
     seed
         Seed of the permutations (esda's draw: the same seed gives esda's ``p_sim``).
     p_method
-        ``"normal"`` (default; ArcGIS): two-sided normal p of z. ``"exact"``: the exact
+        ``"normal"`` (default; ArcGIS): two-sided normal p of z. ``"binomial"``: the
         binomial test of the neighbourhood sum (counts only; see above). Ignored with
         ``permutations``.
     exposure
-        With ``p_method="exact"``: what the expected count of each grid is proportional to
+        With ``p_method="binomial"``: what the expected count of each grid is proportional to
         (e.g. its population), one non-negative number per grid like ``values``. Default:
         the same in every grid.
     fdr
@@ -270,10 +273,11 @@ def gi_star(
         On the grids' index and CRS: ``grid_id``, ``level``, the value column, ``z``
         (Gi* z-score), ``p`` (two-sided), ``p_fdr`` (BH-adjusted), ``bin`` (Gi_Bin:
         +3/+2/+1 hot at 99/95/90 %, −1…−3 cold, 0 not significant or withheld),
-        ``significant``, ``withheld`` (None or the reason code), with ``p_method="exact"``
+        ``significant``, ``withheld`` (None or the reason code), with ``p_method="binomial"``
         also ``expected`` (incidents expected in the grid's neighbourhood), with permutations also
         ``p_sim`` (esda's folded pseudo p, ties counted as extreme: for comparison only),
-        and the geometry. ``attrs["inference"]`` names the inference.
+        and the geometry. ``attrs["inference"]`` names the inference; with the binomial test
+        ``attrs["dispersion"]`` holds phi.
 
     Raises
     ------
@@ -291,12 +295,13 @@ def gi_star(
     (4.9, 3)
     """
     grids, y, name, adj, ok = _inputs(values, grids, weights, metric_crs)
-    exact = _exact_inputs(y, grids, ok, p_method=p_method, exposure=exposure, permutations=permutations)
+    exact = _count_inputs(y, grids, ok, p_method=p_method, exposure=exposure, permutations=permutations)
     n = len(grids)
     z = np.full(n, np.nan)
     p_perm = np.full(n, np.nan)
     p_sim = np.full(n, np.nan)
     p_exact = np.full(n, np.nan)
+    dispersion = math.nan
     direction = np.full(n, np.nan)
     expected = np.full(n, np.nan)
     withheld = np.full(n, "no_value", dtype=object)
@@ -310,8 +315,9 @@ def gi_star(
             r = _st._gi_star(y[ok], sub, permutations=permutations, seed=seed)
             z[ok], p_perm[ok], p_sim[ok] = r.z, r.p_perm, r.p_sim
             if exact is not None:
-                pe, d, ex = _st._count_test(y[ok][:, None], w_star, None if exact.size == 0 else exact[ok])
+                pe, d, ex, phi = _st._count_test(y[ok][:, None], w_star, None if exact.size == 0 else exact[ok])
                 p_exact[ok], direction[ok], expected[ok] = pe[:, 0], d[:, 0], ex[:, 0]
+                dispersion = float(phi[0])
                 no_exposure = ok & np.isnan(p_exact)
                 withheld[no_exposure & np.array([w is None for w in withheld])] = "no_exposure"
     t = _test(z, p_perm, withheld, permutations=permutations, fdr=fdr, p_exact=p_exact if exact is not None else None)
@@ -330,28 +336,30 @@ def gi_star(
     if permutations:
         cols["p_sim"] = p_sim
     out = _frame(grids, cols)
-    _state_permutations(out, permutations, int(t["analysed"].sum()), "normal" if exact is None else "exact binomial")
+    _state_permutations(out, permutations, int(t["analysed"].sum()), "normal" if exact is None else "binomial")
+    if exact is not None:
+        out.attrs["dispersion"] = dispersion
     return out
 
 
-def _exact_inputs(
+def _count_inputs(
     y: np.ndarray, grids: gpd.GeoDataFrame, ok: np.ndarray, *, p_method: str, exposure: Any, permutations: int
 ) -> np.ndarray | None:
-    """Check the exact test's inputs: None (normal p), an empty array (equal exposure) or the exposure per grid."""
-    if p_method not in ("normal", "exact"):
-        msg = f"p_method must be 'normal' or 'exact', got {p_method!r}"
+    """Check the binomial test's inputs: None (normal p), an empty array (equal exposure) or the exposure per grid."""
+    if p_method not in ("normal", "binomial"):
+        msg = f"p_method must be 'normal' or 'binomial', got {p_method!r}"
         raise ValueError(msg)
-    if exposure is not None and (p_method != "exact" or permutations):
-        msg = "exposure needs the exact test: pass p_method='exact' and permutations=0"
+    if exposure is not None and (p_method != "binomial" or permutations):
+        msg = "exposure needs the binomial test: pass p_method='binomial' and permutations=0"
         raise ValueError(msg)
-    if p_method != "exact" or permutations:
+    if p_method != "binomial" or permutations:
         return None
     ids = grids["grid_id"].to_numpy()
     v = y[ok]
     bad = (v < 0) | (v != np.round(v))
     if bad.any():
         msg = (
-            f"p_method='exact' needs counts (non-negative integers); grids {format_ids(ids[ok][bad])} hold "
+            f"p_method='binomial' needs counts (non-negative integers); grids {format_ids(ids[ok][bad])} hold "
             f"{format_ids(v[bad])}: use p_method='normal' for rates and other values"
         )
         raise ValueError(msg)
@@ -468,7 +476,7 @@ def incident_hotspots(
     permutations: int = 0,
     seed: int = 0,
     fdr: float | None = 0.05,
-    p_method: Literal["normal", "exact"] = "exact",
+    p_method: Literal["normal", "binomial"] = "binomial",
     population: str | None = None,
     min_total: float = MIN_INCIDENTS,
     min_expected: float = MIN_EXPECTED,
@@ -478,7 +486,7 @@ def incident_hotspots(
 
     Incidents are counted in the grid that holds them (points outside every grid are
     not counted); grids with none count 0. Then :func:`gi_star` on the counts with the
-    exact test of the neighbourhood sums (``p_method="exact"``: calibrated at any count;
+    binomial test of the neighbourhood sums (``p_method="binomial"``: calibrated at any count;
     ``"normal"``: ArcGIS's normal p of z, too small in the upper tail of small counts), the
     expected counts proportional to the grids' ``population`` column when one is named
     (else the same in every grid), and the minimum counts :data:`MIN_INCIDENTS` (whole window), :data:`MIN_EXPECTED` (an average
@@ -502,7 +510,7 @@ def incident_hotspots(
     population
         A column of ``grids`` (e.g. ``"population"``) that the expected count of each grid
         is proportional to: a hot spot is then more incidents than the residents of the
-        neighbourhood predict, not merely where many people live. Needs the exact test.
+        neighbourhood predict, not merely where many people live. Needs the binomial test.
     min_total, min_expected, min_neighbourhood
         The minimum counts (see :func:`gi_star`).
 
@@ -510,7 +518,7 @@ def incident_hotspots(
     -------
     geopandas.GeoDataFrame
         :func:`gi_star`'s columns with the value column ``count`` (and ``expected`` with the
-        exact test); ``attrs["expected_from"]`` names the population column when one is used.
+        binomial test); ``attrs["expected_from"]`` names the population column when one is used.
 
     Raises
     ------

@@ -162,18 +162,19 @@ def hotspots(
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
     fdr: Annotated[float, Query(gt=0, lt=1, description="false discovery rate for 'significant'")] = 0.05,
     p_method: Annotated[
-        Literal["exact", "normal"],
+        Literal["binomial", "normal"],
         Query(
-            description="exact: binomial test of each neighbourhood's count (calibrated at any count); "
+            description="binomial: test of each neighbourhood's count given the total, scaled for "
+            "overdispersion (calibrated at any count); "
             "normal: ArcGIS's normal p of the z-score"
         ),
-    ] = "exact",
+    ] = "binomial",
     population: Annotated[
         str | None,
         Query(
             min_length=1,
             max_length=64,
-            description="a grid column (e.g. population) the expected counts are proportional to (exact test)",
+            description="a grid column (e.g. population) the expected counts are proportional to (binomial test)",
         ),
     ] = None,
 ) -> Response:

@@ -19,7 +19,7 @@ from layers.times import store_time_zone
 __all__ = ["format_hotspots", "hotspots"]
 
 _JSON_FIELDS = ("grid_id", "level", "count", "z", "p", "p_fdr", "bin", "withheld")
-"""The fields of ``--json``; ``expected`` (incidents expected in the neighbourhood) follows with the exact test."""
+"""The fields of ``--json``; ``expected`` (incidents expected in the neighbourhood) follows with the binomial test."""
 _SHOWN = 15
 
 
@@ -113,10 +113,11 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
 )
 @click.option(
     "--p-method",
-    type=click.Choice(["exact", "normal"]),
-    default="exact",
+    type=click.Choice(["binomial", "normal"]),
+    default="binomial",
     show_default=True,
-    help="exact: binomial test of each neighbourhood's count (calibrated at any count); "
+    help="binomial: test of each neighbourhood's count given the total, scaled for overdispersion "
+    "(calibrated at any count); "
     "normal: ArcGIS's normal p of the z-score",
 )
 @click.option(
@@ -124,7 +125,7 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
     default=None,
     metavar="COLUMN",
     help="expect counts in proportion to this grid column (e.g. population): hot spots of risk, "
-    "not of where people live (exact test)",
+    "not of where people live (binomial test)",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the permutations")
 @click.option(
@@ -164,8 +165,8 @@ def hotspots(
     r"""Find Getis–Ord Gi* hot and cold spots of incident counts in the store SRC.
 
     Counts the incidents per grid of one level, computes Gi* with queen
-    neighbours, tests each grid's neighbourhood count exactly (binomial, given the
-    window's total; with --population COLUMN the expected counts follow that column;
+    neighbours, tests each grid's neighbourhood count (binomial, given the window's
+    total, scaled for overdispersion; with --population COLUMN the expected counts follow that column;
     --p-method normal: ArcGIS's normal p of the z-score; --permutations N: a
     permutation mid-p), adjusts the p-values for the false-discovery rate and bins
     them as ArcGIS's Gi_Bin (±3/±2/±1 at 99/95/90 %).

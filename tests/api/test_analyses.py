@@ -75,7 +75,7 @@ def test_hotspots_equal_the_engine(full_client, full_store_path):
         ("?population=population", {"population": "population"}),
         ("?p_method=normal", {"p_method": "normal"}),
     ],
-    ids=["exact-default", "per-resident", "normal"],
+    ids=["binomial-default", "per-resident", "normal"],
 )
 def test_hotspots_inference_options_equal_the_engine(tmp_path, grids, incidents, query, kwargs):
     from api import Settings, create_app
@@ -89,13 +89,13 @@ def test_hotspots_inference_options_equal_the_engine(tmp_path, grids, incidents,
     with TestClient(create_app(Settings(store=path))) as c:
         got = _props(c.get("/hotspots" + query).json())
     assert set(got) == set(expected["grid_id"])
-    exact = kwargs.get("p_method") != "normal"
+    binomial = kwargs.get("p_method") != "normal"
     for k, row in enumerate(expected.itertuples(index=False)):
         props = got[row.grid_id]
         assert props["bin"] == row.bin
         assert props["p"] is None if row.p != row.p else props["p"] == pytest.approx(row.p)
-        assert ("expected" in props) == exact
-        if exact:
+        assert ("expected" in props) == binomial
+        if binomial:
             assert props["expected"] == pytest.approx(expected["expected"].iloc[k])
 
 

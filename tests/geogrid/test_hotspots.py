@@ -562,22 +562,35 @@ def _queen_hood(n_side: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("with_exposure", [False, True], ids=["equal-shares", "exposure"])
-def test_exact_p_is_the_two_sided_binomial_test_of_each_neighbourhood(with_exposure):
+@pytest.mark.parametrize("spread", ["poisson-or-less", "overdispersed"])
+def test_binomial_p_is_the_two_sided_binomial_test_of_each_neighbourhood(with_exposure, spread):
     grids = lattice(8)
     rng = np.random.default_rng(5)
-    y = rng.poisson(4, len(grids)).astype(float)
-    y[:3] += 9
     e = rng.uniform(50, 500, len(grids)) if with_exposure else np.ones(len(grids))
-    got = gi_star(y, grids, p_method="exact", exposure=e if with_exposure else None, fdr=None)
+    if spread == "poisson-or-less":  # X² below n - 1: phi = 1, the exact binomial test
+        y = np.round(e / e.mean() * 6).astype(float)
+        y[:3] += 4
+    else:
+        y = rng.negative_binomial(1, 0.1, len(grids)).astype(float)
+    got = gi_star(y, grids, p_method="binomial", exposure=e if with_exposure else None, fdr=None)
     n_total = int(y.sum())
+    mu = e / e.sum() * n_total
+    phi = max(1.0, float(((y - mu) ** 2 / mu).sum()) / (len(y) - 1))
+    assert got.attrs["dispersion"] == pytest.approx(phi)
+    assert (phi == 1.0) == (spread == "poisson-or-less")
     for i, hood in enumerate(_queen_hood(8)):
         s, share = int(y[hood].sum()), e[hood].sum() / e.sum()
-        up = scipy.stats.binomtest(s, n_total, share, alternative="greater").pvalue
-        low = scipy.stats.binomtest(s, n_total, share, alternative="less").pvalue
+        if phi == 1.0:
+            up = scipy.stats.binomtest(s, n_total, share, alternative="greater").pvalue
+            low = scipy.stats.binomtest(s, n_total, share, alternative="less").pvalue
+        else:  # the binomial tails of the scaled counts, as beta distributions (real s / phi, N / phi)
+            k, big_n = s / phi, n_total / phi
+            up = scipy.stats.beta.cdf(share, k, big_n - k + 1) if k > 0 else 1.0
+            low = scipy.stats.beta.sf(share, k + 1, big_n - k)
         assert got["p"].iloc[i] == pytest.approx(min(1.0, 2 * min(up, low)), rel=1e-9, abs=1e-15)
         assert got["expected"].iloc[i] == pytest.approx(n_total * share)
         assert np.sign(got["bin"].iloc[i]) in (0, np.sign(s - n_total * share))
-    assert got.attrs["inference"] == "exact binomial"
+    assert got.attrs["inference"] == "binomial"
     # the z is Gi*'s, whatever the test
     np.testing.assert_allclose(got["z"], gi_star(y, grids)["z"], rtol=0, atol=1e-12)
 
@@ -591,8 +604,8 @@ def test_exposure_turns_where_people_live_into_no_hot_spot_and_a_deficit_into_a_
     lam = 0.05 * pop
     lam[corner] *= 0.5  # the populous corner has half the risk
     y = rng.poisson(lam).astype(float)
-    raw = gi_star(y, grids, p_method="exact")
-    per_resident = gi_star(y, grids, p_method="exact", exposure=pop)
+    raw = gi_star(y, grids, p_method="binomial")
+    per_resident = gi_star(y, grids, p_method="binomial", exposure=pop)
     assert raw["bin"].iloc[11] == 3 and raw["z"].iloc[11] > 0  # many incidents where many people live
     assert per_resident["bin"].iloc[11] == -3  # fewer than its residents predict: a cold spot, z still > 0
     assert per_resident["z"].iloc[11] == raw["z"].iloc[11]
@@ -601,14 +614,14 @@ def test_exposure_turns_where_people_live_into_no_hot_spot_and_a_deficit_into_a_
 def test_exact_test_refuses_what_is_not_a_count_and_exposure_without_it():
     grids = lattice(4)
     with pytest.raises(ValueError, match=r"needs counts .* 'g0001' hold '1.5'"):
-        gi_star([0, 1.5] + [1] * 14, grids, p_method="exact")
+        gi_star([0, 1.5] + [1] * 14, grids, p_method="binomial")
     with pytest.raises(ValueError, match="needs counts"):
-        gi_star([-1] + [1] * 15, grids, p_method="exact")
-    with pytest.raises(ValueError, match="exposure needs the exact test"):
+        gi_star([-1] + [1] * 15, grids, p_method="binomial")
+    with pytest.raises(ValueError, match="exposure needs the binomial test"):
         gi_star([1] * 16, grids, exposure=[1] * 16)
     with pytest.raises(ValueError, match=r"exposure must be a non-negative number .* 'g0003'"):
-        gi_star([1, 2] * 8, grids, p_method="exact", exposure=[1, 1, 1, -1] + [1] * 12)
-    with pytest.raises(ValueError, match="p_method must be 'normal' or 'exact'"):
+        gi_star([1, 2] * 8, grids, p_method="binomial", exposure=[1, 1, 1, -1] + [1] * 12)
+    with pytest.raises(ValueError, match="p_method must be 'normal' or 'binomial'"):
         gi_star([1, 2] * 8, grids, p_method="poisson")  # type: ignore[arg-type]
 
 
@@ -618,7 +631,7 @@ def test_a_neighbourhood_without_exposure_is_withheld_not_infinitely_hot():
     pop[[0, 1, 6, 7]] = 0.0  # grid 0's whole neighbourhood is empty of residents
     y = np.full(len(grids), 6.0)
     y[0] = 3.0
-    got = gi_star(y, grids, p_method="exact", exposure=pop)
+    got = gi_star(y, grids, p_method="binomial", exposure=pop)
     assert got["withheld"].iloc[0] == "no_exposure" and got["bin"].iloc[0] == 0 and np.isnan(got["p"].iloc[0])
     assert pd.isna(got["withheld"].iloc[1])  # its neighbourhood has residents
 
@@ -627,7 +640,7 @@ def test_incident_hotspots_takes_the_population_column(small_demo):
     demo, _ = small_demo
     raw = incident_hotspots(demo.incidents, demo.grids, level=3)
     per = incident_hotspots(demo.incidents, demo.grids, level=3, population="population")
-    assert raw.attrs["inference"] == "exact binomial" and per.attrs["expected_from"] == "population"
+    assert raw.attrs["inference"] == "binomial" and per.attrs["expected_from"] == "population"
     assert "expected_from" not in raw.attrs
     assert not np.allclose(raw["expected"], per["expected"])
     np.testing.assert_allclose(raw["z"], per["z"], equal_nan=True)

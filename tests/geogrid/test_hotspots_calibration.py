@@ -3,7 +3,7 @@
 Nulls: homogeneous Poisson counts (the same mean in every basic grid) and Poisson counts
 proportional to the demo's populations, 200 seeded replicates at 1, 3, 10, 20 and 50
 incidents per grid; queen weights computed once. The p-values of all replicates come in one
-vectorised step (the exact test's binomial tails, or the normal p of z), with the
+vectorised step (the binomial test's tails, or the normal p of z), with the
 withholding rules applied as :func:`geogrid.hotspots.gi_star` applies them — checked
 against the public function on two replicates of each case. Power: the demo's planted
 persistent and emerging hot spots, each window's counts redrawn as Poisson around what the
@@ -38,7 +38,7 @@ def basic(demo_grids):
 
 
 def null_replicates(
-    basic, per_grid: float, seed: int, *, null: str = "homogeneous", p_method: str = "exact", exposure: bool = False
+    basic, per_grid: float, seed: int, *, null: str = "homogeneous", p_method: str = "binomial", exposure: bool = False
 ) -> dict[str, float]:
     """Share of grids binned at 95 % without FDR, and of replicates with any grid significant after FDR."""
     g, w = basic
@@ -47,8 +47,8 @@ def null_replicates(
     lam = per_grid * (pop / pop.mean() if null == "population" else np.ones(n))
     y = np.random.default_rng(seed).poisson(lam[:, None], size=(n, REPLICATES)).astype(float)
     w_star = sp.csr_array(_st._binary_offdiag(w) + sp.eye_array(n, format="csr"))
-    if p_method == "exact":
-        p, direction, _ = _st._count_test(y, w_star, pop if exposure else None)
+    if p_method == "binomial":
+        p, direction, _, _ = _st._count_test(y, w_star, pop if exposure else None)
     else:
         _, z = _st._gi_star_z(y, w_star)
         p, direction = 2 * scipy.stats.norm.sf(np.abs(z)), np.sign(z)
@@ -69,13 +69,13 @@ def null_replicates(
 
 
 @pytest.mark.parametrize("per_grid", PER_GRID, ids=[f"{k}-per-grid" for k in PER_GRID])
-def test_exact_default_holds_5_percent_under_homogeneous_poisson(basic, per_grid):
+def test_binomial_default_holds_5_percent_under_homogeneous_poisson(basic, per_grid):
     got = null_replicates(basic, per_grid, seed=per_grid)
     assert got["binned_95"] <= 0.05 and got["any_after_fdr"] <= 0.05, got
 
 
 @pytest.mark.parametrize("per_grid", PER_GRID, ids=[f"{k}-per-grid" for k in PER_GRID])
-def test_exact_with_population_holds_5_percent_under_population_poisson(basic, per_grid):
+def test_binomial_with_population_holds_5_percent_under_population_poisson(basic, per_grid):
     got = null_replicates(basic, per_grid, seed=100 + per_grid, null="population", exposure=True)
     assert got["binned_95"] <= 0.05 and got["any_after_fdr"] <= 0.05, got
 
@@ -147,7 +147,7 @@ def test_planted_persistent_and_emerging_hot_spots_are_found(demo_district, basi
         )
         lam = counts["count"].to_numpy(dtype=float)
         for _ in range(50):
-            out = gi_star(rng.poisson(lam).astype(float), g, weights=w, p_method="exact", exposure=pop, **MINIMA)
+            out = gi_star(rng.poisson(lam).astype(float), g, weights=w, p_method="binomial", exposure=pop, **MINIMA)
             found.append(out["bin"].iloc[pos] >= 2)
     assert np.mean(found) >= 0.9
 
@@ -157,13 +157,13 @@ def test_z_agrees_with_esda_on_the_demo(demo_district, basic):
     from libpysal import weights
 
     _, w = basic
-    exact = incident_hotspots(demo_district.incidents, demo_district.grids, level=3, category="占道经营")
+    default = incident_hotspots(demo_district.incidents, demo_district.grids, level=3, category="占道经营")
     normal = incident_hotspots(
         demo_district.incidents, demo_district.grids, level=3, category="占道经营", p_method="normal"
     )
     ref = esda.G_Local(
-        exact["count"].to_numpy(dtype=float), weights.W.from_sparse(w), transform="B", star=True, permutations=0
+        default["count"].to_numpy(dtype=float), weights.W.from_sparse(w), transform="B", star=True, permutations=0
     )
-    np.testing.assert_allclose(exact["z"].to_numpy(), ref.Zs, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(default["z"].to_numpy(), ref.Zs, rtol=0, atol=1e-9)
     np.testing.assert_allclose(normal["z"].to_numpy(), ref.Zs, rtol=0, atol=1e-9)
     np.testing.assert_allclose(normal["p"].to_numpy(), 2 * ref.p_norm, rtol=1e-9)
