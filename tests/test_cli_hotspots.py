@@ -154,7 +154,7 @@ def test_population_option_finds_the_planted_hot_spots_per_resident(demo_gpkg, d
     top = max(rows, key=lambda g: pop[g])
     assert rows[top]["expected"] > by_raw[top]
     text = run(demo_gpkg, *args, "--population", "population")
-    assert "inference: binomial p" in text.stdout
+    assert "inference: binomial p (counts scaled by their dispersion " in text.stdout
     assert "expected counts proportional to the grids' 'population'" in text.stdout
 
 

@@ -51,6 +51,13 @@ def _records(result: gpd.GeoDataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def _dispersion(result: gpd.GeoDataFrame) -> str:
+    phi = result.attrs.get("dispersion")
+    if phi is None or not math.isfinite(phi):
+        return ""
+    return f" (counts scaled by their dispersion {phi:.2f})" if phi > 1 else " (counts no more variable than Poisson)"
+
+
 def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOWN) -> str:
     """Format the readable report: bins per confidence level, then the strongest hot and cold spots."""
     from geogrid.hotspots import WITHHELD_REASONS
@@ -61,7 +68,8 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
     inference = result.attrs.get("inference", "normal")
     lines = [
         f"{source}: {len(result):,} grids on level {level}, {int(result['count'].sum()):,} incidents",
-        f"inference: {inference} p, Benjamini–Hochberg FDR over the {len(result) - len(held):,} grids analysed",
+        f"inference: {inference} p{_dispersion(result)}, Benjamini–Hochberg FDR over the "
+        f"{len(result) - len(held):,} grids analysed",
         *(
             [f"expected counts proportional to the grids' {result.attrs['expected_from']!r}"]
             if result.attrs.get("expected_from")
