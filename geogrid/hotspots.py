@@ -219,7 +219,7 @@ def gi_star(
     ``phi = 1`` the test is exact, with large ``phi`` it approaches the normal p of z. The
     normal p of counts is too small far in the upper tail (sums of Poisson counts are
     skewed), and the FDR over ~1,000 grids reaches that far: at 1–20 incidents per grid
-    6–21 % of null windows held a false hot spot with the normal p, at most 5 % with the
+    5–21 % of null windows held a false hot spot with the normal p, at most 5 % with the
     binomial one (BENCHMARKS.md). ``z`` is still Gi*'s (esda's); the bin's sign is the
     direction of the test, ``S`` above or below ``expected``. With ``exposure`` (e.g. the
     residents per grid) a hot spot is more incidents than the neighbourhood's exposure
@@ -283,6 +283,7 @@ def gi_star(
     ------
     ValueError
         ``grids`` holds several levels, values do not match the grids, bad weights.
+        ``p_method="binomial"`` on values that are not counts, a bad ``exposure``.
 
     Examples
     --------
