@@ -2,8 +2,9 @@
 
 Cases: Gi* with 999 conditional permutations on a lattice; the default Gi* (analytic z,
 normal p, FDR) on the demo's 990 basic grids against ``esda.G_Local(permutations=0)``; and
-the calibration and power figures of BENCHMARKS.md (homogeneous Poisson nulls on the demo's
-basic grids, 2,000 seeded replicates per total; the planted spots redrawn 200 times), printed
+the calibration and power figures of BENCHMARKS.md (homogeneous and population-proportional
+Poisson nulls on the demo's basic grids, 2,000 seeded replicates per mean; the binomial test of
+counts against the normal p; the planted spots redrawn 200 times), printed
 and kept in the row's JSON (``--json``).
 """
 
@@ -166,14 +167,20 @@ def _demo_cases(replicates: int) -> list[Case]:
         setup=setup,
         ours=calibrate,
         repeat=1,
-        notes=f"homogeneous Poisson nulls on the demo's 990 basic grids, {replicates} replicates per total, "
-        "seeds = the total; power: planted persistent/emerging spots, counts redrawn 200 times",
+        notes=f"homogeneous and population Poisson nulls on the demo's 990 basic grids, {replicates} replicates "
+        "per mean, seeds = 1000 x mean (+1 population); binomial test vs normal p; power: planted persistent/emerging spots, counts redrawn 200 times",
     )
     return [demo_case, calib_case]
 
 
 def calibration_figures(demo: Any, w: Any, *, replicates: int) -> dict[str, Any]:
-    """Null and power figures of the default Gi* (normal p; FDR 0.05) on the demo's basic grids."""
+    """Null and power figures of Gi* of counts (FDR 0.05) on the demo's basic grids.
+
+    Nulls: Poisson counts with the same mean in every grid ("homogeneous") or proportional to
+    the grids' populations ("population"); the binomial test (the default of
+    ``incident_hotspots``; with the population option under the population null) against
+    ArcGIS's normal p of z (the "before"). Withholding as ``gi_star`` does it, vectorised.
+    """
     import pandas as pd
     import scipy.sparse as sp
     import scipy.stats
@@ -183,64 +190,71 @@ def calibration_figures(demo: Any, w: Any, *, replicates: int) -> dict[str, Any]
 
     basic = demo.grids[demo.grids["level"] == 3]
     n = len(basic)
+    pop = basic["population"].to_numpy(dtype=float)
     w_star = sp.csr_array(_st._binary_offdiag(w) + sp.eye_array(n, format="csr"))
+    card = np.asarray(w_star.sum(axis=1)).ravel()
     rows: dict[str, Any] = {"null": {}, "power": {}}
-    for total in (600, 1_000, 3_000, 10_000, 20_939, 50_000, 200_000):
-        y = np.random.default_rng(total).poisson(total / n, size=(n, replicates)).astype(float)
-        _, z = _st._gi_star_z(y, w_star)
-        p = 2 * scipy.stats.norm.sf(np.abs(z))
-        held = np.array(
-            [
-                [
-                    h is not None
-                    for h in _st._withhold(
-                        y[:, r],
-                        w_star,
-                        min_total=MIN_INCIDENTS,
-                        min_expected=MIN_EXPECTED,
-                        min_neighbourhood=MIN_NEIGHBOURHOOD,
-                    )
-                ]
-                for r in range(replicates)
-            ]
-        ).T
-        p = np.where(held, np.nan, p)
-        binned = (np.abs(_st._gi_bin(z, np.nan_to_num(p, nan=1.0))) >= 2).mean()
-        any_fdr = np.mean([(_st._fdr_bh(p[:, r]) <= 0.05).any() for r in range(replicates)])
-        rows["null"][total] = {
-            "binned_95": float(binned),
-            "any_after_fdr": float(any_fdr),
-            "withheld": float(held.mean()),
-        }
-        print(
-            f"  null {total:>7,}: binned at 95 % {binned:.4f}, replicates with any FDR hit {any_fdr:.4f}, "
-            f"withheld {held.mean():.2f}",
-            flush=True,
-        )
+    methods = {
+        "homogeneous": (("binomial", None), ("normal", None)),
+        "population": (("binomial+population", pop), ("binomial", None), ("normal", None)),
+    }
+    for null, offset in (("homogeneous", 0), ("population", 1)):
+        lam_shape = pop / pop.mean() if null == "population" else np.ones(n)
+        for per_grid in (0.6, 1, 3, 10, 20, 50, 200):
+            seed = round(per_grid * 1000) + offset
+            y = np.random.default_rng(seed).poisson(per_grid * lam_shape[:, None], size=(n, replicates))
+            y = y.astype(float)
+            hood = w_star @ y
+            total = y.sum(axis=0)
+            held = (hood < MIN_NEIGHBOURHOOD) | (card[:, None] <= 1)
+            held |= ((total < MIN_INCIDENTS) | (card.mean() * total / n < MIN_EXPECTED))[None, :]
+            for method, exposure in methods[null]:
+                if method == "normal":
+                    _, z = _st._gi_star_z(y, w_star)
+                    p, direction = 2 * scipy.stats.norm.sf(np.abs(z)), np.sign(z)
+                else:
+                    p, direction, _, _ = _st._count_test(y, w_star, exposure)
+                p = np.where(held, np.nan, p)
+                binned = float((np.abs(_st._gi_bin(direction, p)) >= 2).mean())
+                any_fdr = float(np.mean([(_st._fdr_bh(p[:, r]) <= 0.05).any() for r in range(replicates)]))
+                rows["null"][f"{null} {per_grid} {method}"] = {
+                    "binned_95": binned,
+                    "any_after_fdr": any_fdr,
+                    "withheld": float(held.mean()),
+                }
+                print(
+                    f"  null {null} {per_grid:>5} per grid, {method:>16}: binned at 95 % {binned:.4f}, "
+                    f"replicates with any FDR hit {any_fdr:.4f}, withheld {held.mean():.3f}",
+                    flush=True,
+                )
     truth = pd.DataFrame(demo.metadata["demo_hotspots"])
     pts = gpd.GeoSeries(gpd.points_from_xy(truth["lon"], truth["lat"]), crs=4326).to_crs(basic.crs)
     hit = basic.reset_index(drop=True).sindex.query(pts.values, predicate="within")
     where = dict(zip(hit[0], hit[1], strict=True))
-    rng = np.random.default_rng(2026)
-    for k, row in truth.iterrows():
-        if row["kind"] not in ("persistent", "emerging"):
-            continue
-        for label, since in (("whole", None if row["kind"] == "persistent" else "2025-10-01"), ("Dec", "2025-12-01")):
-            lam = incident_hotspots(demo.incidents, demo.grids, level=3, category=row["category"], since=since)
-            lam_c = lam["count"].to_numpy(float)
-            hits = [
-                gi_star(
-                    rng.poisson(lam_c).astype(float),
-                    basic,
-                    weights=w,
-                    min_total=MIN_INCIDENTS,
-                    min_expected=MIN_EXPECTED,
-                    min_neighbourhood=MIN_NEIGHBOURHOOD,
-                )["bin"].iloc[where[k]]
-                >= 2
-                for _ in range(200)
-            ]
-            key = f"{row['kind']} {row['category']} {label} ({int(lam_c.sum()):,} incidents)"
-            rows["power"][key] = float(np.mean(hits))
-            print(f"  power {key}: {np.mean(hits):.3f}", flush=True)
+    for option, exposure in (("counts", None), ("per-resident", pop)):
+        rng = np.random.default_rng(2026)
+        for k, row in truth.iterrows():
+            if row["kind"] not in ("persistent", "emerging"):
+                continue
+            whole = None if row["kind"] == "persistent" else "2025-10-01"
+            for label, since in (("whole", whole), ("Dec", "2025-12-01")):
+                lam = incident_hotspots(demo.incidents, demo.grids, level=3, category=row["category"], since=since)
+                lam_c = lam["count"].to_numpy(float)
+                hits = [
+                    gi_star(
+                        rng.poisson(lam_c).astype(float),
+                        basic,
+                        weights=w,
+                        p_method="binomial",
+                        exposure=exposure,
+                        min_total=MIN_INCIDENTS,
+                        min_expected=MIN_EXPECTED,
+                        min_neighbourhood=MIN_NEIGHBOURHOOD,
+                    )["bin"].iloc[where[k]]
+                    >= 2
+                    for _ in range(200)
+                ]
+                key = f"{option} {row['kind']} {row['category']} {label} ({int(lam_c.sum()):,} incidents)"
+                rows["power"][key] = float(np.mean(hits))
+                print(f"  power {key}: {np.mean(hits):.3f}", flush=True)
     return rows

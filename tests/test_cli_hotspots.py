@@ -106,7 +106,7 @@ def test_missing_source_exits_2_from_the_entry_point(tmp_path):
 
 
 def test_readme_example_finds_the_planted_hot_spots(demo_gpkg, demo_district):
-    """The README's example on the full demo: the default (normal p, FDR) reaches the 99 % bin."""
+    """The README's example on the full demo: the default (binomial test, FDR) reaches the 99 % bin."""
     out = run(demo_gpkg, "--level", 3, "--category", "占道经营", "--json")
     assert out.exit_code == 0, out.stderr
     rows = {r["grid_id"]: r for r in json.loads(out.stdout)}
@@ -133,3 +133,43 @@ def test_a_quiet_week_paints_no_cold_spot(demo_gpkg):
     text = run(demo_gpkg, "--level", 3, "--category", "养犬管理", "--since", "2025-03-03", "--until", "2025-03-09")
     assert "withheld (no bin, not coloured)" in text.stdout
     assert "sparse: fewer incidents expected in a neighbourhood than the minimum" in text.stdout
+
+
+def test_population_option_finds_the_planted_hot_spots_per_resident(demo_gpkg, demo_district):
+    """--population: expected counts follow the residents; the planted spots are still hot, fewer grids are."""
+    args = ("--level", 3, "--category", "占道经营")
+    raw = json.loads(run(demo_gpkg, *args, "--json").stdout)
+    out = run(demo_gpkg, *args, "--population", "population", "--json")
+    assert out.exit_code == 0, out.stderr
+    rows = {r["grid_id"]: r for r in json.loads(out.stdout)}
+    truth = [t for t in demo_district.metadata["demo_hotspots"] if t["category"] == "占道经营"]
+    basic = demo_district.grids[demo_district.grids["level"] == 3]
+    pts = gpd.GeoSeries(gpd.points_from_xy([t["lon"] for t in truth], [t["lat"] for t in truth]), crs=4326)
+    holding = basic.to_crs(4326).sjoin(gpd.GeoDataFrame(geometry=pts), predicate="contains")["grid_id"]
+    assert all(rows[g]["bin"] >= 2 for g in holding)
+    # the expected neighbourhood counts follow the population, not the number of grids
+    pop = basic.set_index("grid_id")["population"]
+    by_raw = {r["grid_id"]: r["expected"] for r in raw}
+    assert len({round(r["expected"] / by_raw[g], 6) for g, r in rows.items()}) > 10
+    top = max(rows, key=lambda g: pop[g])
+    assert rows[top]["expected"] > by_raw[top]
+    text = run(demo_gpkg, *args, "--population", "population")
+    assert "inference: binomial p (counts scaled by their dispersion " in text.stdout
+    assert "expected counts proportional to the grids' 'population'" in text.stdout
+
+
+def test_normal_p_method_is_arcgis_normal_p_of_z(demo_gpkg):
+    import scipy.stats
+
+    out = run(demo_gpkg, "--level", 3, "--category", "占道经营", "--p-method", "normal", "--json")
+    assert out.exit_code == 0, out.stderr
+    rows = [r for r in json.loads(out.stdout) if r["p"] is not None]
+    assert rows and all("expected" not in r for r in rows)
+    for r in rows:
+        assert r["p"] == pytest.approx(2 * scipy.stats.norm.sf(abs(r["z"])), rel=1e-9)
+
+
+def test_unknown_population_column_exits_2_naming_it(demo_gpkg):
+    out = run(demo_gpkg, "--level", 3, "--population", "residents")
+    assert out.exit_code == 2
+    assert "population='residents' is not a column of the grids" in out.stderr

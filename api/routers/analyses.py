@@ -162,6 +162,22 @@ def hotspots(
     ] = 0,
     seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
     fdr: Annotated[float, Query(gt=0, lt=1, description="false discovery rate for 'significant'")] = 0.05,
+    p_method: Annotated[
+        Literal["binomial", "normal"],
+        Query(
+            description="binomial: test of each neighbourhood's count given the total, scaled for "
+            "overdispersion (calibrated at any count); "
+            "normal: ArcGIS's normal p of the z-score"
+        ),
+    ] = "binomial",
+    population: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="a grid column (e.g. population) the expected counts are proportional to (binomial test)",
+        ),
+    ] = None,
 ) -> Response:
     """Return :func:`~geogrid.hotspots.incident_hotspots` per grid of one level (default: the finest).
 
@@ -186,6 +202,8 @@ def hotspots(
             permutations=permutations,
             seed=seed,
             fdr=fdr,
+            p_method=p_method,
+            population=population,
         )
     )
     return _geojson(result)

@@ -19,6 +19,7 @@ from layers.times import store_time_zone
 __all__ = ["format_hotspots", "hotspots"]
 
 _JSON_FIELDS = ("grid_id", "level", "count", "z", "p", "p_fdr", "bin", "withheld")
+"""The fields of ``--json``; ``expected`` (incidents expected in the neighbourhood) follows with the binomial test."""
 _SHOWN = 15
 
 
@@ -30,20 +31,31 @@ def _num(v: Any) -> Any:
 
 def _records(result: gpd.GeoDataFrame) -> list[dict[str, Any]]:
     rows = []
-    for grid_id, level, count, z, p, p_fdr, b, held in result[list(_JSON_FIELDS)].itertuples(index=False):
-        rows.append(
-            {
-                "grid_id": str(grid_id),
-                "level": int(level),
-                "count": int(count),
-                "z": _num(float(z)),
-                "p": _num(float(p)),
-                "p_fdr": _num(float(p_fdr)),
-                "bin": int(b),
-                "withheld": None if held is None or held != held else str(held),
-            }
-        )
+    expected = result["expected"].to_numpy() if "expected" in result.columns else None
+    for k, (grid_id, level, count, z, p, p_fdr, b, held) in enumerate(
+        result[list(_JSON_FIELDS)].itertuples(index=False)
+    ):
+        row = {
+            "grid_id": str(grid_id),
+            "level": int(level),
+            "count": int(count),
+            "z": _num(float(z)),
+            "p": _num(float(p)),
+            "p_fdr": _num(float(p_fdr)),
+            "bin": int(b),
+            "withheld": None if held is None or held != held else str(held),
+        }
+        if expected is not None:
+            row["expected"] = _num(float(expected[k]))
+        rows.append(row)
     return rows
+
+
+def _dispersion(result: gpd.GeoDataFrame) -> str:
+    phi = result.attrs.get("dispersion")
+    if phi is None or not math.isfinite(phi):
+        return ""
+    return f" (counts scaled by their dispersion {phi:.2f})" if phi > 1 else " (counts no more variable than Poisson)"
 
 
 def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOWN) -> str:
@@ -56,7 +68,13 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
     inference = result.attrs.get("inference", "normal")
     lines = [
         f"{source}: {len(result):,} grids on level {level}, {int(result['count'].sum()):,} incidents",
-        f"inference: {inference} p, Benjamini–Hochberg FDR over the {len(result) - len(held):,} grids analysed",
+        f"inference: {inference} p{_dispersion(result)}, Benjamini–Hochberg FDR over the "
+        f"{len(result) - len(held):,} grids analysed",
+        *(
+            [f"expected counts proportional to the grids' {result.attrs['expected_from']!r}"]
+            if result.attrs.get("expected_from")
+            else []
+        ),
         "Gi_Bin (FDR-adjusted): " + ", ".join(f"{b:+d}: {int(counts.get(b, 0))}" for b in (3, 2, 1, 0, -1, -2, -3)),
     ]
     needed = result.attrs.get("permutations_needed")
@@ -101,6 +119,22 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
     show_default=True,
     help="0: normal p of the z-score (ArcGIS); N: two-sided permutation mid-p from N conditional permutations",
 )
+@click.option(
+    "--p-method",
+    type=click.Choice(["binomial", "normal"]),
+    default="binomial",
+    show_default=True,
+    help="binomial: test of each neighbourhood's count given the total, scaled for overdispersion "
+    "(calibrated at any count); "
+    "normal: ArcGIS's normal p of the z-score",
+)
+@click.option(
+    "--population",
+    default=None,
+    metavar="COLUMN",
+    help="expect counts in proportion to this grid column (e.g. population): hot spots of risk, "
+    "not of where people live (binomial test)",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the permutations")
 @click.option(
     "--weights",
@@ -109,7 +143,10 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
     help="neighbours: queen, rook, or a distance band in metres (e.g. 300)",
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help="print a JSON list of {grid_id, level, count, z, p, p_fdr, bin, withheld}"
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="print a JSON list of {grid_id, level, count, z, p, p_fdr, bin, withheld, expected}",
 )
 @click.option(
     "--out",
@@ -126,6 +163,8 @@ def hotspots(
     until: str | None,
     time_field: str,
     permutations: int,
+    p_method: str,
+    population: str | None,
     seed: int,
     weights: str,
     as_json: bool,
@@ -134,9 +173,11 @@ def hotspots(
     r"""Find Getis–Ord Gi* hot and cold spots of incident counts in the store SRC.
 
     Counts the incidents per grid of one level, computes Gi* with queen
-    neighbours, takes the two-sided normal p of its z-score (or, with
-    --permutations N, a permutation mid-p), adjusts the p-values for the
-    false-discovery rate and bins them as ArcGIS's Gi_Bin (±3/±2/±1 at 99/95/90 %).
+    neighbours, tests each grid's neighbourhood count (binomial, given the window's
+    total, scaled for overdispersion; with --population COLUMN the expected counts follow that column;
+    --p-method normal: ArcGIS's normal p of the z-score; --permutations N: a
+    permutation mid-p), adjusts the p-values for the false-discovery rate and bins
+    them as ArcGIS's Gi_Bin (±3/±2/±1 at 99/95/90 %).
     Grids too sparse to judge are withheld with the reason, not binned: all of them
     with fewer than 30 incidents in the window or fewer than 5 expected in an average
     neighbourhood; a grid with fewer than 5 in itself and its neighbours. Dates are whole days in the
@@ -148,6 +189,7 @@ def hotspots(
       geogrid hotspots demo.gpkg --level 3
       geogrid hotspots demo.gpkg --category 占道经营 --since 2025-06-01 --json
       geogrid hotspots demo.gpkg --level 2 --out hotspots.geojson
+      geogrid hotspots demo.gpkg --level 3 --population population
     """
     from geogrid.hotspots import incident_hotspots
     from layers.store import open_store
@@ -179,6 +221,8 @@ def hotspots(
             weights=w,
             permutations=permutations,
             seed=seed,
+            p_method=p_method,  # type: ignore[arg-type]
+            population=population,
         )
     except (ValueError, KeyError) as err:
         fail(str(err.args[0]) if err.args else str(err))

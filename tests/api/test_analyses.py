@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from geogrid.coverage import blind_spots, grid_coverage
@@ -67,6 +68,37 @@ def test_hotspots_equal_the_engine(full_client, full_store_path):
             assert got[gid]["z"] == pytest.approx(z) and got[gid]["p"] == pytest.approx(p)
 
 
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        ("", {}),
+        ("?population=population", {"population": "population"}),
+        ("?p_method=normal", {"p_method": "normal"}),
+    ],
+    ids=["binomial-default", "per-resident", "normal"],
+)
+def test_hotspots_inference_options_equal_the_engine(tmp_path, grids, incidents, query, kwargs):
+    from api import Settings, create_app
+    from tests.api._support import TestClient
+
+    g = grids.assign(population=np.arange(len(grids)) * 37 % 500 + 20)
+    path = tmp_path / "pop.gpkg"
+    GeoPackageStore(path).write({"grids": g, "incidents": incidents})
+    store = GeoPackageStore(path)
+    expected = incident_hotspots(store.read("incidents"), store.read("grids"), **kwargs)
+    with TestClient(create_app(Settings(store=path))) as c:
+        got = _props(c.get("/hotspots" + query).json())
+    assert set(got) == set(expected["grid_id"])
+    binomial = kwargs.get("p_method") != "normal"
+    for k, row in enumerate(expected.itertuples(index=False)):
+        props = got[row.grid_id]
+        assert props["bin"] == row.bin
+        assert props["p"] is None if row.p != row.p else props["p"] == pytest.approx(row.p)
+        assert ("expected" in props) == binomial
+        if binomial:
+            assert props["expected"] == pytest.approx(expected["expected"].iloc[k])
+
+
 def test_coverage_and_blind_spots_equal_the_engine(full_client, full_store_path):
     store = GeoPackageStore(full_store_path)
     g, cams = store.read("grids"), store.read("cameras")
@@ -86,15 +118,23 @@ def test_coverage_and_blind_spots_equal_the_engine(full_client, full_store_path)
         ("/stats?level=7", 404),
         ("/hotspots?since=last-week", 400),
         ("/hotspots?permutations=5", 400),
+        ("/hotspots?population=residents", 400),
+        ("/hotspots?p_method=poisson", 400),
         ("/stats?by=owner", 400),
         ("/coverage?level=-1", 400),
     ],
-    ids=["no-level", "bad-date", "few-permutations", "bad-by", "negative-level"],
+    ids=["no-level", "bad-date", "few-permutations", "no-such-column", "bad-p-method", "bad-by", "negative-level"],
 )
 def test_bad_parameters(full_client, url, status):
     r = full_client.get(url)
     assert r.status_code == status, r.text
     assert r.json()["description"]
+
+
+def test_hotspots_population_names_a_grid_column(full_client):
+    r = full_client.get("/hotspots?population=residents")
+    assert r.status_code == 400
+    assert "population='residents' is not a column of the grids" in r.json()["description"]
 
 
 def test_a_store_without_incidents_is_404_naming_the_layer(client):

@@ -552,3 +552,99 @@ def test_emerging_bins_withheld_on_a_sparse_cube():
     assert (quiet["withheld"].notna()).any()
     assert all(set(h) <= {"-", "."} for h in quiet["history"])
     assert not got["pattern"].str.contains("cold").any()
+
+
+# -- the exact test of counts -----------------------------------------------------------------------
+def _queen_hood(n_side: int) -> list[np.ndarray]:
+    """Positions of each lattice cell's queen neighbourhood, itself included."""
+    rows, cols = np.divmod(np.arange(n_side * n_side), n_side)
+    return [np.flatnonzero((np.abs(rows - r) <= 1) & (np.abs(cols - c) <= 1)) for r, c in zip(rows, cols, strict=True)]
+
+
+@pytest.mark.parametrize("with_exposure", [False, True], ids=["equal-shares", "exposure"])
+@pytest.mark.parametrize("spread", ["poisson-or-less", "overdispersed"])
+def test_binomial_p_is_the_two_sided_binomial_test_of_each_neighbourhood(with_exposure, spread):
+    grids = lattice(8)
+    rng = np.random.default_rng(5)
+    e = rng.uniform(50, 500, len(grids)) if with_exposure else np.ones(len(grids))
+    if spread == "poisson-or-less":  # X² below n - 1: phi = 1, the exact binomial test
+        y = np.round(e / e.mean() * 6).astype(float)
+        y[:3] += 4
+    else:
+        y = rng.negative_binomial(1, 0.1, len(grids)).astype(float)
+    got = gi_star(y, grids, p_method="binomial", exposure=e if with_exposure else None, fdr=None)
+    n_total = int(y.sum())
+    mu = e / e.sum() * n_total
+    phi = max(1.0, float(((y - mu) ** 2 / mu).sum()) / (len(y) - 1))
+    assert got.attrs["dispersion"] == pytest.approx(phi)
+    assert (phi == 1.0) == (spread == "poisson-or-less")
+    for i, hood in enumerate(_queen_hood(8)):
+        s, share = int(y[hood].sum()), e[hood].sum() / e.sum()
+        if phi == 1.0:
+            up = scipy.stats.binomtest(s, n_total, share, alternative="greater").pvalue
+            low = scipy.stats.binomtest(s, n_total, share, alternative="less").pvalue
+        else:  # the binomial tails of the scaled counts, as beta distributions (real s / phi, N / phi)
+            k, big_n = s / phi, n_total / phi
+            up = scipy.stats.beta.cdf(share, k, big_n - k + 1) if k > 0 else 1.0
+            low = scipy.stats.beta.sf(share, k + 1, big_n - k)
+        assert got["p"].iloc[i] == pytest.approx(min(1.0, 2 * min(up, low)), rel=1e-9, abs=1e-15)
+        assert got["expected"].iloc[i] == pytest.approx(n_total * share)
+        assert np.sign(got["bin"].iloc[i]) in (0, np.sign(s - n_total * share))
+    assert got.attrs["inference"] == "binomial"
+    # the z is Gi*'s, whatever the test
+    np.testing.assert_allclose(got["z"], gi_star(y, grids)["z"], rtol=0, atol=1e-12)
+
+
+def test_exposure_turns_where_people_live_into_no_hot_spot_and_a_deficit_into_a_cold_one():
+    grids = lattice(10)
+    rng = np.random.default_rng(7)
+    pop = np.full(len(grids), 100.0)
+    corner = np.array([0, 1, 2, 10, 11, 12, 20, 21, 22])
+    pop[corner] = 2000.0
+    lam = 0.05 * pop
+    lam[corner] *= 0.5  # the populous corner has half the risk
+    y = rng.poisson(lam).astype(float)
+    raw = gi_star(y, grids, p_method="binomial")
+    per_resident = gi_star(y, grids, p_method="binomial", exposure=pop)
+    assert raw["bin"].iloc[11] == 3 and raw["z"].iloc[11] > 0  # many incidents where many people live
+    assert per_resident["bin"].iloc[11] == -3  # fewer than its residents predict: a cold spot, z still > 0
+    assert per_resident["z"].iloc[11] == raw["z"].iloc[11]
+
+
+def test_exact_test_refuses_what_is_not_a_count_and_exposure_without_it():
+    grids = lattice(4)
+    with pytest.raises(ValueError, match=r"needs counts .* 'g0001' hold '1.5'"):
+        gi_star([0, 1.5] + [1] * 14, grids, p_method="binomial")
+    with pytest.raises(ValueError, match="needs counts"):
+        gi_star([-1] + [1] * 15, grids, p_method="binomial")
+    with pytest.raises(ValueError, match="exposure needs the binomial test"):
+        gi_star([1] * 16, grids, exposure=[1] * 16)
+    with pytest.raises(ValueError, match=r"exposure must be a non-negative number .* 'g0003'"):
+        gi_star([1, 2] * 8, grids, p_method="binomial", exposure=[1, 1, 1, -1] + [1] * 12)
+    with pytest.raises(ValueError, match="p_method must be 'normal' or 'binomial'"):
+        gi_star([1, 2] * 8, grids, p_method="poisson")  # type: ignore[arg-type]
+
+
+def test_a_neighbourhood_without_exposure_is_withheld_not_infinitely_hot():
+    grids = lattice(6)
+    pop = np.full(len(grids), 100.0)
+    pop[[0, 1, 6, 7]] = 0.0  # grid 0's whole neighbourhood is empty of residents
+    y = np.full(len(grids), 6.0)
+    y[0] = 3.0
+    got = gi_star(y, grids, p_method="binomial", exposure=pop)
+    assert got["withheld"].iloc[0] == "no_exposure" and got["bin"].iloc[0] == 0 and np.isnan(got["p"].iloc[0])
+    assert pd.isna(got["withheld"].iloc[1])  # its neighbourhood has residents
+
+
+def test_incident_hotspots_takes_the_population_column(small_demo):
+    demo, _ = small_demo
+    raw = incident_hotspots(demo.incidents, demo.grids, level=3)
+    per = incident_hotspots(demo.incidents, demo.grids, level=3, population="population")
+    assert raw.attrs["inference"] == "binomial" and per.attrs["expected_from"] == "population"
+    assert "expected_from" not in raw.attrs
+    assert not np.allclose(raw["expected"], per["expected"])
+    np.testing.assert_allclose(raw["z"], per["z"], equal_nan=True)
+    normal = incident_hotspots(demo.incidents, demo.grids, level=3, p_method="normal")
+    assert normal.attrs["inference"] == "normal" and "expected" not in normal.columns
+    with pytest.raises(ValueError, match="population='people' is not a column of the grids"):
+        incident_hotspots(demo.incidents, demo.grids, level=3, population="people")
