@@ -130,6 +130,12 @@ def _inputs(
     return grids, y, name, adj, ~np.isnan(y)
 
 
+def _neighbourhoods(adj: Any, ok: np.ndarray) -> tuple[Any, sp.csr_array]:
+    """Return the adjacency among the ``ok`` grids and its Gi* neighbourhoods (binary, each grid with itself)."""
+    sub = _subset(adj, ok)
+    return sub, sp.csr_array(_st._binary_offdiag(sub) + sp.eye_array(int(ok.sum()), format="csr"))
+
+
 def _subset(adj: Any, ok: np.ndarray) -> Any:
     return adj[ok][:, ok] if not ok.all() else adj
 
@@ -307,8 +313,7 @@ def gi_star(
     expected = np.full(n, np.nan)
     withheld = np.full(n, "no_value", dtype=object)
     if ok.any():
-        sub = _subset(adj, ok)
-        w_star = sp.csr_array(_st._binary_offdiag(sub) + sp.eye_array(int(ok.sum()), format="csr"))
+        sub, w_star = _neighbourhoods(adj, ok)
         withheld[ok] = _st._withhold(
             y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
         )
@@ -432,8 +437,7 @@ def local_moran(
     quadrant = np.full(n, None, dtype=object)
     withheld = np.full(n, "no_value", dtype=object)
     if ok.any():
-        sub = _subset(adj, ok)
-        w_star = sp.csr_array(_st._binary_offdiag(sub) + sp.eye_array(int(ok.sum()), format="csr"))
+        sub, w_star = _neighbourhoods(adj, ok)
         withheld[ok] = _st._withhold(
             y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
         )

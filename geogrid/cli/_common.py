@@ -157,6 +157,29 @@ def column_mapping_options(func: F, *, serves: frozenset[str] | None = None) -> 
     return wrapper  # type: ignore[return-value]
 
 
+def time_window_options(func: F) -> F:
+    """``--since``, ``--until`` and ``--time-field``: one time window, read as :mod:`layers.times` reads it."""
+    for decorator in reversed(
+        (
+            click.option(
+                "--since", default=None, metavar="DATE", help="from DATE (a whole day, or a time; store time zone)"
+            ),
+            click.option(
+                "--until", default=None, metavar="DATE", help="to DATE, the whole day included (store time zone)"
+            ),
+            click.option(
+                "--time-field",
+                type=click.Choice(["reported_at", "closed_at"]),
+                default="reported_at",
+                show_default=True,
+                help="the time --since/--until filter",
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
 def grid_file_options(func: F) -> F:
     """Add the options that say how to read a grid file: the grid column mapping, ``--layer`` and ``--crs``.
 

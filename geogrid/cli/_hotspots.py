@@ -12,7 +12,7 @@ import click
 
 import geopandas as gpd
 
-from geogrid.cli._common import EXIT_OK, fail, handle_errors, main
+from geogrid.cli._common import EXIT_OK, fail, handle_errors, main, time_window_options
 from layers.errors import StoreError
 from layers.times import store_time_zone
 
@@ -103,15 +103,7 @@ def format_hotspots(result: gpd.GeoDataFrame, *, source: str, shown: int = _SHOW
 @click.argument("src", type=str)
 @click.option("--level", type=click.IntRange(min=0), default=None, help="grid level (default: the finest)")
 @click.option("--category", multiple=True, help="only incidents of this category (repeatable)")
-@click.option("--since", default=None, metavar="DATE", help="from DATE (a whole day, or a time; store time zone)")
-@click.option("--until", default=None, metavar="DATE", help="to DATE, the whole day included (store time zone)")
-@click.option(
-    "--time-field",
-    type=click.Choice(["reported_at", "closed_at"]),
-    default="reported_at",
-    show_default=True,
-    help="the time --since/--until filter",
-)
+@time_window_options
 @click.option(
     "--permutations",
     type=click.IntRange(min=0),

@@ -11,7 +11,7 @@ import click
 
 import geopandas as gpd
 
-from geogrid.cli._common import fail, handle_errors, main, progress_bar
+from geogrid.cli._common import fail, handle_errors, main, progress_bar, time_window_options
 from geogrid.stats import STAT_COLUMNS, grid_stats
 from layers.errors import StoreError
 from layers.io import write_csv
@@ -75,15 +75,7 @@ def _table(result: gpd.GeoDataFrame, source: str, top: int = _TOP) -> str:
 @click.option(
     "--source", "sources", type=click.Choice(INCIDENT_SOURCES), multiple=True, help="only this source (repeatable)"
 )
-@click.option("--since", default=None, metavar="DATE", help="from DATE (a whole day, or a time; store time zone)")
-@click.option("--until", default=None, metavar="DATE", help="to DATE, the whole day included (store time zone)")
-@click.option(
-    "--time-field",
-    type=click.Choice(["reported_at", "closed_at"]),
-    default="reported_at",
-    show_default=True,
-    help="the time --since/--until filter",
-)
+@time_window_options
 @click.option("--by", type=click.Choice(["category", "source"]), default=None, help="one row per grid and value")
 @click.option("--overdue-after", default="72h", show_default=True, metavar="DURATION", help="open longer = overdue")
 @click.option("--smooth", is_flag=True, help="add empirical-Bayes smoothed rates (*_eb)")
