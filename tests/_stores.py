@@ -6,6 +6,9 @@ import hashlib
 from typing import Any
 from urllib.parse import urlencode
 
+import geopandas as gpd
+import shapely
+
 from layers.postgis import PostGISStore
 from layers.store import GeoPackageStore, Store
 
@@ -43,3 +46,12 @@ def snapshot(store: Store) -> Any:
             ).fetchone()[0]
             for t in tables
         }
+
+
+def two_grids(households: int = 10) -> gpd.GeoDataFrame:
+    """A district ``D`` and its one grid ``a`` (the same square), for store round trips."""
+    return gpd.GeoDataFrame(
+        {"grid_id": ["D", "a"], "parent_id": [None, "D"], "level": [0, 1], "households": [households] * 2},
+        geometry=[shapely.box(117.2, 39.1, 117.22, 39.11)] * 2,
+        crs="EPSG:4326",
+    )

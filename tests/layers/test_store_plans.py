@@ -6,7 +6,6 @@ assertions; ``_snapshot`` stands for "the store's whole content" on either.
 
 from __future__ import annotations
 
-import secrets
 import signal
 import sqlite3
 import subprocess
@@ -18,35 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import geopandas as gpd
-import shapely
-
 from layers.errors import EditConflict, NotFoundError, StoreError
 from layers.postgis import PostGISStore
 from layers.store import GeoPackageStore, Store, VersionInfo, open_store
 from tests._stores import location as _location
 from tests._stores import snapshot as _snapshot
+from tests._stores import two_grids
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _grids(households: int = 10) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(
-        {"grid_id": ["D", "a"], "parent_id": [None, "D"], "level": [0, 1], "households": [households] * 2},
-        geometry=[shapely.box(117.2, 39.1, 117.22, 39.11)] * 2,
-        crs="EPSG:4326",
-    )
-
-
-@pytest.fixture(params=["gpkg", "postgis"])
-def store(request, tmp_path) -> Store:
-    s: Store
-    if request.param == "gpkg":
-        s = GeoPackageStore(tmp_path / "s.gpkg")
-    else:
-        s = PostGISStore(request.getfixturevalue("postgis_dsn"), schema=f"t_{secrets.token_hex(6)}")
-    s.write({"grids": _grids()})
-    return s
 
 
 def _bump(store: Store, plan_id: str, expected: int, author: str = "li") -> int:
@@ -412,5 +390,5 @@ def test_layers_cannot_overwrite_the_plan_tables(store, name):
     store.create_plan("x", author="li")
     before = _snapshot(store)
     with pytest.raises(StoreError, match="geogrid keeps for its plans"):
-        store.write({"grids": _grids(99), name: _grids()})
+        store.write({"grids": two_grids(99), name: two_grids()})
     assert _snapshot(store) == before
