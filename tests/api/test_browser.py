@@ -46,6 +46,17 @@ document.addEventListener('securitypolicyviolation',
     e => window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline')));
 """
 
+# CSP_RECORDER plus every dialog a payload would open (alert, confirm, prompt), installed before any page script.
+RECORDER = (
+    CSP_RECORDER
+    + """
+window.__dialogs = [];
+for (const name of ['alert', 'confirm', 'prompt']) {
+    window[name] = (...args) => { window.__dialogs.push(name + ':' + args.join(',')); };
+}
+"""
+)
+
 
 @pytest.fixture
 def server(store_path: Path) -> Iterator[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from api import Settings, create_app
-from tests.api.test_browser import CSP_RECORDER, _serve, start_chromium
+from tests.api.test_browser import RECORDER, _serve, start_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser-journeys")]
 
@@ -25,15 +25,6 @@ ADMIN_KEY = "journey-admin-key-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("GEOGRID_ARTIFACTS") or ROOT / "test-artifacts") / "journeys"
 
-RECORDER = (
-    CSP_RECORDER
-    + """
-window.__dialogs = [];
-for (const name of ['alert', 'confirm', 'prompt']) {
-    window[name] = (...args) => { window.__dialogs.push(name + ':' + args.join(',')); };
-}
-"""
-)
 
 WAIT_READY = """
 const done = arguments[arguments.length - 1], t0 = Date.now();

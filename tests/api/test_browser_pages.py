@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from api import Settings, create_app
-from tests.api.test_browser import CSP_RECORDER, _serve, start_chromium
+from tests.api.test_browser import RECORDER, _serve, start_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser-demo")]
 
@@ -31,15 +31,6 @@ ADMIN_KEY = "browser-admin-key-0123456789"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 # Installed before any page script: records every dialog a payload would open (and the CSP violations).
-RECORDER = (
-    CSP_RECORDER
-    + """
-window.__dialogs = [];
-for (const name of ['alert', 'confirm', 'prompt']) {
-    window[name] = (...args) => { window.__dialogs.push(name + ':' + args.join(',')); };
-}
-"""
-)
 
 # Opens every tooltip and popup the page binds: group tooltips by hovering each child (as folium binds
 # them on the group), popups of clustered markers by opening them standalone (their text is set as HTML).
