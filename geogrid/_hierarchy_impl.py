@@ -204,22 +204,35 @@ def union_level(geoms: np.ndarray, dirty: np.ndarray) -> shapely.Geometry:
     return base
 
 
-def unite(lv: Level, tiles: Level | None = None) -> None:
+def unite(lv: Level, above: Level | None = None, known: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Set ``lv.union``; if its clean cells turn out to overlap, mark every cell dirty.
 
-    ``tiles``: the level above, when :func:`exactly_tiled` holds for every one of its
-    grids and every cell of ``lv`` has one of them as parent. With neither level dirty,
-    the cells then tile the grids above exactly (their rings cancel family by family), so
-    the union is the one above: no union is computed.
+    ``above``, ``known``: the level above and :func:`families` / :func:`exactly_tiled` of
+    the two levels. A grid above whose children tile it exactly (their rings cancel
+    against its ring) and are all clean stands in for them: it is the same point set, its
+    ring has exactly their outer segments (so it is noded like them), and no other clean
+    cell overlaps them. The coverage union then runs on far fewer cells; when every grid
+    above does so and every cell has one of them as parent, the union is the one above.
 
     The other check is never seen to fire: it would take an overlap between cells every
     fast pass called clean. The whole level then goes to the exhaustive path (every
     intersecting pair is tested) rather than a guess.
     """
-    if tiles is not None and tiles.union is not None and not lv.dirty.any() and not tiles.dirty.any():
-        lv.union = tiles.union
-        return
-    base, ok = _clean_union(lv.geoms[~lv.dirty])
+    clean = ~lv.dirty
+    if above is not None and above.union is not None and known is not None and len(above.geoms):
+        fam, exact = known
+        has = fam >= 0
+        kid_dirty = np.bincount(fam[has], weights=lv.dirty[has], minlength=len(above.geoms)) > 0
+        whole = exact & ~kid_dirty
+        if whole.all() and has.all() and not lv.dirty.any() and not above.dirty.any():
+            lv.union = above.union
+            return
+        stand_in = np.zeros(len(lv.geoms), dtype=bool)
+        stand_in[has] = whole[fam[has]]
+        pieces = np.concatenate([above.geoms[whole], lv.geoms[clean & ~stand_in]])
+    else:
+        pieces = lv.geoms[clean]
+    base, ok = _clean_union(pieces)
     if not ok:
         lv.dirty[:] = True
         lv.union = shapely.union_all(lv.geoms)
