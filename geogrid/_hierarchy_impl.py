@@ -414,6 +414,7 @@ class Level:
     edges: np.ndarray
     segs: Segments = field(default_factory=lambda: Segments.of(np.empty(0, dtype=object)))
     union: shapely.Geometry | None = None
+    mate: np.ndarray | None = None  # twin_mates of segs, when computed
 
 
 @dataclass
@@ -523,6 +524,31 @@ def twinned(
     """
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
+    order, run, good, _start = _twin_runs(key, forward, group, key_hash)
+    out = np.empty(len(key), dtype=bool)
+    out[order] = good[run]
+    return out
+
+
+def twin_mates(key: np.ndarray, forward: np.ndarray, *, key_hash: np.ndarray | None = None) -> np.ndarray:
+    """Each segment's twin: the other segment of its key, running the other way (-1: not twinned).
+
+    ``twin_mates(...) >= 0`` equals :func:`twinned` without groups.
+    """
+    mate = np.full(len(key), -1, dtype=np.int64)
+    if len(key) == 0:
+        return mate
+    order, run, good, start = _twin_runs(key, forward, None, key_hash)
+    first = np.flatnonzero(start & good[run])  # a twinned run is two consecutive sorted positions
+    a, b = order[first], order[first + 1]
+    mate[a], mate[b] = b, a
+    return mate
+
+
+def _twin_runs(
+    key: np.ndarray, forward: np.ndarray, group: np.ndarray | None, key_hash: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sort order, run of each sorted position, whether each run is a twin pair, and the run starts."""
     g = None if group is None else np.asarray(group)
     h = _row_hash(key, g, key_hash)
     order = np.argsort(h)
@@ -543,9 +569,7 @@ def twinned(
     run = np.cumsum(start) - 1
     count = np.bincount(run)
     fwd = np.bincount(run, weights=forward[order])
-    out = np.empty(len(key), dtype=bool)
-    out[order] = ((count == 2) & (fwd == 1))[run]
-    return out
+    return order, run, (count == 2) & (fwd == 1), start
 
 
 def untwinned(geoms: np.ndarray, segs: Segments | None = None) -> np.ndarray:
@@ -581,6 +605,20 @@ def exactly_tiled(parents: Level, children: Level, child_parent: np.ndarray) -> 
     cs, ps = children.segs, parents.segs
     group_c = child_parent[cs.cell]
     keep = group_c >= 0
+    mate = children.mate
+    if mate is not None and len(ps.key):
+        # A pair of twins of the level within one family is a run of its own here (count 2, one
+        # each way) unless a parent segment has its key: such pairs need no sorting again. A
+        # key-hash match keeps the pair in (equal keys hash alike; a collision only keeps more).
+        paired = keep & (mate >= 0)
+        paired[paired] = group_c[mate[paired]] == group_c[paired]
+        probe = np.flatnonzero(paired & cs.forward)  # one of each pair: exactly one runs forward
+        ph = np.sort(ps.key_hash())
+        h = cs.key_hash()[probe]
+        near = probe[ph[np.minimum(np.searchsorted(ph, h), len(ph) - 1)] == h]
+        paired[near] = False
+        paired[mate[near]] = False
+        keep &= ~paired
     key = np.concatenate([cs.key[keep], ps.key])
     fwd = np.concatenate([cs.forward[keep], ~ps.forward])
     group = np.concatenate([group_c[keep], ps.cell])
@@ -601,7 +639,8 @@ def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray
     g = geoms[rows]
     tree = shapely.STRtree(g)
     segs = Segments.of(g)
-    core = np.flatnonzero(untwinned(g, segs))
+    mate = twin_mates(segs.key, segs.forward, key_hash=segs.key_hash())
+    core = np.flatnonzero(np.bincount(segs.cell[mate < 0], minlength=len(g)))  # as untwinned(g, segs)
     edges = np.empty(len(g), dtype=object)
     edges[:] = shapely.LineString()
     if core.size:
@@ -611,7 +650,7 @@ def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray
         edges[core] = found[pos]
     dirty = ~shapely.is_empty(edges)
     dirty |= stacked(g, tree, dirty)
-    return Level(level, rows, ids[rows], g, tree, dirty, edges, segs=segs)
+    return Level(level, rows, ids[rows], g, tree, dirty, edges, segs=segs, mate=mate)
 
 
 def stacked(geoms: np.ndarray, tree: shapely.STRtree, dirty: np.ndarray) -> np.ndarray:
