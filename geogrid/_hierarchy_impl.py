@@ -911,43 +911,53 @@ def nesting_findings(
         return
     order = np.argsort(child_parent[ci], kind="stable")
     by_parent = np.split(ci[order], np.cumsum(counts)[:-1])
+    # What each candidate's own children leave of it: the unions one family at a time, then
+    # the differences, the parts and their areas in one GEOS / pyproj call each.
+    has_kids = counts[cand_p] > 0
+    rests = parents.geoms[cand_p].copy()
+    with_kids = cand_p[has_kids]
+    if with_kids.size:
+        unions = np.empty(with_kids.size, dtype=object)
+        for i, p in enumerate(with_kids):
+            kids = by_parent[p]
+            unions[i] = union_level(children.geoms[kids], children.dirty[kids])
+        rests[has_kids] = shapely.difference(parents.geoms[with_kids], unions)
+    if exempt is not None:
+        rests = shapely.difference(rests, exempt)
+    parts, part_of = shapely.get_parts(polygonal(rests), return_index=True)
+    if parts.size == 0:
+        return
+    area, _ = out.frame.measure(parts)
+    big = area >= min_area
+    parts, part_of = parts[big], part_of[big]
+    covering = _neighbour_rows(children, parts) if parts.size else []
     all_parts: list[shapely.Geometry] = []
     all_ids: list[tuple[str, ...]] = []
     notes: list[str] = []
-    for p in cand_p:
+    own: set[str] = set()
+    last = -1
+    for part, at, hits in zip(parts, part_of, covering, strict=True):
+        p = cand_p[at]
         kids = by_parent[p]
         pid = str(parents.ids[p])
+        if at != last:
+            own = {str(children.ids[k]) for k in kids}
+            last = at
+        # Children of other parents (or of none) that cover this part straddle into it.
+        rows = sorted((h for h in hits if str(children.ids[h]) not in own), key=lambda h: str(children.ids[h]))
+        strad = [str(children.ids[h]) for h in rows]
+        if strad:
+            g = children.geoms[rows]
+            shared, _ = out.frame.measure(polygonal(shapely.intersection(g, part)))
+            strad = sorted(c for c, a in zip(strad, shared, strict=True) if a >= min_area)
+        all_parts.append(part)
+        all_ids.append((pid, *[str(s) for s in strad]))
         if kids.size == 0:
-            rest = parents.geoms[p]
+            notes.append(f"has no children on level {children.level}")
+        elif strad:
+            notes.append(f"is covered there by {_ids_text(strad)}, not by its own children")
         else:
-            rest = shapely.difference(parents.geoms[p], union_level(children.geoms[kids], children.dirty[kids]))
-        if exempt is not None:
-            rest = shapely.difference(rest, exempt)
-        parts = _explode(rest)
-        if parts.size == 0:
-            continue
-        area, _ = out.frame.measure(parts)
-        parts = parts[area >= min_area]
-        if parts.size == 0:
-            continue
-        covering = _neighbour_rows(children, parts)
-        own = {str(children.ids[k]) for k in kids}
-        for part, hits in zip(parts, covering, strict=True):
-            # Children of other parents (or of none) that cover this part straddle into it.
-            rows = sorted((h for h in hits if str(children.ids[h]) not in own), key=lambda h: str(children.ids[h]))
-            strad = [str(children.ids[h]) for h in rows]
-            if strad:
-                g = children.geoms[rows]
-                shared, _ = out.frame.measure(polygonal(shapely.intersection(g, part)))
-                strad = sorted(c for c, a in zip(strad, shared, strict=True) if a >= min_area)
-            all_parts.append(part)
-            all_ids.append((pid, *[str(s) for s in strad]))
-            if kids.size == 0:
-                notes.append(f"has no children on level {children.level}")
-            elif strad:
-                notes.append(f"is covered there by {_ids_text(strad)}, not by its own children")
-            else:
-                notes.append(f"is not covered by any of its {kids.size} children")
+            notes.append(f"is not covered by any of its {kids.size} children")
 
     def untiled_msg(i: int, area: float, _ln: float) -> str:
         return f"{area_text(area)} of grid {all_ids[i][0]!r} {notes[i]}"
