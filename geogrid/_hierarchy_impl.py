@@ -204,22 +204,35 @@ def union_level(geoms: np.ndarray, dirty: np.ndarray) -> shapely.Geometry:
     return base
 
 
-def unite(lv: Level, tiles: Level | None = None) -> None:
+def unite(lv: Level, above: Level | None = None, known: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Set ``lv.union``; if its clean cells turn out to overlap, mark every cell dirty.
 
-    ``tiles``: the level above, when :func:`exactly_tiled` holds for every one of its
-    grids and every cell of ``lv`` has one of them as parent. With neither level dirty,
-    the cells then tile the grids above exactly (their rings cancel family by family), so
-    the union is the one above: no union is computed.
+    ``above``, ``known``: the level above and :func:`families` / :func:`exactly_tiled` of
+    the two levels. A grid above whose children tile it exactly (their rings cancel
+    against its ring) and are all clean stands in for them: it is the same point set, its
+    ring has exactly their outer segments (so it is noded like them), and no other clean
+    cell overlaps them. The coverage union then runs on far fewer cells; when every grid
+    above does so and every cell has one of them as parent, the union is the one above.
 
     The other check is never seen to fire: it would take an overlap between cells every
     fast pass called clean. The whole level then goes to the exhaustive path (every
     intersecting pair is tested) rather than a guess.
     """
-    if tiles is not None and tiles.union is not None and not lv.dirty.any() and not tiles.dirty.any():
-        lv.union = tiles.union
-        return
-    base, ok = _clean_union(lv.geoms[~lv.dirty])
+    clean = ~lv.dirty
+    if above is not None and above.union is not None and known is not None and len(above.geoms):
+        fam, exact = known
+        has = fam >= 0
+        kid_dirty = np.bincount(fam[has], weights=lv.dirty[has], minlength=len(above.geoms)) > 0
+        whole = exact & ~kid_dirty
+        if whole.all() and has.all() and not lv.dirty.any() and not above.dirty.any():
+            lv.union = above.union
+            return
+        stand_in = np.zeros(len(lv.geoms), dtype=bool)
+        stand_in[has] = whole[fam[has]]
+        pieces = np.concatenate([above.geoms[whole], lv.geoms[clean & ~stand_in]])
+    else:
+        pieces = lv.geoms[clean]
+    base, ok = _clean_union(pieces)
     if not ok:
         lv.dirty[:] = True
         lv.union = shapely.union_all(lv.geoms)
@@ -401,6 +414,7 @@ class Level:
     edges: np.ndarray
     segs: Segments = field(default_factory=lambda: Segments.of(np.empty(0, dtype=object)))
     union: shapely.Geometry | None = None
+    mate: np.ndarray | None = None  # twin_mates of segs, when computed
 
 
 @dataclass
@@ -510,6 +524,31 @@ def twinned(
     """
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
+    order, run, good, _start = _twin_runs(key, forward, group, key_hash)
+    out = np.empty(len(key), dtype=bool)
+    out[order] = good[run]
+    return out
+
+
+def twin_mates(key: np.ndarray, forward: np.ndarray, *, key_hash: np.ndarray | None = None) -> np.ndarray:
+    """Each segment's twin: the other segment of its key, running the other way (-1: not twinned).
+
+    ``twin_mates(...) >= 0`` equals :func:`twinned` without groups.
+    """
+    mate = np.full(len(key), -1, dtype=np.int64)
+    if len(key) == 0:
+        return mate
+    order, run, good, start = _twin_runs(key, forward, None, key_hash)
+    first = np.flatnonzero(start & good[run])  # a twinned run is two consecutive sorted positions
+    a, b = order[first], order[first + 1]
+    mate[a], mate[b] = b, a
+    return mate
+
+
+def _twin_runs(
+    key: np.ndarray, forward: np.ndarray, group: np.ndarray | None, key_hash: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sort order, run of each sorted position, whether each run is a twin pair, and the run starts."""
     g = None if group is None else np.asarray(group)
     h = _row_hash(key, g, key_hash)
     order = np.argsort(h)
@@ -530,9 +569,7 @@ def twinned(
     run = np.cumsum(start) - 1
     count = np.bincount(run)
     fwd = np.bincount(run, weights=forward[order])
-    out = np.empty(len(key), dtype=bool)
-    out[order] = ((count == 2) & (fwd == 1))[run]
-    return out
+    return order, run, (count == 2) & (fwd == 1), start
 
 
 def untwinned(geoms: np.ndarray, segs: Segments | None = None) -> np.ndarray:
@@ -568,6 +605,20 @@ def exactly_tiled(parents: Level, children: Level, child_parent: np.ndarray) -> 
     cs, ps = children.segs, parents.segs
     group_c = child_parent[cs.cell]
     keep = group_c >= 0
+    mate = children.mate
+    if mate is not None and len(ps.key):
+        # A pair of twins of the level within one family is a run of its own here (count 2, one
+        # each way) unless a parent segment has its key: such pairs need no sorting again. A
+        # key-hash match keeps the pair in (equal keys hash alike; a collision only keeps more).
+        paired = keep & (mate >= 0)
+        paired[paired] = group_c[mate[paired]] == group_c[paired]
+        probe = np.flatnonzero(paired & cs.forward)  # one of each pair: exactly one runs forward
+        ph = np.sort(ps.key_hash())
+        h = cs.key_hash()[probe]
+        near = probe[ph[np.minimum(np.searchsorted(ph, h), len(ph) - 1)] == h]
+        paired[near] = False
+        paired[mate[near]] = False
+        keep &= ~paired
     key = np.concatenate([cs.key[keep], ps.key])
     fwd = np.concatenate([cs.forward[keep], ~ps.forward])
     group = np.concatenate([group_c[keep], ps.cell])
@@ -588,7 +639,8 @@ def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray
     g = geoms[rows]
     tree = shapely.STRtree(g)
     segs = Segments.of(g)
-    core = np.flatnonzero(untwinned(g, segs))
+    mate = twin_mates(segs.key, segs.forward, key_hash=segs.key_hash())
+    core = np.flatnonzero(np.bincount(segs.cell[mate < 0], minlength=len(g)))  # as untwinned(g, segs)
     edges = np.empty(len(g), dtype=object)
     edges[:] = shapely.LineString()
     if core.size:
@@ -598,7 +650,7 @@ def build_level(level: int, rows: np.ndarray, ids: np.ndarray, geoms: np.ndarray
         edges[core] = found[pos]
     dirty = ~shapely.is_empty(edges)
     dirty |= stacked(g, tree, dirty)
-    return Level(level, rows, ids[rows], g, tree, dirty, edges, segs=segs)
+    return Level(level, rows, ids[rows], g, tree, dirty, edges, segs=segs, mate=mate)
 
 
 def stacked(geoms: np.ndarray, tree: shapely.STRtree, dirty: np.ndarray) -> np.ndarray:
@@ -859,43 +911,53 @@ def nesting_findings(
         return
     order = np.argsort(child_parent[ci], kind="stable")
     by_parent = np.split(ci[order], np.cumsum(counts)[:-1])
+    # What each candidate's own children leave of it: the unions one family at a time, then
+    # the differences, the parts and their areas in one GEOS / pyproj call each.
+    has_kids = counts[cand_p] > 0
+    rests = parents.geoms[cand_p].copy()
+    with_kids = cand_p[has_kids]
+    if with_kids.size:
+        unions = np.empty(with_kids.size, dtype=object)
+        for i, p in enumerate(with_kids):
+            kids = by_parent[p]
+            unions[i] = union_level(children.geoms[kids], children.dirty[kids])
+        rests[has_kids] = shapely.difference(parents.geoms[with_kids], unions)
+    if exempt is not None:
+        rests = shapely.difference(rests, exempt)
+    parts, part_of = shapely.get_parts(polygonal(rests), return_index=True)
+    if parts.size == 0:
+        return
+    area, _ = out.frame.measure(parts)
+    big = area >= min_area
+    parts, part_of = parts[big], part_of[big]
+    covering = _neighbour_rows(children, parts) if parts.size else []
     all_parts: list[shapely.Geometry] = []
     all_ids: list[tuple[str, ...]] = []
     notes: list[str] = []
-    for p in cand_p:
+    own: set[str] = set()
+    last = -1
+    for part, at, hits in zip(parts, part_of, covering, strict=True):
+        p = cand_p[at]
         kids = by_parent[p]
         pid = str(parents.ids[p])
+        if at != last:
+            own = {str(children.ids[k]) for k in kids}
+            last = at
+        # Children of other parents (or of none) that cover this part straddle into it.
+        rows = sorted((h for h in hits if str(children.ids[h]) not in own), key=lambda h: str(children.ids[h]))
+        strad = [str(children.ids[h]) for h in rows]
+        if strad:
+            g = children.geoms[rows]
+            shared, _ = out.frame.measure(polygonal(shapely.intersection(g, part)))
+            strad = sorted(c for c, a in zip(strad, shared, strict=True) if a >= min_area)
+        all_parts.append(part)
+        all_ids.append((pid, *[str(s) for s in strad]))
         if kids.size == 0:
-            rest = parents.geoms[p]
+            notes.append(f"has no children on level {children.level}")
+        elif strad:
+            notes.append(f"is covered there by {_ids_text(strad)}, not by its own children")
         else:
-            rest = shapely.difference(parents.geoms[p], union_level(children.geoms[kids], children.dirty[kids]))
-        if exempt is not None:
-            rest = shapely.difference(rest, exempt)
-        parts = _explode(rest)
-        if parts.size == 0:
-            continue
-        area, _ = out.frame.measure(parts)
-        parts = parts[area >= min_area]
-        if parts.size == 0:
-            continue
-        covering = _neighbour_rows(children, parts)
-        own = {str(children.ids[k]) for k in kids}
-        for part, hits in zip(parts, covering, strict=True):
-            # Children of other parents (or of none) that cover this part straddle into it.
-            rows = sorted((h for h in hits if str(children.ids[h]) not in own), key=lambda h: str(children.ids[h]))
-            strad = [str(children.ids[h]) for h in rows]
-            if strad:
-                g = children.geoms[rows]
-                shared, _ = out.frame.measure(polygonal(shapely.intersection(g, part)))
-                strad = sorted(c for c, a in zip(strad, shared, strict=True) if a >= min_area)
-            all_parts.append(part)
-            all_ids.append((pid, *[str(s) for s in strad]))
-            if kids.size == 0:
-                notes.append(f"has no children on level {children.level}")
-            elif strad:
-                notes.append(f"is covered there by {_ids_text(strad)}, not by its own children")
-            else:
-                notes.append(f"is not covered by any of its {kids.size} children")
+            notes.append(f"is not covered by any of its {kids.size} children")
 
     def untiled_msg(i: int, area: float, _ln: float) -> str:
         return f"{area_text(area)} of grid {all_ids[i][0]!r} {notes[i]}"

@@ -297,14 +297,11 @@ def check_grids(
         cur = _impl.build_level(lv, rows, ids, local, gw)
         built[lv] = cur
         above = built.get(lv - 1)
-        tiles = None
         known = None
         if above is not None:
             fam = _impl.families(above, cur, parent_row)
-            known = (fam, _impl.exactly_tiled(above, cur, fam))  # the nesting pass below reuses both
-            if (fam >= 0).all() and known[1].all():
-                tiles = above
-        _impl.unite(cur, tiles)
+            known = (fam, _impl.exactly_tiled(above, cur, fam))  # the union and the nesting pass reuse both
+        _impl.unite(cur, above, known)
         if jurisdiction is None:
             jurisdiction = _impl.jurisdiction_of(cur, outline_l, gw)
             rim = shapely.boundary(jurisdiction)

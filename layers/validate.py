@@ -406,7 +406,10 @@ def _check_geometry(
             keep = ~outside[idx]
             outside |= _swapped_into_china(crs, b[keep], idx[keep], n, ids, problems)
             if "Polygon" in schema.geometry_types:
-                outside |= _across_antimeridian(geoms, np.flatnonzero(usable & ~outside), ids, problems)
+                # No edge of a polygon spans more longitude than its bounds: only those wider
+                # than 180° can have one that does (and reading their rings is the cost).
+                wide = idx[(b[:, 2] - b[:, 0]) > 180.0]
+                outside |= _across_antimeridian(geoms, wide[~outside[wide]], ids, problems)
         else:
             outside = _projected_ranges(crs, b, idx, n, ids, checked)
         if "Polygon" in schema.geometry_types:

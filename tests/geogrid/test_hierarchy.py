@@ -6,6 +6,7 @@ the code under test; the checks measure in a Gauss–Krüger zone, within 0.1 %.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -583,6 +584,40 @@ def test_edge_twins_survive_a_hash_collision(monkeypatch):
     monkeypatch.setattr(impl, "_HASH_MUL", np.uint64(0))  # every row hashes alike: the exact sort takes over
     np.testing.assert_array_equal(impl.twinned(segs.key, segs.forward), expected)
     np.testing.assert_array_equal(impl.untwinned(cells, segs), [True, True, True])
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashed", "hash-collision"])
+def test_edge_twin_mates_and_the_tiling_shortcut_agree_with_the_full_sort(monkeypatch, collide):
+    # Twin mates pair each twinned segment with the other one of its key; exactly_tiled uses them to
+    # skip pairs inside one family, and must give the same answer as sorting every segment again.
+    from geogrid import _hierarchy_impl as impl
+
+    if collide:
+        monkeypatch.setattr(impl, "_HASH_MUL", np.uint64(0))
+
+    def block(x0: int, x1: int) -> shapely.Polygon:  # [x0, x1] x [0, 3] with a vertex at every integer point
+        xs, ys = range(x0, x1 + 1), range(4)
+        ring = [(x, 0) for x in xs] + [(x1, y) for y in ys[1:]] + [(x, 3) for x in xs[::-1][1:]]
+        return shapely.Polygon(ring + [(x0, y) for y in ys[::-1][1:-1]])
+
+    # A: its copy plus the centre cell of B; B: the other eight cells of its 3 x 3; C: its copy.
+    # The centre's edges twin with B's cells across two families: neither A nor B is tiled.
+    parents = np.array([block(-1, 0), block(0, 3), block(3, 4)], dtype=object)
+    ring = [shapely.box(i, j, i + 1, j + 1) for i in range(3) for j in range(3) if (i, j) != (1, 1)]
+    kids = np.array([block(-1, 0), shapely.box(1, 1, 2, 2), *ring, block(3, 4)], dtype=object)
+    top = impl.build_level(0, np.arange(3), np.array(["A", "B", "C"], dtype=object), parents, 1.0)
+    low = impl.build_level(1, np.arange(11), np.array(list("abcdefghijk"), dtype=object), kids, 1.0)
+    mate = low.mate
+    assert mate is not None
+    twins = impl.twinned(low.segs.key, low.segs.forward)
+    np.testing.assert_array_equal(mate >= 0, twins)
+    np.testing.assert_array_equal(mate[mate[twins]], np.flatnonzero(twins))
+    np.testing.assert_array_equal(low.segs.key[mate[twins]], low.segs.key[twins])
+    fam = np.array([0, 0, *[1] * 8, 2])
+    fast = impl.exactly_tiled(top, low, fam)
+    np.testing.assert_array_equal(fast, [False, False, True])
+    full = impl.exactly_tiled(top, dataclasses.replace(low, mate=None), fam)
+    np.testing.assert_array_equal(fast, full)
 
 
 def test_a_long_mismatched_edge_is_paired_with_the_neighbour_that_only_nears_its_ends():
