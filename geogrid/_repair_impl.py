@@ -131,6 +131,23 @@ def outline_of(top: np.ndarray, frame: Frame) -> Outline:
     return Outline(np.concatenate([shells, shapely.get_exterior_ring(wide)]).astype(object), local)
 
 
+def interior_points(faces: np.ndarray) -> np.ndarray:
+    """Return a point strictly inside each face, to tell which grids and parents cover it.
+
+    GEOS's ``point_on_surface`` takes the middle of the widest section of a scan line; when that
+    line crosses only a near-zero-width spike of the face (two nearly collinear edges of
+    different grids), the point rounds onto the boundary or beyond it, inside a neighbour. Those
+    faces take the centre of their largest inscribed circle instead.
+    """
+    reps = shapely.point_on_surface(faces)
+    off = np.flatnonzero(~shapely.contains_properly(faces, reps))
+    if off.size:
+        centre = shapely.get_point(shapely.maximum_inscribed_circle(faces[off]), 0)
+        inside = shapely.contains_properly(faces[off], centre)
+        reps[off[inside]] = centre[inside]
+    return reps
+
+
 def union_faces(faces: np.ndarray) -> shapely.Geometry:
     """Union of faces of one arrangement, by ``coverage_union_all``.
 
@@ -352,7 +369,7 @@ def arrange(
     noded = shapely.union_all(lines)
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
     faces = faces[~shapely.is_empty(faces)]
-    reps = shapely.point_on_surface(faces)
+    reps = interior_points(faces)
     valid = polygonal(shapely.make_valid(cells))
     tree = shapely.STRtree(valid)
     fi, ci = tree.query(reps, predicate="intersects")

@@ -458,7 +458,7 @@ def _repair_level(
                 else:
                     continue
                 refusals.append((_impl.Refusal("gap", lv, (str(where),), msg, float(a), part), None))
-                for f in fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]:
+                for f in fs[shapely.intersects(part, _impl.interior_points(arr.faces[fs]))]:
                     candidates[f] = []
 
     owner = _impl.assign(arr, candidates, owner, frame)

@@ -16,7 +16,6 @@ LONG_LANE = (1000115, 1000540, 1000710, 1001031, 1001915, 1001951, 1002112, 1002
 LONG_LANE_3 = (3000530, 3000623, 3001305, 3001935)
 # Open: found by the 60-minute lane of 2026-12-07 on the final code (CORRECTNESS.md); each fails today.
 OPEN = {
-    5000139: "defect left unlisted: an exclave part outside its parent (272.1 m², raise mode, 0 refusals)",
     5001073: "incremental path != full rebuild at an outline notch (geometry of one grid)",
     5001131: "a sound layer changed by up to 93.2 m² (enclave between top-level grids)",
     5002228: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave)",

@@ -547,3 +547,47 @@ def test_incremental_equals_full_rebuild_when_a_parent_gains_a_vertex_of_a_kept_
         inc.refused[["kind", "level", "grid_ids"]].values.tolist()
         == full.refused[["kind", "level", "grid_ids"]].values.tolist()
     )
+
+
+def test_a_face_with_a_near_zero_width_spike_stays_with_the_grid_that_covers_it():
+    # Discovery seed 5000139: b's exclave part, drawn inside a along the a | c seam, leaves a face of a
+    # with a spike between two nearly collinear edges. point_on_surface put its point on c's side of
+    # the seam, so c (another parent's child) silently took 272 m² of a: no clip, no refusal.
+    a = shapely.from_wkt(
+        "POLYGON ((116.77679565771341 39.1175627910613, 116.77740997689166 39.11874668609983, "
+        "116.77760029929827 39.11868395514106, 116.77778937130162 39.11806655117422, "
+        "116.77679565771341 39.1175627910613))"
+    )
+    b = shapely.from_wkt(
+        "POLYGON ((116.77778937130162 39.11806655117422, 116.77760029929827 39.11868395514106, "
+        "116.77873836335453 39.11874890646757, 116.77953886706105 39.11806773243956, "
+        "116.77839526694632 39.1172254567855, 116.77778937130162 39.11806655117422))"
+    )
+    exclave = shapely.from_wkt(
+        "POLYGON ((116.77768162272712 39.11814966887025, 116.77723045415233 39.11814966887025, "
+        "116.77723045415233 39.11840071597889, 116.7773342965122 39.11860083744502, "
+        "116.77762575302087 39.11860083744502, 116.77768162272712 39.11841839806928, "
+        "116.77768162272712 39.11814966887025))"
+    )
+    c = shapely.from_wkt(
+        "POLYGON ((116.77656746489572 39.1174915752815, 116.77571208623675 39.1178497407995, "
+        "116.77667130955072 39.119044018409056, 116.77694900714913 39.11908141030125, "
+        "116.77740997689166 39.11874668609983, 116.77679565771341 39.1175627910613, "
+        "116.77676266877934 39.11751961813238, 116.77656746489572 39.1174915752815))"
+    )
+    g = gpd.GeoDataFrame(
+        {
+            "grid_id": ["D", "A", "B", "C", "a", "b", "c"],
+            "parent_id": [None, "D", "D", "D", "A", "B", "C"],
+            "level": [0, 1, 1, 1, 2, 2, 2],
+        },
+        geometry=[shapely.union_all([a, b, c]), a, b, c, a, shapely.MultiPolygon([b, exclave]), c],
+        crs="EPSG:4326",
+    )
+    for incremental in (True, False):
+        result = _repair_grids(g, snap_m=0.0, errors="skip", incremental=incremental)
+        assert len(result.refused) == 0
+        clipped = result.log[result.log["action"] == "clipped"]
+        assert clipped[["grid_id", "other_ids"]].values.tolist() == [["b", ("a",)]]
+        assert shapely.area(shapely.difference(geom_of(result.grids, "c"), c)) < 1e-12  # deg²: 0.01 m²
+        _reference_clean(result)
