@@ -105,6 +105,9 @@ class Outline:
 
     rings: np.ndarray
     local: shapely.Geometry
+    settled: np.ndarray | None = None
+    """Vertices (``x + iy``, input coordinates) of the level being repaired whose every edge is
+    already shared exactly: two of them are no near miss and never join (see :func:`snap_vertices`)."""
 
 
 def outline_of(top: np.ndarray, frame: Frame) -> Outline:
@@ -190,6 +193,7 @@ def snap_vertices(
     anchor_owner: np.ndarray | None = None,
     outline_owner: int | None = None,
     outline: shapely.Geometry | None = None,
+    settled: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Snap the vertices of ``geoms`` that lie within ``snap_m`` of each other or of ``anchors``.
 
@@ -199,6 +203,9 @@ def snap_vertices(
     metres): two vertices lying on it (within :data:`ON_OUTLINE_M`) with land outside
     the jurisdiction between them never join (a vertex where a seam meets one side of a
     narrow notch stays off the other side), while two a near miss apart along it do.
+    Two ``settled`` points (``x + iy``, input coordinates: vertices whose every edge is
+    shared exactly) never join either: a short edge of a sound coverage is no near miss,
+    and joining its ends would move grids that need no repair.
 
     Returns the snapped geometries (possibly invalid: only their linework is used),
     the number of moved vertices and the largest move (m) per geometry, and the new
@@ -244,6 +251,12 @@ def snap_vertices(
     at = np.minimum(np.searchsorted(pair_keys, probe), len(pair_keys) - 1)
     shared = np.bincount(pair[pair_keys[at] == probe], minlength=a.size) > 0
     a, b = a[~shared], b[~shared]
+    if a.size and settled is not None and settled.size:
+        orig = np.empty((len(uniq), 2))
+        orig[inverse] = allxy
+        fixed = np.isin(orig[:, 0] + 1j * orig[:, 1], settled)
+        both = fixed[a] & fixed[b]
+        a, b = a[~both], b[~both]
     if a.size and outline is not None and outline_owner is not None and anchor_owner is not None:
         across = _across_outline(uniq, a, b, anchors[np.asarray(anchor_owner) == outline_owner], outline, frame)
         a, b = a[~across], b[~across]

@@ -17,7 +17,6 @@ LONG_LANE_3 = (3000530, 3000623, 3001305, 3001935)
 # Open: found by the 60-minute lane of 2026-12-07 on the final code (CORRECTNESS.md); each fails today.
 OPEN = {
     5001073: "incremental path != full rebuild at an outline notch (geometry of one grid)",
-    5001131: "a sound layer changed by up to 93.2 m² (enclave between top-level grids)",
     5002228: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave)",
     5003205: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave between)",
     5003309: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave between)",

@@ -591,3 +591,35 @@ def test_a_face_with_a_near_zero_width_spike_stays_with_the_grid_that_covers_it(
         assert clipped[["grid_id", "other_ids"]].values.tolist() == [["b", ("a",)]]
         assert shapely.area(shapely.difference(geom_of(result.grids, "c"), c)) < 1e-12  # deg²: 0.01 m²
         _reference_clean(result)
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["incremental", "full-rebuild"])
+def test_vertices_whose_edges_are_all_shared_are_no_near_miss(incremental):
+    # Discovery seed 5001131 (an enclave cut where two districts meet): along the outline, a2's corner
+    # P (0.4 m left of the A | B seam) and the b1 | b2 seam's foot Q (0.4 m right, on B's edge with no
+    # vertex of B there) are 0.8 m apart and share no grid. Every edge at both is in place, yet
+    # snapping joined them: b1 and b2 were clipped, a2 re-noded, on a sound layer.
+    x0, y0 = 500_000, 4_300_000
+
+    def poly(*xy):
+        return shapely.Polygon([(x0 + x, y0 + y) for x, y in xy])
+
+    g = gpd.GeoDataFrame(
+        {
+            "grid_id": ["A", "B", "a1", "a2", "b1", "b2"],
+            "parent_id": [None, None, "A", "A", "B", "B"],
+            "level": [0, 0, 1, 1, 1, 1],
+        },
+        geometry=[
+            poly((0, 0), (99.6, 0), (100, 0), (100, 100), (60, 100), (0, 100)),
+            poly((100, 0), (200, 0), (200, 100), (140, 100), (100, 100)),
+            poly((0, 0), (99.6, 0), (60, 100), (0, 100)),
+            poly((99.6, 0), (100, 0), (100, 100), (60, 100)),
+            poly((100, 0), (100.4, 0), (140, 100), (100, 100)),
+            poly((100.4, 0), (200, 0), (200, 100), (140, 100)),
+        ],
+        crs="EPSG:32650",
+    )
+    assert check_grids(g).sound
+    result = _repair_grids(g, snap_m=1.0, incremental=incremental)
+    assert not result.changed, result.log[["action", "grid_id", "area_m2"]]
