@@ -22,8 +22,11 @@ A hole of the top level at least 1 m wide is an enclave (land outside the jurisd
 however many grids border it, as :func:`~geogrid.hierarchy.check_grids` says): it is
 left open, never filled or refused. Snapping never joins two points of the outline with
 land outside the jurisdiction between them, so a notch narrower than ``snap_m`` stays
-open. A gap piece under 0.01 m² that no child can take is rounding noise (the check's
-``min_area_m2``): it is left, not refused. Grids may be Polygons or MultiPolygons.
+open. Nor does it join two vertices whose every edge is already in place (shared exactly
+with a neighbour, or along the parent's outline): the ends of a short edge of a sound
+coverage are no near miss. A gap piece under 0.01 m² that no child can take is rounding
+noise (the check's ``min_area_m2``): it is left, not refused. Grids may be Polygons or
+MultiPolygons.
 
 After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
 log claims fixed.
