@@ -16,8 +16,9 @@ LONG_LANE = (1000115, 1000540, 1000710, 1001031, 1001915, 1001951, 1002112, 1002
 LONG_LANE_3 = (3000530, 3000623, 3001305, 3001935)
 # Fixed since: 5000139 (a face's point_on_surface on a neighbour's side of a near-zero-width spike),
 # 5001131 and, from the discovery lane, 6001423 (two vertices whose edges were all in place snapped
-# together on a sound layer: an enclave between districts, a notch).
-LONG_LANE_5 = (5000139, 5001131, 6001423)
+# together on a sound layer: an enclave between districts, a notch); 7500110 (the generator gave two
+# duplicates of one grid the same id when a deletion came between: a ValidationError, counted a crash).
+LONG_LANE_5 = (5000139, 5001131, 6001423, 7500110)
 # Open: found by the 60-minute lane of 2026-12-07 on the final code (CORRECTNESS.md); each fails today.
 OPEN = {
     5001073: "incremental path != full rebuild at an outline notch (geometry of one grid)",
