@@ -105,6 +105,9 @@ class Outline:
 
     rings: np.ndarray
     local: shapely.Geometry
+    settled: np.ndarray | None = None
+    """Vertices (``x + iy``, input coordinates) of the level being repaired whose every edge is
+    already shared exactly: two of them are no near miss and never join (see :func:`snap_vertices`)."""
 
 
 def outline_of(top: np.ndarray, frame: Frame) -> Outline:
@@ -129,6 +132,23 @@ def outline_of(top: np.ndarray, frame: Frame) -> Outline:
     local = frame.local(np.array([area], dtype=object))[0]
     shapely.prepare(local)
     return Outline(np.concatenate([shells, shapely.get_exterior_ring(wide)]).astype(object), local)
+
+
+def interior_points(faces: np.ndarray) -> np.ndarray:
+    """Return a point strictly inside each face, to tell which grids and parents cover it.
+
+    GEOS's ``point_on_surface`` takes the middle of the widest section of a scan line; when that
+    line crosses only a near-zero-width spike of the face (two nearly collinear edges of
+    different grids), the point rounds onto the boundary or beyond it, inside a neighbour. Those
+    faces take the centre of their largest inscribed circle instead.
+    """
+    reps = shapely.point_on_surface(faces)
+    off = np.flatnonzero(~shapely.contains_properly(faces, reps))
+    if off.size:
+        centre = shapely.get_point(shapely.maximum_inscribed_circle(faces[off]), 0)
+        inside = shapely.contains_properly(faces[off], centre)
+        reps[off[inside]] = centre[inside]
+    return reps
 
 
 def union_faces(faces: np.ndarray) -> shapely.Geometry:
@@ -173,6 +193,7 @@ def snap_vertices(
     anchor_owner: np.ndarray | None = None,
     outline_owner: int | None = None,
     outline: shapely.Geometry | None = None,
+    settled: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Snap the vertices of ``geoms`` that lie within ``snap_m`` of each other or of ``anchors``.
 
@@ -182,6 +203,9 @@ def snap_vertices(
     metres): two vertices lying on it (within :data:`ON_OUTLINE_M`) with land outside
     the jurisdiction between them never join (a vertex where a seam meets one side of a
     narrow notch stays off the other side), while two a near miss apart along it do.
+    Two ``settled`` points (``x + iy``, input coordinates: vertices whose every edge is
+    shared exactly) never join either: a short edge of a sound coverage is no near miss,
+    and joining its ends would move grids that need no repair.
 
     Returns the snapped geometries (possibly invalid: only their linework is used),
     the number of moved vertices and the largest move (m) per geometry, and the new
@@ -227,6 +251,12 @@ def snap_vertices(
     at = np.minimum(np.searchsorted(pair_keys, probe), len(pair_keys) - 1)
     shared = np.bincount(pair[pair_keys[at] == probe], minlength=a.size) > 0
     a, b = a[~shared], b[~shared]
+    if a.size and settled is not None and settled.size:
+        orig = np.empty((len(uniq), 2))
+        orig[inverse] = allxy
+        fixed = np.isin(orig[:, 0] + 1j * orig[:, 1], settled)
+        both = fixed[a] & fixed[b]
+        a, b = a[~both], b[~both]
     if a.size and outline is not None and outline_owner is not None and anchor_owner is not None:
         across = _across_outline(uniq, a, b, anchors[np.asarray(anchor_owner) == outline_owner], outline, frame)
         a, b = a[~across], b[~across]
@@ -352,7 +382,7 @@ def arrange(
     noded = shapely.union_all(lines)
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
     faces = faces[~shapely.is_empty(faces)]
-    reps = shapely.point_on_surface(faces)
+    reps = interior_points(faces)
     valid = polygonal(shapely.make_valid(cells))
     tree = shapely.STRtree(valid)
     fi, ci = tree.query(reps, predicate="intersects")

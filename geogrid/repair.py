@@ -22,8 +22,11 @@ A hole of the top level at least 1 m wide is an enclave (land outside the jurisd
 however many grids border it, as :func:`~geogrid.hierarchy.check_grids` says): it is
 left open, never filled or refused. Snapping never joins two points of the outline with
 land outside the jurisdiction between them, so a notch narrower than ``snap_m`` stays
-open. A gap piece under 0.01 m² that no child can take is rounding noise (the check's
-``min_area_m2``): it is left, not refused. Grids may be Polygons or MultiPolygons.
+open. Nor does it join two vertices whose every edge is already in place (shared exactly
+with a neighbour, or along the parent's outline): the ends of a short edge of a sound
+coverage are no near miss. A gap piece under 0.01 m² that no child can take is rounding
+noise (the check's ``min_area_m2``): it is left, not refused. Grids may be Polygons or
+MultiPolygons.
 
 After a repair, :func:`geogrid.hierarchy.check_grids` reports nothing of what the
 log claims fixed.
@@ -223,6 +226,7 @@ def _repair_grids(
     for lv in sorted({int(v) for v in level[usable]}):
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
+        level_rim = _settle(rim, np.flatnonzero(usable & (level == lv)), above, parent_row, out, frame)
         skip: set[int] = set()
         earlier: list[tuple[_impl.Refusal, int | None]] = []  # refusals of the grids left out of the rerun
         while True:
@@ -245,11 +249,11 @@ def _repair_grids(
                     exempt_g,
                     ~valid,
                     segments,
-                    rim,
+                    level_rim,
                     start,
                 )
             outcome = fast or _repair_level(
-                lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, rim=rim
+                lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, rim=level_rim
             )
             dropped = {int(rf[1]) for rf in outcome.refusals if rf[1] is not None} - skip
             if dropped:
@@ -327,6 +331,64 @@ def _door_invalid_rows(grids: gpd.GeoDataFrame) -> np.ndarray | None:
     return rows if rows.size == count else None
 
 
+def _settle(
+    rim: _impl.Outline | None,
+    rows: np.ndarray,
+    above: np.ndarray,
+    parent_row: np.ndarray,
+    geoms: np.ndarray,
+    frame: _himpl.Frame,
+) -> _impl.Outline | None:
+    """``rim`` with the settled vertices of the level ``rows``: those whose every edge segment is in place.
+
+    In place: twinned as in the edge-twin pass (shared exactly once, reversed, with a sibling or
+    with the parent's outline; on the top level with a sibling or the jurisdiction's outline), or
+    running along that outline within :data:`~geogrid._repair_impl.ON_OUTLINE_M` (a child's vertex
+    on a parent edge that has no vertex there, as an enclave cut through every grid leaves).
+    Computed once per level on all its grids, so the full rebuild and the incremental path
+    (which snaps a part of the level) leave the same pairs of vertices apart.
+    """
+    if rim is None or rows.size == 0:
+        return rim
+    cs = _himpl.Segments.of(geoms[rows])
+    if above.size:
+        pos = {int(r): i for i, r in enumerate(above)}
+        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        tw, _ = _family_twins(cs, _himpl.Segments.of(geoms[above]), cgroup)
+        parts, part_parent = shapely.get_parts(_himpl.polygonal(geoms[above]), return_index=True)
+        outline, ring_part = shapely.get_rings(parts, return_index=True)
+        ring_parent = part_parent[ring_part]
+    else:
+        tw = _himpl.twinned(cs.key, cs.forward)
+        if rim.rings.size:
+            tw |= np.isin(_void(cs.key), _void(_himpl.Segments.of(shapely.polygons(rim.rings)).key))
+        outline, ring_parent, cgroup = rim.rings, np.zeros(len(rim.rings), dtype=np.int64), None
+    loose = np.flatnonzero(~tw)
+    if loose.size and len(outline):
+        # along the outline: both ends and the middle of the segment lie on one of the parent's rings
+        k = cs.key[loose]
+        probes = shapely.points(np.concatenate([k[:, :2], k[:, 2:], (k[:, :2] + k[:, 2:]) / 2]))
+        seg_of = np.tile(np.arange(loose.size), 3)
+        pi, ri = shapely.STRtree(frame.local(outline)).query(
+            frame.local(probes), predicate="dwithin", distance=_impl.ON_OUTLINE_M
+        )
+        if cgroup is not None:  # the segment's own parent's rings only
+            own = ring_parent[ri] == cgroup[cs.cell[loose[seg_of[pi]]]]
+            pi = pi[own]
+        hits = np.zeros((3, loose.size), dtype=bool)
+        hits.ravel()[np.unique(pi)] = True
+        tw[loose[hits.all(axis=0)]] = True
+    ends = cs.key.reshape(-1, 2)
+    z = ends[:, 0] + 1j * ends[:, 1]
+    off = np.repeat(~tw, 2)
+    return _impl.Outline(rim.rings, rim.local, np.setdiff1d(z[~off], z[off]))
+
+
+def _void(key: np.ndarray) -> np.ndarray:
+    """Each (m, 4) segment key as one 32-byte value, for exact set tests (-0.0 as 0.0)."""
+    return np.ascontiguousarray(key + 0.0).view(np.dtype((np.void, 32))).ravel()
+
+
 def _metric_crs_of(lon: float, lat: float) -> Any:
     return metric_crs(lon, lat)
 
@@ -399,7 +461,14 @@ def _repair_level(
         anchors = np.concatenate([anchors, rim.rings]).astype(object)
         anchor_owner = np.concatenate([owner_of, np.full(len(rim.rings), rim_owner)]).astype(np.int64)
     snapped, moved_n, moved_d, moved_at = _impl.snap_vertices(
-        cells, anchors, frame, snap_m, anchor_owner, rim_owner, rim.local if rim is not None else None
+        cells,
+        anchors,
+        frame,
+        snap_m,
+        anchor_owner,
+        rim_owner,
+        rim.local if rim is not None else None,
+        rim.settled if rim is not None else None,
     )
     arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen], parent_lines=parent_lines, holders=holders)
     nf = len(arr.faces)
@@ -458,7 +527,7 @@ def _repair_level(
                 else:
                     continue
                 refusals.append((_impl.Refusal("gap", lv, (str(where),), msg, float(a), part), None))
-                for f in fs[shapely.intersects(part, shapely.point_on_surface(arr.faces[fs]))]:
+                for f in fs[shapely.intersects(part, _impl.interior_points(arr.faces[fs]))]:
                     candidates[f] = []
 
     owner = _impl.assign(arr, candidates, owner, frame)

@@ -183,7 +183,11 @@ def perturb(g: gpd.GeoDataFrame, rng: np.random.Generator, kind: str) -> gpd.Geo
                     geo[r] = shapely.MultiPolygon([*shapely.get_parts(geo[r]), blob])
     elif kind == "duplicate":
         dup = g.iloc[[r]].copy()
-        dup["grid_id"] = dup["grid_id"] + f"_dup{len(g)}"  # unique: a case may duplicate one grid twice
+        # unique: a case may duplicate one grid twice, with a deletion between (same length twice)
+        n, taken = len(g), set(g["grid_id"])
+        while f"{dup['grid_id'].iloc[0]}_dup{n}" in taken:
+            n += 1
+        dup["grid_id"] = dup["grid_id"] + f"_dup{n}"
         g = pd.concat([g, dup], ignore_index=True)
         geo = np.append(geo, geo[r])
     elif kind == "hole":

@@ -547,3 +547,79 @@ def test_incremental_equals_full_rebuild_when_a_parent_gains_a_vertex_of_a_kept_
         inc.refused[["kind", "level", "grid_ids"]].values.tolist()
         == full.refused[["kind", "level", "grid_ids"]].values.tolist()
     )
+
+
+def test_a_face_with_a_near_zero_width_spike_stays_with_the_grid_that_covers_it():
+    # Discovery seed 5000139: b's exclave part, drawn inside a along the a | c seam, leaves a face of a
+    # with a spike between two nearly collinear edges. point_on_surface put its point on c's side of
+    # the seam, so c (another parent's child) silently took 272 m² of a: no clip, no refusal.
+    a = shapely.from_wkt(
+        "POLYGON ((116.77679565771341 39.1175627910613, 116.77740997689166 39.11874668609983, "
+        "116.77760029929827 39.11868395514106, 116.77778937130162 39.11806655117422, "
+        "116.77679565771341 39.1175627910613))"
+    )
+    b = shapely.from_wkt(
+        "POLYGON ((116.77778937130162 39.11806655117422, 116.77760029929827 39.11868395514106, "
+        "116.77873836335453 39.11874890646757, 116.77953886706105 39.11806773243956, "
+        "116.77839526694632 39.1172254567855, 116.77778937130162 39.11806655117422))"
+    )
+    exclave = shapely.from_wkt(
+        "POLYGON ((116.77768162272712 39.11814966887025, 116.77723045415233 39.11814966887025, "
+        "116.77723045415233 39.11840071597889, 116.7773342965122 39.11860083744502, "
+        "116.77762575302087 39.11860083744502, 116.77768162272712 39.11841839806928, "
+        "116.77768162272712 39.11814966887025))"
+    )
+    c = shapely.from_wkt(
+        "POLYGON ((116.77656746489572 39.1174915752815, 116.77571208623675 39.1178497407995, "
+        "116.77667130955072 39.119044018409056, 116.77694900714913 39.11908141030125, "
+        "116.77740997689166 39.11874668609983, 116.77679565771341 39.1175627910613, "
+        "116.77676266877934 39.11751961813238, 116.77656746489572 39.1174915752815))"
+    )
+    g = gpd.GeoDataFrame(
+        {
+            "grid_id": ["D", "A", "B", "C", "a", "b", "c"],
+            "parent_id": [None, "D", "D", "D", "A", "B", "C"],
+            "level": [0, 1, 1, 1, 2, 2, 2],
+        },
+        geometry=[shapely.union_all([a, b, c]), a, b, c, a, shapely.MultiPolygon([b, exclave]), c],
+        crs="EPSG:4326",
+    )
+    for incremental in (True, False):
+        result = _repair_grids(g, snap_m=0.0, errors="skip", incremental=incremental)
+        assert len(result.refused) == 0
+        clipped = result.log[result.log["action"] == "clipped"]
+        assert clipped[["grid_id", "other_ids"]].values.tolist() == [["b", ("a",)]]
+        assert shapely.area(shapely.difference(geom_of(result.grids, "c"), c)) < 1e-12  # deg²: 0.01 m²
+        _reference_clean(result)
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["incremental", "full-rebuild"])
+def test_vertices_whose_edges_are_all_shared_are_no_near_miss(incremental):
+    # Discovery seed 5001131 (an enclave cut where two districts meet): along the outline, a2's corner
+    # P (0.4 m left of the A | B seam) and the b1 | b2 seam's foot Q (0.4 m right, on B's edge with no
+    # vertex of B there) are 0.8 m apart and share no grid. Every edge at both is in place, yet
+    # snapping joined them: b1 and b2 were clipped, a2 re-noded, on a sound layer.
+    x0, y0 = 500_000, 4_300_000
+
+    def poly(*xy):
+        return shapely.Polygon([(x0 + x, y0 + y) for x, y in xy])
+
+    g = gpd.GeoDataFrame(
+        {
+            "grid_id": ["A", "B", "a1", "a2", "b1", "b2"],
+            "parent_id": [None, None, "A", "A", "B", "B"],
+            "level": [0, 0, 1, 1, 1, 1],
+        },
+        geometry=[
+            poly((0, 0), (99.6, 0), (100, 0), (100, 100), (60, 100), (0, 100)),
+            poly((100, 0), (200, 0), (200, 100), (140, 100), (100, 100)),
+            poly((0, 0), (99.6, 0), (60, 100), (0, 100)),
+            poly((99.6, 0), (100, 0), (100, 100), (60, 100)),
+            poly((100, 0), (100.4, 0), (140, 100), (100, 100)),
+            poly((100.4, 0), (200, 0), (200, 100), (140, 100)),
+        ],
+        crs="EPSG:32650",
+    )
+    assert check_grids(g).sound
+    result = _repair_grids(g, snap_m=1.0, incremental=incremental)
+    assert not result.changed, result.log[["action", "grid_id", "area_m2"]]
