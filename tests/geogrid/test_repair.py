@@ -547,3 +547,24 @@ def test_incremental_equals_full_rebuild_when_a_parent_gains_a_vertex_of_a_kept_
         inc.refused[["kind", "level", "grid_ids"]].values.tolist()
         == full.refused[["kind", "level", "grid_ids"]].values.tolist()
     )
+
+
+def _incremental_equals_full(g: gpd.GeoDataFrame, **opts: float) -> None:
+    inc = _repair_grids(g, errors="skip", **opts)
+    full = _repair_grids(g, errors="skip", incremental=False, **opts)
+    assert shapely.equals(inc.grids.geometry.to_numpy(), full.grids.geometry.to_numpy()).all()
+    cols = ["action", "level", "grid_id", "other_ids"]
+    assert inc.log[cols].values.tolist() == full.log[cols].values.tolist()
+    assert (
+        inc.refused[["kind", "level", "grid_ids"]].values.tolist()
+        == full.refused[["kind", "level", "grid_ids"]].values.tolist()
+    )
+
+
+def test_incremental_equals_full_rebuild_where_a_parent_repair_changed_next_to_another_family():
+    # Fuzz seed 5002228, reduced (an enclave beside S30 | S50): S50's repair resolves a 3e-10 m² overlap
+    # with S30 into a zero-width spike out to S30's vertex V, which S30's child g005 has (all its edges
+    # twinned). The full rebuild nodes g005 against the new S50 edges and logs the overlap of g037
+    # (S50's child) with g005; the incremental path kept g005 out of play and logged g037 "noded".
+    g = gpd.read_parquet(Path(__file__).parents[1] / "data" / "repair_parent_spike_other_family.parquet")
+    _incremental_equals_full(g, snap_m=1.0, max_gap_m2=5000.0)
