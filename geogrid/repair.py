@@ -342,6 +342,7 @@ class _Outcome:
     log: _impl.Change
     refusals: list[tuple[_impl.Refusal, int | None]]
     overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders overlapped
+    smallest_face_m2: float = float("inf")  # of the arrangement
 
 
 def _repair_level(
@@ -556,11 +557,14 @@ def _repair_level(
                 where = shapely.multipoints(np.array(added + gone))
                 log.add("noded", lv, gid[c], parent_of(c), (), msg, where)
                 geoms_out[int(rows[c])] = new
-    return _Outcome(geoms_out, log, refusals, arr.overlapped)
+    return _Outcome(geoms_out, log, refusals, arr.overlapped, float(arr.area.min()) if nf else float("inf"))
 
 
 _FULL_SHARE = 0.6
 """Above this share of a level's grids in play, the full rebuild is as cheap: take it."""
+_ROUNDING_M2 = 1e-6
+"""A face smaller than this (m²) is rounding-size: whether it forms, and its owners, depend on how
+GEOS nodes the whole linework, which the partial linework of the incremental path does not match."""
 _HASH = np.array([1.0, 3.0, 7.0, 13.0])
 
 
@@ -595,8 +599,9 @@ def _repair_level_incremental(
     from the start, every grid touching (or within snap reach of) what the parents' own repair
     changed -- the area a parent gained or lost and the vertices it gained or lost -- whatever
     its parent: the full rebuild nodes its edges against the new parent edges there.
-    Refusals, a parent without children or a level mostly in play go to the full rebuild,
-    which decides them.
+    Refusals, a parent without children, a face of rounding size (a 0 m² sliver: whether it
+    forms depends on the noding of the whole linework) or a level mostly in play go to the
+    full rebuild, which decides them.
     ``segments`` caches the edge segments of levels left unchanged, for their children.
     """
     n = rows.size
@@ -706,8 +711,8 @@ def _repair_level_incremental(
             with_children=with_children,
             rim=rim,
         )
-        if outcome.refusals:
-            return None
+        if outcome.refusals or outcome.smallest_face_m2 < _ROUNDING_M2:
+            return None  # rounding-size faces: only the full rebuild's noding decides them
         if outcome.overlapped.size:  # a grid in play overlaps a kept one: that one is in play too
             play[kept[outcome.overlapped]] = True
             continue

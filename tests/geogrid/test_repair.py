@@ -568,3 +568,19 @@ def test_incremental_equals_full_rebuild_where_a_parent_repair_changed_next_to_a
     # (S50's child) with g005; the incremental path kept g005 out of play and logged g037 "noded".
     g = gpd.read_parquet(Path(__file__).parents[1] / "data" / "repair_parent_spike_other_family.parquet")
     _incremental_equals_full(g, snap_m=1.0, max_gap_m2=5000.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "opts"),
+    [
+        ("repair_parent_rings_zero_overlap", {"snap_m": 0.5, "max_gap_m2": 300.0}),  # fuzz seed 5005254
+        ("repair_parent_rings_notch", {"snap_m": 0.0, "max_gap_m2": 5000.0}),  # fuzz seed 5001073
+    ],
+)
+def test_incremental_equals_full_rebuild_on_faces_of_rounding_size(name, opts):
+    # Fuzz seeds, reduced. Both layers have 0 m² faces, which form (or not) as GEOS nodes the whole
+    # linework; the incremental path nodes only part of it: a 0 m² overlap of g035 with g040 and g059
+    # came out of one noding only (5005254), and at an outline notch G0002 was clipped by one path and
+    # noded by the other (5001073). Such a level goes to the full rebuild.
+    g = gpd.read_parquet(Path(__file__).parents[1] / "data" / f"{name}.parquet")
+    _incremental_equals_full(g, **opts)
