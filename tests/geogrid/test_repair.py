@@ -573,8 +573,8 @@ def test_incremental_equals_full_rebuild_where_a_parent_repair_changed_next_to_a
 @pytest.mark.parametrize(
     ("name", "opts"),
     [
-        ("repair_parent_rings_zero_overlap", {"snap_m": 0.5, "max_gap_m2": 300.0}),  # fuzz seed 5005254
-        ("repair_parent_rings_notch", {"snap_m": 0.0, "max_gap_m2": 5000.0}),  # fuzz seed 5001073
+        ("repair_rounding_face_zero_overlap", {"snap_m": 0.5, "max_gap_m2": 300.0}),  # fuzz seed 5005254
+        ("repair_rounding_face_notch", {"snap_m": 0.0, "max_gap_m2": 5000.0}),  # fuzz seed 5001073
     ],
 )
 def test_incremental_equals_full_rebuild_on_faces_of_rounding_size(name, opts):
