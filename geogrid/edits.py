@@ -279,6 +279,28 @@ def _lines_of(geom: shapely.Geometry) -> shapely.Geometry:
     return shapely.line_merge(shapely.union_all(lines))
 
 
+def _refuse_empty_transfer(net: _e.Network, region: shapely.Geometry, target: str, snap_m: float) -> None:
+    """Refuse a transfer that moves nothing although most of the region lies outside ``target``.
+
+    Snapping gives back every piece thinner than ``snap_m``: a region that is all such pieces
+    would leave the layer as it was, silently ignoring the edit (and a region far from the
+    grid could never join it). A region mostly inside ``target`` asks for nothing: accepted.
+    """
+    lv = net.level[target]
+    same = np.array([net.geom[g] for g in net.ids if net.level[g] == lv], dtype=object)
+    same = same[shapely.intersects(same, region)]
+    inside, _ = net.frame.measure_input(np.array([shapely.intersection(region, net.geom[target])], dtype=object))
+    total, _ = net.frame.measure_input(shapely.intersection(region, same))
+    outside = float(total.sum() - inside.sum())
+    if outside > 0 and outside >= float(inside.sum()):
+        msg = (
+            f"transfer_area refused: the region gives {target!r} nothing: its {outside:.3g} m² outside "
+            f"{target!r} is thinner than snap_m={snap_m:g} m. Nothing was changed; draw a region wider "
+            f"than snap_m that shares an edge with {target!r}"
+        )
+        raise TopologyError(msg)
+
+
 # -- operations ----------------------------------------------------------------------------
 def transfer_area(
     grids: gpd.GeoDataFrame,
@@ -330,8 +352,9 @@ def transfer_area(
     TopologyError
         If the region crosses ``to_grid``'s parent (without ``cascade``/``clip``), if a
         grid would fall into separate parts (the region does not share an edge with
-        ``to_grid``, or cuts another grid in two), or the result would not be sound;
-        ``findings`` shows where. The input is never changed.
+        ``to_grid``, or cuts another grid in two), if the region would move nothing
+        although most of it lies outside ``to_grid`` (all of it thinner than ``snap_m``),
+        or the result would not be sound; ``findings`` shows where. The input is never changed.
     NotFoundError
         If ``to_grid`` does not exist.
 
@@ -360,6 +383,8 @@ def transfer_area(
     owner = arr.old[:, lv].copy()
     owner[arr.inside(snapped)] = target
     _repair_slivers(arr, owner, lines, snap_m)
+    if not ((owner == target) & (arr.old[:, lv] != target)).any():
+        _refuse_empty_transfer(net, poly, target, snap_m)
     params = {"region": geom, "to_grid": target, "cascade": cascade, "clip": clip, "snap_m": snap_m}
     return _finish(
         grids,

@@ -404,6 +404,7 @@ class _Outcome:
     log: _impl.Change
     refusals: list[tuple[_impl.Refusal, int | None]]
     overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders overlapped
+    smallest_face_m2: float = float("inf")  # of the arrangement
 
 
 def _repair_level(
@@ -625,11 +626,14 @@ def _repair_level(
                 where = shapely.multipoints(np.array(added + gone))
                 log.add("noded", lv, gid[c], parent_of(c), (), msg, where)
                 geoms_out[int(rows[c])] = new
-    return _Outcome(geoms_out, log, refusals, arr.overlapped)
+    return _Outcome(geoms_out, log, refusals, arr.overlapped, float(arr.area.min()) if nf else float("inf"))
 
 
 _FULL_SHARE = 0.6
 """Above this share of a level's grids in play, the full rebuild is as cheap: take it."""
+_ROUNDING_M2 = 1e-6
+"""A face smaller than this (m²) is rounding-size: whether it forms, and its owners, depend on how
+GEOS nodes the whole linework, which the partial linework of the incremental path does not match."""
 _HASH = np.array([1.0, 3.0, 7.0, 13.0])
 
 
@@ -661,9 +665,12 @@ def _repair_level_incremental(
     computes the same faces, owners, snaps and log. A kept grid overlapped after all,
     or whose segments lose a twin (a neighbour in play gained a vertex on their shared
     edge), or that a rebuilt grid overlaps, is brought into play and the level redone; so is,
-    from the start, a grid having a vertex its parents gained in their own repair (the full
-    rebuild nodes its edges against the new parent edge there). Refusals, a parent without
-    children or a level mostly in play go to the full rebuild, which decides them.
+    from the start, every grid touching (or within snap reach of) what the parents' own repair
+    changed -- the area a parent gained or lost and the vertices it gained or lost -- whatever
+    its parent: the full rebuild nodes its edges against the new parent edges there.
+    Refusals, a parent without children, a face of rounding size (a 0 m² sliver: whether it
+    forms depends on the noding of the whole linework) or a level mostly in play go to the
+    full rebuild, which decides them.
     ``segments`` caches the edge segments of levels left unchanged, for their children.
     """
     n = rows.size
@@ -682,18 +689,26 @@ def _repair_level_incremental(
     play = np.zeros(n, dtype=bool)
     play[cs.cell[~fam0]] = True
     play |= made_valid[rows]
+    k = np.array(frame.scale)
+    reach = 2 * snap_m / min(k) if snap_m > 0 else 0.0  # input units: a snapped grid stays this close
     if before is not None:
-        # A vertex the parents' own repair gave them (a neighbour's vertex noded in) may sit on a
-        # child of another parent whose edges all twin: the full rebuild nodes that child's edges
-        # against the new parent edges there; so does this path, with the child in play.
-        moved = [r for r in above if geoms[r] is not before[r]]
-        if moved:
-            new_xy = shapely.get_coordinates(geoms[np.array(moved)])
-            old_xy = shapely.get_coordinates(before[np.array(moved)])
-            gained = np.setdiff1d(new_xy[:, 0] + 1j * new_xy[:, 1], old_xy[:, 0] + 1j * old_xy[:, 1])
-            if gained.size:
-                cxy, cell = shapely.get_coordinates(cells, return_index=True)
-                play[np.unique(cell[np.isin(cxy[:, 0] + 1j * cxy[:, 1], gained)])] = True
+        # What the parents' own repair changed -- the area a parent gained or lost (a sliver, a
+        # zero-width spike) and every vertex it gained or lost (a neighbour's vertex noded in changes
+        # no area) -- is where the full rebuild's parent linework differs from the parents the
+        # children were drawn against. A child of any parent touching it, or within snap reach, may
+        # get other faces, owners or snaps there, even with all its edges twinned: it is in play.
+        moved = np.array([r for r in above if geoms[r] is not before[r]], dtype=np.int64)
+        if moved.size:
+            new_xy = shapely.get_coordinates(geoms[moved])
+            old_xy = shapely.get_coordinates(before[moved])
+            odd_z = np.setxor1d(new_xy[:, 0] + 1j * new_xy[:, 1], old_xy[:, 0] + 1j * old_xy[:, 1])
+            zone = shapely.symmetric_difference(geoms[moved], before[moved])
+            zone = zone[~shapely.is_empty(zone)]
+            if odd_z.size:
+                zone = np.append(zone, shapely.multipoints(np.column_stack([odd_z.real, odd_z.imag])))
+            if zone.size:
+                hit = shapely.STRtree(cells).query(zone, predicate="dwithin", distance=reach)[1]
+                play[np.unique(hit)] = True
     with_children = {int(g) for g in cgroup}
     if not play.any():
         # every family tiles its parent exactly (an untwinned parent edge would need an untwinned child edge)
@@ -728,8 +743,6 @@ def _repair_level_incremental(
         pxy = np.column_stack([pz.real, pz.imag])
         if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, rings):
             return None
-    k = np.array(frame.scale)
-    reach = 2 * snap_m / min(k) if snap_m > 0 else 0.0  # input units: a snapped grid stays this close
     untwinned_p = np.flatnonzero(~pfam)
     par_tree = shapely.STRtree(par)
     for _ in range(6):
@@ -767,8 +780,8 @@ def _repair_level_incremental(
             with_children=with_children,
             rim=rim,
         )
-        if outcome.refusals:
-            return None
+        if outcome.refusals or outcome.smallest_face_m2 < _ROUNDING_M2:
+            return None  # rounding-size faces: only the full rebuild's noding decides them
         if outcome.overlapped.size:  # a grid in play overlaps a kept one: that one is in play too
             play[kept[outcome.overlapped]] = True
             continue

@@ -17,19 +17,27 @@ LONG_LANE_3 = (3000530, 3000623, 3001305, 3001935)
 # Fixed since: 5000139 (a face's point_on_surface on a neighbour's side of a near-zero-width spike),
 # 5001131 and, from the discovery lane, 6001423 (two vertices whose edges were all in place snapped
 # together on a sound layer: an enclave between districts, a notch); 7500110 (the generator gave two
-# duplicates of one grid the same id when a deletion came between: a ValidationError, counted a crash).
-LONG_LANE_5 = (5000139, 5001131, 6001423, 7500110)
-# Open: found by the 60-minute lane of 2026-12-07 on the final code (CORRECTNESS.md); each fails today.
-OPEN = {
-    5001073: "incremental path != full rebuild at an outline notch (geometry of one grid)",
-    5002228: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave)",
-    5003205: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave between)",
-    5003309: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave between)",
-    5003837: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave between)",
-    5004354: "incremental != full: an 'overlap_resolved' only one path logs (enclave)",
-    5004867: "incremental != full: 'noded' against 'overlap_resolved' in the log (enclave between)",
-    5005254: "incremental != full: an 'overlap_resolved' only one path logs (translate + reparent)",
-}
+# duplicates of one grid the same id when a deletion came between: a ValidationError, counted a crash);
+# incremental != full rebuild: a child of another parent touching what a parent's repair changed (a
+# zero-width spike, a 3e-10 m² sliver: 5002228, 5003205, 5003309, 5003837, 5004354, 5004867) was kept
+# out of play; parent segments instead of whole rings noded a notch and a 0 m² overlap otherwise
+# (5001073, 5005254)
+LONG_LANE_5 = (
+    5000139,
+    5001131,
+    6001423,
+    7500110,
+    5001073,
+    5002228,
+    5003205,
+    5003309,
+    5003837,
+    5004354,
+    5004867,
+    5005254,
+)
+# Open: found by a long lane and failing today (none).
+OPEN: dict[int, str] = {}
 SEEDS = [
     *range(0, 100),
     367,

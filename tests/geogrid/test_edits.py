@@ -423,6 +423,27 @@ def test_transfer_of_a_region_that_does_not_touch_the_grid_is_refused(tiny_grids
     assert set(err.findings["kind"]) == {"detached_part"}
 
 
+def test_transfer_of_a_region_thinner_than_snap_m_is_refused_not_ignored(row4):
+    # a 0.5 m wide strip inside c, far from a: snapping gives it back to c, so the edit would do
+    # nothing; it must say so rather than return the layer unchanged as if it had moved the area
+    region = _at(shapely.box(240, 20, 240.5, 80))
+    err = _refused(
+        row4, transfer_area, region, "a", match=r"gives 'a' nothing: its 30(\.\d+)? m² outside 'a' is thinner"
+    )
+    assert "snap_m=1 m" in str(err)
+    # a strip as thin on a's own edge moves nothing either and is refused the same way
+    _refused(row4, transfer_area, _at(shapely.box(100, 20, 100.5, 80)), "a", match=r"gives 'a' nothing")
+    # a region inside the receiving grid asks for nothing: accepted, nothing changes
+    new, cs = transfer_area(row4, _at(shapely.box(20, 20, 60, 60)), "a")
+    assert (
+        cs.changed == ()
+        and verify_edit(row4, new, "transfer_area", region=_at(shapely.box(20, 20, 60, 60)), to_grid="a") == []
+    )
+    # ... and so is one mostly inside it that overshoots into b by less than snap_m
+    new, cs = transfer_area(row4, _at(shapely.box(20, 20, 100.3, 60)), "a")
+    assert cs.changed == ()
+
+
 def test_merge_of_grids_that_are_not_neighbours_is_refused(row4):
     _refused(
         row4, merge_grids, ["a", "c"], match=r"grid 'a' \(level 1\) would fall into 2 separate parts.*share a boundary"

@@ -623,3 +623,40 @@ def test_vertices_whose_edges_are_all_shared_are_no_near_miss(incremental):
     assert check_grids(g).sound
     result = _repair_grids(g, snap_m=1.0, incremental=incremental)
     assert not result.changed, result.log[["action", "grid_id", "area_m2"]]
+
+
+def _incremental_equals_full(g: gpd.GeoDataFrame, **opts: float) -> None:
+    inc = _repair_grids(g, errors="skip", **opts)
+    full = _repair_grids(g, errors="skip", incremental=False, **opts)
+    assert shapely.equals(inc.grids.geometry.to_numpy(), full.grids.geometry.to_numpy()).all()
+    cols = ["action", "level", "grid_id", "other_ids"]
+    assert inc.log[cols].values.tolist() == full.log[cols].values.tolist()
+    assert (
+        inc.refused[["kind", "level", "grid_ids"]].values.tolist()
+        == full.refused[["kind", "level", "grid_ids"]].values.tolist()
+    )
+
+
+def test_incremental_equals_full_rebuild_where_a_parent_repair_changed_next_to_another_family():
+    # Fuzz seed 5002228, reduced (an enclave beside S30 | S50): S50's repair resolves a 3e-10 m² overlap
+    # with S30 into a zero-width spike out to S30's vertex V, which S30's child g005 has (all its edges
+    # twinned). The full rebuild nodes g005 against the new S50 edges and logs the overlap of g037
+    # (S50's child) with g005; the incremental path kept g005 out of play and logged g037 "noded".
+    g = gpd.read_parquet(Path(__file__).parents[1] / "data" / "repair_parent_spike_other_family.parquet")
+    _incremental_equals_full(g, snap_m=1.0, max_gap_m2=5000.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "opts"),
+    [
+        ("repair_rounding_face_zero_overlap", {"snap_m": 0.5, "max_gap_m2": 300.0}),  # fuzz seed 5005254
+        ("repair_rounding_face_notch", {"snap_m": 0.0, "max_gap_m2": 5000.0}),  # fuzz seed 5001073
+    ],
+)
+def test_incremental_equals_full_rebuild_on_faces_of_rounding_size(name, opts):
+    # Fuzz seeds, reduced. Both layers have 0 m² faces, which form (or not) as GEOS nodes the whole
+    # linework; the incremental path nodes only part of it: a 0 m² overlap of g035 with g040 and g059
+    # came out of one noding only (5005254), and at an outline notch G0002 was clipped by one path and
+    # noded by the other (5001073). Such a level goes to the full rebuild.
+    g = gpd.read_parquet(Path(__file__).parents[1] / "data" / f"{name}.parquet")
+    _incremental_equals_full(g, **opts)
