@@ -274,7 +274,7 @@ def moran_emerging_figures(demo: Any, w: Any, *, replicates: int) -> dict[str, A
                         rng.poisson(lam_c).astype(float),
                         basic,
                         weights=w,
-                        p_method=pm,  # type: ignore[arg-type]
+                        p_method=pm,
                         min_total=MIN_INCIDENTS,
                         min_expected=MIN_EXPECTED,
                         min_neighbourhood=MIN_NEIGHBOURHOOD,
