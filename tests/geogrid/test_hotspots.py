@@ -694,3 +694,38 @@ def test_incident_clusters_finds_a_planted_cluster_with_the_count_test():
     assert per_resident.attrs["expected_from"] == "population"
     with pytest.raises(ValueError, match="needs counts"):
         local_moran(got["count"] + 0.5, grids, p_method="binomial")
+
+
+def test_emerging_z_agrees_with_esda_on_the_space_time_weights():
+    """The cube's Gi* z (whose Mann–Kendall trend is ``trend_z``) is esda's on the same space-time neighbours."""
+    import scipy.sparse as sp
+
+    import esda
+    from libpysal import weights
+
+    from geogrid.hotspots import _emerging
+
+    n = 8
+    grids = lattice(n)
+    w, _ = esda_weights(grids, "queen")
+    counts = np.random.default_rng(12).poisson(3.0, (n * n, 6)).astype(float)
+    adj = sp.csr_array(w.sparse)
+    r = _emerging(
+        counts,
+        adj,
+        time_lag=1,
+        alpha=0.05,
+        fdr=True,
+        min_share=0.9,
+        strict=False,
+        p_method="binomial",
+        exposure=None,
+        ids=grids["grid_id"].to_numpy(),
+        permutations=0,
+        seed=0,
+        minima=(0.0, 0.0, 0.0),
+    )
+    cube = weights.W.from_sparse(_st._space_time_adjacency(adj, 6, 1))
+    ref = esda_call(esda.G_Local, counts.ravel(), cube, transform="B", star=True, permutations=0)
+    np.testing.assert_allclose(r["z"].ravel(), ref.Zs, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(r["mk"].z, mann_kendall(ref.Zs.reshape(n * n, 6))["z"], rtol=0, atol=1e-12)
