@@ -25,6 +25,7 @@ import geopandas as gpd
 
 from api.features import InvalidParameterError
 from geogrid.maps import escape_text
+from layers.times import DEFAULT_TZ, parse_time
 
 __all__ = [
     "LOCAL_TZ",
@@ -38,8 +39,9 @@ __all__ = [
     "select_period",
 ]
 
-LOCAL_TZ = "Asia/Shanghai"
-"""Dates on the pages are whole days in the command centre's time zone (as in :mod:`geogrid.hotspots`)."""
+LOCAL_TZ = DEFAULT_TZ
+"""Dates on the pages are whole days in the store's time zone (:func:`layers.times.store_time_zone`); this one
+when the store names none."""
 
 DEFAULT_DAYS = 7
 """With no ``since``, the wall shows the last week of the data."""
@@ -47,20 +49,25 @@ DEFAULT_DAYS = 7
 
 @dataclass(frozen=True)
 class Period:
-    """Whole days ``since`` to ``until``, both inclusive, in :data:`LOCAL_TZ`."""
+    """Whole days ``since`` to ``until``, both inclusive, in the time zone ``tz`` (the store's)."""
 
     since: date
     until: date
+    tz: str = DEFAULT_TZ
 
     @property
     def start(self) -> pd.Timestamp:
-        """The first instant of the period."""
-        return pd.Timestamp(self.since).tz_localize(LOCAL_TZ)
+        """The first instant of the period (UTC), as :func:`layers.times.parse_time` reads the day."""
+        start = parse_time(self.since, self.tz)
+        assert start is not None  # a date is never an open end
+        return start
 
     @property
     def end(self) -> pd.Timestamp:
-        """The first instant after the period."""
-        return pd.Timestamp(self.until + timedelta(days=1)).tz_localize(LOCAL_TZ)
+        """The first instant after the period (UTC)."""
+        end = parse_time(self.until, self.tz, end=True)
+        assert end is not None
+        return end
 
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -78,7 +85,7 @@ def _date(value: str, name: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as err:
-        msg = f"{name}={value!r} is not a date: write YYYY-MM-DD (a whole day in {LOCAL_TZ})"
+        msg = f"{name}={value!r} is not a date: write YYYY-MM-DD (a whole day in the store's time zone)"
         raise InvalidParameterError(msg) from err
 
 
@@ -90,7 +97,9 @@ def _clamp(day: date) -> date:
     return min(max(day, _FIRST_DAY), _LAST_DAY)
 
 
-def parse_period(since: str | date | None, until: str | date | None, latest: pd.Timestamp | None) -> Period:
+def parse_period(
+    since: str | date | None, until: str | date | None, latest: pd.Timestamp | None, tz: str = DEFAULT_TZ
+) -> Period:
     """Return the period of ``since``/``until`` (dates); missing ends default around ``latest``.
 
     Parameters
@@ -100,6 +109,8 @@ def parse_period(since: str | date | None, until: str | date | None, latest: pd.
         data); without ``since``: :data:`DEFAULT_DAYS` days up to ``until``.
     latest
         The latest report time in the data.
+    tz
+        The store's time zone (:func:`layers.times.store_time_zone`): the days are whole days there.
 
     Raises
     ------
@@ -109,22 +120,22 @@ def parse_period(since: str | date | None, until: str | date | None, latest: pd.
     Examples
     --------
     >>> parse_period("2025-03-01", "2025-03-31", None)
-    Period(since=datetime.date(2025, 3, 1), until=datetime.date(2025, 3, 31))
+    Period(since=datetime.date(2025, 3, 1), until=datetime.date(2025, 3, 31), tz='Asia/Shanghai')
     >>> parse_period(None, None, pd.Timestamp("2025-12-31T20:00Z")).since.isoformat()  # 2026-01-01 in Shanghai
     '2025-12-26'
     """
     if until:
         last = until if isinstance(until, date) else _date(until, "until")
     elif latest is not None and not pd.isna(latest):
-        last = pd.Timestamp(latest).tz_convert(LOCAL_TZ).date()
+        last = pd.Timestamp(latest).tz_convert(tz).date()
     else:
-        last = pd.Timestamp.now(tz=LOCAL_TZ).date()
+        last = pd.Timestamp.now(tz=tz).date()
     last = _clamp(last)
     if since:
         first = _clamp(since if isinstance(since, date) else _date(since, "since"))
     else:
         first = _clamp(last - timedelta(days=DEFAULT_DAYS - 1)) if last > _FIRST_DAY else _FIRST_DAY
-    return Period(first, last)
+    return Period(first, last, tz)
 
 
 def select_period(incidents: gpd.GeoDataFrame, period: Period) -> gpd.GeoDataFrame:

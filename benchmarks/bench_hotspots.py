@@ -170,7 +170,149 @@ def _demo_cases(replicates: int) -> list[Case]:
         notes=f"homogeneous and population Poisson nulls on the demo's 990 basic grids, {replicates} replicates "
         "per mean, seeds = 1000 x mean (+1 population); binomial test vs normal p; power: planted persistent/emerging spots, counts redrawn 200 times",
     )
-    return [demo_case, calib_case]
+
+    def calibrate_moran_emerging(data: Any) -> dict[str, Any]:
+        figures = moran_emerging_figures(data[0], data[2], replicates=replicates)
+        moran_case.extra.update(figures)
+        return figures
+
+    moran_case = Case(
+        name=f"moran_emerging_calibration_{replicates}_replicates",
+        setup=setup,
+        ours=calibrate_moran_emerging,
+        repeat=1,
+        notes=f"Local Moran (990 grids) and emerging-hot-spot bins (990 grids x 12 months, time lag 1) under homogeneous "
+        f"Poisson nulls, {replicates} replicates per rate, seeds 2000 + rate / 3000 + rate; binomial vs normal p; "
+        "power: planted persistent/emerging spots; cube z against esda.G_Local",
+    )
+    return [demo_case, calib_case, moran_case]
+
+
+def moran_emerging_figures(demo: Any, w: Any, *, replicates: int) -> dict[str, Any]:
+    """Null and power figures of Local Moran and of the emerging-hot-spot bins (FDR 0.05) on the demo's basic grids."""
+    import warnings
+
+    import pandas as pd
+    import scipy.sparse as sp
+    import scipy.stats
+
+    import esda
+    from libpysal import weights as lw
+
+    from geogrid import _hotspots_data as _data
+    from geogrid import _hotspots_stats as _st
+    from geogrid.hotspots import (
+        MIN_EXPECTED,
+        MIN_INCIDENTS,
+        MIN_NEIGHBOURHOOD,
+        _emerging,
+        incident_clusters,
+        local_moran,
+    )
+
+    minima = (MIN_INCIDENTS, MIN_EXPECTED, MIN_NEIGHBOURHOOD)
+    basic = demo.grids[demo.grids["level"] == 3]
+    n, months = len(basic), 12
+    adj = _st._binary_offdiag(w)
+    rows: dict[str, Any] = {"null": {}, "power": {}}
+
+    def held_of(y: np.ndarray, star: Any) -> np.ndarray:
+        hood, total = star @ y, y.sum(axis=0)
+        card = np.asarray(star.sum(axis=1)).ravel()
+        held = (hood < MIN_NEIGHBOURHOOD) | (card[:, None] <= 1)
+        return held | ((total < MIN_INCIDENTS) | (card.mean() * total / y.shape[0] < MIN_EXPECTED))[None, :]
+
+    def record(key: str, p: np.ndarray, held: np.ndarray) -> None:
+        p = np.where(held, np.nan, p)
+        binned = float(np.mean(np.where(np.isnan(p), False, p < 0.05)))
+        any_fdr = float(np.mean([(_st._fdr_bh(c) < 0.05).any() for c in p.T]))
+        rows["null"][key] = {"binned_95": binned, "any_after_fdr": any_fdr, "withheld": float(held.mean())}
+        print(
+            f"  null {key}: binned at 95 % {binned:.4f}, any FDR hit {any_fdr:.4f}, withheld {held.mean():.3f}",
+            flush=True,
+        )
+
+    star = sp.csr_array(adj + sp.eye_array(n, format="csr"))
+    cube_adj = _st._space_time_adjacency(w, months, 1)
+    cube_star = sp.csr_array(cube_adj + sp.eye_array(n * months, format="csr"))
+    for rate in (1, 3, 10):
+        y = np.random.default_rng(2000 + rate).poisson(rate, size=(n, replicates)).astype(float)
+        held = held_of(y, star)
+        record(f"moran {rate} binomial", _st._neighbour_count_test(y, star)[0], held)
+        p_norm = np.column_stack([_st._local_moran(c, adj, permutations=0, seed=0).p_norm for c in y.T])
+        record(f"moran {rate} normal", p_norm, held)
+        y = np.random.default_rng(3000 + rate).poisson(rate, size=(n * months, replicates)).astype(float)
+        held = held_of(y, cube_star)
+        record(f"emerging {rate} binomial", _st._count_test(y, cube_star)[0], held)
+        _, z = _st._gi_star_z(y, cube_star)
+        record(f"emerging {rate} normal", 2 * scipy.stats.norm.sf(np.abs(z)), held)
+        if rate == 1:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The alternative hypothesis", category=DeprecationWarning)
+                ref = esda.G_Local(y[:, 0], lw.W.from_sparse(cube_adj), transform="B", star=True, permutations=0)
+            rows["emerging_z_vs_esda"] = float(np.abs(z[:, 0] - ref.Zs).max())
+            print(f"  emerging cube z vs esda.G_Local: max |dz| {rows['emerging_z_vs_esda']:.2e}", flush=True)
+    truth = pd.DataFrame(demo.metadata["demo_hotspots"])
+    pts = gpd.GeoSeries(gpd.points_from_xy(truth["lon"], truth["lat"]), crs=4326).to_crs(basic.crs)
+    hit = basic.reset_index(drop=True).sindex.query(pts.values, predicate="within")
+    where = dict(zip(hit[0], hit[1], strict=True))
+    families = {
+        "emerging": {"new hot spot", "consecutive hot spot", "intensifying hot spot"},
+        "persistent": {"persistent hot spot", "intensifying hot spot", "diminishing hot spot"},
+    }
+    rng = np.random.default_rng(2027)
+    for k, row in truth.iterrows():
+        if row["kind"] not in families:
+            continue
+        whole = None if row["kind"] == "persistent" else "2025-10-01"
+        for label, since in (("whole", whole), ("Dec", "2025-12-01")):
+            lam = incident_clusters(demo.incidents, demo.grids, level=3, category=row["category"], since=since)
+            lam_c = lam["count"].to_numpy(float)
+            for pm in ("binomial", "normal"):
+                hits = [
+                    local_moran(
+                        rng.poisson(lam_c).astype(float),
+                        basic,
+                        weights=w,
+                        p_method=pm,
+                        min_total=MIN_INCIDENTS,
+                        min_expected=MIN_EXPECTED,
+                        min_neighbourhood=MIN_NEIGHBOURHOOD,
+                    )["cluster"].iloc[where[k]]
+                    == "HH"
+                    for _ in range(200)
+                ]
+                key = f"moran {pm} {row['kind']} {row['category']} {label} ({int(lam_c.sum()):,} incidents)"
+                rows["power"][key] = float(np.mean(hits))
+                print(f"  power {key}: {np.mean(hits):.3f}", flush=True)
+        inc = _data._filter_incidents(
+            demo.incidents, category=row["category"], since=None, until=None, tz="Asia/Shanghai"
+        )
+        per = _data._periods(inc["reported_at"], "M", "Asia/Shanghai")
+        cube, _ = _data._cube(_data._assign(inc, basic), per, n, None)
+        for pm in ("binomial", "normal"):
+            hits = []
+            for _ in range(50):
+                r = _emerging(
+                    rng.poisson(cube).astype(float),
+                    w,
+                    time_lag=1,
+                    alpha=0.05,
+                    fdr=True,
+                    min_share=0.9,
+                    strict=False,
+                    p_method=pm,
+                    exposure=None,
+                    ids=basic["grid_id"].to_numpy(),
+                    permutations=0,
+                    seed=0,
+                    minima=minima,
+                )
+                hits.append(r["pattern"][where[k]] in families[row["kind"]])
+            key = f"emerging {pm} {row['kind']} {row['category']} year ({int(cube.sum()):,} incidents)"
+            rows["power"][key] = float(np.mean(hits))
+            print(f"  power {key}: {np.mean(hits):.3f}", flush=True)
+    return rows
 
 
 def calibration_figures(demo: Any, w: Any, *, replicates: int) -> dict[str, Any]:

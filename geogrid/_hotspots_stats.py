@@ -252,8 +252,6 @@ def _count_test(
     ``s - N share_i`` (+1 an excess, -1 a deficit), ``expected`` is ``N share_i`` and
     ``phi`` the dispersion per column. A neighbourhood with no exposure gets NaN.
     """
-    from scipy import special
-
     n = y.shape[0]
     e = np.ones(n) if exposure is None else np.asarray(exposure, dtype=np.float64)
     share = np.asarray(w_star @ e, dtype=np.float64) / e.sum()
@@ -261,18 +259,64 @@ def _count_test(
     total = y.sum(axis=0)
     expected = share[:, None] * total[None, :]
     mu = (e / e.sum())[:, None] * total[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x2 = np.where(mu > 0, (y - mu) ** 2 / mu, 0.0).sum(axis=0)
-    phi = np.maximum(1.0, x2 / max(n - 1, 1))
-    k, big_n, sh = s / phi, (total / phi)[None, :], share[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        upper = np.where(k <= 0, 1.0, special.betainc(np.maximum(k, 1e-300), big_n - k + 1, sh))
-        lower = np.where(big_n - k <= 0, 1.0, special.betainc(np.maximum(big_n - k, 1e-300), k + 1, 1 - sh))
-    p = np.minimum(1.0, 2.0 * np.minimum(upper, lower))
-    p[(share <= 0) | (share >= 1), :] = np.nan
-    p[share >= 1, :] = 1.0
+    phi = _dispersion(y, mu)
+    p = _binomial_two_sided(s / phi, np.broadcast_to((total / phi)[None, :], s.shape), share[:, None])
     direction = np.sign(s - expected)
     return p, direction, expected, phi
+
+
+def _dispersion(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Quasi-Poisson dispersion per column, ``phi = max(1, X² / (n - 1))`` (Pearson's X² of ``y`` against ``mu``)."""
+    n = y.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x2 = np.where(mu > 0, (y - mu) ** 2 / mu, 0.0).sum(axis=0)
+    return np.maximum(1.0, x2 / max(n - 1, 1))
+
+
+def _binomial_two_sided(k: np.ndarray, big_n: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Two-sided binomial test of ``k`` successes in ``big_n`` trials of probability ``share`` (all broadcast).
+
+    ``min(1, 2 min(P(S >= k), P(S <= k)))``, each tail counting the observed value, the
+    tails taken with the regularized incomplete beta function so that ``k`` and ``big_n``
+    may be real (counts divided by the dispersion). ``share`` 0 or outside [0, 1] gives NaN,
+    ``share`` 1 gives 1.
+    """
+    from scipy import special
+
+    k, big_n, share = np.broadcast_arrays(k, big_n, share)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = np.where(k <= 0, 1.0, special.betainc(np.maximum(k, 1e-300), big_n - k + 1, share))
+        lower = np.where(big_n - k <= 0, 1.0, special.betainc(np.maximum(big_n - k, 1e-300), k + 1, 1 - share))
+    p = np.minimum(1.0, 2.0 * np.minimum(upper, lower))
+    p = np.where((share <= 0) | np.isnan(share), np.nan, p)
+    return np.where(share >= 1, 1.0, p)
+
+
+def _neighbour_count_test(
+    y: np.ndarray, w_star: sp.csr_array, exposure: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Binomial test of each site's neighbour sum given its own count, per column of ``y`` (sites × replicates).
+
+    Local Moran's test: with binary (or row-standardised binary) weights, ``I_i`` given
+    ``y_i`` is a monotone function of the neighbours' sum ``S_i`` (``w_star``: binary
+    neighbours; a diagonal is dropped), and conditional randomisation (esda's
+    permutations) holds ``y_i`` and shuffles the other counts. Under homogeneous risk the
+    same conditioning is exact for counts: given the total ``N`` and ``y_i``, ``S_i`` is ``Binomial(N - y_i, share_i)``
+    with ``share_i`` the neighbours' share of the exposure of all sites but ``i``. The
+    tails, the dispersion scaling and the return values are those of :func:`_count_test`.
+    """
+    n = y.shape[0]
+    e = np.ones(n) if exposure is None else np.asarray(exposure, dtype=np.float64)
+    adj = _binary_offdiag(w_star)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.asarray(adj @ e, dtype=np.float64) / (e.sum() - e)
+    s = np.asarray(adj @ y, dtype=np.float64)
+    total = y.sum(axis=0)
+    rest = total[None, :] - y
+    expected = share[:, None] * rest
+    phi = _dispersion(y, (e / e.sum())[:, None] * total[None, :])
+    p = _binomial_two_sided(s / phi, rest / phi, share[:, None])
+    return p, np.sign(s - expected), expected, phi
 
 
 # -- Local Moran's I --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from folium.template import Template
 
 from geogrid.maps import _DISPLAY_PRECISION_DEG, OfflineMap, _check_grids, _level_overlay, escape_text
 from layers import CRSError
+from layers.times import DEFAULT_TZ
 
 __all__ = ["LAYER_NAMES", "WALL_COLOURS", "command_centre_map"]
 
@@ -42,7 +43,6 @@ _CLOSED_STATUSES = frozenset({"closed", "cancelled"})
 _HOT_COLOURS = {3: "#d7191c", 2: "#fd6b3c", 1: "#fdae61", -1: "#abd9e9", -2: "#74add1", -3: "#2c7bb6"}
 _CAMERA_COLOUR, _VIEW_COLOUR, _BLIND_COLOUR = "#f8f9fa", "#90e0ef", "#ff00a8"
 _EARTH_M_PER_DEG = 111_320.0
-_LOCAL_TZ = "Asia/Shanghai"
 _HEAT_GRADIENT = {0.25: "#1d3557", 0.45: "#7b2cbf", 0.65: "#f72585", 0.85: "#ff9e00", 1.0: "#ffff3f"}
 
 
@@ -124,6 +124,7 @@ def command_centre_map(
     heat_cell_m: float = 25.0,
     tiles: str | None = None,
     attribution: str | None = None,
+    tz: str = DEFAULT_TZ,
 ) -> folium.Map:
     """Draw the command-centre wall: grid levels, incidents, cameras and analyses on one map.
 
@@ -155,6 +156,9 @@ def command_centre_map(
         Cell size of the heat layer's aggregation, in metres.
     tiles, attribution
         A local basemap, as in :func:`grid_map`.
+    tz
+        The store's time zone (:func:`layers.times.store_time_zone`): popups show report
+        times there.
 
     Returns
     -------
@@ -213,7 +217,7 @@ def command_centre_map(
         _camera_overlay(cameras).add_to(m)
     if incidents is not None:
         _incident_heat(incidents, cell_m=heat_cell_m).add_to(m)
-        _incident_clusters(incidents, max_points=max_points).add_to(m)
+        _incident_clusters(incidents, max_points=max_points, tz=tz).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     if len(grids) and not grids.geometry.is_empty.all():
         minx, miny, maxx, maxy = (float(v) for v in grids.total_bounds)
@@ -351,7 +355,7 @@ def _incident_heat(incidents: gpd.GeoDataFrame, *, cell_m: float) -> HeatMap:
     )
 
 
-def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int) -> _IncidentClusters:
+def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int, tz: str) -> _IncidentClusters:
     """Cluster the ``max_points`` most recent incidents, popups built from escaped text."""
     recent = incidents
     if "reported_at" in incidents.columns and len(incidents) > max_points:
@@ -371,7 +375,7 @@ def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int) -> _Inci
     closed_names = {escape_text(c) for c in _CLOSED_STATUSES}  # st_names are escaped text too
     closed = [s in closed_names for s in st_names]
     if "reported_at" in recent and n:
-        local = pd.DatetimeIndex(pd.to_datetime(recent["reported_at"], utc=True)).tz_convert(_LOCAL_TZ)
+        local = pd.DatetimeIndex(pd.to_datetime(recent["reported_at"], utc=True)).tz_convert(tz)
         times = np.datetime_as_string(local.tz_localize(None).to_numpy(dtype="datetime64[m]"), unit="m")
         times = np.char.replace(times.astype(str), "T", " ").astype(object)
         times[local.isna()] = ""

@@ -49,6 +49,7 @@ __all__ = [
     "closing_time_hotspots",
     "emerging_hotspots",
     "gi_star",
+    "incident_clusters",
     "incident_hotspots",
     "kernel_density",
     "knox_test",
@@ -303,37 +304,24 @@ def gi_star(
     """
     grids, y, name, adj, ok = _inputs(values, grids, weights, metric_crs)
     exact = _count_inputs(y, grids, ok, p_method=p_method, exposure=exposure, permutations=permutations)
-    n = len(grids)
-    z = np.full(n, np.nan)
-    p_perm = np.full(n, np.nan)
-    p_sim = np.full(n, np.nan)
-    p_exact = np.full(n, np.nan)
-    dispersion = math.nan
-    direction = np.full(n, np.nan)
-    expected = np.full(n, np.nan)
-    withheld = np.full(n, "no_value", dtype=object)
-    if ok.any():
-        sub, w_star = _neighbourhoods(adj, ok)
-        withheld[ok] = _st._withhold(
-            y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
-        )
-        if ok.sum() >= 3:
-            r = _st._gi_star(y[ok], sub, permutations=permutations, seed=seed)
-            z[ok], p_perm[ok], p_sim[ok] = r.z, r.p_perm, r.p_sim
-            if exact is not None:
-                pe, d, ex, phi = _st._count_test(y[ok][:, None], w_star, None if exact.size == 0 else exact[ok])
-                p_exact[ok], direction[ok], expected[ok] = pe[:, 0], d[:, 0], ex[:, 0]
-                dispersion = float(phi[0])
-                no_exposure = ok & np.isnan(p_exact)
-                withheld[no_exposure & np.array([w is None for w in withheld])] = "no_exposure"
-    t = _test(z, p_perm, withheld, permutations=permutations, fdr=fdr, p_exact=p_exact if exact is not None else None)
-    sign = direction if exact is not None and not permutations else z
+    r = _infer(
+        "gi",
+        y,
+        adj,
+        ok,
+        exact=exact,
+        permutations=permutations,
+        seed=seed,
+        fdr=fdr,
+        minima=(min_total, min_expected, min_neighbourhood),
+    )
+    z, t, withheld, expected, p_sim = r["z"], r["test"], r["withheld"], r["expected"], r["p_sim"]
     cols: dict[str, Any] = {
         name: y,
         "z": z,
         "p": t["p"],
         "p_fdr": t["p_fdr"],
-        "bin": _st._gi_bin(sign, t["basis"]),
+        "bin": _st._gi_bin(r["sign"], t["basis"]),
         "significant": t["basis"] <= (0.05 if fdr is None else fdr),
         "withheld": withheld,
     }
@@ -344,8 +332,69 @@ def gi_star(
     out = _frame(grids, cols)
     _state_permutations(out, permutations, int(t["analysed"].sum()), "normal" if exact is None else "binomial")
     if exact is not None:
-        out.attrs["dispersion"] = dispersion
+        out.attrs["dispersion"] = r["dispersion"]
     return out
+
+
+def _infer(
+    statistic: Literal["gi", "moran"],
+    y: np.ndarray,
+    adj: Any,
+    ok: np.ndarray,
+    *,
+    exact: np.ndarray | None,
+    permutations: int,
+    seed: int,
+    fdr: float | None,
+    minima: tuple[float, float, float],
+) -> dict[str, Any]:
+    """Run the inference Gi* and Local Moran share: withholding, z, the p (normal, binomial or permutation mid-p), FDR.
+
+    ``exact``: None (normal p), an empty array (binomial test, equal exposure) or the
+    exposure per grid. Gi* tests the neighbourhood sum with the grid (:func:`_st._count_test`),
+    Local Moran the neighbours' sum given the grid's own count
+    (:func:`_st._neighbour_count_test`): the same binomial tails and dispersion scaling.
+    Returns the arrays on all grids (``ok`` False: NaN, withheld ``"no_value"``), the
+    :func:`_test` dict under ``"test"`` and the sign of each bin under ``"sign"``.
+    """
+    n = y.size
+    z, p_perm, p_sim, p_exact, direction, expected, local_i = (np.full(n, np.nan) for _ in range(7))
+    quadrant = np.zeros(n, dtype=np.int64)
+    dispersion = math.nan
+    withheld = np.full(n, "no_value", dtype=object)
+    if ok.any():
+        sub, w_star = _neighbourhoods(adj, ok)
+        min_total, min_expected, min_neighbourhood = minima
+        withheld[ok] = _st._withhold(
+            y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+        )
+        if ok.sum() >= 3 and not np.all(y[ok] == y[ok][0]):
+            if statistic == "gi":
+                r: Any = _st._gi_star(y[ok], sub, permutations=permutations, seed=seed)
+                count_test, on = _st._count_test, w_star
+            else:
+                r = _st._local_moran(y[ok], sub, permutations=permutations, seed=seed)
+                local_i[ok], quadrant[ok] = r.i, r.q
+                count_test, on = _st._neighbour_count_test, sub
+            z[ok], p_perm[ok], p_sim[ok] = r.z, r.p_perm, r.p_sim
+            if exact is not None:
+                pe, d, ex, phi = count_test(y[ok][:, None], on, None if exact.size == 0 else exact[ok])
+                p_exact[ok], direction[ok], expected[ok] = pe[:, 0], d[:, 0], ex[:, 0]
+                dispersion = float(phi[0])
+                no_exposure = ok & np.isnan(p_exact)
+                withheld[no_exposure & np.array([w is None for w in withheld])] = "no_exposure"
+    t = _test(z, p_perm, withheld, permutations=permutations, fdr=fdr, p_exact=p_exact if exact is not None else None)
+    return {
+        "z": z,
+        "test": t,
+        "withheld": withheld,
+        "expected": expected,
+        "p_sim": p_sim,
+        "dispersion": dispersion,
+        "sign": direction if exact is not None and not permutations else z,
+        "i": local_i,
+        "quadrant": quadrant,
+    }
 
 
 def _count_inputs(
@@ -390,23 +439,34 @@ def local_moran(
     permutations: int = 0,
     seed: int = 0,
     fdr: float | None = 0.05,
+    p_method: Literal["normal", "binomial"] = "normal",
+    exposure: Any = None,
     min_total: float = 0.0,
     min_expected: float = 0.0,
     min_neighbourhood: float = 0.0,
     metric_crs: object = None,
 ) -> gpd.GeoDataFrame:
-    """Local Moran's I clusters (HH, LL) and outliers (HL, LH): analytic z, normal p, FDR.
+    """Local Moran's I clusters (HH, LL) and outliers (HL, LH): analytic z, normal or binomial p, FDR.
 
-    Row-standardised weights, as ``esda.Moran_Local(y, w, transformation="r")``. By
-    default ``z`` is the analytic z-score of I under conditional randomisation (Sokal et
-    al. 1998, esda's ``EIc``/``VIc``) and ``p`` its two-sided normal p; with
-    ``permutations`` ``p`` is the two-sided permutation mid-p (ties count half). Grids are
-    withheld as in :func:`gi_star`.
+    Row-standardised weights, as ``esda.Moran_Local(y, w, transformation="r")``. ``z`` is
+    the analytic z-score of I under conditional randomisation (Sokal et al. 1998, esda's
+    ``EIc``/``VIc``). By default ``p`` is its two-sided normal p; with ``permutations``
+    the two-sided conditional-permutation mid-p (ties count half).
+
+    Counts. With ``p_method="binomial"`` (what :func:`incident_clusters` uses) the values
+    must be counts and ``p`` is the exact test behind conditional randomisation: given a
+    grid's own count ``y_i`` its I is a monotone function of its neighbours' sum ``S``,
+    and under homogeneous risk, given the total ``N``, ``S`` is ``Binomial(N - y_i,
+    share)`` (``share``: the neighbours' share of ``exposure`` among all grids but this
+    one); the same two-sided tails and quasi-Poisson dispersion scaling as
+    :func:`gi_star`'s binomial test. The normal p of I is far off for counts (I is a
+    product, skewed): BENCHMARKS.md has the figures. Grids are withheld as in
+    :func:`gi_star`.
 
     Parameters
     ----------
-    values, grids, weights, permutations, seed, min_total, min_expected, min_neighbourhood, metric_crs
-        As in :func:`gi_star`.
+    values, grids, weights, permutations, seed, p_method, exposure, min_total, min_expected, min_neighbourhood, metric_crs
+        As in :func:`gi_star` (``exposure`` and the binomial test: counts only).
     fdr
         A grid is in a cluster when ``p_fdr <= fdr`` (BH over the analysed grids); None:
         when the unadjusted p <= 0.05.
@@ -417,7 +477,10 @@ def local_moran(
         ``grid_id``, ``level``, the value, ``i`` (local I), ``z``, ``quadrant`` (HH high
         among high, LH low among high, LL, HL), ``p`` (two-sided), ``p_fdr``, ``cluster``
         (the quadrant where significant, else ``"not significant"``; ``"withheld"`` with a
-        reason in ``withheld``), with permutations also ``p_sim`` (esda's folded pseudo p).
+        reason in ``withheld``), with the binomial test also ``expected`` (the neighbours'
+        expected sum given the grid's count), with permutations also ``p_sim`` (esda's
+        folded pseudo p). ``attrs["inference"]`` names the inference; with the binomial
+        test ``attrs["dispersion"]`` holds phi.
 
     Examples
     --------
@@ -429,40 +492,41 @@ def local_moran(
     ('HH', 'HH')
     """
     grids, y, name, adj, ok = _inputs(values, grids, weights, metric_crs)
-    n = len(grids)
-    local_i = np.full(n, np.nan)
-    z = np.full(n, np.nan)
-    p_perm = np.full(n, np.nan)
-    p_sim = np.full(n, np.nan)
-    quadrant = np.full(n, None, dtype=object)
-    withheld = np.full(n, "no_value", dtype=object)
-    if ok.any():
-        sub, w_star = _neighbourhoods(adj, ok)
-        withheld[ok] = _st._withhold(
-            y[ok], w_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
-        )
-        if ok.sum() >= 3 and not np.all(y[ok] == y[ok][0]):
-            r = _st._local_moran(y[ok], sub, permutations=permutations, seed=seed)
-            local_i[ok], z[ok], p_perm[ok], p_sim[ok] = r.i, r.z, r.p_perm, r.p_sim
-            quadrant[ok] = [_QUADRANTS[int(q)] for q in r.q]
-    t = _test(z, p_perm, withheld, permutations=permutations, fdr=fdr)
+    exact = _count_inputs(y, grids, ok, p_method=p_method, exposure=exposure, permutations=permutations)
+    r = _infer(
+        "moran",
+        y,
+        adj,
+        ok,
+        exact=exact,
+        permutations=permutations,
+        seed=seed,
+        fdr=fdr,
+        minima=(min_total, min_expected, min_neighbourhood),
+    )
+    t = r["test"]
+    quadrant = np.array([_QUADRANTS.get(int(q)) for q in r["quadrant"]], dtype=object)
     sig = t["basis"] <= (0.05 if fdr is None else fdr)
     cluster = np.where(sig, quadrant, "not significant")
     cluster = np.where(t["analysed"], cluster, "withheld")
     cols: dict[str, Any] = {
         name: y,
-        "i": local_i,
-        "z": z,
+        "i": r["i"],
+        "z": r["z"],
         "quadrant": quadrant,
         "p": t["p"],
         "p_fdr": t["p_fdr"],
         "cluster": cluster,
-        "withheld": withheld,
+        "withheld": r["withheld"],
     }
+    if exact is not None:
+        cols["expected"] = r["expected"]
     if permutations:
-        cols["p_sim"] = p_sim
+        cols["p_sim"] = r["p_sim"]
     out = _frame(grids, cols)
-    _state_permutations(out, permutations, int(t["analysed"].sum()))
+    _state_permutations(out, permutations, int(t["analysed"].sum()), "normal" if exact is None else "binomial")
+    if exact is not None:
+        out.attrs["dispersion"] = r["dispersion"]
     return out
 
 
@@ -530,18 +594,116 @@ def incident_hotspots(
     ValueError
         ``population`` names no column of ``grids``, or holds negative or missing values.
     """
-    g = _data._level_grids(grids, level)
-    exposure = None
+    g, counts, exposure = _incident_counts(
+        incidents,
+        grids,
+        level,
+        category=category,
+        since=since,
+        until=until,
+        tz=tz,
+        time_field=time_field,
+        population=population,
+    )
+    out = gi_star(
+        counts,
+        g,
+        weights=weights,
+        permutations=permutations,
+        seed=seed,
+        fdr=fdr,
+        p_method=p_method,
+        exposure=exposure,
+        min_total=min_total,
+        min_expected=min_expected,
+        min_neighbourhood=min_neighbourhood,
+    )
     if population is not None:
-        if population not in g.columns:
-            msg = f"population={population!r} is not a column of the grids; they have {format_ids(g.columns.drop(g.geometry.name))}"
-            raise ValueError(msg)
-        exposure = pd.to_numeric(g[population], errors="coerce")
+        out.attrs["expected_from"] = population
+    return out
+
+
+def _incident_counts(
+    incidents: gpd.GeoDataFrame,
+    grids: gpd.GeoDataFrame,
+    level: int | None,
+    *,
+    category: str | Sequence[str] | None,
+    since: Any,
+    until: Any,
+    tz: str,
+    time_field: str,
+    population: str | None,
+) -> tuple[gpd.GeoDataFrame, pd.Series, pd.Series | None]:
+    """Return the grids of the level, their incident counts in the window (``count``) and the population column."""
+    g = _data._level_grids(grids, level)
+    exposure = _population(g, population)
     inc = _data._filter_incidents(incidents, category=category, since=since, until=until, tz=tz, time_field=time_field)
     pos = _data._assign(inc, g)
     counts = np.bincount(pos[pos >= 0], minlength=len(g)).astype(np.float64)
-    out = gi_star(
-        pd.Series(counts, index=g.index, name="count"),
+    return g, pd.Series(counts, index=g.index, name="count"), exposure
+
+
+def _population(g: gpd.GeoDataFrame, population: str | None) -> pd.Series | None:
+    """Return the grids' ``population`` column as numbers (None: no population option)."""
+    if population is None:
+        return None
+    if population not in g.columns:
+        msg = f"population={population!r} is not a column of the grids; they have {format_ids(g.columns.drop(g.geometry.name))}"
+        raise ValueError(msg)
+    return pd.to_numeric(g[population], errors="coerce")
+
+
+def incident_clusters(
+    incidents: gpd.GeoDataFrame,
+    grids: gpd.GeoDataFrame,
+    *,
+    level: int | None = None,
+    category: str | Sequence[str] | None = None,
+    since: Any = None,
+    until: Any = None,
+    tz: str = DEFAULT_TZ,
+    time_field: str = "reported_at",
+    weights: Weights = "queen",
+    permutations: int = 0,
+    seed: int = 0,
+    fdr: float | None = 0.05,
+    p_method: Literal["normal", "binomial"] = "binomial",
+    population: str | None = None,
+    min_total: float = MIN_INCIDENTS,
+    min_expected: float = MIN_EXPECTED,
+    min_neighbourhood: float = MIN_NEIGHBOURHOOD,
+) -> gpd.GeoDataFrame:
+    """Local Moran clusters (HH, LL) and outliers (HL, LH) of incident counts per grid of one level.
+
+    Counts as :func:`incident_hotspots` does, then :func:`local_moran` with the binomial
+    test of the neighbours' sum given each grid's count (``p_method="binomial"``:
+    calibrated at any count, BENCHMARKS.md; ``"normal"``: the normal p of I's z, which
+    over-alarms on counts), the same ``population`` option and minimum counts.
+
+    Parameters
+    ----------
+    incidents, grids, level, category, since, until, tz, time_field, weights, permutations, seed, fdr, p_method, population, min_total, min_expected, min_neighbourhood
+        As in :func:`incident_hotspots` and :func:`local_moran`.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        :func:`local_moran`'s columns with the value column ``count``.
+    """
+    g, counts, exposure = _incident_counts(
+        incidents,
+        grids,
+        level,
+        category=category,
+        since=since,
+        until=until,
+        tz=tz,
+        time_field=time_field,
+        population=population,
+    )
+    out = local_moran(
+        counts,
         g,
         weights=weights,
         permutations=permutations,
@@ -633,6 +795,10 @@ def emerging_hotspots(
     since: Any = None,
     until: Any = None,
     tz: str = DEFAULT_TZ,
+    p_method: Literal["normal", "binomial"] = "binomial",
+    population: str | None = None,
+    permutations: int = 0,
+    seed: int = 0,
     min_total: float = MIN_INCIDENTS,
     min_expected: float = MIN_EXPECTED,
     min_neighbourhood: float = MIN_NEIGHBOURHOOD,
@@ -646,9 +812,17 @@ def emerging_hotspots(
     last week does not read as a hot spot ending. Gi* is computed for every bin over the whole cube (its mean and variance),
     with binary space-time neighbours as ArcGIS does: the bin itself, the spatial
     neighbours (``weights``) in the same period, and the grid and its neighbours in the
-    ``time_lag`` preceding periods. A bin is a hot (cold) spot when z > 0 (< 0) and its
-    two-sided normal p — Benjamini–Hochberg adjusted over all bins when ``fdr`` — is
-    below ``alpha``. Bins are withheld (neither hot nor cold, not counted by the FDR) as
+    ``time_lag`` preceding periods. A bin is a hot (cold) spot when its two-sided p —
+    Benjamini–Hochberg adjusted over all bins when ``fdr`` — is below ``alpha``, hot when
+    its space-time neighbourhood holds more incidents than expected. The p is
+    :func:`gi_star`'s binomial test of the neighbourhood sum (``p_method="binomial"``, the
+    default: given the cube's total, under risk constant over grids and periods — or
+    proportional to ``population`` — with the quasi-Poisson dispersion scaling), so that
+    the bins, and the categories built on them, are calibrated at the small counts a
+    grid-month holds; ``"normal"`` is ArcGIS's normal p of z (it over-alarms there: at one
+    incident per grid and month 1 in 3 null cubes held a false hot bin after the FDR,
+    BENCHMARKS.md); ``permutations`` gives the conditional-permutation mid-p over the
+    cube's bins instead. Bins are withheld (neither hot nor cold, not counted by the FDR) as
     in :func:`gi_star`, with ``min_total`` incidents in the whole cube, ``min_expected`` in
     an average space-time neighbourhood and ``min_neighbourhood`` in each bin's. The trend of each grid is a Mann–Kendall test of its Gi* z-scores
     over time (significant at ``alpha``).
@@ -690,6 +864,11 @@ def emerging_hotspots(
         Significance level of the bins and of the trend.
     fdr
         Adjust the bins' p-values for the false-discovery rate (Benjamini–Hochberg).
+    p_method, permutations, seed
+        As in :func:`gi_star`.
+    population
+        As in :func:`incident_hotspots`: expected counts proportional to this column of the
+        grids (the same in every period).
     min_share
         ArcGIS's 90 %: the share of hot periods that makes a hot spot persistent,
         intensifying, diminishing or historical.
@@ -726,33 +905,33 @@ def emerging_hotspots(
     if t < 3:
         msg = f"the cube has {t} period(s); emerging hot spots need at least 3: widen the window or use period='W'"
         raise ValueError(msg)
+    exposure = _population(g, population)
     adj = _data._weights_matrix(g, weights, None)
-    cube_adj = _st._space_time_adjacency(adj, t, time_lag)
-    r = _st._gi_star(counts.ravel(), cube_adj, permutations=0, seed=0)
-    z = r.z.reshape(n, t)
-    cube_star = sp.csr_array(cube_adj + sp.eye_array(n * t, format="csr"))
-    held = _st._withhold(
-        counts.ravel(), cube_star, min_total=min_total, min_expected=min_expected, min_neighbourhood=min_neighbourhood
+    r = _emerging(
+        counts,
+        adj,
+        time_lag=time_lag,
+        alpha=alpha,
+        fdr=fdr,
+        min_share=min_share,
+        strict=strict,
+        p_method=p_method,
+        exposure=None if exposure is None else exposure.to_numpy(dtype=np.float64),
+        ids=g["grid_id"].to_numpy(),
+        permutations=permutations,
+        seed=seed,
+        minima=(min_total, min_expected, min_neighbourhood),
     )
-    analysed = np.array([h is None for h in held], dtype=bool)
-    p2 = np.where(analysed, _st._two_sided(r.p_norm), np.nan)
-    p_use = (_st._fdr_bh(p2) if fdr else p2).reshape(n, t)
-    sig = p_use < alpha
-    hot, cold = sig & (z > 0), sig & (z < 0)
-    mk = _st._mann_kendall(np.nan_to_num(z))
-    mk_counts = _st._mann_kendall(counts)
-    pattern = _st._classify_ehsa(hot, cold, mk.z, mk.p, min_share=min_share, alpha=alpha, strict=strict)
-    held_bins = (~analysed).reshape(n, t)
+    hot, cold, held_bins, mk, mk_counts = r["hot"], r["cold"], r["held"], r["mk"], r["mk_counts"]
     history = np.where(hot, "H", np.where(cold, "C", np.where(held_bins, "-", ".")))
-    reasons = np.asarray(held, dtype=object).reshape(n, t)
     withheld = np.full(n, None, dtype=object)
     all_held = held_bins.all(axis=1)
-    withheld[all_held] = reasons[all_held, -1]
+    withheld[all_held] = r["reasons"][all_held, -1]
     out = _frame(
         g,
         {
             "count": counts.sum(axis=1).astype(np.int64),
-            "pattern": pattern,
+            "pattern": r["pattern"],
             "hot_periods": hot.sum(axis=1),
             "cold_periods": cold.sum(axis=1),
             "history": ["".join(row) for row in history],
@@ -766,7 +945,67 @@ def emerging_hotspots(
         },
     )
     out.attrs["periods"] = [str(p) for p in axis]
+    _state_permutations(out, permutations, int((~held_bins).sum()), p_method)
+    if p_method == "binomial" and not permutations:
+        out.attrs["dispersion"] = r["dispersion"]
+    if population is not None:
+        out.attrs["expected_from"] = population
     return out
+
+
+def _emerging(
+    counts: np.ndarray,
+    adj: Any,
+    *,
+    time_lag: int,
+    alpha: float,
+    fdr: bool,
+    min_share: float,
+    strict: bool,
+    p_method: str,
+    exposure: np.ndarray | None,
+    ids: np.ndarray,
+    permutations: int,
+    seed: int,
+    minima: tuple[float, float, float],
+) -> dict[str, Any]:
+    """Compute the array core of :func:`emerging_hotspots`: hot and cold bins of a grid × period cube, trends, categories."""
+    n, t = counts.shape
+    cube_adj = _st._space_time_adjacency(adj, t, time_lag)
+    y = counts.ravel()
+    ok = np.ones(y.size, dtype=bool)
+    stacked = None if exposure is None else np.repeat(exposure, t)
+    names = np.repeat(ids, t)
+    holder = pd.DataFrame({"grid_id": names, "level": 0})
+    exact = _count_inputs(y, holder, ok, p_method=p_method, exposure=stacked, permutations=permutations)
+    r = _infer(
+        "gi",
+        y,
+        cube_adj,
+        ok,
+        exact=exact,
+        permutations=permutations,
+        seed=seed,
+        fdr=alpha if fdr else None,
+        minima=minima,
+    )
+    z = r["z"].reshape(n, t)
+    analysed = r["test"]["analysed"].reshape(n, t)
+    sig = r["test"]["basis"].reshape(n, t) < alpha
+    sign = r["sign"].reshape(n, t)
+    hot, cold = sig & (sign > 0), sig & (sign < 0)
+    mk = _st._mann_kendall(np.nan_to_num(z))
+    return {
+        "z": z,
+        "hot": hot,
+        "cold": cold,
+        "held": ~analysed,
+        "reasons": np.asarray(r["withheld"], dtype=object).reshape(n, t),
+        "mk": mk,
+        "mk_counts": _st._mann_kendall(counts),
+        "pattern": _st._classify_ehsa(hot, cold, mk.z, mk.p, min_share=min_share, alpha=alpha, strict=strict),
+        "dispersion": r["dispersion"],
+    }
 
 
 # -- Knox ---------------------------------------------------------------------------------------------

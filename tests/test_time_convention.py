@@ -100,6 +100,59 @@ def test_the_store_time_zone_moves_the_window(small_demo, tmp_path):
     assert sum(r["count"] for r in rows) == _direct(demo.incidents, tz="UTC")
 
 
+_HOT_FEATURE = re.compile(
+    r'"properties": \{"bin": (-?\d+), "count": "([^"]*)", "grid": "((?:[^"\\]|\\.)*)", "held": (true|false)'
+)
+
+
+def _map_hot_spots(page: str) -> dict[str, tuple[int, bool]]:
+    """The wall's hot-spot overlay: grid name (or id) -> (bin, withheld)."""
+    return {json.loads(f'"{g}"'): (int(b), held == "true") for b, _, g, held in _HOT_FEATURE.findall(page)}
+
+
+def test_a_store_in_another_time_zone_selects_the_same_incidents_everywhere(small_demo, tmp_path):
+    """A store that names Europe/Paris: stats, hot spots, the API and the wall read the days there."""
+    demo, _ = small_demo
+    tz = "Europe/Paris"
+    path = tmp_path / "paris.gpkg"
+    GeoPackageStore(path).write(demo.layers(), metadata={**demo.metadata, "time_zone": tz})
+    inc, grids = demo.incidents, demo.grids
+    expected = _direct(inc, tz=tz)
+    assert expected != _direct(inc)  # Shanghai's days would select others
+
+    counts: dict[str, int] = {}
+    counts["grid_stats"] = int(grid_stats(inc, grids, level=3, since=SINCE, until=UNTIL, tz=tz)["count"].sum())
+    hot = incident_hotspots(inc, grids, level=3, since=SINCE, until=UNTIL, tz=tz)
+    counts["incident_hotspots"] = int(hot["count"].sum())
+    for command in ("stats", "hotspots"):
+        rows = _cli(command, path, "--level", 3, "--since", SINCE, "--until", UNTIL, "--json")
+        counts[f"geogrid {command}"] = sum(r["count"] for r in rows)
+    with TestClient(create_app(Settings(store=path))) as client:
+        for route in ("stats", "hotspots"):
+            doc = client.get(f"/{route}?level=3&since={SINCE}&until={UNTIL}").json()
+            counts[f"GET /{route}"] = sum(f["properties"]["count"] for f in doc["features"])
+        counts["OGC datetime"] = client.get(f"/collections/incidents/items?limit=1&datetime={SINCE}/{UNTIL}").json()[
+            "numberMatched"
+        ]
+        page = client.get(f"/maps/command-centre?since={SINCE}&until={UNTIL}").text
+        # a half year, so that the hot spots are not all withheld as sparse
+        half_year = client.get("/maps/command-centre?since=2025-01-01&until=2025-06-30").text
+    counts["command-centre map"] = int(re.search(r"事件 <b>([\d,]+)</b>", page).group(1).replace(",", ""))
+    assert counts == dict.fromkeys(counts, expected)
+
+    # the wall's hot spots are geogrid.hotspots' on the same window: every grid it colours or withholds
+    hot = incident_hotspots(inc, grids, since="2025-01-01", until="2025-06-30", tz=tz)
+    names = hot["name"] if "name" in hot.columns else hot["grid_id"]
+    shown = hot[(hot["bin"] != 0) | hot["withheld"].notna()]
+    want = {
+        str(n): (0 if w is not None else int(b), w is not None)
+        for n, b, w in zip(names[shown.index], shown["bin"], shown["withheld"], strict=True)
+    }
+    got = _map_hot_spots(half_year)
+    assert got == want
+    assert any(not held for _, held in got.values())  # some grid is coloured, not only withheld
+
+
 @pytest.mark.parametrize(
     ("value", "start", "end"),
     [

@@ -35,6 +35,7 @@ from geogrid.hotspots import incident_hotspots
 from geogrid.maps import LEVEL_COLOURS, WALL_COLOURS, command_centre_map, grid_map, planner_map, render_offline
 from geogrid.plans import diff_grids
 from layers.store import Store
+from layers.times import store_time_zone
 
 __all__ = ["ASSET_URL", "COVERAGE_THRESHOLD", "MAX_POINTS", "router"]
 
@@ -152,7 +153,7 @@ def command_centre_page(
     cache: CacheDep,
     settings: SettingsDep,
     since: Annotated[
-        date | None, BeforeValidator(iso_day), Query(description="first day shown, YYYY-MM-DD (Asia/Shanghai)")
+        date | None, BeforeValidator(iso_day), Query(description="first day shown, YYYY-MM-DD (the store's time zone)")
     ] = None,
     until: Annotated[
         date | None,
@@ -169,7 +170,7 @@ def command_centre_page(
     state = _store_key(store)
     kept = PageStore.beside(getattr(store, "path", None))
     latest = None if since and until else _latest_report(store, cache, state, kept)
-    period = parse_period(since, until, latest)
+    period = parse_period(since, until, latest, store_time_zone(store.metadata()))
     key = ("command-centre", state, period, settings.tiles, settings.tiles_attribution, request.url.path)
 
     def build() -> str:
@@ -224,7 +225,9 @@ def _command_centre_html(
         key = ("hotspots", _store_key(store), period)
         hot = _analyses(request).get(
             key,
-            lambda: incident_hotspots(incidents, grids, since=period.since.isoformat(), until=period.until.isoformat()),
+            lambda: incident_hotspots(
+                incidents, grids, since=period.since.isoformat(), until=period.until.isoformat(), tz=period.tz
+            ),
         )
     views = blind = None
     if cameras is not None and len(cameras):
@@ -248,6 +251,7 @@ def _command_centre_html(
         max_points=MAX_POINTS,
         tiles=settings.tiles,
         attribution=settings.tiles_attribution,
+        tz=period.tz,
     )
     n = 0 if shown is None else len(shown)
     open_n = (

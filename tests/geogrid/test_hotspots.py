@@ -18,6 +18,7 @@ from geogrid.hotspots import (
     closing_time_hotspots,
     emerging_hotspots,
     gi_star,
+    incident_clusters,
     incident_hotspots,
     kernel_density,
     knox_test,
@@ -648,3 +649,83 @@ def test_incident_hotspots_takes_the_population_column(small_demo):
     assert normal.attrs["inference"] == "normal" and "expected" not in normal.columns
     with pytest.raises(ValueError, match="population='people' is not a column of the grids"):
         incident_hotspots(demo.incidents, demo.grids, level=3, population="people")
+
+
+# -- Local Moran and emerging hot spots on the calibrated count test -------------------------------------------
+def test_emerging_default_is_the_binomial_test_and_permutations_are_an_option():
+    n = 10
+    grids = lattice(n)
+    rates = np.full((n * n, 12), 2.0)
+    rates[block(n, 5, 5, 5)] = 0.0  # a quarter with no incident at all: zeros among zeros
+    rates[block(n, 1, 1)] += np.where(np.arange(12) >= 8, 20.0, 0.0)
+    inc = synthetic_incidents(grids, rates, seed=4)
+    window = {"since": "2025-01-01", "until": "2025-12-31"}
+    default = emerging_hotspots(inc, grids, **window)
+    assert default.attrs["inference"] == "binomial" and default.attrs["dispersion"] >= 1
+    assert set(default["pattern"].to_numpy()[block(n, 1, 1)]) <= {"new hot spot", "consecutive hot spot"}
+    normal = emerging_hotspots(inc, grids, p_method="normal", **window)
+    assert normal.attrs["inference"] == "normal" and not (normal["history"] == default["history"]).all()
+    perm = emerging_hotspots(inc, grids, permutations=999, seed=1, fdr=False, min_neighbourhood=0, **window)
+    assert perm.attrs["inference"] == "permutation (999, mid-p)"
+    analysed = n * n * 12 - int(perm["withheld_periods"].sum())
+    assert perm.attrs["permutations_needed"]["95%"] == _st.permutations_needed(analysed, 0.05)
+    # zeros among zeros are withheld, not painted cold (the edge of the empty quarter is a real cold spot)
+    inner = perm["history"].to_numpy()[[r * n + c for r in range(6, 10) for c in range(6, 10)]]
+    assert set("".join(inner)) == {"-"}
+    assert "C" in "".join(perm["history"].to_numpy()[block(n, 5, 5, 5)])
+    assert all(h.endswith("HHHH") for h in perm["history"].to_numpy()[block(n, 1, 1)])
+    with pytest.raises(ValueError, match="exposure needs the binomial test"):
+        emerging_hotspots(inc, grids.assign(population=1.0), permutations=9, population="population", **window)
+
+
+def test_incident_clusters_finds_a_planted_cluster_with_the_count_test():
+    n = 15
+    grids = lattice(n)
+    grids["population"] = 100.0
+    rates = np.full((n * n, 12), 1.0)
+    rates[block(n, 2, 2, 3)] = 8.0
+    inc = synthetic_incidents(grids, rates, seed=8)
+    got = incident_clusters(inc, grids)
+    assert got.attrs["inference"] == "binomial" and "expected" in got.columns
+    assert (got["cluster"].to_numpy()[block(n, 2, 2, 3)] == "HH").sum() >= 7
+    assert (got["cluster"].isin(["HH", "LL", "HL", "LH"])).sum() <= 20
+    per_resident = incident_clusters(inc, grids, population="population")
+    np.testing.assert_allclose(per_resident["p"], got["p"], rtol=1e-9, equal_nan=True)  # equal populations
+    assert per_resident.attrs["expected_from"] == "population"
+    with pytest.raises(ValueError, match="needs counts"):
+        local_moran(got["count"] + 0.5, grids, p_method="binomial")
+
+
+def test_emerging_z_agrees_with_esda_on_the_space_time_weights():
+    """The cube's Gi* z (whose Mann–Kendall trend is ``trend_z``) is esda's on the same space-time neighbours."""
+    import scipy.sparse as sp
+
+    import esda
+    from libpysal import weights
+
+    from geogrid.hotspots import _emerging
+
+    n = 8
+    grids = lattice(n)
+    w, _ = esda_weights(grids, "queen")
+    counts = np.random.default_rng(12).poisson(3.0, (n * n, 6)).astype(float)
+    adj = sp.csr_array(w.sparse)
+    r = _emerging(
+        counts,
+        adj,
+        time_lag=1,
+        alpha=0.05,
+        fdr=True,
+        min_share=0.9,
+        strict=False,
+        p_method="binomial",
+        exposure=None,
+        ids=grids["grid_id"].to_numpy(),
+        permutations=0,
+        seed=0,
+        minima=(0.0, 0.0, 0.0),
+    )
+    cube = weights.W.from_sparse(_st._space_time_adjacency(adj, 6, 1))
+    ref = esda_call(esda.G_Local, counts.ravel(), cube, transform="B", star=True, permutations=0)
+    np.testing.assert_allclose(r["z"].ravel(), ref.Zs, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(r["mk"].z, mann_kendall(ref.Zs.reshape(n * n, 6))["z"], rtol=0, atol=1e-12)
