@@ -12,6 +12,9 @@ SEEDS = range(2 * len(KINDS) * 4)  # every edit kind once in each CRS and encodi
 # from the receiving grid but thinner than snap_m, accepted as a silent no-op
 FOUND = (550, 841, 988, 2676, 1000437, 5000491, 5001463)
 CHECK_FOUND = (1323, 2176)  # a sound split the check once called an edge_mismatch (a flag on the outline)
+# 8000065: a reshape line's end noded into two grids in two floating-point forms 5.8e-11 m apart; the
+# guard rightly saw an edge_mismatch (the result was no coverage); the engine now welds such vertices
+WELD_FOUND = (8000065,)
 
 
 @pytest.mark.parametrize(
@@ -20,6 +23,7 @@ CHECK_FOUND = (1323, 2176)  # a sound split the check once called an edge_mismat
         *SEEDS,
         *FOUND,
         *CHECK_FOUND,
+        *WELD_FOUND,
     ],
 )
 def test_edit_case(seed: int) -> None:

@@ -603,3 +603,22 @@ def test_update_attributes_collects_every_problem_and_takes_whole_floats(tiny_gr
     assert err.value.kinds == {"bad_value", "protected_column", "unknown_column"}
     new, _ = update_attributes(tiny_grids, "G1", {"households": 120.0, "population": None})
     assert new.loc[new.grid_id == "G1", "households"].item() == 120
+
+
+def test_a_crossing_point_noded_into_two_grids_is_one_vertex_in_both():
+    # Fuzz seed 8000065: the end of a reshape line, snapped onto an edge, came out of the noding as
+    # 500376.19299295975 in one grid and 500376.1929929597 (one ULP less) in its neighbour, so their
+    # common edge differed and the guard refused a sound edit. Vertices within 1e-6 m are welded.
+    from tests.fuzz.edits import Case, make_edit
+
+    case = Case(8000065)
+    edit = make_edit(case)
+    assert edit is not None
+    name, fn, params, _ = edit
+    assert name == "reshape_boundary"
+    new, _cs = fn(case.grids, **params)  # refused ("edge_mismatch") before the weld
+    assert check_grids(new).sound
+    from scipy.spatial import cKDTree
+
+    u = np.unique(shapely.get_coordinates(new.geometry.to_numpy()), axis=0)
+    assert len(cKDTree(u).query_pairs(1e-6)) == 0  # no two distinct vertices within 1e-6 m (UTM)
