@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         status, _, _ = _call(f"{base}/maps/command-centre", VIEWER)
         print(f"first wall (cold caches): {time.perf_counter() - t0:.2f} s, HTTP {status}", flush=True)
+        _call(
+            f"{base}/collections/incidents/items?limit=1", VIEWER
+        )  # the incidents layer, if kept pages served the wall
         rss: list[tuple[float, float]] = [(0.0, _rss_mib(server.pid))]
         wall: list[float] = []
         items: list[float] = []

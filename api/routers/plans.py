@@ -19,7 +19,7 @@ from pydantic import BaseModel
 import geopandas as gpd
 
 from api.auth import Principal, require_admin, require_planner, require_viewer
-from api.deps import PrincipalDep, StoreDep
+from api.deps import PrincipalDep, StoreDep, writes_first
 from api.errors import ErrorBody, PreconditionRequired
 from api.features import feature_texts, json_text
 from api.pages import known_query_parameters
@@ -126,7 +126,7 @@ def _frame_records(frame: Any) -> list[dict[str, Any]]:
 @router.post(
     "",
     status_code=201,
-    dependencies=[Depends(require_planner)],
+    dependencies=[Depends(require_planner), Depends(writes_first)],
     response_model=PlanCreated,
     responses={422: {"model": ErrorBody, "description": "Invalid body"}},
     summary="Start a plan from the current network",
@@ -193,7 +193,7 @@ def _open_info(store: Store, plan_id: str) -> PlanInfo:
 
 @router.post(
     "/{plan_id}/edits",
-    dependencies=[Depends(require_planner)],
+    dependencies=[Depends(require_planner), Depends(writes_first)],
     response_model=EditResult,
     responses=_CHANGE_ERRORS,
     summary="Apply one edit to the plan",
@@ -225,7 +225,7 @@ def post_edit(
 
 @router.post(
     "/{plan_id}/commit",
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(require_admin), Depends(writes_first)],
     response_model=CommitResult,
     responses=_CHANGE_ERRORS,
     summary="Make the plan the current network",
@@ -246,7 +246,7 @@ def post_commit(
 
 @router.delete(
     "/{plan_id}",
-    dependencies=[Depends(require_planner)],
+    dependencies=[Depends(require_planner), Depends(writes_first)],
     response_model=PlanRecord,
     responses=_CHANGE_ERRORS,
     summary="Discard the plan",

@@ -293,6 +293,84 @@ def test_kill_9_at_random_points_loses_no_acknowledged_write(store, path):
     assert acked
 
 
+_FIRST_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import geopandas as gpd, shapely
+    from layers.store import GeoPackageStore
+    grids = gpd.GeoDataFrame({"grid_id": ["D", "a"], "parent_id": [None, "D"], "level": [0, 1],
+                              "households": [7, 7]}, geometry=[shapely.box(117.2, 39.1, 117.22, 39.11)] * 2,
+                             crs="EPSG:4326")
+    store = GeoPackageStore(sys.argv[1])
+    print("ready", flush=True)
+    t0 = time.perf_counter()
+    store.write({"grids": grids})
+    print("written", time.perf_counter() - t0, flush=True)
+    """
+)
+
+
+def _first_write(path: Path, kill_after_s: float | None) -> float | None:
+    """Run a brand-new store's first write, killed ``kill_after_s`` after it starts.
+
+    Returns the write's duration in seconds if it was acknowledged, else None.
+    """
+    with subprocess.Popen(
+        [sys.executable, "-c", _FIRST_WRITER, str(path)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", "the writer died before writing"
+        if kill_after_s is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=kill_after_s)
+            proc.kill()
+        proc.wait()
+        done = proc.stdout.read().split()
+        return float(done[1]) if done[:1] == ["written"] else None
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_new_stores_first_write_leaves_no_store_an_empty_one_or_the_whole_write(tmp_path):
+    """Killed anywhere in its first write, a new store is absent, empty (it says so, and takes the write again), or whole."""
+    rng = random.Random("kill-first-write")
+    probe = tmp_path / "probe.gpkg"
+    took = _first_write(probe, None)
+    assert took is not None
+    whole = _households(GeoPackageStore(probe))
+    span = 1.5 * took  # the kill points: anywhere in the write (start-up excluded), and a little after
+    seen = {"absent": 0, "empty": 0, "whole": 0}
+    for i in range(10):
+        path = tmp_path / f"new{i}.gpkg"
+        acknowledged = _first_write(path, rng.uniform(0.0, span)) is not None
+        store = GeoPackageStore(path)
+        if not path.exists():
+            assert not acknowledged
+            seen["absent"] += 1
+            with pytest.raises(StoreError, match="does not exist"):
+                store.read("grids")
+            continue
+        with contextlib.closing(sqlite3.connect(path)) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if store.layer_names() == []:
+            assert not acknowledged
+            seen["empty"] += 1
+            with pytest.raises(StoreError, match="has no layer 'grids'; it has: none"):
+                store.read("grids")
+            assert _first_write(path, None) is not None, "an empty store must take the write again"
+            store = GeoPackageStore(path)
+        else:
+            seen["whole"] += 1
+        assert store.layer_names() == ["grids"]
+        assert _households(store) == whole and store.network_version() == 1
+        _integrity(store)
+    assert sum(seen.values()) == 10, seen
+
+
 # -- full disk, read-only and foreign-owned files --------------------------------------------------
 
 
