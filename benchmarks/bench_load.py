@@ -1,13 +1,17 @@
 """Load: 16 viewers on the wall and the items while one planner edits every few seconds (loopback).
 
-``python -m benchmarks.bench_load [--seconds 90] [--viewers 16] [--edit-every 3] [--incidents 200000]``
+``python -m benchmarks.bench_load [--seconds 90] [--viewers 16] [--edit-every 3] [--incidents 200000]
+[--work DIR] [--py-spy FILE]``
 
 The server (uvicorn, one process, 127.0.0.1 on a free port) serves a copy of the demo
 district. Each viewer loops: the command-centre wall, then a page of incidents. The
 planner starts a plan and applies an ``update_attributes`` edit every few seconds
 (If-Match with the plan's ETag). Reported: the wall's and the items' latency (p50, p95,
-max), every edit's latency, and the server's resident memory sampled once a second
-(after warm-up, at the end). Bounded: the run stops after ``--seconds`` and every request
+max), every edit's latency and the server's own time for it (``Server-Timing``, added by
+the benchmark's wrapper around the app), and the server's resident memory sampled once a
+second (after warm-up, at the end, every 10 s). ``--py-spy`` samples the thread holding
+the GIL (py-spy must be installed); ``--work`` keeps the store and its kept pages for the
+next run. Bounded: the run stops after ``--seconds`` and every request
 has a timeout. Figures go to BENCHMARKS.md by hand; nothing here asserts a time.
 """
 
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
             f"server RSS MiB: start {rss[0][1]:.0f}, after 10 s {warm[0]:.0f}, max {max(m for _, m in rss):.0f}, "
             f"end {rss[-1][1]:.0f}"
         )
+        print("server RSS MiB every 10 s: " + ", ".join(f"{m:.0f}" for t, m in rss if int(t) % 10 == 0))
         print(f"errors: {len(errors)} {errors[:5]}")
     finally:
         server.terminate()
