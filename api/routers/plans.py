@@ -19,7 +19,7 @@ from pydantic import BaseModel
 import geopandas as gpd
 
 from api.auth import Principal, require_admin, require_planner, require_viewer
-from api.deps import PrincipalDep, StoreDep, writes_first
+from api.deps import PrincipalDep, StoreDep, on_write_threads, writes_first
 from api.errors import ErrorBody, PreconditionRequired
 from api.features import feature_texts, json_text
 from api.pages import known_query_parameters
@@ -131,6 +131,7 @@ def _frame_records(frame: Any) -> list[dict[str, Any]]:
     responses={422: {"model": ErrorBody, "description": "Invalid body"}},
     summary="Start a plan from the current network",
 )
+@on_write_threads
 def create_plan(body: NewPlan, store: StoreDep, principal: PrincipalDep, response: Response) -> PlanCreated:
     """Copy the current grid network into a new plan at version 0."""
     info = new_plan(store, body.name, author=_author(principal))
@@ -198,6 +199,7 @@ def _open_info(store: Store, plan_id: str) -> PlanInfo:
     responses=_CHANGE_ERRORS,
     summary="Apply one edit to the plan",
 )
+@on_write_threads
 def post_edit(
     plan_id: str,
     body: Annotated[EditBody, Body()],
@@ -230,6 +232,7 @@ def post_edit(
     responses=_CHANGE_ERRORS,
     summary="Make the plan the current network",
 )
+@on_write_threads
 def post_commit(
     plan_id: str, store: StoreDep, principal: PrincipalDep, response: Response, if_match: IfMatch = None
 ) -> CommitResult:
@@ -251,6 +254,7 @@ def post_commit(
     responses=_CHANGE_ERRORS,
     summary="Discard the plan",
 )
+@on_write_threads
 def delete_plan(
     plan_id: str, store: StoreDep, principal: PrincipalDep, response: Response, if_match: IfMatch = None
 ) -> PlanRecord:

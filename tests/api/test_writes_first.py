@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import anyio
 import pandas as pd
@@ -15,8 +16,11 @@ from api.auth import iter_routes
 from api.deps import writes_first
 from api.features import feature_texts, json_text
 from api.middleware import WritesFirst
-from api.settings import Settings
+from api.routers import ogc
+from api.settings import Role, Settings
+from layers.store import GeoPackageStore
 from tests import geometries as geo
+from tests.api._support import TestClient
 
 
 def _plain(value):
@@ -120,3 +124,48 @@ def test_every_change_route_goes_first_after_its_policy(tmp_path):
         assert writes_first in calls, f"{sorted(r.methods)} {r.path} does not hold reads back while it runs"
         policy = next(i for i, c in enumerate(calls) if getattr(c, "__name__", "").startswith("require_"))
         assert calls.index(writes_first) > policy, f"{r.path}: unauthorised requests must not get ahead of readers"
+
+
+KEYS = {"w-viewer-0123456789": Role.VIEWER, "w-planner-0123456789": Role.PLANNER}
+PLANNER = {"Authorization": "Bearer w-planner-0123456789"}
+
+
+def test_an_edit_gets_a_thread_while_reads_hold_every_thread_of_the_shared_pool(store_path, monkeypatch):
+    """Walls waiting for a page build can hold every worker thread of the shared pool; edits have their own."""
+    entered, release = threading.Event(), threading.Event()
+    real = ogc.collection_spec
+
+    def blocked(*args, **kwargs):
+        entered.set()
+        release.wait(120)
+        return real(*args, **kwargs)
+
+    target = str(GeoPackageStore(store_path).read("grids")["grid_id"].iloc[-1])
+    monkeypatch.setattr(ogc, "collection_spec", blocked)
+    with TestClient(create_app(Settings(store=store_path, api_keys=dict(KEYS)))) as c:
+        created = c.post("/plans", json={"name": "p"}, headers=PLANNER)
+        assert created.status_code == 201, created.text
+
+        async def one_shared_thread() -> None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+
+        c.portal.call(one_shared_thread)  # type: ignore[union-attr]
+        answers: list[int] = []
+        reader = threading.Thread(
+            target=lambda: answers.append(c.get("/collections/grids/items", headers=PLANNER).status_code)
+        )
+        reader.start()
+        try:
+            assert entered.wait(120), "the read never started"
+            edit = c.post(
+                f"/plans/{created.json()['plan_id']}/edits",
+                json={"op": "update_attributes", "grid_id": target, "values": {"households": 5}},
+                headers={**PLANNER, "If-Match": created.headers["ETag"]},
+            )
+            read_still_running = reader.is_alive() and not answers
+        finally:
+            release.set()
+            reader.join(120)
+    assert edit.status_code == 200, edit.text
+    assert read_still_running, "the edit waited for the read's thread"
+    assert answers == [200]
