@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         "--py-spy", metavar="FILE", help="also sample the server with py-spy (GIL holders, collapsed stacks) into FILE"
     )
     args = ap.parse_args(argv)
+    if args.py_spy and shutil.which("py-spy") is None:
+        ap.error("--py-spy needs py-spy on PATH: pip install py-spy")
 
     from geogrid.demo import write_demo
 
