@@ -169,3 +169,23 @@ def test_an_edit_gets_a_thread_while_reads_hold_every_thread_of_the_shared_pool(
     assert edit.status_code == 200, edit.text
     assert read_still_running, "the edit waited for the read's thread"
     assert answers == [200]
+
+
+def test_a_refused_change_lets_the_readers_go(store_path):
+    """A change that fails (stale If-Match, topology) leaves no change counted: reads never wait for a ghost."""
+    app = create_app(Settings(store=store_path, api_keys=dict(KEYS)))
+    with TestClient(app) as c:
+        created = c.post("/plans", json={"name": "p"}, headers=PLANNER)
+        stale = c.post(
+            f"/plans/{created.json()['plan_id']}/edits",
+            json={"op": "update_attributes", "grid_id": "nope", "values": {"households": 5}},
+            headers={**PLANNER, "If-Match": '"7"'},
+        )
+        assert stale.status_code == 412, stale.text
+        missing = c.post(
+            f"/plans/{created.json()['plan_id']}/edits",
+            json={"op": "update_attributes", "grid_id": "nope", "values": {"households": 5}},
+            headers={**PLANNER, "If-Match": created.headers["ETag"]},
+        )
+        assert missing.status_code == 404, missing.text
+        assert app.state.writes_first.running == 0
