@@ -13,7 +13,14 @@ from fastapi.staticfiles import StaticFiles
 from api.auth import check_route_policies
 from api.errors import install_error_handlers
 from api.features import LayerCache
-from api.middleware import BodyLimitMiddleware, ClientMiddleware, HeadMiddleware, SecurityHeadersMiddleware
+from api.middleware import (
+    BodyLimitMiddleware,
+    ClientMiddleware,
+    HeadMiddleware,
+    SecurityHeadersMiddleware,
+    WritesFirst,
+    WritesFirstMiddleware,
+)
 from api.openapi import build_openapi
 from api.routers import analyses, maps, meta, ogc, plans, session
 from api.sessions import SessionStore
@@ -55,10 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
+
+    async def app_settings() -> Settings:  # asynchronous: no worker thread just to return them
+        return settings
+
+    app.dependency_overrides[get_settings] = app_settings
     app.state.settings = settings
     app.state.layer_cache = LayerCache()
     app.state.sessions = SessionStore()
+    app.state.writes_first = WritesFirst()
 
     install_error_handlers(app)
     app.include_router(meta.router)
@@ -90,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, img_sources=_tile_origin(settings.tiles))
+    # Reads wait while a change (plan edit, commit) runs: it never queues behind a crowd of walls.
+    app.add_middleware(WritesFirstMiddleware, gate=app.state.writes_first)
     # Outermost of all: who the client is (and whether it may be served at all) comes first.
     app.add_middleware(
         ClientMiddleware,

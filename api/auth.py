@@ -8,7 +8,7 @@ Every route of the app declares exactly one policy from :data:`POLICIES`
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote, urlsplit
@@ -32,6 +32,7 @@ __all__ = [
     "get_sessions",
     "iter_routes",
     "login_url",
+    "principal_of",
     "public",
     "require_admin",
     "require_planner",
@@ -119,7 +120,16 @@ def get_sessions(request: Request) -> SessionStore:
     return sessions
 
 
-def current_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
+async def current_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
+    """Identify the caller (the dependency; see :func:`principal_of`).
+
+    Asynchronous, as every policy: a few comparisons in memory need no worker thread,
+    and a request that hops between threads for each waits its turn for each.
+    """
+    return principal_of(request, settings)
+
+
+def principal_of(request: Request, settings: Settings) -> Principal:
     """Identify the caller from ``Authorization: Bearer <key>``, else from the sign-in cookie.
 
     An unknown key in the header is refused (401) even where anonymous reading is allowed,
@@ -149,8 +159,8 @@ def current_principal(request: Request, settings: Annotated[Settings, Depends(ge
     return Principal(role=role, authenticated=True)
 
 
-def _require(minimum: Role) -> Callable[[Principal], Principal]:
-    def policy(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+def _require(minimum: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def policy(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role is None:
             msg = (
                 f"this needs the {minimum.label} role: send 'Authorization: Bearer <key>' (browsers: sign in at /login)"
@@ -167,7 +177,7 @@ def _require(minimum: Role) -> Callable[[Principal], Principal]:
     return policy
 
 
-def public() -> None:
+async def public() -> None:
     """Policy: anyone, with or without a key (health checks)."""
 
 

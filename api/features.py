@@ -11,6 +11,7 @@ the bounding box pushed down to :meth:`layers.store.Store.read` per request.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -44,6 +45,9 @@ __all__ = [
     "LayerCache",
     "collection_document",
     "feature_collection",
+    "feature_collection_text",
+    "feature_texts",
+    "json_text",
     "parse_bbox",
     "parse_datetime",
     "query_items",
@@ -438,16 +442,101 @@ def _iso(t: Any) -> str | None:
     return pd.Timestamp(t).tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
-def feature_collection(page: gpd.GeoDataFrame, spec: CollectionSpec, *, latitude_first: bool = False) -> dict[str, Any]:
-    """GeoJSON of ``page`` with the id column as each feature's ``id`` (lon/lat unless ``latitude_first``)."""
+def json_text(doc: Mapping[str, Any], **raw: str) -> str:
+    """Return the JSON text of object ``doc`` with members ``raw`` that are JSON text already.
+
+    Compact and UTF-8 as :class:`starlette.responses.JSONResponse` writes it (NaN refused);
+    the ``raw`` texts are spliced in as they are, never parsed and written again.
+
+    Examples
+    --------
+    >>> json_text({"type": "FeatureCollection"}, features="[]")
+    '{"type":"FeatureCollection","features":[]}'
+    """
+    head = json.dumps(dict(doc), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    tail = ",".join(f"{json.dumps(name)}:{text}" for name, text in raw.items())
+    if not tail:
+        return head
+    return head[:-1] + ("," if len(head) > 2 else "") + tail + "}"
+
+
+def feature_texts(frame: gpd.GeoDataFrame, *, ids: Sequence[str] | None = None) -> list[str]:
+    """Return each row of ``frame`` as the text of a GeoJSON Feature (with ``ids``, each its ``id``).
+
+    The same features as geopandas' ``to_json(na="null", show_bbox=False)``: properties
+    converted the way geopandas converts them (Python scalars, missing values null),
+    an empty or missing geometry null. Geometries are written by GEOS
+    (``shapely.to_geojson``, coordinates that read back bit for bit) and properties in
+    one pass over an object array: no per-row pandas work and no float formatting in
+    Python, a sixth of the time for a thousand grids. Datetime columns must have been
+    turned into text first (JSON has no datetime).
+
+    Examples
+    --------
+    >>> g = gpd.GeoDataFrame({"n": [1, None]}, geometry=[shapely.Point(1, 2), None], crs=4326)
+    >>> feature_texts(g, ids=["a", "b"])[1]
+    '{"id":"b","type":"Feature","properties":{"n":null},"geometry":null}'
+    """
+    geoms = np.array(frame.geometry.array, dtype=object)
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    geoms[missing] = None
+    shapes = shapely.to_geojson(geoms)
+    names = [str(c) for c in frame.columns if c != frame.geometry.name]
+    if names:
+        plain = pd.DataFrame(frame, copy=False)[names]  # plain pandas: a GeoDataFrame's selection costs more
+        values = plain.astype(object).to_numpy(dtype=object, copy=True)
+        values[pd.isna(plain).to_numpy()] = None
+        rows = values.tolist()
+    else:
+        rows = [[] for _ in range(len(frame))]
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+    heads = ['{"id":' + dumps(str(i)) + "," for i in ids] if ids is not None else ["{"] * len(frame)
+    return [
+        f'{head}"type":"Feature","properties":{dumps(dict(zip(names, row, strict=True)))},'
+        f'"geometry":{"null" if gone else shape}}}'
+        for head, row, shape, gone in zip(heads, rows, shapes, missing, strict=True)
+    ]
+
+
+def _iso_column(times: pd.Series) -> pd.Series:
+    """Return :func:`_iso` of every value of a zoned datetime column, vectorised where the resolution allows."""
+    utc = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    if utc.dtype not in (np.dtype("datetime64[s]"), np.dtype("datetime64[ms]"), np.dtype("datetime64[us]")):
+        return pd.Series([_iso(t) for t in times], index=times.index, dtype=object)
+    whole = utc.astype("datetime64[s]")
+    text = np.where(
+        utc == whole, np.datetime_as_string(whole, unit="s"), np.datetime_as_string(utc.astype("datetime64[us]"))
+    )
+    out = np.char.add(text.astype(str), "Z").astype(object)
+    out[np.isnat(utc)] = None
+    return pd.Series(out, index=times.index, dtype=object)
+
+
+def _feature_page(page: gpd.GeoDataFrame, spec: CollectionSpec, *, latitude_first: bool) -> list[str]:
     out = page.copy()
     for col in out.columns:
         if col != out.geometry.name and isinstance(out[col].dtype, pd.DatetimeTZDtype):
-            out[col] = pd.Series([_iso(t) for t in out[col]], index=out.index, dtype=object)
+            out[col] = _iso_column(out[col])
     if latitude_first and len(out):
         out = out.set_geometry(shapely.transform(out.geometry.to_numpy(), lambda xy: xy[:, ::-1]), crs=out.crs)
-    out.index = pd.Index(out[spec.id_column].astype(str), name=None)
-    return out.to_geo_dict(na="null", show_bbox=False, drop_id=False)
+    return feature_texts(out, ids=out[spec.id_column].astype(str).tolist())
+
+
+def feature_collection(page: gpd.GeoDataFrame, spec: CollectionSpec, *, latitude_first: bool = False) -> dict[str, Any]:
+    """GeoJSON of ``page`` with the id column as each feature's ``id`` (lon/lat unless ``latitude_first``)."""
+    return json.loads(feature_collection_text(page, spec, latitude_first=latitude_first))
+
+
+def feature_collection_text(
+    page: gpd.GeoDataFrame, spec: CollectionSpec, *, latitude_first: bool = False, **members: Any
+) -> str:
+    """Return :func:`feature_collection` as JSON text, with further top-level ``members`` (links, counts).
+
+    Built from :func:`feature_texts` without a round trip through Python objects: the
+    items of a large page cost a fraction of serialising the dictionary.
+    """
+    features = _feature_page(page, spec, latitude_first=latitude_first)
+    return json_text({"type": "FeatureCollection", **members}, features="[" + ",".join(features) + "]")
 
 
 def collection_document(store: Store, cache: LayerCache, spec: CollectionSpec, base: str) -> dict[str, Any]:

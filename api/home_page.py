@@ -17,7 +17,7 @@ from typing import Any, Literal
 from fastapi import HTTPException
 from starlette.requests import Request
 
-from api.auth import Principal, current_principal
+from api.auth import Principal, principal_of
 from api.settings import Role, Settings
 from geogrid.hierarchy import check_grids
 from geogrid.maps import escape_text
@@ -353,7 +353,7 @@ def home_data(
     from api.routers.maps import _analyses, _store_key  # the maps' analysis cache (late: maps imports ogc)
 
     try:
-        principal = current_principal(request, settings)
+        principal = principal_of(request, settings)
     except HTTPException:  # an unknown key in the header: the page shows what an anonymous caller sees
         principal = Principal(role=Role.VIEWER if settings.anonymous_read else None, authenticated=False)
     plans = qa = None

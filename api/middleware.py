@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +21,8 @@ __all__ = [
     "ClientMiddleware",
     "HeadMiddleware",
     "SecurityHeadersMiddleware",
+    "WritesFirst",
+    "WritesFirstMiddleware",
     "csp_nonce",
 ]
 
@@ -344,3 +348,73 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class WritesFirst:
+    """Changes before reads: while a change is being applied, reads that arrive wait for it.
+
+    The service is one process, and its Python work runs one thread at a time: a change
+    sharing the processor with a crowd of wall refreshes takes many times its own time.
+    While a change runs (it holds :meth:`change` from its route, once it is authorised and
+    its body read), reads arriving at :class:`WritesFirstMiddleware` wait until no change
+    is running, ``max_wait_s`` at most, so a stream of changes never starves the readers;
+    reads already running finish as they are. Used from the event loop only (no locks).
+
+    Parameters
+    ----------
+    max_wait_s
+        The longest a read waits for changes, in seconds.
+    """
+
+    def __init__(self, max_wait_s: float = 1.0) -> None:
+        self.max_wait_s = max_wait_s
+        self._running = 0
+        self._done: anyio.Event | None = None
+
+    @property
+    def running(self) -> int:
+        """How many changes are being applied now."""
+        return self._running
+
+    @contextlib.asynccontextmanager
+    async def change(self) -> AsyncIterator[None]:
+        """Hold reads back while the body runs (nested and concurrent changes count up)."""
+        if self._running == 0:
+            self._done = anyio.Event()
+        self._running += 1
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if self._running == 0 and self._done is not None:
+                self._done.set()
+                self._done = None
+
+    async def read_turn(self) -> None:
+        """Return when no change is running, or after ``max_wait_s``."""
+        done = self._done
+        if self._running and done is not None:
+            with anyio.move_on_after(self.max_wait_s):
+                await done.wait()
+
+
+class WritesFirstMiddleware:
+    """Let reads (GET, HEAD; not static files) in only when :class:`WritesFirst` gives them their turn.
+
+    Parameters
+    ----------
+    app
+        The ASGI app.
+    gate
+        The app's :class:`WritesFirst` (its change routes hold it).
+    """
+
+    def __init__(self, app: ASGIApp, gate: WritesFirst) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wait for running changes before a read, then run the app."""
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and not scope["path"].startswith("/static/"):
+            await self.gate.read_turn()
+        await self.app(scope, receive, send)

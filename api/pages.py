@@ -347,7 +347,7 @@ def add_command_centre_chrome(
     add_ready_flag(m)
 
 
-def known_query_parameters(request: Request) -> None:
+async def known_query_parameters(request: Request) -> None:
     """Refuse query parameters the route does not declare (400), as the OGC routes do.
 
     A mistyped ``sinse=`` silently ignored would show the wrong period on a wall.

@@ -1,13 +1,17 @@
 """Load: 16 viewers on the wall and the items while one planner edits every few seconds (loopback).
 
-``python -m benchmarks.bench_load [--seconds 90] [--viewers 16] [--edit-every 3] [--incidents 200000]``
+``python -m benchmarks.bench_load [--seconds 90] [--viewers 16] [--edit-every 3] [--incidents 200000]
+[--work DIR] [--py-spy FILE]``
 
 The server (uvicorn, one process, 127.0.0.1 on a free port) serves a copy of the demo
 district. Each viewer loops: the command-centre wall, then a page of incidents. The
 planner starts a plan and applies an ``update_attributes`` edit every few seconds
 (If-Match with the plan's ETag). Reported: the wall's and the items' latency (p50, p95,
-max), every edit's latency, and the server's resident memory sampled once a second
-(after warm-up, at the end). Bounded: the run stops after ``--seconds`` and every request
+max), every edit's latency and the server's own time for it (``Server-Timing``, added by
+the benchmark's wrapper around the app), and the server's resident memory sampled once a
+second (after warm-up, at the end, every 10 s). ``--py-spy`` samples the thread holding
+the GIL (py-spy must be installed); ``--work`` keeps the store and its kept pages for the
+next run. Bounded: the run stops after ``--seconds`` and every request
 has a timeout. Figures go to BENCHMARKS.md by hand; nothing here asserts a time.
 """
 
@@ -34,11 +38,27 @@ VIEWER, PLANNER = "load-viewer-0123456789", "load-planner-0123456789"
 
 _SERVER = textwrap.dedent(
     """
-    import sys, uvicorn
+    import sys, time, uvicorn
     from api import Settings, create_app
     from api.settings import Role
     app = create_app(Settings(store=sys.argv[1], api_keys={sys.argv[3]: Role.VIEWER, sys.argv[4]: Role.PLANNER}))
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", workers=1)
+
+    def timed(inner):
+        # The server's own time per request (arrival in the app to the response's start) as Server-Timing.
+        async def app(scope, receive, send):
+            if scope["type"] != "http":
+                return await inner(scope, receive, send)
+            t0 = time.perf_counter()
+            async def send_timed(message):
+                if message["type"] == "http.response.start":
+                    dur = (time.perf_counter() - t0) * 1000
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"server-timing", f"app;dur={dur:.1f}".encode())]
+                await send(message)
+            await inner(scope, receive, send_timed)
+        return app
+
+    uvicorn.run(timed(app), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", workers=1)
     """
 )
 
@@ -71,6 +91,15 @@ def _call(url: str, key: str, *, body: Any = None, headers: dict[str, str] | Non
         return err.code, err.headers, err.read()
 
 
+def _server_s(headers: Any) -> float | None:
+    """Return the server's own time for a response (its Server-Timing ``app`` entry), in seconds."""
+    for part in (headers.get("Server-Timing") or "").split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if name == "app" and dur:
+            return float(dur) / 1000
+    return None
+
+
 def _stats(xs: list[float]) -> str:
     if not xs:
         return "none"
@@ -86,14 +115,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--viewers", type=int, default=16)
     ap.add_argument("--edit-every", type=float, default=3.0)
     ap.add_argument("--incidents", type=int, default=200_000)
+    ap.add_argument(
+        "--work",
+        metavar="DIR",
+        help="keep the demo store (and its kept pages) in DIR and reuse it on the next run (default: a fresh one)",
+    )
+    ap.add_argument(
+        "--py-spy", metavar="FILE", help="also sample the server with py-spy (GIL holders, collapsed stacks) into FILE"
+    )
     args = ap.parse_args(argv)
+    if args.py_spy and shutil.which("py-spy") is None:
+        ap.error("--py-spy needs py-spy on PATH: pip install py-spy")
 
     from geogrid.demo import write_demo
 
-    work = Path(tempfile.mkdtemp(prefix="geogrid-load-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="geogrid-load-"))
     store = work / "district.gpkg"
     t0 = time.perf_counter()
-    write_demo(store, 0, n_incidents=args.incidents)
+    if not store.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        write_demo(store, 0, n_incidents=args.incidents)
     print(
         f"demo district with {args.incidents:,} incidents: {store.stat().st_size / 2**20:.0f} MiB, "
         f"built in {time.perf_counter() - t0:.0f} s",
@@ -115,10 +156,14 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         status, _, _ = _call(f"{base}/maps/command-centre", VIEWER)
         print(f"first wall (cold caches): {time.perf_counter() - t0:.2f} s, HTTP {status}", flush=True)
+        _call(
+            f"{base}/collections/incidents/items?limit=1", VIEWER
+        )  # the incidents layer, if kept pages served the wall
         rss: list[tuple[float, float]] = [(0.0, _rss_mib(server.pid))]
         wall: list[float] = []
         items: list[float] = []
         edits: list[float] = []
+        edits_server: list[float] = []
         errors: list[str] = []
         stop = threading.Event()
         start = time.perf_counter()
@@ -152,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"{base}/plans/{plan_id}/edits", PLANNER, body=edit, headers={"If-Match": etag}
                 )
                 edits.append(time.perf_counter() - t)
+                served = _server_s(headers)
+                if served is not None:
+                    edits_server.append(served)
                 if status != 200:
                     errors.append(f"edit: {status} {body[:200]!r}")
                     return
@@ -161,28 +209,40 @@ def main(argv: list[str] | None = None) -> None:
         threads.append(threading.Thread(target=planner))
         for t in threads:
             t.start()
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--gil", "--threads", "--format", "raw", "--rate", "50", "--nonblocking",
+                 "--duration", str(int(args.seconds)), "--output", args.py_spy, "--pid", str(server.pid)],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
         while time.perf_counter() - start < args.seconds:
             time.sleep(1.0)
             rss.append((time.perf_counter() - start, _rss_mib(server.pid)))
         stop.set()
         for t in threads:
             t.join(timeout=330)
+        if spy is not None:
+            spy.wait(timeout=60)
         print(
             f"{args.viewers} viewers + 1 planner editing every {args.edit_every:g} s for {args.seconds:g} s", flush=True
         )
         print(f"wall:  {_stats(wall)}")
         print(f"items: {_stats(items)}")
         print(f"edits: {_stats(edits)}")
+        print(f"edits, server side (arrival in the app to the answer's start): {_stats(edits_server)}")
         warm = [m for s, m in rss if s >= 10] or [rss[-1][1]]
         print(
             f"server RSS MiB: start {rss[0][1]:.0f}, after 10 s {warm[0]:.0f}, max {max(m for _, m in rss):.0f}, "
             f"end {rss[-1][1]:.0f}"
         )
+        print("server RSS MiB every 10 s: " + ", ".join(f"{m:.0f}" for t, m in rss if int(t) % 10 == 0))
         print(f"errors: {len(errors)} {errors[:5]}")
     finally:
         server.terminate()
         server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

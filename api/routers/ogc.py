@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.auth import require_viewer
 from api.deps import CacheDep, SettingsDep, StoreDep
@@ -28,6 +28,7 @@ from api.features import (
     collection_document,
     collection_spec,
     feature_collection,
+    feature_collection_text,
     query_items,
     queryables_document,
     read_feature,
@@ -240,7 +241,7 @@ def items(
     ] = None,
     filter_lang: Annotated[Literal["cql2-text", "cql2-json"] | None, Query(alias="filter-lang")] = None,
     f: Annotated[Literal["json", "geojson"] | None, Query(description="json or geojson; f=html is 400")] = None,
-) -> GeoJSONResponse:
+) -> Response:
     """Return one page of features, filtered by bbox, datetime, properties and CQL2, with next/prev links.
 
     Each collection's own parameters (``level``, ``category``...) are listed on its own path
@@ -269,12 +270,17 @@ def items(
     )
     page, matched = query_items(store, cache, spec, q)
     latitude_first = crs == EPSG4326
-    doc = feature_collection(page, spec, latitude_first=latitude_first)
-    doc["links"] = _page_links(request, spec.id, q.offset, q.limit, len(page), matched)
-    doc["numberMatched"] = matched
-    doc["numberReturned"] = len(page)
-    doc["timeStamp"] = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return GeoJSONResponse(doc, headers={"Content-Crs": f"<{EPSG4326 if latitude_first else CRS84}>"})
+    text = feature_collection_text(
+        page,
+        spec,
+        latitude_first=latitude_first,
+        links=_page_links(request, spec.id, q.offset, q.limit, len(page), matched),
+        numberMatched=matched,
+        numberReturned=len(page),
+        timeStamp=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+    # Written once as text (no dictionary of every feature serialised again), as GeoJSONResponse types it.
+    return Response(text, media_type=GEOJSON, headers={"Content-Crs": f"<{EPSG4326 if latitude_first else CRS84}>"})
 
 
 def _page_links(

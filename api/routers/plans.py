@@ -14,12 +14,14 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Response
+from pydantic import BaseModel
 
 import geopandas as gpd
 
 from api.auth import Principal, require_admin, require_planner, require_viewer
-from api.deps import PrincipalDep, StoreDep
+from api.deps import PrincipalDep, StoreDep, on_write_threads, writes_first
 from api.errors import ErrorBody, PreconditionRequired
+from api.features import feature_texts, json_text
 from api.pages import known_query_parameters
 from api.plan_bodies import (
     CommitResult,
@@ -100,10 +102,21 @@ def _record(info: PlanInfo) -> PlanRecord:
     return PlanRecord(**info.__dict__)
 
 
-def grids_geojson(grids: gpd.GeoDataFrame) -> dict[str, Any]:
-    """Return a grid layer as a GeoJSON FeatureCollection in WGS-84 (NaN as null)."""
+def grids_geojson(grids: gpd.GeoDataFrame) -> str:
+    """Return a grid layer as the text of a GeoJSON FeatureCollection in WGS-84 (NaN as null).
+
+    Text, not a dictionary: a plan's thousand grids are written once (GEOS writes the
+    geometries) instead of built as Python objects and serialised again, which under
+    load was most of an edit's time.
+    """
     out = grids if grids.crs is None or grids.crs.to_epsg() == 4326 else grids.to_crs(4326)
-    return json.loads(out.to_json(na="null", show_bbox=False, drop_id=True))
+    return json_text({"type": "FeatureCollection"}, features="[" + ",".join(feature_texts(out)) + "]")
+
+
+def _json_response(model: BaseModel, etag: str, **raw: str) -> Response:
+    """Answer ``model`` as JSON, with members ``raw`` spliced in as JSON text, and its ETag."""
+    doc = model.model_dump(mode="json", exclude=set(raw))
+    return Response(json_text(doc, **raw), media_type="application/json", headers={"ETag": etag})
 
 
 def _frame_records(frame: Any) -> list[dict[str, Any]]:
@@ -113,11 +126,12 @@ def _frame_records(frame: Any) -> list[dict[str, Any]]:
 @router.post(
     "",
     status_code=201,
-    dependencies=[Depends(require_planner)],
+    dependencies=[Depends(require_planner), Depends(writes_first)],
     response_model=PlanCreated,
     responses={422: {"model": ErrorBody, "description": "Invalid body"}},
     summary="Start a plan from the current network",
 )
+@on_write_threads
 def create_plan(body: NewPlan, store: StoreDep, principal: PrincipalDep, response: Response) -> PlanCreated:
     """Copy the current grid network into a new plan at version 0."""
     info = new_plan(store, body.name, author=_author(principal))
@@ -133,15 +147,14 @@ def get_plans(store: StoreDep) -> list[PlanRecord]:
 
 
 @router.get("/{plan_id}", dependencies=[Depends(require_viewer)], response_model=PlanDetail, summary="One plan")
-def get_plan(plan_id: str, store: StoreDep, response: Response) -> PlanDetail:
+def get_plan(plan_id: str, store: StoreDep) -> Response:
     """Return the plan's record and, while it is open, its grids."""
     info = store.plan_info(plan_id)
-    grids = None
+    grids = "null"
     if info.status == "open":
         frame, info = store.read_plan(plan_id)
         grids = grids_geojson(frame)
-    response.headers["ETag"] = etag_of(info.version)
-    return PlanDetail(plan=_record(info), grids=grids)
+    return _json_response(PlanDetail(plan=_record(info), grids=None), etag_of(info.version), grids=grids)
 
 
 @router.get(
@@ -181,44 +194,45 @@ def _open_info(store: Store, plan_id: str) -> PlanInfo:
 
 @router.post(
     "/{plan_id}/edits",
-    dependencies=[Depends(require_planner)],
+    dependencies=[Depends(require_planner), Depends(writes_first)],
     response_model=EditResult,
     responses=_CHANGE_ERRORS,
     summary="Apply one edit to the plan",
 )
+@on_write_threads
 def post_edit(
     plan_id: str,
     body: Annotated[EditBody, Body()],
     store: StoreDep,
     principal: PrincipalDep,
-    response: Response,
     if_match: IfMatch = None,
-) -> EditResult:
+) -> Response:
     """Apply a topology-safe edit (``op``: transfer_area, reshape_boundary, split_grid, ...) to the plan."""
     expected = _expected_version(if_match, plan_id)
     _open_info(store, plan_id)
     operation, params = edit_params(body)
     info, cs = edit_plan(store, plan_id, operation, author=_author(principal), expected_version=expected, **params)
     grids, read = store.read_plan(plan_id)
-    response.headers["ETag"] = etag_of(read.version)
-    return EditResult(
+    result = EditResult(
         plan_id=plan_id,
         version=info.version,
         summary=cs.summary(),
         added=list(cs.added),
         removed=list(cs.removed),
         changed=list(cs.changed),
-        grids=grids_geojson(grids),
+        grids={},
     )
+    return _json_response(result, etag_of(read.version), grids=grids_geojson(grids))
 
 
 @router.post(
     "/{plan_id}/commit",
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(require_admin), Depends(writes_first)],
     response_model=CommitResult,
     responses=_CHANGE_ERRORS,
     summary="Make the plan the current network",
 )
+@on_write_threads
 def post_commit(
     plan_id: str, store: StoreDep, principal: PrincipalDep, response: Response, if_match: IfMatch = None
 ) -> CommitResult:
@@ -235,11 +249,12 @@ def post_commit(
 
 @router.delete(
     "/{plan_id}",
-    dependencies=[Depends(require_planner)],
+    dependencies=[Depends(require_planner), Depends(writes_first)],
     response_model=PlanRecord,
     responses=_CHANGE_ERRORS,
     summary="Discard the plan",
 )
+@on_write_threads
 def delete_plan(
     plan_id: str, store: StoreDep, principal: PrincipalDep, response: Response, if_match: IfMatch = None
 ) -> PlanRecord:

@@ -293,6 +293,115 @@ def test_kill_9_at_random_points_loses_no_acknowledged_write(store, path):
     assert acked
 
 
+_FIRST_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import geopandas as gpd, shapely
+    import layers.store as s
+    grids = gpd.GeoDataFrame({"grid_id": ["D", "a"], "parent_id": [None, "D"], "level": [0, 1],
+                              "households": [7, 7]}, geometry=[shapely.box(117.2, 39.1, 117.22, 39.11)] * 2,
+                             crs="EPSG:4326")
+    hooks = {"staging": (s, "_write_gpkg_layer"), "creating": (s, "_drop_layer"),
+             "created": (s.GeoPackageStore, "_connect"), "installing": (s._Tx, "install")}
+    if sys.argv[2] in hooks:  # stop there until killed
+        owner, name = hooks[sys.argv[2]]
+        real = getattr(owner, name)
+        def stop(*a, **k):
+            print("inside", flush=True)
+            time.sleep(120)
+            return real(*a, **k)
+        setattr(owner, name, stop)
+    store = s.GeoPackageStore(sys.argv[1])
+    print("ready", flush=True)
+    t0 = time.perf_counter()
+    store.write({"grids": grids})
+    print("written", time.perf_counter() - t0, flush=True)
+    """
+)
+
+
+def _first_write(path: Path, *, at: str = "none", kill_after_s: float | None = None) -> float | None:
+    """Run a brand-new store's first write; kill it at hook ``at`` or ``kill_after_s`` after it starts.
+
+    Returns the write's duration in seconds if it was acknowledged, else None.
+    """
+    with subprocess.Popen(
+        [sys.executable, "-c", _FIRST_WRITER, str(path), at],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", "the writer died before writing"
+        if at != "none":
+            assert proc.stdout.readline().strip() == "inside", f"the write never reached {at}"
+            proc.kill()
+        elif kill_after_s is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=kill_after_s)
+            proc.kill()
+        proc.wait()
+        done = proc.stdout.read().split()
+        return float(done[1]) if done[:1] == ["written"] else None
+
+
+def _after_a_killed_first_write(path: Path, acknowledged: bool, whole: list[int]) -> str:
+    """Check the state a killed first write left and return it: absent, empty (then written again) or whole."""
+    store = GeoPackageStore(path)
+    if not path.exists():
+        assert not acknowledged
+        with pytest.raises(StoreError, match="does not exist"):
+            store.read("grids")
+        return "absent"
+    state = "whole"
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if store.layer_names() == []:
+        assert not acknowledged
+        state = "empty"
+        with pytest.raises(StoreError, match="has no layer 'grids'; it has: none"):
+            store.read("grids")
+        assert _first_write(path) is not None, "an empty store must take the write again"
+        store = GeoPackageStore(path)
+    assert store.layer_names() == ["grids"]
+    assert _households(store) == whole and store.network_version() == 1
+    _integrity(store)
+    return state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("at", "state"),
+    [("staging", "absent"), ("creating", "absent"), ("created", "empty"), ("installing", "empty")],
+    ids=lambda v: v,
+)
+def test_kill_9_inside_a_new_stores_first_write(tmp_path, at, state):
+    """Killed while staging, while making the file, just after it appears or while installing: no store, or an empty one."""
+    assert (
+        _after_a_killed_first_write(
+            tmp_path / "new.gpkg", _first_write(tmp_path / "new.gpkg", at=at) is not None, [7, 7]
+        )
+        == state
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_of_a_new_stores_first_write(tmp_path):
+    """Killed anywhere in its first write, a new store is absent, empty (it says so, and takes the write again), or whole."""
+    rng = random.Random("kill-first-write")
+    took = _first_write(tmp_path / "probe.gpkg")
+    assert took is not None
+    whole = _households(GeoPackageStore(tmp_path / "probe.gpkg"))
+    seen = []
+    for i in range(8):  # kill points anywhere in the write (start-up excluded), and a little after
+        path = tmp_path / f"new{i}.gpkg"
+        acknowledged = _first_write(path, kill_after_s=rng.uniform(0.0, 1.2 * took)) is not None
+        seen.append(_after_a_killed_first_write(path, acknowledged, whole))
+    assert len(seen) == 8
+
+
 # -- full disk, read-only and foreign-owned files --------------------------------------------------
 
 
