@@ -17,12 +17,17 @@ from geogrid.cli._common import (
     EXIT_FINDINGS,
     EXIT_OK,
     OUTLINE_HELP,
+    STORE_OR_PATH,
+    fail,
     grid_file_options,
     handle_errors,
+    is_store_url,
     main,
     measure_option,
+    open_existing_store,
     polygon_file_option,
     progress_bar,
+    source_name,
 )
 from geogrid.hierarchy import FINDING_KINDS, REPORTED_PROBLEM_KINDS, CheckResult, check_grids
 from layers.errors import StoreError, ValidationError
@@ -34,8 +39,11 @@ __all__ = ["check", "format_report"]
 _WORST = 10
 
 
-def _is_store(src: Path) -> bool:
-    """Tell whether ``src`` is a GeoPackage with a ``grids`` layer (a geogrid store)."""
+def _is_store(src: Path | str) -> bool:
+    """Tell whether ``src`` is a PostGIS URL or a GeoPackage with a ``grids`` layer (a geogrid store)."""
+    if is_store_url(src):
+        return True
+    src = Path(src)
     if src.suffix.lower() != ".gpkg":
         return False
     try:
@@ -63,7 +71,11 @@ def _read_raw(src: Path, columns: dict[str, str], layer: str | None, crs: str | 
     return gdf
 
 
-def _load(src: Path, columns: dict[str, str], layer: str | None, crs: str | None) -> gpd.GeoDataFrame:
+def _load(src: Path | str, columns: dict[str, str], layer: str | None, crs: str | None) -> gpd.GeoDataFrame:
+    if isinstance(src, str):  # a PostGIS URL: its grids layer, as stored
+        if layer is not None or columns or crs is not None:
+            fail("--layer, --crs and the column options are for files; a PostGIS store is read as it is")
+        return open_existing_store(src, ("grids",)).read("grids")
     if not src.exists():
         msg = f"{src} does not exist"
         raise StoreError(msg)
@@ -113,7 +125,7 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 
 
 @main.command("check")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=STORE_OR_PATH)
 @click.option("--json", "as_json", is_flag=True, help="print the findings as JSON (geometry as GeoJSON, WGS-84)")
 @grid_file_options
 @measure_option("--gap-width", 1.0, "M", "edges closer than this (metres) without coinciding are edge mismatches")
@@ -137,7 +149,7 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 )
 @handle_errors
 def check(
-    src: Path,
+    src: Path | str,
     as_json: bool,
     columns: dict[str, str],
     layer: str | None,
@@ -152,7 +164,7 @@ def check(
 ) -> None:
     r"""Check the grid hierarchy in SRC: gaps, overlaps, edges, nesting, parent links.
 
-    SRC is a geogrid store (its `grids` layer) or any vector file of grids
+    SRC is a geogrid store (its `grids` layer; a GeoPackage or a PostGIS URL) or any vector file of grids
     (GeoPackage, GeoJSON, GeoParquet, Shapefile) read with the column mapping.
     Exit status: 0 sound, 1 findings, 2 unusable input (the reason on stderr).
 
@@ -185,7 +197,7 @@ def check(
     if report is not None:
         from geogrid._qa_report import report_html
 
-        page = report_html(grids, result, title=f"{src.name}: grid QA report")
+        page = report_html(grids, result, title=f"{source_name(src)}: grid QA report")
         try:
             report.write_text(page, encoding="utf-8")
         except OSError as err:
@@ -195,5 +207,5 @@ def check(
         out: dict[str, Any] = result.to_dict()
         click.echo(json.dumps(out, ensure_ascii=False))
     else:
-        click.echo(format_report(result, source=src.name))
+        click.echo(format_report(result, source=source_name(src)))
     sys.exit(EXIT_OK if result.sound else EXIT_FINDINGS)
