@@ -88,3 +88,29 @@ def test_a_missing_layer_names_a_fix_that_works(both, tmp_path):
     r = invoke("stats", str(bare))
     assert r.exit_code == 2
     assert "import one with `geogrid import FILE --kind incidents --into" in r.stderr
+
+
+def test_import_into_a_postgis_url_stores_what_a_geopackage_stores(tiny_grids, tmp_path, postgis_url):
+    src = tmp_path / "网格.geojson"
+    tiny_grids.to_file(src)
+    csv = tmp_path / "事件.csv"
+    csv.write_text(
+        "编号,时间,类别,来源,状态,经度,纬度\n"
+        "E1,2025-03-01 08:00,噪音扰民,hotline,closed,117.202,39.101\n"
+        "E2,2025-03-02 09:30,环境卫生,grid_worker,reported,117.215,39.108\n"
+    )
+    into = {"file": str(tmp_path / "city.gpkg"), "url": postgis_url}
+    for where in into.values():
+        r = invoke("import", str(src), "--kind", "grids", "--into", where)
+        assert r.exit_code == 0, r.output
+        r = invoke(
+            "import", str(csv), "--kind", "incidents", "--into", where, "--id-col", "编号", "--time-col", "时间",
+            "--category-col", "类别", "--source-col", "来源", "--status-col", "状态", "--x-col", "经度", "--y-col", "纬度", "--tz", "Asia/Shanghai", "--mode", "append",
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+    stores = {k: open_store(v) for k, v in into.items()}
+    for layer in ("grids", "incidents"):
+        a, b = (stores[k].read(layer) for k in ("file", "url"))
+        assert a.drop(columns="geometry").astype(str).equals(b.drop(columns="geometry").astype(str)), layer
+        assert a.geometry.geom_equals_exact(b.geometry, tolerance=1e-9).all(), layer
+    assert [v.version for v in stores["url"].versions()] == [1]
