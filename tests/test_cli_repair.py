@@ -102,6 +102,27 @@ def test_unusable_exits_2(tiny_grids, tmp_path, args, words):
     assert digest(src) == before
 
 
+def test_an_existing_out_store_is_kept_unless_forced(tiny_grids, tmp_path):
+    """A typo in --out must not replace another store's grids and incidents."""
+    src = tmp_path / "bad.gpkg"
+    GeoPackageStore(src).write({"grids": overlapping(tiny_grids)})
+    other = tmp_path / "city.gpkg"
+    incidents = gpd.GeoDataFrame(
+        {"incident_id": ["E1"], "reported_at": [pd.Timestamp("2025-03-01", tz="UTC")], "category": ["噪音扰民"]},
+        geometry=[shapely.Point(X0 + D / 2, Y0 + D / 4)],
+        crs="EPSG:4326",
+    )
+    GeoPackageStore(other).write({"grids": tiny_grids, "incidents": incidents})
+    before = digest(other)
+    res = run(src, "--out", other)
+    assert res.returncode == 2
+    assert "exists" in res.stderr and "--force" in res.stderr
+    assert digest(other) == before
+    forced = run(src, "--out", other, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert check_grids(GeoPackageStore(other).read("grids")).sound
+
+
 def test_exempt_areas_are_left_open_instead_of_refused(tiny_grids, tmp_path):
     src = tmp_path / "grids.gpkg"
     tiny_grids[tiny_grids["grid_id"] != "G4"].to_file(src, layer="grids")

@@ -61,6 +61,9 @@ def format_repair(result: RepairResult, *, source: str, out: str) -> str:
     "--log", "log_path", type=click.Path(path_type=Path), default=None, help="write the change log as CSV here"
 )
 @grid_file_options
+@click.option(
+    "--force", is_flag=True, help="write into --out even if it exists (its layers of the same names are replaced)"
+)
 @handle_errors
 def repair(
     src: Path | str,
@@ -72,6 +75,7 @@ def repair(
     columns: dict[str, str],
     layer: str | None,
     crs: str | None,
+    force: bool,
 ) -> None:
     r"""Repair the grid hierarchy in SRC and write the result to --out (SRC is never changed).
 
@@ -94,6 +98,8 @@ def repair(
         fail(f"--out {out} is SRC: repair never overwrites its input; name another file")
     if out.suffix.lower() != ".gpkg":
         fail(f"--out {out} must be a GeoPackage (.gpkg)")
+    if out.exists() and not force:
+        fail(f"--out {out} exists: name a new file, or pass --force to replace its layers with the repaired ones")
     grids = _load(src, columns, layer, crs)
     result = repair_grids(grids, snap_m=snap, max_gap_m2=max_gap, exempt=exempt, errors="skip")
     layers = {"grids": result.grids}
