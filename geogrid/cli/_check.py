@@ -56,7 +56,9 @@ def _is_store(src: Path | str) -> bool:
 _MAPPED = {"id": "grid_id", "parent": "parent_id", "level": "level", "level_name": "level_name", "name": "name"}
 
 
-def _read_raw(src: Path, columns: dict[str, str], layer: str | None, crs: str | None) -> gpd.GeoDataFrame:
+def _read_raw(
+    src: Path, columns: dict[str, str], layer: str | None, crs: str | None, encoding: str | None = None
+) -> gpd.GeoDataFrame:
     """Read a file that passed the door's guards but has hierarchy problems: check reports them."""
     if src.suffix.lower() in (".parquet", ".geoparquet"):
         gdf = gpd.read_parquet(src)
@@ -64,30 +66,32 @@ def _read_raw(src: Path, columns: dict[str, str], layer: str | None, crs: str | 
         if layer is None:
             names = [str(n) for n in pyogrio.list_layers(src)[:, 0]]
             layer = "grids" if "grids" in names else None
-        gdf = pyogrio.read_dataframe(src, layer=layer)
+        gdf = pyogrio.read_dataframe(src, layer=layer, encoding=encoding)
     gdf = gdf.rename(columns={src_col: _MAPPED[key] for key, src_col in columns.items() if key in _MAPPED})
     if crs is not None and gdf.crs is None:
         gdf = gdf.set_crs(crs)
     return gdf
 
 
-def _load(src: Path | str, columns: dict[str, str], layer: str | None, crs: str | None) -> gpd.GeoDataFrame:
+def _load(
+    src: Path | str, columns: dict[str, str], layer: str | None, crs: str | None, encoding: str | None = None
+) -> gpd.GeoDataFrame:
     if isinstance(src, str):  # a PostGIS URL: its grids layer, as stored
-        if layer is not None or columns or crs is not None:
-            fail("--layer, --crs and the column options are for files; a PostGIS store is read as it is")
+        if layer is not None or columns or crs is not None or encoding is not None:
+            fail("--layer, --crs, --encoding and the column options are for files; a PostGIS store is read as it is")
         return open_existing_store(src, ("grids",)).read("grids")
     if not src.exists():
         msg = f"{src} does not exist"
         raise StoreError(msg)
-    if layer is None and not columns and crs is None and _is_store(src):
+    if layer is None and not columns and crs is None and encoding is None and _is_store(src):
         return GeoPackageStore(src).read("grids")
     try:
-        return read_layer(src, "grids", columns=columns, layer=layer, crs=crs)
+        return read_layer(src, "grids", columns=columns, layer=layer, crs=crs, encoding=encoding)
     except ValidationError as err:
         # Problems the checks report as findings (orphans, cycles, empty geometries) are not
         # a reason to refuse the file; CSV has no raw reader here, so it stays refused.
         if err.kinds <= REPORTED_PROBLEM_KINDS and src.suffix.lower() not in (".csv", ".txt", ".tsv"):
-            return _read_raw(src, columns, layer, crs)
+            return _read_raw(src, columns, layer, crs, encoding)
         raise
 
 
@@ -154,6 +158,7 @@ def check(
     columns: dict[str, str],
     layer: str | None,
     crs: str | None,
+    encoding: str | None,
     gap_width: float,
     min_area: float,
     outline: gpd.GeoDataFrame | None,
@@ -176,7 +181,7 @@ def check(
       geogrid check demo.gpkg --outline 辖区.geojson --exempt 水域.gpkg
       geogrid check demo.gpkg --reference      # slow, obviously correct; for a second opinion
     """
-    grids = _load(src, columns, layer, crs)
+    grids = _load(src, columns, layer, crs, encoding)
     n_steps = 2 + 2 * len(set(grids["level"].dropna().astype(int)))
     with progress_bar(n_steps, "checking") as bar:
 

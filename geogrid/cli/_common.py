@@ -237,11 +237,14 @@ def time_window_options(func: F) -> F:
 
 
 def grid_file_options(func: F) -> F:
-    """Add the options that say how to read a grid file: the grid column mapping, ``--layer`` and ``--crs``.
+    """Add the options that say how to read a grid file: the grid column mapping, ``--layer``, ``--crs``, ``--encoding``.
 
     Only the columns of grids: incident and camera columns, and a CSV's x / y (points,
     never grid polygons), do not apply to a grid file.
     """
+    func = click.option(
+        "--encoding", default=None, help="text encoding of a Shapefile without .cpg (default UTF-8), e.g. gbk"
+    )(func)
     func = click.option("--crs", default=None, help="the CRS of the file, if it does not say (e.g. EPSG:4326)")(func)
     func = click.option("--layer", default=None, help="layer to read from a multi-layer file (default: 'grids')")(func)
     return column_mapping_options(func, serves=frozenset({_GRIDS}))

@@ -75,6 +75,7 @@ def repair(
     columns: dict[str, str],
     layer: str | None,
     crs: str | None,
+    encoding: str | None,
     force: bool,
 ) -> None:
     r"""Repair the grid hierarchy in SRC and write the result to --out (SRC is never changed).
@@ -100,10 +101,10 @@ def repair(
         fail(f"--out {out} must be a GeoPackage (.gpkg)")
     if out.exists() and not force:
         fail(f"--out {out} exists: name a new file, or pass --force to replace its layers with the repaired ones")
-    grids = _load(src, columns, layer, crs)
+    grids = _load(src, columns, layer, crs, encoding)
     result = repair_grids(grids, snap_m=snap, max_gap_m2=max_gap, exempt=exempt, errors="skip")
     layers = {"grids": result.grids}
-    if layer is None and not columns and crs is None and _is_store(src):
+    if layer is None and not columns and crs is None and encoding is None and _is_store(src):
         source = open_store(src)
         layers = {name: source.read(name) for name in source.layer_names()} | layers
     try:
