@@ -53,7 +53,16 @@ def _is_store(src: Path | str) -> bool:
     return "grids" in names
 
 
-_MAPPED = {"id": "grid_id", "parent": "parent_id", "level": "level", "level_name": "level_name", "name": "name"}
+_MAPPED = {
+    "id": "grid_id",
+    "parent": "parent_id",
+    "level": "level",
+    "level_name": "level_name",
+    "name": "name",
+    "households": "households",
+    "population": "population",
+    "shops": "shops",
+}
 
 
 def _read_raw(
