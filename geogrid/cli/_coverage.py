@@ -12,7 +12,7 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import EXIT_OK, STORE_OR_PATH, handle_errors, main, open_existing_store, source_name
+from geogrid.cli._common import EXIT_OK, STORE_OR_PATH, fail, handle_errors, main, open_existing_store, source_name
 from geogrid.coverage import grid_coverage
 from geogrid.placement import candidate_sites, demand_points, place_cameras
 from layers.store import Store
@@ -52,6 +52,9 @@ def coverage(src: Path | str, level: int | None, occlusion: bool, include_offlin
     store = _open(src, needed)
     with _bar(2, "coverage") as bar:
         grids, cameras = store.read("grids"), store.read("cameras")
+        present = sorted(int(v) for v in pd.unique(grids["level"].dropna()))
+        if level is not None and level not in present:
+            fail(f"level {level} does not occur in the grids of {source_name(src)}; they have levels {present}")
         buildings = store.read("buildings") if occlusion else None
         bar.update(1)
         cov = grid_coverage(grids, cameras, level=level, buildings=buildings, include_offline=include_offline)
