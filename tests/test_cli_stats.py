@@ -93,8 +93,10 @@ def test_table_and_out_file(store, tmp_path):
         (["--since", "soon"], "not a date"),
         (["--json", "--out", "x.gpkg"], "either --json or --out"),
         (["--out", "x.xlsx"], "unknown format"),
+        (["--overdue-after", "soon"], "not a duration"),
+        (["--overdue-after", "-5h"], "must be a positive duration"),
     ],
-    ids=["level", "date", "json-and-out", "out-format"],
+    ids=["level", "date", "json-and-out", "out-format", "overdue-not-a-duration", "overdue-negative"],
 )
 def test_unusable_input_exits_2_with_the_fix(store, args, message):
     out = invoke(store, *args)
