@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def test_an_existing_out_store_is_kept_unless_forced(tiny_grids, tmp_path):
     forced = run(src, "--out", other, "--force")
     assert forced.returncode == 0, forced.stderr
     assert check_grids(GeoPackageStore(other).read("grids")).sound
+    assert GeoPackageStore(other).versions()[-1].committed_by == getpass.getuser()  # the new version says whose
 
 
 def test_exempt_areas_are_left_open_instead_of_refused(tiny_grids, tmp_path):

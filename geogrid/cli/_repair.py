@@ -20,6 +20,7 @@ from geogrid.cli._common import (
     grid_file_options,
     handle_errors,
     is_store_url,
+    login_name,
     main,
     measure_option,
     polygon_file_option,
@@ -108,7 +109,7 @@ def repair(
         source = open_store(src)
         layers = {name: source.read(name) for name in source.layer_names()} | layers
     try:
-        GeoPackageStore(out).write(layers)
+        GeoPackageStore(out).write(layers, author=login_name())  # with --force, a version of out: say whose
     except OSError as err:
         msg = f"cannot write {out}: {err}"
         raise StoreError(msg) from err
