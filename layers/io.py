@@ -727,8 +727,13 @@ def write_csv(frame: pd.DataFrame, dst: str | os.PathLike[str]) -> Path:
             out[col] = out[col].map(_defuse, na_action="ignore")
     out.columns = [str(_defuse(str(c))) for c in out.columns]
     path = Path(dst)
-    # Every text cell quoted: a CR or LF inside a citizen's text stays inside its cell.
-    out.to_csv(path, index=False, encoding="utf-8-sig", quoting=csv.QUOTE_NONNUMERIC)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Every text cell quoted: a CR or LF inside a citizen's text stays inside its cell.
+        out.to_csv(path, index=False, encoding="utf-8-sig", quoting=csv.QUOTE_NONNUMERIC)
+    except OSError as err:
+        msg = f"cannot write {path}: {err.strerror or err}; name a file in a folder you can write"
+        raise StoreError(msg) from err
     return path
 
 

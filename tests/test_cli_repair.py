@@ -91,6 +91,7 @@ def test_refusals_exit_1_and_the_rest_is_written(tiny_grids, tmp_path):
         pytest.param(lambda p: (p / "g.gpkg", "--out", p / "g.gpkg"), "never overwrites", id="out-is-src"),
         pytest.param(lambda p: (p / "absent.gpkg", "--out", p / "x.gpkg"), "does not exist", id="missing-src"),
         pytest.param(lambda p: (p / "g.gpkg", "--out", p / "x.geojson"), "GeoPackage", id="out-not-gpkg"),
+        pytest.param(lambda p: (p / "g.gpkg", "--out", p / "x.gpkg", "--log", p), "is a folder", id="log-is-a-folder"),
     ],
 )
 def test_unusable_exits_2(tiny_grids, tmp_path, args, words):
@@ -101,6 +102,7 @@ def test_unusable_exits_2(tiny_grids, tmp_path, args, words):
     assert res.returncode == 2
     assert words in res.stderr
     assert digest(src) == before
+    assert not (tmp_path / "x.gpkg").exists()  # refused before anything is written
 
 
 def test_an_existing_out_store_is_kept_unless_forced(tiny_grids, tmp_path):

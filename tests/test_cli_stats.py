@@ -155,3 +155,11 @@ def test_out_csv_keeps_chinese_names_for_excel(store, tmp_path):
     back = pd.read_csv(dest)  # tools that know UTF-8 see the header unchanged
     assert back.columns[0] == "grid_id"
     assert set(back["name"]) == {"望海楼街道", "鸿顺里街道"}
+
+
+def test_an_unwritable_out_csv_exits_2_with_the_reason(store, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = invoke(store, "--out", blocker / "stats.csv")  # a folder that cannot exist
+    assert out.exit_code == 2, out.output
+    assert "cannot write" in out.stderr and "stats.csv" in out.stderr

@@ -100,6 +100,8 @@ def repair(
         fail(f"--out {out} is SRC: repair never overwrites its input; name another file")
     if out.suffix.lower() != ".gpkg":
         fail(f"--out {out} must be a GeoPackage (.gpkg)")
+    if log_path is not None and log_path.is_dir():
+        fail(f"--log {log_path} is a folder: name the CSV file to write, e.g. {log_path / 'changes.csv'}")
     if out.exists() and not force:
         fail(f"--out {out} exists: name a new file, or pass --force to replace its layers with the repaired ones")
     grids = _load(src, columns, layer, crs, encoding)

@@ -22,7 +22,8 @@ from geogrid.cli._common import (
     time_window_options,
 )
 from geogrid.stats import STAT_COLUMNS, grid_stats
-from layers.io import write_csv
+from layers.errors import StoreError
+from layers.io import write_csv, write_layer
 from layers.schema import INCIDENT_SOURCES
 from layers.times import store_time_zone
 
@@ -153,14 +154,16 @@ def stats(
     if as_json:
         click.echo(json.dumps(to_records(result, by=by), ensure_ascii=False, allow_nan=False))
     elif out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         suffix = out.suffix.lower()
-        if suffix == ".parquet":
-            result.to_parquet(out)
-        elif suffix == ".csv":
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            msg = f"cannot write {out}: {err.strerror or err}; name a file in a folder you can write"
+            raise StoreError(msg) from err
+        if suffix == ".csv":
             write_csv(result, out)  # citizens' text: formulas defused
         else:
-            result.to_file(out, layer="grid_stats" if suffix == ".gpkg" else None)
+            write_layer(result, out, layer="grid_stats" if suffix == ".gpkg" else None)
         click.echo(f"wrote {len(result):,} rows to {out}")
     else:
         click.echo(_table(result, source_name(src)))
