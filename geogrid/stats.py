@@ -312,6 +312,14 @@ def grid_stats(
     if time_field not in ("reported_at", "closed_at") or time_field not in incidents.columns:
         msg = f"time_field={time_field!r}: use 'reported_at' or 'closed_at' (a column of the incidents)"
         raise ValueError(msg)
+    try:
+        overdue_td = pd.Timedelta(overdue_after)
+    except (ValueError, TypeError) as err:
+        msg = f"overdue_after={overdue_after!r} is not a duration ({err}): write e.g. '72h', '3d' or '90min'"
+        raise ValueError(msg) from err
+    if pd.isna(overdue_td) or overdue_td <= pd.Timedelta(0):
+        msg = f"overdue_after={overdue_after!r} must be a positive duration, e.g. '72h' or '3d'"
+        raise ValueError(msg)
     t_since, t_until = time_window(since, until, tz)
     t_now = _timestamp(now, "now", tz)
     inc = incidents
@@ -345,7 +353,7 @@ def grid_stats(
     is_closed = status == "closed"
     is_open = ~np.isin(status, _DONE) if "status" in inc.columns else np.zeros(len(inc), bool)
     age = (t_now - reported).to_numpy()
-    is_overdue = is_open & (age > pd.Timedelta(overdue_after).to_timedelta64())
+    is_overdue = is_open & (age > overdue_td.to_timedelta64())
     if "closed_at" in inc.columns:
         hours = (pd.to_datetime(inc["closed_at"], utc=True) - reported).dt.total_seconds().to_numpy() / 3600.0
         hours = np.where(is_closed, hours, np.nan)

@@ -697,6 +697,10 @@ def _defuse(value: object) -> object:
 def write_csv(frame: pd.DataFrame, dst: str | os.PathLike[str]) -> Path:
     """Write ``frame`` as UTF-8 CSV (no index, no geometry) that a spreadsheet opens as data, never as formulas.
 
+    The file starts with a UTF-8 byte-order mark: Excel and WPS read a CSV without one in the
+    system's ANSI code page (GBK on Chinese Windows) and would show every Chinese name garbled;
+    pandas, GDAL, QGIS and ``geogrid import`` skip the mark.
+
     Text cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return are
     prefixed with ``'`` (OWASP, "CSV injection"): names and categories come from citizens'
     reports and must not run as formulas (``=HYPERLINK(...)``, ``=cmd|...``) in Excel or WPS.
@@ -708,7 +712,7 @@ def write_csv(frame: pd.DataFrame, dst: str | os.PathLike[str]) -> Path:
     >>> import pathlib, tempfile
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
     >>> _ = write_csv(pd.DataFrame({"category": ["=1+2", "噪音"], "count": [-1, 2]}), p)
-    >>> print(p.read_text(encoding="utf-8"), end="")
+    >>> print(p.read_text(encoding="utf-8-sig"), end="")
     "category","count"
     "'=1+2",-1
     "噪音",2
@@ -723,8 +727,13 @@ def write_csv(frame: pd.DataFrame, dst: str | os.PathLike[str]) -> Path:
             out[col] = out[col].map(_defuse, na_action="ignore")
     out.columns = [str(_defuse(str(c))) for c in out.columns]
     path = Path(dst)
-    # Every text cell quoted: a CR or LF inside a citizen's text stays inside its cell.
-    out.to_csv(path, index=False, encoding="utf-8", quoting=csv.QUOTE_NONNUMERIC)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Every text cell quoted: a CR or LF inside a citizen's text stays inside its cell.
+        out.to_csv(path, index=False, encoding="utf-8-sig", quoting=csv.QUOTE_NONNUMERIC)
+    except OSError as err:
+        msg = f"cannot write {path}: {err.strerror or err}; name a file in a folder you can write"
+        raise StoreError(msg) from err
     return path
 
 

@@ -67,6 +67,7 @@ __all__ = ["PostGISStore"]
 _META_TABLE = "geogrid_metadata"
 _KINDS = {k.value for k in LayerKind}
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 _GRIDS = LayerKind.GRIDS.value
 _PLAN_COLUMNS = ("plan_id", "name", "status", "version", "base_version", "created_by", "created_at", "updated_at")
 _PLAN_ROW = f"SELECT {', '.join(_PLAN_COLUMNS)} FROM {{plans}} WHERE plan_id = %s"
@@ -123,6 +124,23 @@ def _pg_type(series: pd.Series) -> str:
     if pd.api.types.is_float_dtype(dt):
         return "double precision"
     return "text"
+
+
+def _check_column(name: str, layer: str) -> str:
+    """Refuse a column name PostgreSQL would change or the table layout owns; any other text is quoted as it is.
+
+    Column names come from users' files (``户数``, ``Level``): the GeoPackage store keeps them,
+    so this one does too. PostgreSQL cuts identifiers to 63 bytes without a word, and
+    ``fid`` and ``geometry`` are the table's own columns.
+    """
+    size = len(name.encode("utf-8"))
+    if not name or "\x00" in name or size > _MAX_IDENTIFIER_BYTES or name in ("fid", "geometry"):
+        msg = (
+            f"column {name!r} of layer {layer!r} cannot be stored in PostGIS: a column name must be 1 to "
+            f"{_MAX_IDENTIFIER_BYTES} bytes of UTF-8 (this one has {size}) and not 'fid' or 'geometry'; rename it"
+        )
+        raise StoreError(msg)
+    return name
 
 
 def _check_name(name: str, what: str) -> str:
@@ -431,7 +449,7 @@ class PostGISStore(Store):
         geom_col = out.geometry.name
         cols = [c for c in out.columns if c != geom_col]
         for c in cols:
-            _check_name(str(c), f"column of layer {name!r}")
+            _check_column(str(c), name)
         staging = f"{name}__staging_{secrets.token_hex(4)}"
         con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(self.schema, staging)))
         col_defs: list[sql.Composable] = [sql.SQL("fid bigserial")]

@@ -61,6 +61,9 @@ OPTION_FOR_COLUMN: dict[str, str] = {
     "level": "level",
     "level_name": "level_name",
     "name": "name",
+    "households": "households",
+    "population": "population",
+    "shops": "shops",
     "reported_at": "time",
     "closed_at": "closed",
     "category": "category",
@@ -527,7 +530,9 @@ def _parse_datetimes(
                     )
                 )
                 return out
-            out[naive_mask] = local.dt.tz_convert("UTC").to_numpy()
+            # .array, not .to_numpy(): when every time is lost to a daylight-saving change, to_numpy()
+            # gives naive NaT that a UTC column refuses (a traceback instead of the problem below).
+            out[naive_mask] = local.dt.tz_convert("UTC").array
             lost = np.zeros(n, dtype=bool)
             lost[np.flatnonzero(naive_mask)[local.isna().to_numpy()]] = True
             if lost.any():

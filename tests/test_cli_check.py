@@ -102,6 +102,35 @@ def test_column_mapping_and_level_option(tiny_grids, tmp_path):
     assert [(f["kind"], f["level"], f["grid_ids"]) for f in doc["findings"]] == [("parent_not_tiled", 1, ["S2"])]
 
 
+@pytest.mark.parametrize("orphan", [False, True], ids=["sound", "orphan"])
+def test_a_gbk_shapefile_without_cpg_is_checked_with_the_encoding_the_door_names(tiny_grids, tmp_path, orphan):
+    """The import door says "--encoding gbk"; check and repair take it too (the README's 网格.shp)."""
+    g = tiny_grids.rename(columns={"grid_id": "编号", "parent_id": "上级", "level": "层级", "name": "名称"})
+    if orphan:  # a finding the check reports (the raw reader's path), not a refusal
+        g.loc[g["编号"] == "G4", "上级"] = "无此街道"
+    src = tmp_path / "网格.shp"
+    g.to_file(src, encoding="gbk")
+    src.with_suffix(".cpg").unlink()
+    mapping = ["--id-col", "编号", "--parent-col", "上级", "--level-col", "层级", "--name-col", "名称"]
+    refused = run(src, *mapping)
+    assert refused.returncode == 2 and "--encoding gbk" in refused.stderr
+    out = run(src, *mapping, "--encoding", "gbk", "--json")
+    assert out.returncode == (1 if orphan else 0), out.stderr
+    if orphan:
+        assert ["G4", "无此街道"] in [f["grid_ids"] for f in json.loads(out.stdout)["findings"]]  # names decoded
+    fixed = tmp_path / "fixed.gpkg"
+    rep = subprocess.run(
+        [sys.executable, "-m", "geogrid", "repair", src, "--out", fixed, *mapping, "--encoding", "gbk"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert rep.returncode in (0, 1), rep.stderr
+    assert set(GeoPackageStore(fixed).read("grids")["name"]) == set(tiny_grids["name"])
+
+
 @pytest.mark.parametrize(
     ("make", "words"),
     [

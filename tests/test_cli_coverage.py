@@ -50,6 +50,14 @@ def test_coverage_table_and_missing_file(small_store, tmp_path):
     assert "does not exist" in bad.output
 
 
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["table", "json"])
+def test_a_level_the_grids_lack_is_refused_with_the_levels_they_have(small_store, json_flag):
+    """Not an empty report that reads as "nothing to see" (stats and the API refuse it too)."""
+    res = CliRunner().invoke(main, ["coverage", str(small_store), "--level", "9", *json_flag])
+    assert res.exit_code == 2, res.output
+    assert "level 9 does not occur" in res.stderr and "[0, 1, 2, 3]" in res.stderr
+
+
 def test_place_cameras_json_contract(small_store):
     res = CliRunner().invoke(main, ["place-cameras", str(small_store), "-k", "3", "--json", "--method", "greedy"])
     assert res.exit_code == 0, res.output

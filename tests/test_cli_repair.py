@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def test_refusals_exit_1_and_the_rest_is_written(tiny_grids, tmp_path):
         pytest.param(lambda p: (p / "g.gpkg", "--out", p / "g.gpkg"), "never overwrites", id="out-is-src"),
         pytest.param(lambda p: (p / "absent.gpkg", "--out", p / "x.gpkg"), "does not exist", id="missing-src"),
         pytest.param(lambda p: (p / "g.gpkg", "--out", p / "x.geojson"), "GeoPackage", id="out-not-gpkg"),
+        pytest.param(lambda p: (p / "g.gpkg", "--out", p / "x.gpkg", "--log", p), "is a folder", id="log-is-a-folder"),
     ],
 )
 def test_unusable_exits_2(tiny_grids, tmp_path, args, words):
@@ -100,6 +102,29 @@ def test_unusable_exits_2(tiny_grids, tmp_path, args, words):
     assert res.returncode == 2
     assert words in res.stderr
     assert digest(src) == before
+    assert not (tmp_path / "x.gpkg").exists()  # refused before anything is written
+
+
+def test_an_existing_out_store_is_kept_unless_forced(tiny_grids, tmp_path):
+    """A typo in --out must not replace another store's grids and incidents."""
+    src = tmp_path / "bad.gpkg"
+    GeoPackageStore(src).write({"grids": overlapping(tiny_grids)})
+    other = tmp_path / "city.gpkg"
+    incidents = gpd.GeoDataFrame(
+        {"incident_id": ["E1"], "reported_at": [pd.Timestamp("2025-03-01", tz="UTC")], "category": ["噪音扰民"]},
+        geometry=[shapely.Point(X0 + D / 2, Y0 + D / 4)],
+        crs="EPSG:4326",
+    )
+    GeoPackageStore(other).write({"grids": tiny_grids, "incidents": incidents})
+    before = digest(other)
+    res = run(src, "--out", other)
+    assert res.returncode == 2
+    assert "exists" in res.stderr and "--force" in res.stderr
+    assert digest(other) == before
+    forced = run(src, "--out", other, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert check_grids(GeoPackageStore(other).read("grids")).sound
+    assert GeoPackageStore(other).versions()[-1].committed_by == getpass.getuser()  # the new version says whose
 
 
 def test_exempt_areas_are_left_open_instead_of_refused(tiny_grids, tmp_path):

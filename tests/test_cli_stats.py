@@ -93,8 +93,10 @@ def test_table_and_out_file(store, tmp_path):
         (["--since", "soon"], "not a date"),
         (["--json", "--out", "x.gpkg"], "either --json or --out"),
         (["--out", "x.xlsx"], "unknown format"),
+        (["--overdue-after", "soon"], "not a duration"),
+        (["--overdue-after", "-5h"], "must be a positive duration"),
     ],
-    ids=["level", "date", "json-and-out", "out-format"],
+    ids=["level", "date", "json-and-out", "out-format", "overdue-not-a-duration", "overdue-negative"],
 )
 def test_unusable_input_exits_2_with_the_fix(store, args, message):
     out = invoke(store, *args)
@@ -139,3 +141,25 @@ def test_out_csv_defuses_formulas_from_citizens_text(store, tmp_path):
     cells = [c for col in back.columns for c in back[col]]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
     assert {f"'{p}" for p in payloads} <= set(back["category"]), back["category"].tolist()
+
+
+def test_out_csv_keeps_chinese_names_for_excel(store, tmp_path):
+    """Excel and WPS read a CSV without a byte-order mark as GBK on Chinese Windows: names must survive that."""
+    dest = tmp_path / "统计.csv"
+    out = invoke(store, "--level", "1", "--by", "category", "--out", dest)
+    assert out.exit_code == 0, out.output
+    raw = dest.read_bytes()
+    # What a spreadsheet does: UTF-8 only when the file says so, else the ANSI code page.
+    text = raw[3:].decode("utf-8") if raw.startswith(b"\xef\xbb\xbf") else raw.decode("gbk", errors="replace")
+    assert "望海楼街道" in text and "环境卫生" in text, text[:200]
+    back = pd.read_csv(dest)  # tools that know UTF-8 see the header unchanged
+    assert back.columns[0] == "grid_id"
+    assert set(back["name"]) == {"望海楼街道", "鸿顺里街道"}
+
+
+def test_an_unwritable_out_csv_exits_2_with_the_reason(store, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = invoke(store, "--out", blocker / "stats.csv")  # a folder that cannot exist
+    assert out.exit_code == 2, out.output
+    assert "cannot write" in out.stderr and "stats.csv" in out.stderr

@@ -17,12 +17,17 @@ from geogrid.cli._common import (
     EXIT_FINDINGS,
     EXIT_OK,
     OUTLINE_HELP,
+    STORE_OR_PATH,
+    fail,
     grid_file_options,
     handle_errors,
+    is_store_url,
     main,
     measure_option,
+    open_existing_store,
     polygon_file_option,
     progress_bar,
+    source_name,
 )
 from geogrid.hierarchy import FINDING_KINDS, REPORTED_PROBLEM_KINDS, CheckResult, check_grids
 from layers.errors import StoreError, ValidationError
@@ -34,8 +39,11 @@ __all__ = ["check", "format_report"]
 _WORST = 10
 
 
-def _is_store(src: Path) -> bool:
-    """Tell whether ``src`` is a GeoPackage with a ``grids`` layer (a geogrid store)."""
+def _is_store(src: Path | str) -> bool:
+    """Tell whether ``src`` is a PostGIS URL or a GeoPackage with a ``grids`` layer (a geogrid store)."""
+    if is_store_url(src):
+        return True
+    src = Path(src)
     if src.suffix.lower() != ".gpkg":
         return False
     try:
@@ -45,10 +53,21 @@ def _is_store(src: Path) -> bool:
     return "grids" in names
 
 
-_MAPPED = {"id": "grid_id", "parent": "parent_id", "level": "level", "level_name": "level_name", "name": "name"}
+_MAPPED = {
+    "id": "grid_id",
+    "parent": "parent_id",
+    "level": "level",
+    "level_name": "level_name",
+    "name": "name",
+    "households": "households",
+    "population": "population",
+    "shops": "shops",
+}
 
 
-def _read_raw(src: Path, columns: dict[str, str], layer: str | None, crs: str | None) -> gpd.GeoDataFrame:
+def _read_raw(
+    src: Path, columns: dict[str, str], layer: str | None, crs: str | None, encoding: str | None = None
+) -> gpd.GeoDataFrame:
     """Read a file that passed the door's guards but has hierarchy problems: check reports them."""
     if src.suffix.lower() in (".parquet", ".geoparquet"):
         gdf = gpd.read_parquet(src)
@@ -56,26 +75,32 @@ def _read_raw(src: Path, columns: dict[str, str], layer: str | None, crs: str | 
         if layer is None:
             names = [str(n) for n in pyogrio.list_layers(src)[:, 0]]
             layer = "grids" if "grids" in names else None
-        gdf = pyogrio.read_dataframe(src, layer=layer)
+        gdf = pyogrio.read_dataframe(src, layer=layer, encoding=encoding)
     gdf = gdf.rename(columns={src_col: _MAPPED[key] for key, src_col in columns.items() if key in _MAPPED})
     if crs is not None and gdf.crs is None:
         gdf = gdf.set_crs(crs)
     return gdf
 
 
-def _load(src: Path, columns: dict[str, str], layer: str | None, crs: str | None) -> gpd.GeoDataFrame:
+def _load(
+    src: Path | str, columns: dict[str, str], layer: str | None, crs: str | None, encoding: str | None = None
+) -> gpd.GeoDataFrame:
+    if isinstance(src, str):  # a PostGIS URL: its grids layer, as stored
+        if layer is not None or columns or crs is not None or encoding is not None:
+            fail("--layer, --crs, --encoding and the column options are for files; a PostGIS store is read as it is")
+        return open_existing_store(src, ("grids",)).read("grids")
     if not src.exists():
         msg = f"{src} does not exist"
         raise StoreError(msg)
-    if layer is None and not columns and crs is None and _is_store(src):
+    if layer is None and not columns and crs is None and encoding is None and _is_store(src):
         return GeoPackageStore(src).read("grids")
     try:
-        return read_layer(src, "grids", columns=columns, layer=layer, crs=crs)
+        return read_layer(src, "grids", columns=columns, layer=layer, crs=crs, encoding=encoding)
     except ValidationError as err:
         # Problems the checks report as findings (orphans, cycles, empty geometries) are not
         # a reason to refuse the file; CSV has no raw reader here, so it stays refused.
         if err.kinds <= REPORTED_PROBLEM_KINDS and src.suffix.lower() not in (".csv", ".txt", ".tsv"):
-            return _read_raw(src, columns, layer, crs)
+            return _read_raw(src, columns, layer, crs, encoding)
         raise
 
 
@@ -113,7 +138,7 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 
 
 @main.command("check")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=STORE_OR_PATH)
 @click.option("--json", "as_json", is_flag=True, help="print the findings as JSON (geometry as GeoJSON, WGS-84)")
 @grid_file_options
 @measure_option("--gap-width", 1.0, "M", "edges closer than this (metres) without coinciding are edge mismatches")
@@ -137,11 +162,12 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 )
 @handle_errors
 def check(
-    src: Path,
+    src: Path | str,
     as_json: bool,
     columns: dict[str, str],
     layer: str | None,
     crs: str | None,
+    encoding: str | None,
     gap_width: float,
     min_area: float,
     outline: gpd.GeoDataFrame | None,
@@ -152,7 +178,7 @@ def check(
 ) -> None:
     r"""Check the grid hierarchy in SRC: gaps, overlaps, edges, nesting, parent links.
 
-    SRC is a geogrid store (its `grids` layer) or any vector file of grids
+    SRC is a geogrid store (its `grids` layer; a GeoPackage or a PostGIS URL) or any vector file of grids
     (GeoPackage, GeoJSON, GeoParquet, Shapefile) read with the column mapping.
     Exit status: 0 sound, 1 findings, 2 unusable input (the reason on stderr).
 
@@ -164,7 +190,7 @@ def check(
       geogrid check demo.gpkg --outline 辖区.geojson --exempt 水域.gpkg
       geogrid check demo.gpkg --reference      # slow, obviously correct; for a second opinion
     """
-    grids = _load(src, columns, layer, crs)
+    grids = _load(src, columns, layer, crs, encoding)
     n_steps = 2 + 2 * len(set(grids["level"].dropna().astype(int)))
     with progress_bar(n_steps, "checking") as bar:
 
@@ -185,7 +211,7 @@ def check(
     if report is not None:
         from geogrid._qa_report import report_html
 
-        page = report_html(grids, result, title=f"{src.name}: grid QA report")
+        page = report_html(grids, result, title=f"{source_name(src)}: grid QA report")
         try:
             report.write_text(page, encoding="utf-8")
         except OSError as err:
@@ -195,5 +221,5 @@ def check(
         out: dict[str, Any] = result.to_dict()
         click.echo(json.dumps(out, ensure_ascii=False))
     else:
-        click.echo(format_report(result, source=src.name))
+        click.echo(format_report(result, source=source_name(src)))
     sys.exit(EXIT_OK if result.sound else EXIT_FINDINGS)

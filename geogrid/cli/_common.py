@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from layers.errors import GeogridError, GeogridWarning
+from layers.errors import GeogridError, GeogridWarning, StoreError
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+    from layers.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +45,60 @@ def main() -> None:
       geogrid plan new demo.gpkg --name "新规划"   edit a draft, diff, commit
       geogrid repair bad.gpkg --out fixed.gpkg     fix gaps and overlaps safely
     """
+
+
+_STORE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_store_url(src: str | Path) -> bool:
+    """Tell whether ``src`` is a PostGIS URL rather than a file path."""
+    return isinstance(src, str) and src.startswith(_STORE_URL_SCHEMES)
+
+
+class _StoreOrPath(click.ParamType):
+    """A PostGIS URL kept as text (a Path would fold its ``///``), anything else a Path."""
+
+    name = "store"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str | Path:
+        text = str(value)
+        return text if is_store_url(text) else Path(text)
+
+
+STORE_OR_PATH = _StoreOrPath()
+"""Click type of a SRC argument that may be a GeoPackage (or other file) or a PostGIS URL."""
+
+
+def source_name(src: str | Path) -> str:
+    """Return how reports name SRC: a file by its name, a PostGIS store by its URL."""
+    return src if isinstance(src, str) else src.name
+
+
+def open_existing_store(src: str | Path, needed: tuple[str, ...]) -> Store:
+    """Open the store SRC (a GeoPackage or a PostGIS URL) that must hold the layers ``needed``.
+
+    Raises
+    ------
+    StoreError
+        SRC does not exist or lacks a layer: the message names the command that makes it.
+    """
+    from layers.store import open_store
+
+    if not is_store_url(src) and not Path(src).exists():
+        msg = f"{src} does not exist: create a store with `geogrid demo {src}` or `geogrid import FILE --kind grids --into {src}`"
+        raise StoreError(msg)
+    store = open_store(src)
+    for layer in needed:
+        if not store.has(layer):
+            msg = f"{source_name(src)} has no {layer!r} layer; import one with `geogrid import FILE --kind {layer} --into {src}`"
+            if is_store_url(src):
+                msg = (
+                    f"{src} has no {layer!r} layer; write one with geogrid.open_store(URL).write({{{layer!r}: frame}})"
+                )
+            if layer in ("streets", "buildings"):
+                msg = f"{source_name(src)} has no {layer!r} layer: geogrid demo writes a store that has it"
+            raise StoreError(msg)
+    return store
 
 
 def fail(message: str) -> NoReturn:
@@ -114,6 +170,9 @@ _MAPPING_OPTIONS = (
     ("--level-col", "the level column of grids (0 = top)", {_GRIDS}),
     ("--level-name-col", "the level name column of grids", {_GRIDS}),
     ("--name-col", "the display name column", {_GRIDS}),
+    ("--households-col", "the households column of grids (a workload: split and merged with the area)", {_GRIDS}),
+    ("--population-col", "the residents column of grids (a workload)", {_GRIDS}),
+    ("--shops-col", "the shops column of grids (a workload)", {_GRIDS}),
     ("--time-col", "the reported-at column of incidents", {_INCIDENTS}),
     ("--closed-col", "the closed-at column of incidents", {_INCIDENTS}),
     ("--category-col", "the category column of incidents", {_INCIDENTS}),
@@ -181,11 +240,14 @@ def time_window_options(func: F) -> F:
 
 
 def grid_file_options(func: F) -> F:
-    """Add the options that say how to read a grid file: the grid column mapping, ``--layer`` and ``--crs``.
+    """Add the options that say how to read a grid file: the grid column mapping, ``--layer``, ``--crs``, ``--encoding``.
 
     Only the columns of grids: incident and camera columns, and a CSV's x / y (points,
     never grid polygons), do not apply to a grid file.
     """
+    func = click.option(
+        "--encoding", default=None, help="text encoding of a Shapefile without .cpg (default UTF-8), e.g. gbk"
+    )(func)
     func = click.option("--crs", default=None, help="the CRS of the file, if it does not say (e.g. EPSG:4326)")(func)
     func = click.option("--layer", default=None, help="layer to read from a multi-layer file (default: 'grids')")(func)
     return column_mapping_options(func, serves=frozenset({_GRIDS}))

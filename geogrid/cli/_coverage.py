@@ -12,25 +12,16 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import EXIT_OK, handle_errors, main
+from geogrid.cli._common import EXIT_OK, STORE_OR_PATH, fail, handle_errors, main, open_existing_store, source_name
 from geogrid.coverage import grid_coverage
 from geogrid.placement import candidate_sites, demand_points, place_cameras
-from layers.errors import StoreError
-from layers.store import GeoPackageStore
+from layers.store import Store
 
 __all__ = ["coverage", "place_cameras_command"]
 
 
-def _open(src: Path, needed: tuple[str, ...]) -> GeoPackageStore:
-    if not src.exists():
-        msg = f"{src} does not exist"
-        raise StoreError(msg)
-    store = GeoPackageStore(src)
-    missing = [n for n in needed if not store.has(n)]
-    if missing:
-        msg = f"{src.name} has no layer(s) {', '.join(missing)}: geogrid demo writes a store that has them"
-        raise StoreError(msg)
-    return store
+def _open(src: Path | str, needed: tuple[str, ...]) -> Store:
+    return open_existing_store(src, needed)
 
 
 def _bar(total: int, desc: str) -> Any:
@@ -40,16 +31,16 @@ def _bar(total: int, desc: str) -> Any:
 
 
 @main.command("coverage")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=STORE_OR_PATH)
 @click.option("--level", type=click.IntRange(min=0), default=None, help="only this grid level (default: all)")
 @click.option("--occlusion", is_flag=True, help="cut the views by the store's `buildings` layer")
 @click.option("--include-offline", is_flag=True, help="count offline cameras as seeing")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per grid in a list")
 @handle_errors
-def coverage(src: Path, level: int | None, occlusion: bool, include_offline: bool, as_json: bool) -> None:
+def coverage(src: Path | str, level: int | None, occlusion: bool, include_offline: bool, as_json: bool) -> None:
     r"""Report the share of each grid in SRC that some camera sees.
 
-    SRC is a geogrid store with `grids` and `cameras` layers (and `buildings` for
+    SRC is a geogrid store (a GeoPackage or a PostGIS URL) with `grids` and `cameras` layers (and `buildings` for
     --occlusion). JSON: a list of {grid_id, level, area_m2, covered_m2, ratio, cameras}.
 
     \b
@@ -61,6 +52,9 @@ def coverage(src: Path, level: int | None, occlusion: bool, include_offline: boo
     store = _open(src, needed)
     with _bar(2, "coverage") as bar:
         grids, cameras = store.read("grids"), store.read("cameras")
+        present = sorted(int(v) for v in pd.unique(grids["level"].dropna()))
+        if level is not None and level not in present:
+            fail(f"level {level} does not occur in the grids of {source_name(src)}; they have levels {present}")
         buildings = store.read("buildings") if occlusion else None
         bar.update(1)
         cov = grid_coverage(grids, cameras, level=level, buildings=buildings, include_offline=include_offline)
@@ -84,7 +78,7 @@ def coverage(src: Path, level: int | None, occlusion: bool, include_offline: boo
         by = df.groupby("level").agg(
             grids=("grid_id", "size"), area_m2=("area_m2", "sum"), covered_m2=("covered_m2", "sum")
         )
-        click.echo(f"{src.name}: camera coverage{' with occlusion' if occlusion else ''}")
+        click.echo(f"{source_name(src)}: camera coverage{' with occlusion' if occlusion else ''}")
         click.echo(f"{'level':>5} {'grids':>7} {'area km²':>10} {'seen km²':>10} {'ratio':>7}")
         for lv, r in by.iterrows():
             click.echo(
@@ -99,7 +93,7 @@ def coverage(src: Path, level: int | None, occlusion: bool, include_offline: boo
 
 
 @main.command("place-cameras")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=STORE_OR_PATH)
 @click.option("-k", "k", type=click.IntRange(min=1), required=True, help="how many new cameras")
 @click.option(
     "--weight",
@@ -115,7 +109,7 @@ def coverage(src: Path, level: int | None, occlusion: bool, include_offline: boo
 @click.option("--json", "as_json", is_flag=True, help="print the chosen sites and totals as JSON")
 @handle_errors
 def place_cameras_command(
-    src: Path,
+    src: Path | str,
     k: int,
     weight: str,
     spacing: float,
@@ -182,7 +176,7 @@ def place_cameras_command(
     else:
         share = res.seen / res.total if res.total > 0 else 0.0
         click.echo(
-            f"{src.name}: {len(sites)} new cameras ({res.method}) see {res.seen:,.0f} of {res.total:,.0f} "
+            f"{source_name(src)}: {len(sites)} new cameras ({res.method}) see {res.seen:,.0f} of {res.total:,.0f} "
             f"unseen {weight} weight ({share:.1%}); optimum at most {res.upper_bound:,.0f}"
         )
         for r in sites.itertuples(index=False):

@@ -12,19 +12,19 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import F, column_mapping_options, handle_errors, login_name, main
+from geogrid.cli._common import STORE_OR_PATH, F, column_mapping_options, handle_errors, login_name, main
 from layers.datum import DATUMS
-from layers.errors import GeogridWarning, Problem, ValidationError, format_ids
+from layers.errors import GeogridWarning, Problem, StoreError, ValidationError, format_ids
 from layers.io import Limits, describe, read_layer
 from layers.schema import SCHEMAS, LayerKind
-from layers.store import GeoPackageStore
+from layers.store import Store, open_store
 from layers.validate import datum_shift_hint, validate_layer
 
 __all__ = ["import_layer", "merge_into_store"]
 
 
 def merge_into_store(
-    store: GeoPackageStore, kind: LayerKind, new: gpd.GeoDataFrame, *, mode: str, source: str
+    store: Store, kind: LayerKind, new: gpd.GeoDataFrame, *, mode: str, source: str
 ) -> gpd.GeoDataFrame:
     """Return the layer to write: ``new`` (replace) or the store's layer plus ``new`` (append).
 
@@ -75,8 +75,8 @@ def _limit_option(name: str, default: int, help_text: str) -> Callable[[F], F]:
     "--into",
     "into",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="the GeoPackage store to write (created if missing)",
+    type=STORE_OR_PATH,
+    help="the store to write: a GeoPackage (created if missing) or a PostGIS URL (postgresql://...?schema=NAME)",
 )
 @column_mapping_options
 @click.option("--layer", default=None, help="layer to read from a multi-layer file (GeoPackage)")
@@ -104,7 +104,7 @@ def _limit_option(name: str, default: int, help_text: str) -> Callable[[F], F]:
 def import_layer(
     src: Path,
     kind: str,
-    into: Path,
+    into: Path | str,
     columns: dict[str, str],
     layer: str | None,
     crs: str | None,
@@ -135,7 +135,10 @@ def import_layer(
         src, lk, columns=columns, layer=layer, crs=crs, datum=datum, limits=limits, tz=tz, encoding=encoding
     )
     info: dict[str, Any] = describe(gdf)
-    store = GeoPackageStore(into)
+    if isinstance(into, Path) and into.is_dir():
+        msg = f"--into {into} is a folder: name the GeoPackage file to write, e.g. {into / 'city.gpkg'}"
+        raise StoreError(msg)
+    store = open_store(into)
     based_on = store.network_version() if lk is LayerKind.GRIDS else None  # before reading what is appended to
     if lk is not LayerKind.GRIDS and info["datum"] == "wgs84" and store.has("grids"):
         hint = datum_shift_hint(gdf, store.read("grids"))

@@ -11,12 +11,20 @@ import click
 
 import geopandas as gpd
 
-from geogrid.cli._common import fail, handle_errors, main, progress_bar, time_window_options
+from geogrid.cli._common import (
+    STORE_OR_PATH,
+    fail,
+    handle_errors,
+    main,
+    open_existing_store,
+    progress_bar,
+    source_name,
+    time_window_options,
+)
 from geogrid.stats import STAT_COLUMNS, grid_stats
 from layers.errors import StoreError
-from layers.io import write_csv
+from layers.io import write_csv, write_layer
 from layers.schema import INCIDENT_SOURCES
-from layers.store import GeoPackageStore
 from layers.times import store_time_zone
 
 __all__ = ["stats", "to_records"]
@@ -69,7 +77,7 @@ def _table(result: gpd.GeoDataFrame, source: str, top: int = _TOP) -> str:
 
 
 @main.command("stats")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=STORE_OR_PATH)
 @click.option("--level", type=click.IntRange(min=0), default=None, help="only this level (default: all)")
 @click.option("--category", "categories", multiple=True, metavar="C", help="only this category (repeatable)")
 @click.option(
@@ -83,7 +91,7 @@ def _table(result: gpd.GeoDataFrame, source: str, top: int = _TOP) -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="write .gpkg/.geojson/.parquet/.csv")
 @handle_errors
 def stats(
-    src: Path,
+    src: Path | str,
     level: int | None,
     categories: tuple[str, ...],
     sources: tuple[str, ...],
@@ -97,6 +105,8 @@ def stats(
     out: Path | None,
 ) -> None:
     r"""Incident statistics per grid of the store SRC: counts, rates, closing times, sources.
+
+    SRC is a GeoPackage or a PostGIS URL (postgresql://...?schema=NAME).
 
     Counts, rates per km² / 1,000 residents / household, closing rate, median and 90th
     percentile hours to close, open and overdue incidents, hotline next to grid-worker
@@ -114,14 +124,7 @@ def stats(
         fail("give either --json or --out, not both")
     if out is not None and out.suffix.lower() not in _OUT_SUFFIXES:
         fail(f"--out {out}: unknown format {out.suffix!r}; use one of {', '.join(_OUT_SUFFIXES)}")
-    if not src.exists():
-        msg = f"{src} does not exist: create a store with `geogrid demo {src}` or `geogrid import ... --into {src}`"
-        raise StoreError(msg)
-    store = GeoPackageStore(src)
-    for layer in ("grids", "incidents"):
-        if not store.has(layer):
-            msg = f"{src} has no {layer!r} layer; import one with `geogrid import FILE {layer} --into {src}`"
-            raise StoreError(msg)
+    store = open_existing_store(src, ("grids", "incidents"))
     with progress_bar(3, "stats") as bar:
         bar.set_postfix_str("reading grids")
         grids = store.read("grids")
@@ -151,14 +154,16 @@ def stats(
     if as_json:
         click.echo(json.dumps(to_records(result, by=by), ensure_ascii=False, allow_nan=False))
     elif out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         suffix = out.suffix.lower()
-        if suffix == ".parquet":
-            result.to_parquet(out)
-        elif suffix == ".csv":
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            msg = f"cannot write {out}: {err.strerror or err}; name a file in a folder you can write"
+            raise StoreError(msg) from err
+        if suffix == ".csv":
             write_csv(result, out)  # citizens' text: formulas defused
         else:
-            result.to_file(out, layer="grid_stats" if suffix == ".gpkg" else None)
+            write_layer(result, out, layer="grid_stats" if suffix == ".gpkg" else None)
         click.echo(f"wrote {len(result):,} rows to {out}")
     else:
-        click.echo(_table(result, src.name))
+        click.echo(_table(result, source_name(src)))

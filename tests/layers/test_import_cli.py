@@ -257,3 +257,30 @@ def test_wgs84_points_get_no_datum_warning(tmp_path, tiny_grids):
     r = CliRunner().invoke(main, ["import", str(src), "--kind", "cameras", "--into", str(store), *CAMERA_OPTIONS])
     assert r.exit_code == 0, r.output
     assert "warning:" not in r.stderr, r.stderr
+
+
+def test_workload_columns_under_their_own_names_are_mapped_and_split_with_the_area(tmp_path, tiny_grids):
+    """The README's 网格.shp holds 户数 and 人口: mapped, they are workloads a redraw apportions (not copies)."""
+    import shapely
+
+    import geogrid
+
+    g = tiny_grids.copy()
+    g["户数"] = [40, 20, 20, 10, 10, 10, 10]
+    g["人口"] = [100, 50, 50, 25, 25, 25, 25]
+    src = tmp_path / "网格.geojson"
+    g.to_file(src)
+    store = tmp_path / "city.gpkg"
+    r = invoke(src, "--kind", "grids", "--into", store, "--households-col", "户数", "--population-col", "人口")
+    assert r.exit_code == 0, r.output
+    stored = GeoPackageStore(store).read("grids")
+    assert stored.set_index("grid_id")["households"].to_dict() == dict(zip(g["grid_id"], g["户数"], strict=True))
+    x0, y0, x1, y1 = stored.set_index("grid_id").geometry["G1"].bounds
+    cut = shapely.LineString([((x0 + x1) / 2, y0 - 0.001), ((x0 + x1) / 2, y1 + 0.001)])
+    new, _ = geogrid.split_grid(stored, "G1", cut)
+    assert new.loc[new["level"] == 2, "households"].sum() == 40  # conserved, not 10 copied to each piece
+    g.loc[g["grid_id"] == "G2", "户数"] = -3
+    g.to_file(src)
+    r = invoke(src, "--kind", "grids", "--into", store, "--households-col", "户数")
+    assert r.exit_code == 2
+    assert "households" in r.stderr and "-3" in r.stderr

@@ -59,6 +59,18 @@ def test_same_frames_as_geopackage(store, tmp_store, tiny_grids):
     assert_geodataframe_equal(store.read("grids"), tmp_store.read("grids"), check_like=True)
 
 
+def test_columns_named_as_users_name_them_are_kept_as_in_the_geopackage(store, tmp_store, tiny_grids):
+    """The README's 网格.shp has 户数 and 人口; a GeoPackage keeps such columns, PostGIS must too."""
+    g = tiny_grids.copy()
+    g["户数"] = [10, 5, 5, 2, 3, 4, 1]
+    g["Shops"] = 3  # quoted as it is, never folded to lower case
+    g['a"b; DROP TABLE grids; --'] = 1.5
+    store.write({"grids": g})
+    tmp_store.write({"grids": g})
+    assert_geodataframe_equal(store.read("grids"), tmp_store.read("grids"), check_like=True)
+    assert store.read("grids")["户数"].tolist() == [10, 5, 5, 2, 3, 4, 1]
+
+
 def test_bbox_filter(store, tiny_grids):
     store.write({"grids": tiny_grids})
     got = store.read("grids", bbox=(117.2, 39.1, 117.205, 39.103))
@@ -68,8 +80,8 @@ def test_bbox_filter(store, tiny_grids):
 def test_a_failed_write_changes_nothing(store, tiny_grids):
     store.write({"grids": tiny_grids})
     bad = tiny_grids.copy()
-    bad["Bad Column"] = 1  # not a plain SQL name: refused before anything is written
-    with pytest.raises(StoreError, match="Bad Column"):
+    bad["户" * 22] = 1  # 66 bytes: PostgreSQL would cut the name; refused before anything is written
+    with pytest.raises(StoreError, match="has 66"):
         store.write({"grids": tiny_grids.iloc[:2], "incidents": bad})
     assert store.read("grids")["grid_id"].tolist() == tiny_grids["grid_id"].tolist()
     assert store.layer_names() == ["grids"]
@@ -189,9 +201,11 @@ def test_a_commit_failing_halfway_changes_nothing(store, monkeypatch):
 def test_a_refused_save_changes_nothing(store):
     _plan_store(store).create_plan("x", author="li")
     grids, _ = store.read_plan("p1")
-    grids["Bad Column"] = 1  # refused after the plan row was locked and the version checked
+    grids["户" * 22] = (
+        1  # 66 bytes, too long for PostgreSQL: refused after the plan row was locked and the version checked
+    )
     before = snapshot(store)
-    with pytest.raises(StoreError, match="Bad Column"):
+    with pytest.raises(StoreError, match="has 66"):
         store.save_plan("p1", grids, expected_version=0, author="li", operation="x", parameters={})
     assert snapshot(store) == before
     assert store.plan_info("p1").version == 0

@@ -605,6 +605,14 @@ def test_nonexistent_local_time_is_named(incidents):
         validate_layer(g, "incidents", tz="America/New_York")
 
 
+def test_a_column_whose_every_local_time_is_lost_to_daylight_saving_is_named_too(incidents):
+    g = incidents.copy()
+    g["reported_at"] = ["2024-11-03 01:30"] * len(g)  # the fall-back hour: every time ambiguous
+    g["closed_at"] = None
+    with pytest.raises(ValidationError, match=r"does not exist or is ambiguous in America/New_York .* at rows 0, 1, 2"):
+        validate_layer(g, "incidents", tz="America/New_York")
+
+
 def test_unknown_timezone_is_named(incidents):
     g = incidents.copy()
     g.loc[1, "reported_at"] = "2024-05-01 09:00"
