@@ -34,7 +34,11 @@ returns nothing. A refused edit never changes its input.
 
 Workload columns (``households``, ``population``, ``shops``) move with the area, in
 proportion to area, or to a points layer (``points``, optionally weighted) when given;
-totals are conserved exactly (largest-remainder rounding).
+totals are conserved exactly (largest-remainder rounding). That share applies to basic
+grids; a coarser grid whose figure was the sum of its children's before the edit moves what
+its children take along (a grid moved to another parent takes its own figure), so it stays
+the sum of its children. A coarser grid whose figure was not that sum (figures entered per
+level) keeps the area (or points) share.
 """
 
 from __future__ import annotations
