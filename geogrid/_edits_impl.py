@@ -518,7 +518,7 @@ def _rebuild(
             renoded.append(g)
         else:
             changed.append(g)
-    moves, workload = _apportion(net, arr, new, added, removed, points, weight_column)
+    moves, workload = _apportion(net, arr, new, added, removed, points, weight_column, parent_of)
     out = _assemble(net, geom, parent_of, level_of, created, added, removed, touched, workload)
     for g in reparented:
         if g not in changed:
@@ -751,8 +751,18 @@ def _apportion(
     removed: list[str],
     points: gpd.GeoDataFrame | None,
     weight_column: str | None,
+    parent_of: Mapping[str, str | None],
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """Area moved between grids (m²) and the workloads that move with it."""
+    """Area moved between grids (m²) and the workloads that move with it.
+
+    Levels are done bottom-up. On the basic level a grid's workload moves with its area (in
+    proportion to area, or to ``points``). A coarser grid whose figure in a column was the sum of
+    its children's before the edit passes on exactly what its children take along (a child that
+    changes parent takes its whole figure, a piece of a split child its share), so it stays the
+    sum of its children. A grid whose figure was not its children's sum (figures entered per level
+    by the user, a missing value) keeps the area (or points) share. Totals per level are conserved
+    either way.
+    """
     n_f, n_lv = new.shape
     frame = net.frame
     area_m2, _ = frame.measure(frame.local(arr.faces)) if n_f else (np.zeros(0), None)
@@ -771,13 +781,23 @@ def _apportion(
         face_w = np.bincount(face_hits[0], weights=pts_w[face_hits[1]], minlength=n_f)
     rows: list[dict[str, Any]] = []
     workload: dict[str, dict[str, Any]] = {}
-    for k in range(n_lv):
+    # what each piece (old grid, new grid) of the level below carries, stays included
+    below: dict[tuple[str, str], dict[str, Any]] = {}
+    for k in range(n_lv - 1, -1, -1):
         mv = np.flatnonzero(new[:, k] != arr.old[:, k])
-        if mv.size == 0:
-            continue
         agg: dict[tuple[str, str], list[int]] = {}
         for f in mv:
             agg.setdefault((str(arr.old[f, k]), str(new[f, k])), []).append(int(f))
+        derived: dict[tuple[str, str], dict[str, Any]] = {}
+        for (c, d), w in below.items():
+            a, b = net.parent.get(c), parent_of.get(d)
+            if a is not None and b is not None and a != b:
+                got = derived.setdefault((a, b), {})
+                for col in cols:
+                    got[col] = pd.NA if pd.isna(w[col]) or got.get(col, 0) is pd.NA else got.get(col, 0) + int(w[col])
+        for key, got in derived.items():
+            if key not in agg and any(pd.isna(v) or v != 0 for v in got.values()):
+                agg[key] = []  # whole children change parent: no face changes owner on this level
         sources = sorted({a for a, _ in agg})
         src_area = {a: float(shapely.area(frame.local(np.array([net.geom[a]], dtype=object)))[0]) for a in sources}
         src_w: dict[str, float] = {}
@@ -800,21 +820,29 @@ def _apportion(
                     for b, _s in outs:
                         moved_w[(a, b)][col] = pd.NA
                     continue
+                if k < n_lv - 1 and _sums_children(net, a, col, k):
+                    # the parent's figure was its children's sum: what leaves it is what its children take along
+                    for b, _s in outs:
+                        moved_w[(a, b)][col] = derived.get((a, b), {}).get(col, 0)
+                    if not any(pd.isna(moved_w[(a, b)][col]) for b, _s in outs):
+                        continue
                 total = int(val)
                 stay = 0.0 if a in removed else max(0.0, 1.0 - sum(s for _, s in outs))
                 alloc = _largest_remainder(total, np.array([stay, *[s for _, s in outs]]))
                 for (b, _s), n in zip(outs, alloc[1:], strict=True):
                     moved_w[(a, b)][col] = int(n)
-        for (a, b), fs in agg.items():
+        area_of = {key: float(area_m2[fs].sum()) for key, fs in agg.items()}
+        for a, b in agg:
             rows.append(
                 {
                     "level": k,
                     "from_id": a,
                     "to_id": b,
-                    "area_m2": float(area_m2[fs].sum()),
+                    "area_m2": area_of[(a, b)],
                     **{c: moved_w[(a, b)].get(c, pd.NA) for c in cols},
                 }
             )
+        below = _pieces(net, arr, k, agg, moved_w, cols, removed)
     moves = pd.DataFrame(rows, columns=["level", "from_id", "to_id", "area_m2", *cols])
     if len(moves):
         moves = moves.sort_values(["level", "from_id", "to_id"], kind="stable").reset_index(drop=True)
@@ -831,6 +859,44 @@ def _apportion(
                 base = 0
             workload.setdefault(g, {})[col] = pd.NA if pd.isna(base) or d is pd.NA else int(base) + int(d)
     return moves, workload
+
+
+def _sums_children(net: Network, gid: str, col: str, level: int) -> bool:
+    """Whether ``gid``'s figure in ``col`` was the sum of its children's before the edit (no value missing)."""
+    kids = [c for c in net.children.get(gid, []) if net.level[c] == level + 1]
+    if not kids:
+        return False
+    vals = net.grids[col].iloc[[net.row[c] for c in kids]]
+    own = net.grids[col].iloc[net.row[gid]]
+    if pd.isna(own) or vals.isna().any():
+        return False
+    return int(own) == int(vals.astype("int64").sum())
+
+
+def _pieces(
+    net: Network,
+    arr: Arrangement,
+    k: int,
+    agg: Mapping[tuple[str, str], list[int]],
+    moved_w: Mapping[tuple[str, str], Mapping[str, Any]],
+    cols: Sequence[str],
+    removed: Sequence[str],
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return what each piece (old grid, new grid) of level ``k`` carries: the moves and what stays.
+
+    A grid that is not removed keeps its figure less what it gave away, under its new parent.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {key: dict(w) for key, w in moved_w.items() if key in agg}
+    for g in sorted({str(v) for v in arr.old[:, k]}):
+        if g in removed or g not in net.row:
+            continue
+        stay: dict[str, Any] = {}
+        for col in cols:
+            val = net.grids[col].iloc[net.row[g]]
+            gone = [w[col] for (a, _b), w in out.items() if a == g and _b != g]
+            stay[col] = pd.NA if pd.isna(val) or any(pd.isna(x) for x in gone) else int(val) - sum(int(x) for x in gone)
+        out[(g, g)] = stay
+    return out
 
 
 def _assemble(

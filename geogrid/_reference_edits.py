@@ -84,7 +84,8 @@ def verify_edit(
     gained, nothing lost); every grid lies inside its parent and the children of a parent add up
     to its area; the parents exist one level up; every grid the edit changed or created is one
     connected polygon unless the grid it came from was already multi-part; workload totals
-    (``households``, ``population``, ``shops``) per level are unchanged. Operation-specific:
+    (``households``, ``population``, ``shops``) per level are unchanged, and on a level where every
+    grid's workload was the sum of its children's it still is. Operation-specific:
     ``transfer_area`` puts the region's part in the jurisdiction into ``to_grid`` (unless
     ``clip``), ``merge_grids`` makes one grid of exactly the merged area, ``split_grid``
     pieces add up to the grid that was split.
@@ -223,8 +224,50 @@ def verify_edit(
             if not t0.equals(t1):
                 problems.append(f"{col} totals per level changed: {t0.tolist()} -> {t1.tolist()}")
 
+    problems += _parent_sums(before, after)
     problems += _specific(old, new, operation, params, area, tol_m2)
     return problems
+
+
+def _child_sums(grids: gpd.GeoDataFrame, col: str) -> dict[str, tuple[Any, Any]]:
+    """Per parent id: (its own figure in ``col``, the sum of its children's; NA when one is missing)."""
+    ids = grids["grid_id"].astype(str).to_numpy()
+    vals = pd.to_numeric(grids[col]).to_numpy(dtype=object)
+    own = dict(zip(ids, vals, strict=True))
+    total: dict[str, Any] = {}
+    for v, p in zip(vals, grids["parent_id"], strict=True):
+        if pd.isna(p) or str(p).strip() == "":
+            continue
+        cur = total.get(str(p), 0)
+        total[str(p)] = pd.NA if pd.isna(v) or pd.isna(cur) else cur + int(v)
+    return {p: (own.get(p, pd.NA), t) for p, t in total.items()}
+
+
+def _parent_sums(before: gpd.GeoDataFrame, after: gpd.GeoDataFrame) -> list[str]:
+    """Workloads: a level whose every parent equalled the sum of its children before still does after."""
+    out: list[str] = []
+    lv_before = pd.to_numeric(before["level"]).to_numpy()
+    lv_after = dict(zip(after["grid_id"].astype(str), pd.to_numeric(after["level"]), strict=True))
+    for col in ("households", "population", "shops"):
+        if col not in before.columns or col not in after.columns:
+            continue
+        was = _child_sums(before, col)
+        now = _child_sums(after, col)
+        levels = sorted(set(lv_before.tolist()))
+        for lv in levels[:-1]:
+            parents = before["grid_id"].astype(str)[lv_before == lv]
+            sound = all(
+                p in was and not pd.isna(was[p][0]) and not pd.isna(was[p][1]) and int(was[p][0]) == int(was[p][1])
+                for p in parents
+            )
+            if not sound:
+                continue
+            for p, (own, kids) in sorted(now.items()):
+                if lv_after.get(p) != lv:
+                    continue
+                if pd.isna(own) or pd.isna(kids) or int(own) != int(kids):
+                    out.append(f"grid {p!r}: {col} {own} but its children sum to {kids} (they did before the edit)")
+    return out
 
 
 def _specific(

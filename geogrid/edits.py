@@ -34,13 +34,18 @@ returns nothing. A refused edit never changes its input.
 
 Workload columns (``households``, ``population``, ``shops``) move with the area, in
 proportion to area, or to a points layer (``points``, optionally weighted) when given;
-totals are conserved exactly (largest-remainder rounding).
+totals are conserved exactly (largest-remainder rounding). That share applies to basic
+grids; a coarser grid whose figure was the sum of its children's before the edit moves what
+its children take along (a grid moved to another parent takes its own figure), so it stays
+the sum of its children. A coarser grid whose figure was not that sum (figures entered per
+level) keeps the area (or points) share.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +60,7 @@ from geogrid import _edits_impl as _e
 from geogrid._hierarchy_impl import area_text as _h_area
 from geogrid._hierarchy_impl import polygonal
 from geogrid.hierarchy import check_grids
-from layers.errors import NotFoundError, Problem, TopologyError, ValidationError, format_ids
+from layers.errors import GeogridWarning, NotFoundError, Problem, TopologyError, ValidationError, format_ids
 from layers.schema import GRIDS
 
 __all__ = [
@@ -194,6 +199,7 @@ def _finish(
         raise TopologyError(msg, detached)
     if validate:
         _guard(grids, new, operation, gap_width_m)
+    _warn_unmapped_counts(grids, operation, outcome)
     cs = ChangeSet(
         operation=operation,
         parameters={k: _wkt(v) for k, v in params.items() if k not in ("points",)},
@@ -205,6 +211,41 @@ def _finish(
         moves=outcome.moves,
     )
     return new, cs
+
+
+def _warn_unmapped_counts(grids: gpd.GeoDataFrame, operation: str, outcome: _e.Outcome) -> None:
+    """Warn when the edit redrew grids of a layer with integer columns geogrid does not apportion.
+
+    Such a column (``户数`` kept under its own name) may be a count: a split copies it to every
+    piece, a merge keeps one grid's value, area moves without it. Its meaning is unknown (a code,
+    a year), so it is left as it is, and the warning names it and how to make it a workload.
+    """
+    if not (outcome.added or outcome.removed or outcome.changed):
+        return
+    known = {c.name for c in GRIDS.columns} | {grids.geometry.name}
+    cols = [
+        str(c)
+        for c in grids.columns
+        if c not in known and pd.api.types.is_integer_dtype(grids[c]) and not pd.api.types.is_bool_dtype(grids[c])
+    ]
+    if not cols:
+        return
+    what = []
+    if outcome.added:
+        what.append(f"copied unchanged to the new grids {format_ids(outcome.added)}")
+    if outcome.removed:
+        what.append(f"dropped with the removed grids {format_ids(outcome.removed)}")
+    if outcome.changed:
+        what.append(f"left unchanged in the redrawn grids {format_ids(outcome.changed)}")
+    name = cols[0]
+    msg = (
+        f"{operation}: grids column(s) {format_ids(cols)} hold whole numbers that geogrid does not apportion: "
+        f"their values were {'; '.join(what)}, so a count in them no longer adds up. If they are counts, "
+        f"import them as workloads so that edits apportion them: geogrid import --households-col {name} "
+        f"(or --population-col, --shops-col); Python: read_layer(..., columns={{'households': {name!r}}}) "
+        f"or grids.rename(columns={{{name!r}: 'households'}}). If they are not counts (codes, years), ignore this."
+    )
+    warnings.warn(msg, GeogridWarning, stacklevel=4)
 
 
 _PIECES_FIX = {

@@ -93,3 +93,15 @@ def test_edit_help_lists_every_operation_with_its_parameters():
         assert f"  {name}: " in out.output
     assert "split_grid: grid_id*, line*" in out.output
     assert "transfer_area: region*, to_grid*" in out.output
+
+
+def test_an_edit_warns_about_an_unmapped_count_column_and_names_the_fix(tmp_path, tiny_grids):
+    g = tiny_grids.copy()
+    g["户数"] = [40, 20, 20, 10, 10, 10, 10]  # kept under its own name: geogrid does not apportion it
+    path = str(tmp_path / "cli.gpkg")
+    open_store(path).write({"grids": g})
+    assert invoke("plan", "new", path, "--name", "x").exit_code == 0
+    out = invoke("plan", "edit", path, "p1", "merge_grids", "-p", 'ids=["G1", "G2"]')
+    assert out.exit_code == 0, out.output
+    assert "warning: merge_grids: grids column(s) '户数' hold whole numbers" in out.output
+    assert "geogrid import --households-col 户数" in out.output

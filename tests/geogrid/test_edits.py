@@ -489,6 +489,26 @@ def test_reshape_line_within_snap_m_of_the_outline_is_snapped_onto_it(row4):
     )
 
 
+@pytest.mark.parametrize(
+    ("streets", "after"),
+    [
+        pytest.param([60, 40], [10, 90], id="parents-were-the-sum-of-their-children"),
+        pytest.param([80, 40], [40, 80], id="users-own-parent-figures-move-by-area"),
+    ],
+)
+def test_a_reparented_grid_takes_its_own_households_along(tiny_grids, streets, after):
+    g = tiny_grids.copy()
+    g["households"] = pd.array([100 + streets[0] - 60, *streets, 50, 10, 20, 20], dtype="Int64")
+    new, cs = reparent(g, "G1", "S2")
+    n = new.set_index("grid_id")
+    # G1 (50 households, half of S1's area) moves to S2
+    assert n.loc[["S1", "S2"], "households"].tolist() == after
+    assert n.loc["G1", "households"] == 50
+    assert _totals(new, "households") == _totals(g, "households")
+    move = cs.moves[(cs.moves["level"] == 1)]
+    assert move[["from_id", "to_id", "households"]].values.tolist() == [["S1", "S2", after[1] - 40]]
+
+
 def test_reparent_to_a_parent_that_does_not_touch_is_refused(tiny_grids):
     g = tiny_grids.copy()
     # a third street S3 east of S2, with one grid: G1 (in S1) does not touch it

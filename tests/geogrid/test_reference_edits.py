@@ -49,3 +49,23 @@ def test_a_sliver_on_a_lon_lat_edge_is_not_a_reprojection_artefact():
         [(117.0, 39.0), (117.01, 39.0), (117.01, 39.01), (117.0, 39.01), (117.0, 39.0053), (117.0, 39.0)]
     )
     assert verify_edit(before, after, "reshape_boundary") == []
+
+
+def test_a_parent_that_stops_being_the_sum_of_its_children_is_found():
+    before = BEFORE.copy()
+    before["households"] = [30, 10, 20]
+    after = before.copy()
+    after["households"] = [30, 5, 25]  # households moved between the children: still sound
+    assert verify_edit(before, after, "reshape_boundary") == []
+    after["households"] = [30, 5, 20]
+    assert "grid 'D': households 30 but its children sum to 25 (they did before the edit)" in verify_edit(
+        before, after, "reshape_boundary"
+    )
+
+
+def test_users_own_parent_figures_need_not_add_up():
+    before = BEFORE.copy()
+    before["households"] = [99, 10, 20]  # entered per level, not the sum
+    after = before.copy()
+    after["households"] = [99, 5, 25]
+    assert verify_edit(before, after, "reshape_boundary") == []
