@@ -256,3 +256,13 @@ def test_good_attribute_values_are_stored_with_their_types(plans):
     body = {"op": "update_attributes", "grid_id": "G1", "values": {"households": 120, "name": "新网格", "shops": 3.0}}
     r = plans.post(f"/plans/{pid}/edits", json=body, headers={**AS["planner"], "If-Match": '"0"'})
     assert r.status_code in (200, 201), r.text
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t"], ids=["empty", "spaces", "tab"])
+def test_a_plan_without_a_name_is_422_with_the_reason(plans, store_path, name):
+    before = _sha(store_path)
+    r = plans.post("/plans", json={"name": name}, headers=AS["planner"])
+    assert r.status_code == 422, r.text
+    assert "name" in r.json()["description"]
+    assert plans.get("/plans", headers=AS["viewer"]).json() == []
+    assert _sha(store_path) == before
