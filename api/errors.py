@@ -25,6 +25,7 @@ from layers.errors import (
     EditConflict,
     GeogridError,
     InputTooLargeError,
+    NetworkChanged,
     NotFoundError,
     StoreError,
     TopologyError,
@@ -47,6 +48,7 @@ ERROR_STATUS: Mapping[type[GeogridError], tuple[int, str]] = {
     CRSError: (422, "InvalidCRS"),
     InputTooLargeError: (413, "InputTooLarge"),
     TopologyError: (409, "TopologyConflict"),
+    NetworkChanged: (409, "NetworkChanged"),  # If-Match held; the network the plan was drawn on did not
     EditConflict: (412, "EditConflict"),
     NotFoundError: (404, "NotFound"),
     StoreError: (503, "StoreUnavailable"),

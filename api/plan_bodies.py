@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 import geopandas as gpd
 import shapely
 
+from geogrid.plans import PLAN_NAME_MAX
+
 __all__ = [
     "MAX_VERTICES",
     "CommitResult",
@@ -193,7 +195,7 @@ class NewPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=PLAN_NAME_MAX)]
 
 
 class PlanCreated(BaseModel):

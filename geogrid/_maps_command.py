@@ -20,6 +20,7 @@ from folium.plugins import FastMarkerCluster, HeatMap
 from folium.template import Template
 
 from geogrid.maps import _DISPLAY_PRECISION_DEG, OfflineMap, _check_grids, _level_overlay, escape_text
+from geogrid.stats import latest_time, open_at
 from layers import CRSError
 from layers.times import DEFAULT_TZ
 
@@ -39,7 +40,6 @@ LAYER_NAMES = {
 """The wall's overlay names in the layer switcher (the wall is read in Chinese), by what they show."""
 
 _OPEN_COLOUR, _CLOSED_COLOUR = "#ff4d6d", "#8d99ae"
-_CLOSED_STATUSES = frozenset({"closed", "cancelled"})
 _HOT_COLOURS = {3: "#d7191c", 2: "#fd6b3c", 1: "#fdae61", -1: "#abd9e9", -2: "#74add1", -3: "#2c7bb6"}
 _CAMERA_COLOUR, _VIEW_COLOUR, _BLIND_COLOUR = "#f8f9fa", "#90e0ef", "#ff00a8"
 _EARTH_M_PER_DEG = 111_320.0
@@ -125,6 +125,7 @@ def command_centre_map(
     tiles: str | None = None,
     attribution: str | None = None,
     tz: str = DEFAULT_TZ,
+    as_of: pd.Timestamp | None = None,
 ) -> folium.Map:
     """Draw the command-centre wall: grid levels, incidents, cameras and analyses on one map.
 
@@ -159,6 +160,10 @@ def command_centre_map(
     tz
         The store's time zone (:func:`layers.times.store_time_zone`): popups show report
         times there.
+    as_of
+        The instant markers are coloured open or closed at (:func:`geogrid.stats.open_at`;
+        pass the last instant of the period shown). Default: the latest report or closing
+        time of the incidents given, i.e. their state as the data records it today.
 
     Returns
     -------
@@ -217,7 +222,7 @@ def command_centre_map(
         _camera_overlay(cameras).add_to(m)
     if incidents is not None:
         _incident_heat(incidents, cell_m=heat_cell_m).add_to(m)
-        _incident_clusters(incidents, max_points=max_points, tz=tz).add_to(m)
+        _incident_clusters(incidents, max_points=max_points, tz=tz, as_of=as_of).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     if len(grids) and not grids.geometry.is_empty.all():
         minx, miny, maxx, maxy = (float(v) for v in grids.total_bounds)
@@ -355,7 +360,9 @@ def _incident_heat(incidents: gpd.GeoDataFrame, *, cell_m: float) -> HeatMap:
     )
 
 
-def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int, tz: str) -> _IncidentClusters:
+def _incident_clusters(
+    incidents: gpd.GeoDataFrame, *, max_points: int, tz: str, as_of: pd.Timestamp | None
+) -> _IncidentClusters:
     """Cluster the ``max_points`` most recent incidents, popups built from escaped text."""
     recent = incidents
     if "reported_at" in incidents.columns and len(incidents) > max_points:
@@ -372,8 +379,9 @@ def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int, tz: str)
     cat_names, cat = codes("category")
     src_names, src = codes("source")
     st_names, st = codes("status")
-    closed_names = {escape_text(c) for c in _CLOSED_STATUSES}  # st_names are escaped text too
-    closed = [s in closed_names for s in st_names]
+    at = as_of if as_of is not None else latest_time(recent)
+    known = at is not None and "reported_at" in recent
+    is_open = open_at(recent, at, tz=tz) if known and at is not None else np.zeros(n, dtype=bool)
     if "reported_at" in recent and n:
         local = pd.DatetimeIndex(pd.to_datetime(recent["reported_at"], utc=True)).tz_convert(tz)
         times = np.datetime_as_string(local.tz_localize(None).to_numpy(dtype="datetime64[m]"), unit="m")
@@ -384,20 +392,20 @@ def _incident_clusters(incidents: gpd.GeoDataFrame, *, max_points: int, tz: str)
     desc = recent["description"] if "description" in recent else pd.Series([""] * n)
     xy = shapely.get_coordinates(recent.geometry.array)
     data = [
-        [round(float(y), 5), round(float(x), 5), c, s, t, escape_text(i), escape_text(w), escape_text(d)]
-        for (x, y), c, s, t, i, w, d in zip(
-            xy, cat, src, st, recent["incident_id"], times, desc.astype(object).fillna(""), strict=True
+        [round(float(y), 5), round(float(x), 5), c, s, t, escape_text(i), escape_text(w), escape_text(d), int(o)]
+        for (x, y), c, s, t, i, w, d, o in zip(
+            xy, cat, src, st, recent["incident_id"], times, desc.astype(object).fillna(""), is_open, strict=True
         )
     ]
     import json
 
-    tables = json.dumps({"cat": cat_names, "src": src_names, "st": st_names, "closed": closed})
+    tables = json.dumps({"cat": cat_names, "src": src_names, "st": st_names})
     callback = (
         "(function () {\n"
         f"var T = {tables};\n"
         "return function (r) {\n"
         f"  var m = L.circleMarker([r[0], r[1]], {{radius: 5, weight: 1, color: '#0b1220', fillOpacity: 0.9,\n"
-        f"      fillColor: T.closed[r[4]] ? '{_CLOSED_COLOUR}' : '{_OPEN_COLOUR}'}});\n"
+        f"      fillColor: r[8] ? '{_OPEN_COLOUR}' : '{_CLOSED_COLOUR}'}});\n"
         "  m.bindPopup(function () {\n"
         "    return '<b>' + r[5] + '</b> ' + r[6] + '<br>' + T.cat[r[2]] + ' · ' + T.src[r[3]] + ' · ' + T.st[r[4]]\n"
         "      + '<br><span class=\"gg-desc\">' + r[7] + '</span>';\n"

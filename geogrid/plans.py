@@ -43,11 +43,12 @@ import shapely
 from geogrid.edits import EDIT_OPERATIONS, ChangeSet, apply_edit
 from geogrid.hierarchy import check_grids
 from layers.crs import metric_crs
-from layers.errors import TopologyError
+from layers.errors import Problem, TopologyError, ValidationError
 from layers.schema import WORKLOAD_COLUMNS
 from layers.store import PlanInfo, Store, VersionInfo
 
 __all__ = [
+    "PLAN_NAME_MAX",
     "PlanDiff",
     "PlanInfo",
     "VersionInfo",
@@ -79,8 +80,31 @@ def new_plan(store: Store, name: str, *, author: str) -> PlanInfo:
     -------
     PlanInfo
         The plan's record.
+
+    Raises
+    ------
+    ValidationError
+        If ``name`` is empty, only white space, or longer than 200 characters (the one check
+        of plan names: the CLI and the API both come through here).
     """
+    _check_plan_name(name)
     return store.create_plan(name, author=author)
+
+
+PLAN_NAME_MAX = 200
+"""The longest plan name accepted, in characters."""
+
+
+def _check_plan_name(name: object) -> None:
+    """Raise ValidationError unless ``name`` is a display name: non-blank text of at most 200 characters."""
+    if not isinstance(name, str) or not name.strip():
+        msg = f"plan name {name!r} is empty: give the plan a name people will recognise, e.g. 'split 望海楼 C03'"
+    elif len(name) > PLAN_NAME_MAX:
+        msg = f"plan name has {len(name)} characters: shorten it to {PLAN_NAME_MAX} or fewer"
+    else:
+        return
+    source = "plan name"
+    raise ValidationError(source, [Problem("bad_plan_name", msg)])
 
 
 def list_plans(store: Store) -> pd.DataFrame:

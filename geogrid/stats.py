@@ -12,9 +12,16 @@ the day or time they name, dates and zone-less times in the store's time zone; s
 * ``closed``: status ``closed``; ``closing_rate = closed / count``;
 * ``close_hours_median`` and ``close_hours_p90``: hours from ``reported_at`` to ``closed_at`` of
   the closed incidents (linear interpolation between order statistics, as numpy and pandas do);
-* ``open``: status neither ``closed`` nor ``cancelled``; ``overdue``: open and reported more than
-  ``overdue_after`` before ``now`` (default: ``until``, else the latest time in the data, so the
-  result does not depend on the clock);
+* ``open`` and ``overdue``: the backlog *as of* ``now`` (default: the end of the window
+  ``until``, else the latest time in the data, so the result does not depend on the clock): an
+  incident is open at ``now`` when it had been reported by then and not yet closed, i.e. its
+  ``closed_at`` is missing or later (the end of a window is its last instant; see
+  :func:`open_at`, also for a status that says done with no ``closed_at``: taken as done);
+  ``overdue``: open at ``now`` and reported more
+  than ``overdue_after`` before it. So the July report counts an incident reported on 1 July and
+  closed on 20 August as open (and overdue) on 31 July, whatever its status today. ``closed``,
+  ``closing_rate`` and the closing hours, by contrast, describe what became of the window's
+  incidents as far as the data knows (status ``closed`` today);
 * ``hotline`` and ``grid_worker``: incidents by those sources; ``hotline_ratio = hotline /
   grid_worker`` (NaN when no grid-worker report): where it is high, citizens report what patrols
   do not;
@@ -38,7 +45,7 @@ from geogrid.assignment import _check_crs, assign_points, grid_positions
 from layers.crs import metric_crs
 from layers.times import DEFAULT_TZ, in_window, parse_time, time_window
 
-__all__ = ["STAT_COLUMNS", "grid_stats", "smooth_rates", "summarise_codes"]
+__all__ = ["STAT_COLUMNS", "grid_stats", "latest_time", "open_at", "smooth_rates", "summarise_codes"]
 
 STAT_COLUMNS = (
     "count",
@@ -61,6 +68,93 @@ STAT_COLUMNS = (
 
 _GRID_COLUMNS = ("grid_id", "parent_id", "level", "level_name", "name", "population", "households")
 _DONE = ("closed", "cancelled")
+
+
+def open_at(
+    incidents: pd.DataFrame, at: str | datetime | pd.Timestamp, *, tz: str = DEFAULT_TZ
+) -> npt.NDArray[np.bool_]:
+    """Which incidents were open at the instant ``at``: the one definition of "open" in geogrid.
+
+    An incident is open at ``at`` when it had been reported by then (``reported_at <= at``)
+    and was not yet closed: its ``closed_at`` is missing or later than ``at``. So at the end of
+    a window (its last instant) an incident closed after the window was open, whatever its
+    status today. Cancelled incidents count as done at their ``closed_at``. An incident whose
+    status says done (``closed`` or ``cancelled``) but that carries no ``closed_at`` is taken
+    as done at every instant: the data cannot tell when it closed, and counting it open for
+    ever would swell every backlog (record ``closed_at`` to have it counted). Without a
+    ``status`` column, ``closed_at`` alone decides; with neither column no incident is known
+    to be open.
+
+    :func:`grid_stats` counts ``open`` and ``overdue`` with it at ``now`` (by default the end
+    of the window), and the command-centre wall (``/maps/command-centre``) counts and colours
+    its open incidents with it at the end of the period shown.
+
+    Parameters
+    ----------
+    incidents
+        Incidents with ``reported_at`` and, where available, ``closed_at`` and ``status``.
+    at
+        The instant (a date is its first instant; a time without a zone is in ``tz``).
+    tz
+        Time zone of a date or a zone-less time.
+
+    Returns
+    -------
+    numpy.ndarray
+        One boolean per incident, in order.
+
+    Raises
+    ------
+    ValueError
+        If ``at`` is not a date or time.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> inc = pd.DataFrame({
+    ...     "reported_at": pd.to_datetime(["2025-07-01", "2025-07-02", "2025-08-02", "2025-07-03"], utc=True),
+    ...     "closed_at": pd.to_datetime(["2025-08-20", "2025-07-05", None, None], utc=True),
+    ...     "status": ["closed", "closed", "handling", "closed"]})
+    >>> open_at(inc, "2025-07-31T23:59", tz="UTC").tolist()
+    [True, False, False, False]
+    """
+    t = parse_time(at, tz, what="at")
+    if t is None:
+        msg = f"at={at!r} is not an instant: give a date or a time"
+        raise ValueError(msg)
+    n = len(incidents)
+    if "status" not in incidents.columns and "closed_at" not in incidents.columns:
+        return np.zeros(n, dtype=bool)
+    reported = pd.to_datetime(incidents["reported_at"], utc=True)
+    is_open = (reported <= t).fillna(False).to_numpy(dtype=bool, copy=True)
+    if "closed_at" in incidents.columns:
+        closed_at = pd.to_datetime(incidents["closed_at"], utc=True)
+        no_close = closed_at.isna().to_numpy(dtype=bool)
+        is_open &= no_close | (closed_at > t).fillna(False).to_numpy(dtype=bool)
+    else:
+        no_close = np.ones(n, dtype=bool)
+    if "status" in incidents.columns:
+        done = np.isin(incidents["status"].astype(object).to_numpy(), _DONE)
+        is_open &= ~(done & no_close)
+    return is_open
+
+
+def latest_time(incidents: pd.DataFrame) -> pd.Timestamp | None:
+    """Return the latest ``reported_at`` or ``closed_at`` of the incidents (UTC), None if none.
+
+    The clock-free "now" of :func:`grid_stats` without ``until``: at that instant
+    :func:`open_at` gives every incident's state as the data records it today.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> latest_time(pd.DataFrame({"reported_at": pd.to_datetime(["2025-07-01"], utc=True),
+    ...                           "closed_at": pd.to_datetime(["2025-07-03"], utc=True)}))
+    Timestamp('2025-07-03 00:00:00+0000', tz='UTC')
+    """
+    times = [pd.to_datetime(incidents[c], utc=True).max() for c in ("reported_at", "closed_at") if c in incidents]
+    known = [t for t in times if not pd.isna(t)]
+    return max(known) if known else None
 
 
 def summarise_codes(
@@ -253,8 +347,9 @@ def grid_stats(
         ``"category"`` or ``"source"``: one row per grid and value (every value seen in the
         filtered incidents, zeros included), with that column added.
     now
-        The time open incidents are measured against (default: ``until``, else the latest
-        ``reported_at``/``closed_at`` in the data).
+        The instant the backlog (``open``, ``overdue``) is measured at, see :func:`open_at`
+        (default: the end of the window ``until``, else the latest ``reported_at``/``closed_at``
+        in the data).
     overdue_after
         An open incident older than this is overdue (default 72 hours).
     small_count
@@ -324,14 +419,13 @@ def grid_stats(
     t_now = _timestamp(now, "now", tz)
     inc = incidents
     reported = pd.to_datetime(inc["reported_at"], utc=True)
+    # the backlog's instant: the window's last instant (``until`` is its exclusive end)
+    as_of = t_now
+    if t_now is None and t_until is not None:
+        t_now, as_of = t_until, t_until - pd.Timedelta(1, "ns")
     if t_now is None:
-        t_now = t_until
-    if t_now is None:
-        times = [reported.max()]
-        if "closed_at" in inc.columns:
-            times.append(pd.to_datetime(inc["closed_at"], utc=True).max())
-        known = [t for t in times if not pd.isna(t)]
-        t_now = max(known) if known else pd.Timestamp.now(tz="UTC")
+        latest = latest_time(inc)
+        t_now = as_of = latest if latest is not None else pd.Timestamp.now(tz="UTC")
     keep = in_window(inc[time_field], t_since, t_until)
     for col, wanted in (("category", _as_list(category)), ("source", _as_list(source))):
         if wanted is not None:
@@ -351,7 +445,7 @@ def grid_stats(
     status = inc["status"].astype(object).to_numpy() if "status" in inc.columns else np.full(len(inc), None)
     src = inc["source"].astype(object).to_numpy() if "source" in inc.columns else np.full(len(inc), None)
     is_closed = status == "closed"
-    is_open = ~np.isin(status, _DONE) if "status" in inc.columns else np.zeros(len(inc), bool)
+    is_open = open_at(inc, as_of, tz=tz)
     age = (t_now - reported).to_numpy()
     is_overdue = is_open & (age > overdue_td.to_timedelta64())
     if "closed_at" in inc.columns:

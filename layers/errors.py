@@ -19,6 +19,7 @@ __all__ = [
     "GeogridError",
     "GeogridWarning",
     "InputTooLargeError",
+    "NetworkChanged",
     "NotFoundError",
     "OutsideCRSAreaWarning",
     "Problem",
@@ -134,6 +135,15 @@ class EditConflict(GeogridError):  # noqa: N818  (the name the style guide gives
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+class NetworkChanged(EditConflict):
+    """The grid network moved on since a plan was copied from it (or a write was based on it).
+
+    The caller's version of the plan may well be current: what is stale is the network it
+    was drawn on (another plan was committed, or grids were imported or replaced since).
+    Nothing was changed; start a new plan from the current network and redo the edits.
+    """
 
 
 class NotFoundError(GeogridError, KeyError):

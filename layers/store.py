@@ -46,7 +46,7 @@ import pyogrio
 import shapely
 
 from layers._guards import Limits, check_wkb
-from layers.errors import EditConflict, InputTooLargeError, NotFoundError, StoreError
+from layers.errors import EditConflict, InputTooLargeError, NetworkChanged, NotFoundError, StoreError
 from layers.schema import SCHEMAS, STORAGE_CRS, LayerKind, coerce_dtypes
 
 __all__ = ["SCHEMA_VERSION", "GeoPackageStore", "PlanInfo", "Store", "VersionInfo", "file_lock", "open_store"]
@@ -140,7 +140,7 @@ def _refuse_unless_based_on(info: PlanInfo, current: int) -> None:
             f"{current} has been committed since: nothing was changed. Start a new plan from the "
             "current network and redo the edits (geogrid plan diff shows them)"
         )
-        raise EditConflict(msg, expected=info.base_version, actual=current)
+        raise NetworkChanged(msg, expected=info.base_version, actual=current)
 
 
 def _refuse_unless_network_at(current: int, based_on: int) -> None:
@@ -151,7 +151,7 @@ def _refuse_unless_network_at(current: int, based_on: int) -> None:
             "it changed meanwhile (a commit, an import, an edit outside geogrid). Nothing was written; "
             "read the current network and redo the change"
         )
-        raise EditConflict(msg, expected=based_on, actual=current)
+        raise NetworkChanged(msg, expected=based_on, actual=current)
 
 
 def _refuse_internal_names(layers: Mapping[str, Any]) -> None:

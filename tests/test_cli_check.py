@@ -252,3 +252,25 @@ def test_an_unusable_exempt_file_exits_2_with_the_reason(tiny_grids, tmp_path, n
     out = run(src, "--exempt", bad)
     assert out.returncode == 2, out.stdout
     assert words in out.stderr and "--exempt" in out.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "repair"])
+@pytest.mark.parametrize(
+    ("option", "small", "needs"),
+    [("--max-vertices", 4, "vertices"), ("--max-depth", 3, "deep")],
+    ids=["vertices", "depth"],
+)
+def test_the_door_names_a_limit_the_command_has(tiny_grids, tmp_path, command, option, small, needs):
+    """check and repair read files through the door: its 'raise the limit with --max-...' is an option of theirs."""
+    from click.testing import CliRunner
+
+    from geogrid.cli import main
+
+    src = tmp_path / "g.geojson"
+    tiny_grids.to_file(src)  # boxes: 5 vertices each; a FeatureCollection of polygons nests 5 deep
+    extra = ["--out", str(tmp_path / "fixed.gpkg")] if command == "repair" else []
+    out = CliRunner().invoke(main, [command, str(src), *extra, option, str(small)])
+    assert out.exit_code == 2, out.output
+    assert needs in out.output and option in out.output
+    out = CliRunner().invoke(main, [command, str(src), *extra, option, "1000"])
+    assert out.exit_code == 0, out.output  # raised: the file reads and is sound

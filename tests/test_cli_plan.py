@@ -105,3 +105,10 @@ def test_an_edit_warns_about_an_unmapped_count_column_and_names_the_fix(tmp_path
     assert out.exit_code == 0, out.output
     assert "warning: merge_grids: grids column(s) '户数' hold whole numbers" in out.output
     assert "geogrid import --households-col 户数" in out.output
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t\n"], ids=["empty", "spaces", "tab-newline"])
+def test_a_plan_needs_a_name(store_path, name):
+    out = CliRunner().invoke(main, ["plan", "new", store_path, "--name", name])
+    assert out.exit_code == 2 and "plan name" in out.output and "is empty" in out.output, out.output
+    assert invoke("plan", "list", store_path).output.strip() == "no plans"

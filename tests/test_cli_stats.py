@@ -63,6 +63,18 @@ def test_json_contract(store):
     assert doc[3]["overdue"] == 1  # reported 40 days before the latest time in the data
 
 
+def test_open_and_overdue_are_the_backlog_at_the_end_of_the_window(store):
+    # E1 (reported 08:00 UTC, closed 13:00 UTC) and E3 (09:00 UTC) were both open at 10:00 UTC,
+    # though E1 is closed today: the window's backlog, not today's status.
+    out = invoke(store, "--level", "0", "--since", "2025-03-01", "--until", "2025-03-01T10:00:00Z", "--json")
+    assert out.exit_code == 0, out.output
+    (row,) = json.loads(out.stdout)
+    assert (row["count"], row["open"], row["overdue"], row["closed"]) == (2, 2, 0, 1)
+    out = invoke(store, "--level", "0", "--since", "2025-03-01", "--until", "2025-03-05", "--json")
+    (row,) = json.loads(out.stdout)
+    assert (row["count"], row["open"], row["overdue"]) == (2, 1, 1)  # E1 closed, E3 open > 72 h by 5 March
+
+
 def test_filters_window_and_by(store):
     out = invoke(store, "--level", "1", "--since", "2025-03-02", "--source", "grid_worker", "--json")
     assert out.exit_code == 0, out.output

@@ -34,6 +34,7 @@ from geogrid.hierarchy import check_grids
 from geogrid.hotspots import incident_hotspots
 from geogrid.maps import LEVEL_COLOURS, WALL_COLOURS, command_centre_map, grid_map, planner_map, render_offline
 from geogrid.plans import diff_grids
+from geogrid.stats import open_at
 from layers.store import Store
 from layers.times import store_time_zone
 
@@ -223,6 +224,7 @@ def _command_centre_html(
 ) -> str:
     cameras = _layer(store, cache, "cameras")
     shown = select_period(incidents, period) if incidents is not None else None
+    last_instant = period.end - pd.Timedelta(1, "ns")
     hot = None
     if incidents is not None and shown is not None and len(shown) and period.since <= period.until:
         key = ("hotspots", _store_key(store), period)
@@ -255,11 +257,11 @@ def _command_centre_html(
         tiles=settings.tiles,
         attribution=settings.tiles_attribution,
         tz=period.tz,
+        as_of=last_instant,
     )
     n = 0 if shown is None else len(shown)
-    open_n = (
-        0 if shown is None or "status" not in shown else int((~shown["status"].isin(["closed", "cancelled"])).sum())
-    )
+    # open at the period's last instant, as ``/stats`` counts them (geogrid.stats.open_at)
+    open_n = 0 if shown is None else int(open_at(shown, last_instant).sum())
     counts = {"incidents": n, "open": open_n, "cameras": 0 if cameras is None else len(cameras)}
     layers = []
     if hot is not None:

@@ -3,8 +3,11 @@
 Every plan response carries the plan's version as a quoted ETag. A change (edit,
 commit, discard) must send it back in ``If-Match``: without one the answer is 428,
 with a stale one 412, and an edit that would break the topology 409 with the
-findings; in all three cases the stored plan is unchanged (the engine's
-conditional update sees to the race between check and write).
+findings; a commit whose If-Match is current but whose network moved on since the
+plan was copied (another plan committed, grids imported) is 409 ``NetworkChanged``,
+not 412: the precondition held, the plan conflicts with the network. In every case the
+stored plan is unchanged (the engine's conditional update sees to the race between
+check and write).
 """
 
 from __future__ import annotations
@@ -229,7 +232,14 @@ def post_edit(
     "/{plan_id}/commit",
     dependencies=[Depends(require_admin), Depends(writes_first)],
     response_model=CommitResult,
-    responses=_CHANGE_ERRORS,
+    responses={
+        **_CHANGE_ERRORS,
+        409: {
+            "model": ErrorBody,
+            "description": "The plan's grids are unsound (findings attached), or the network moved on since the "
+            "plan was copied from it (NetworkChanged: start a new plan from the current network)",
+        },
+    },
     summary="Make the plan the current network",
 )
 @on_write_threads

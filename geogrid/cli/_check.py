@@ -22,6 +22,7 @@ from geogrid.cli._common import (
     grid_file_options,
     handle_errors,
     is_store_url,
+    limit_options,
     main,
     measure_option,
     open_existing_store,
@@ -31,7 +32,7 @@ from geogrid.cli._common import (
 )
 from geogrid.hierarchy import FINDING_KINDS, REPORTED_PROBLEM_KINDS, CheckResult, check_grids
 from layers.errors import StoreError, ValidationError
-from layers.io import read_layer
+from layers.io import Limits, read_layer
 from layers.store import GeoPackageStore
 
 __all__ = ["check", "format_report"]
@@ -83,7 +84,12 @@ def _read_raw(
 
 
 def _load(
-    src: Path | str, columns: dict[str, str], layer: str | None, crs: str | None, encoding: str | None = None
+    src: Path | str,
+    columns: dict[str, str],
+    layer: str | None,
+    crs: str | None,
+    encoding: str | None = None,
+    limits: Limits | None = None,
 ) -> gpd.GeoDataFrame:
     if isinstance(src, str):  # a PostGIS URL: its grids layer, as stored
         if layer is not None or columns or crs is not None or encoding is not None:
@@ -95,7 +101,7 @@ def _load(
     if layer is None and not columns and crs is None and encoding is None and _is_store(src):
         return GeoPackageStore(src).read("grids")
     try:
-        return read_layer(src, "grids", columns=columns, layer=layer, crs=crs, encoding=encoding)
+        return read_layer(src, "grids", columns=columns, layer=layer, crs=crs, encoding=encoding, limits=limits)
     except ValidationError as err:
         # Problems the checks report as findings (orphans, cycles, empty geometries) are not
         # a reason to refuse the file; CSV has no raw reader here, so it stays refused.
@@ -141,6 +147,7 @@ def format_report(result: CheckResult, *, source: str, worst: int = _WORST) -> s
 @click.argument("src", type=STORE_OR_PATH)
 @click.option("--json", "as_json", is_flag=True, help="print the findings as JSON (geometry as GeoJSON, WGS-84)")
 @grid_file_options
+@limit_options
 @measure_option("--gap-width", 1.0, "M", "edges closer than this (metres) without coinciding are edge mismatches")
 @measure_option("--min-area", 0.01, "M2", "ignore overlaps, gaps and leaks smaller than this (m²)")
 @polygon_file_option("outline", OUTLINE_HELP)
@@ -168,6 +175,9 @@ def check(
     layer: str | None,
     crs: str | None,
     encoding: str | None,
+    max_vertices: int,
+    max_depth: int,
+    max_file_bytes: int,
     gap_width: float,
     min_area: float,
     outline: gpd.GeoDataFrame | None,
@@ -190,7 +200,8 @@ def check(
       geogrid check demo.gpkg --outline 辖区.geojson --exempt 水域.gpkg
       geogrid check demo.gpkg --reference      # slow, obviously correct; for a second opinion
     """
-    grids = _load(src, columns, layer, crs, encoding)
+    limits = Limits(max_depth=max_depth, max_vertices=max_vertices, max_file_bytes=max_file_bytes)
+    grids = _load(src, columns, layer, crs, encoding, limits)
     n_steps = 2 + 2 * len(set(grids["level"].dropna().astype(int)))
     with progress_bar(n_steps, "checking") as bar:
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from layers.errors import GeogridError, GeogridWarning, StoreError
+from layers.io import Limits
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -236,6 +237,24 @@ def time_window_options(func: F) -> F:
         )
     ):
         func = decorator(func)
+    return func
+
+
+def limit_options(func: F) -> F:
+    """Add the door's size limits, ``--max-vertices``, ``--max-depth``, ``--max-file-bytes``.
+
+    Every command that reads a file through the door (``import``, ``check``, ``repair``) has
+    them, so the door's "raise the limit with --max-..." names an option of the command run.
+    The command builds :class:`layers.io.Limits` from them.
+    """
+    for name, default, help_text in reversed(
+        (
+            ("--max-vertices", Limits.max_vertices, "most vertices per feature"),
+            ("--max-depth", Limits.max_depth, "deepest nesting (GeoJSON brackets, geometry collections)"),
+            ("--max-file-bytes", Limits.max_file_bytes, "largest input file"),
+        )
+    ):
+        func = click.option(name, type=click.IntRange(min=1), default=default, show_default=True, help=help_text)(func)
     return func
 
 

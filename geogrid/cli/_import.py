@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import STORE_OR_PATH, F, column_mapping_options, handle_errors, login_name, main
+from geogrid.cli._common import STORE_OR_PATH, column_mapping_options, handle_errors, limit_options, login_name, main
 from layers.datum import DATUMS
 from layers.errors import GeogridWarning, Problem, StoreError, ValidationError, format_ids
 from layers.io import Limits, describe, read_layer
@@ -58,11 +57,6 @@ def merge_into_store(
     return combined
 
 
-def _limit_option(name: str, default: int, help_text: str) -> Callable[[F], F]:
-    """Return a click option for one of the door's size limits (a positive whole number, default shown)."""
-    return click.option(name, type=click.IntRange(min=1), default=default, show_default=True, help=help_text)
-
-
 @main.command("import")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -97,9 +91,7 @@ def _limit_option(name: str, default: int, help_text: str) -> Callable[[F], F]:
     show_default=True,
     help="replace the store's layer, or append to it (ids must be new)",
 )
-@_limit_option("--max-vertices", Limits.max_vertices, "most vertices per feature")
-@_limit_option("--max-depth", Limits.max_depth, "deepest nesting (GeoJSON brackets, geometry collections)")
-@_limit_option("--max-file-bytes", Limits.max_file_bytes, "largest input file")
+@limit_options
 @handle_errors
 def import_layer(
     src: Path,

@@ -20,6 +20,7 @@ from geogrid.cli._common import (
     grid_file_options,
     handle_errors,
     is_store_url,
+    limit_options,
     login_name,
     main,
     measure_option,
@@ -28,7 +29,7 @@ from geogrid.cli._common import (
 )
 from geogrid.repair import RepairResult, repair_grids
 from layers.errors import StoreError
-from layers.io import write_csv
+from layers.io import Limits, write_csv
 from layers.store import GeoPackageStore, open_store
 
 __all__ = ["format_repair", "repair"]
@@ -62,6 +63,7 @@ def format_repair(result: RepairResult, *, source: str, out: str) -> str:
     "--log", "log_path", type=click.Path(path_type=Path), default=None, help="write the change log as CSV here"
 )
 @grid_file_options
+@limit_options
 @click.option(
     "--force", is_flag=True, help="write into --out even if it exists (its layers of the same names are replaced)"
 )
@@ -77,6 +79,9 @@ def repair(
     layer: str | None,
     crs: str | None,
     encoding: str | None,
+    max_vertices: int,
+    max_depth: int,
+    max_file_bytes: int,
     force: bool,
 ) -> None:
     r"""Repair the grid hierarchy in SRC and write the result to --out (SRC is never changed).
@@ -104,7 +109,8 @@ def repair(
         fail(f"--log {log_path} is a folder: name the CSV file to write, e.g. {log_path / 'changes.csv'}")
     if out.exists() and not force:
         fail(f"--out {out} exists: name a new file, or pass --force to replace its layers with the repaired ones")
-    grids = _load(src, columns, layer, crs, encoding)
+    limits = Limits(max_depth=max_depth, max_vertices=max_vertices, max_file_bytes=max_file_bytes)
+    grids = _load(src, columns, layer, crs, encoding, limits)
     result = repair_grids(grids, snap_m=snap, max_gap_m2=max_gap, exempt=exempt, errors="skip")
     layers = {"grids": result.grids}
     if layer is None and not columns and crs is None and encoding is None and _is_store(src):

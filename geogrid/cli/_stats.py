@@ -109,7 +109,8 @@ def stats(
     SRC is a GeoPackage or a PostGIS URL (postgresql://...?schema=NAME).
 
     Counts, rates per km² / 1,000 residents / household, closing rate, median and 90th
-    percentile hours to close, open and overdue incidents, hotline next to grid-worker
+    percentile hours to close, open and overdue incidents at the end of the window (not
+    today's status: closed_at missing or later), hotline next to grid-worker
     reports. Dates and times without a zone are in the store's time zone (metadata
     time_zone, else Asia/Shanghai); --until includes the whole day it names.
     Exit status: 0 done, 2 unusable input (the reason on stderr).

@@ -116,3 +116,26 @@ def test_sparse_hot_spots_are_said_not_coloured(full_client):
     assert held and set(held) == {"true"}  # every grid of the layer is withheld, none coloured
     assert not re.findall(r'"bin": -?[1-3]\b', page)
     assert "\\u4e8b\\u4ef6\\u8fc7\\u5c11" in page or "事件过少，未判定" in page  # the reason: too few incidents
+
+
+def test_the_open_count_is_the_backlog_at_the_end_of_the_period_as_stats_counts_it(tmp_path, grids, incidents):
+    """E1 closed after the period was open at its end; E3 closed within it was not; E2 is still open."""
+    import pandas as pd
+
+    from api import Settings, create_app
+    from layers.store import GeoPackageStore
+    from tests.api._support import TestClient
+
+    inc = incidents.copy()
+    closed = {"E1": "2025-03-10T00:00:00Z", "E3": "2025-03-02T09:00:00Z", "E5": "2025-01-02T00:00:00Z"}
+    inc["closed_at"] = pd.to_datetime(inc["incident_id"].map(closed), utc=True)
+    path = tmp_path / "backlog.gpkg"
+    GeoPackageStore(path).write({"grids": grids, "incidents": inc})
+    with TestClient(create_app(Settings(store=path))) as c:
+        page = c.get(f"{PAGE}?since=2025-03-01&until=2025-03-02").text
+        stats = c.get("/stats?level=0&since=2025-03-01&until=2025-03-02").json()
+    assert "未办结 <b>2</b>" in page  # E1 and E2 (today: only E2)
+    assert sum(f["properties"]["open"] for f in stats["features"]) == 2
+    # the markers are coloured by the same definition: the last field is 1 for open
+    flags = dict(re.findall(r'"(E\d)", "[^"]*", "[^"]*", (\d)\]', page))
+    assert flags == {"E1": "1", "E2": "1", "E3": "0"}

@@ -256,3 +256,28 @@ def test_good_attribute_values_are_stored_with_their_types(plans):
     body = {"op": "update_attributes", "grid_id": "G1", "values": {"households": 120, "name": "新网格", "shops": 3.0}}
     r = plans.post(f"/plans/{pid}/edits", json=body, headers={**AS["planner"], "If-Match": '"0"'})
     assert r.status_code in (200, 201), r.text
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t"], ids=["empty", "spaces", "tab"])
+def test_a_plan_without_a_name_is_422_with_the_reason(plans, store_path, name):
+    before = _sha(store_path)
+    r = plans.post("/plans", json={"name": name}, headers=AS["planner"])
+    assert r.status_code == 422, r.text
+    assert "name" in r.json()["description"]
+    assert plans.get("/plans", headers=AS["viewer"]).json() == []
+    assert _sha(store_path) == before
+
+
+def test_a_commit_over_a_network_that_moved_on_is_409_not_412(plans, store_path):
+    """The plan's If-Match is current; the network it was drawn on is not: a conflict, not a failed precondition."""
+    first, second = _new(plans, "first"), _new(plans, "second")
+    done = plans.post(f"/plans/{first}/commit", headers={**AS["admin"], "If-Match": '"0"'})
+    assert done.status_code == 200, done.text
+    before = _sha(store_path)
+    r = plans.post(f"/plans/{second}/commit", headers={**AS["admin"], "If-Match": '"0"'})
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "NetworkChanged"
+    assert "copied from network version 1" in r.json()["description"]
+    assert _sha(store_path) == before
+    again = plans.get(f"/plans/{second}", headers=AS["viewer"])
+    assert again.headers["etag"] == '"0"' and again.json()["plan"]["status"] == "open"

@@ -68,7 +68,7 @@ def st_app(full_store_path):
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_schema(case, role, st_app):
-    # A schema-valid change may still be refused: 412 (stale If-Match), 428 (none), 409 (topology).
+    # A schema-valid change may still be refused: 412 (stale If-Match), 428 (none), 409 (topology, network changed).
     changes = case.path.startswith("/plans/") and case.method.upper() in ("POST", "DELETE")
     excluded = [positive_data_acceptance] if changes else []
     if _limit_above_maximum(case):

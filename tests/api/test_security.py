@@ -301,6 +301,7 @@ def test_every_geogrid_error_class_has_one_status():
         "InputTooLargeError": 413,
         "TopologyError": 409,
         "EditConflict": 412,
+        "NetworkChanged": 409,
         "NotFoundError": 404,
         "StoreError": 503,
     }
@@ -319,11 +320,12 @@ def test_every_geogrid_error_class_has_one_status():
         (layer_errors.CRSError("grids has EPSG:3857; pass crs=..."), 422, "EPSG:3857"),
         (layer_errors.TopologyError("the edit would leave a gap"), 409, "gap"),
         (layer_errors.EditConflict("plan is at version 3, not 2"), 412, "version 3"),
+        (layer_errors.NetworkChanged("plan was copied from network version 1, now 2"), 409, "network version 1"),
         (layer_errors.InputTooLargeError("geometry has 2000000 vertices"), 413, "vertices"),
         (layer_errors.StoreError("/srv/secret/path/city.gpkg is locked"), 503, "unavailable"),
         (RuntimeError("password=hunter2 in /srv/secret"), 500, "internal error"),
     ],
-    ids=["not-found", "crs", "topology", "conflict", "too-large", "store", "unexpected"],
+    ids=["not-found", "crs", "topology", "conflict", "network-changed", "too-large", "store", "unexpected"],
 )
 def test_errors_map_to_one_status_with_a_safe_message(full_store_path, caplog, error, status, shown):
     app = create_app(Settings(store=full_store_path))

@@ -8,7 +8,7 @@ import pytest
 
 import geopandas as gpd
 
-from geogrid.stats import STAT_COLUMNS, grid_stats, smooth_rates, summarise_codes
+from geogrid.stats import STAT_COLUMNS, grid_stats, open_at, smooth_rates, summarise_codes
 from layers.errors import CRSError
 
 X0, Y0, D = 117.20, 39.10, 0.01
@@ -194,3 +194,55 @@ def test_by_with_nothing_left_after_the_filters_gives_no_rows(tiny_grids):
     assert len(some) == 4
     assert len(none) == 0
     assert list(none.columns) == list(some.columns)
+
+
+def _one_incident(grids, *, closed_after_days, status):
+    t = pd.Timestamp("2025-07-01 09:00", tz="Asia/Shanghai")
+    return gpd.GeoDataFrame(
+        {
+            "incident_id": ["E1"],
+            "reported_at": [t],
+            "closed_at": pd.to_datetime(
+                [t + pd.Timedelta(days=closed_after_days) if closed_after_days is not None else pd.NaT], utc=True
+            ),
+            "category": ["环境卫生"],
+            "source": ["hotline"],
+            "status": [status],
+        },
+        geometry=gpd.points_from_xy([X0 + 0.002], [Y0 + 0.001]),
+        crs=grids.crs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("closed_after_days", "status", "expected"),
+    [
+        (50, "closed", (1, 1)),  # closed on 20 August: open and overdue on 31 July
+        (50, "cancelled", (1, 1)),  # cancelled on 20 August: still pending on 31 July
+        (3, "closed", (0, 0)),  # closed on 4 July
+        (None, "handling", (1, 1)),  # still open today
+        (None, "closed", (0, 0)),  # done with no closed_at: taken as done (see open_at)
+    ],
+    ids=["closed-after-window", "cancelled-after-window", "closed-in-window", "still-open", "closed-no-time"],
+)
+def test_open_and_overdue_are_the_backlog_at_the_window_end(grids, closed_after_days, status, expected):
+    inc = _one_incident(grids, closed_after_days=closed_after_days, status=status)
+    s = grid_stats(inc, grids, level=0, since="2025-07-01", until="2025-07-31")
+    assert (int(s["open"].iloc[0]), int(s["overdue"].iloc[0])) == expected
+    # closed/closing_rate keep telling what became of the window's incidents
+    assert int(s["closed"].iloc[0]) == (status == "closed")
+
+
+def test_an_incident_closed_exactly_at_the_window_end_was_open_during_it(grids):
+    inc = _one_incident(grids, closed_after_days=None, status="closed")
+    inc["closed_at"] = pd.to_datetime(["2025-08-01 00:00"]).tz_localize("Asia/Shanghai").tz_convert("UTC")
+    assert grid_stats(inc, grids, level=0, until="2025-07-31")["open"].iloc[0] == 1
+    assert grid_stats(inc, grids, level=0, until="2025-08-01")["open"].iloc[0] == 0
+
+
+def test_open_at_counts_only_what_was_reported_and_not_yet_closed(incidents):
+    # at T0+1.5 h: E0 (closed T0+2 h) and E1 (reported T0+1 h) are open; the rest come later;
+    # at T0+2 h exactly E0 is closed and E2 reported: an instant includes what happens at it
+    at = T0 + pd.Timedelta(hours=1, minutes=30)
+    assert open_at(incidents, at).tolist() == [True, True, False, False, False, False]
+    assert open_at(incidents, T0 + pd.Timedelta(hours=2)).tolist() == [False, True, True, False, False, False]
