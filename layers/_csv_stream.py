@@ -30,18 +30,18 @@ from layers.validate import _to_str, _where, check_frame, finish_frame
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "LayerChunks"]
 
-DEFAULT_CHUNK_ROWS = 200_000
-"""Rows per part: ~60 MB of working memory for a typical incident CSV."""
+DEFAULT_CHUNK_ROWS = 50_000
+"""Rows per part: ~100-150 MB of working memory for a typical incident CSV (checks, conversion, staging)."""
 
 _SAMPLE_SIZE = 100_000
-_MERGE_CAP = 4_000_000  # rows of one sorted run of id hashes (merging copies it once)
+_MERGE_CAP = 2_000_000  # rows of one sorted run of id hashes (a merge copies at most two runs)
 
 
 class _SeenIds:
     """The ids of the rows read so far, as sorted runs of 64-bit hashes with their rows.
 
     :meth:`add` returns, for each new id, the row where it was seen first (-1: new). Runs
-    are merged pairwise while they stay below 4 M rows, so a lookup costs a few binary
+    are merged pairwise while they stay below 2 M rows, so a lookup costs a few binary
     searches and a merge never copies more than one capped run.
     """
 

@@ -444,11 +444,11 @@ def _csv_names(path: Path, sep: str) -> list[str]:
     return names
 
 
-def _arrow_csv_options(names: list[str], sep: str) -> dict[str, Any]:
+def _arrow_csv_options(names: list[str], sep: str, block_size: int = 1 << 24) -> dict[str, Any]:
     import pyarrow.csv as pacsv
 
     return {
-        "read_options": pacsv.ReadOptions(block_size=1 << 24, encoding="utf8"),
+        "read_options": pacsv.ReadOptions(block_size=block_size, encoding="utf8"),
         "parse_options": pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
         "convert_options": pacsv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.string()),
@@ -521,7 +521,8 @@ def _iter_csv_arrow(
 
     names = _csv_names(path, sep)
     with open(path, "rb") as fh:
-        reader = pacsv.open_csv(fh, **_arrow_csv_options(names, sep))
+        # 1 MiB blocks: Arrow parses a few blocks ahead, so its memory grows with the block size
+        reader = pacsv.open_csv(fh, **_arrow_csv_options(names, sep, block_size=1 << 20))
 
         def frame_of(batches: list[pa.RecordBatch]) -> pd.DataFrame:
             frame = pa.Table.from_batches(batches, schema=reader.schema).to_pandas(
@@ -839,7 +840,7 @@ def read_layer_chunks(
     src, kind, columns, crs, datum, limits, tz, encoding
         As for :func:`read_layer`; ``src`` is a CSV (``.csv``, ``.txt``, ``.tsv``).
     chunk_rows
-        Rows per part (default 200,000).
+        Rows per part (default 50,000).
     progress
         Called with the number of bytes of the file read so far (for a progress bar).
 

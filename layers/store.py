@@ -519,8 +519,8 @@ class GeoPackageStore(Store):
         ``staged`` layers are first written to a private GeoPackage in the temporary
         folder (GDAL builds their tables, R-trees and registrations there); the body
         installs them with :meth:`_Tx.install` (or appends them, :meth:`_Tx.append_staged`);
-        ``streamed`` layers come in parts, each appended to the private GeoPackage as it
-        arrives (memory bounded by a part). The body's changes commit together or
+        ``streamed`` layers come in parts, each added to the private GeoPackage as it
+        arrives (memory bounded by a part; see :func:`_stage_parts`). The body's changes commit together or
         not at all: a writer killed at any point leaves the store as it was or fully
         updated, its file mode and owner untouched. Disk-full and permission failures
         become StoreError naming the cause.
@@ -533,13 +533,7 @@ class GeoPackageStore(Store):
                 for name, gdf in (staged or {}).items():
                     _write_gpkg_layer(stage, name, gdf)
                 for name, parts in (streamed or {}).items():
-                    first = True
-                    for part in parts:
-                        _write_gpkg_layer(stage, name, part, append=not first)
-                        first = False
-                    if first:
-                        msg = f"no rows to write to layer {name!r}"
-                        raise StoreError(msg)
+                    _stage_parts(stage, name, parts)
                 if not self.path.exists():
                     self._create()
                 con = stack.enter_context(contextlib.closing(self._connect()))
@@ -661,6 +655,8 @@ class GeoPackageStore(Store):
                 tx.append_staged(name, source=source or name)
             else:
                 tx.install(name)
+                if tx.has_table(_STAGED_MORE, "staged"):
+                    tx.append_staged(name, source=source or name, first=False)
             tx.write_metadata(dict(metadata or {}))
             return int(tx.con.execute(f"SELECT count(*) FROM main.{_quote(name)}").fetchone()[0])
 
@@ -1000,12 +996,62 @@ def _drop_layer(con: sqlite3.Connection, name: str) -> None:
             con.execute(f"DELETE FROM main.{table} WHERE lower(table_name) = lower(?)", (name,))
 
 
-def _write_gpkg_layer(path: Path, name: str, gdf: gpd.GeoDataFrame, *, append: bool = False) -> None:
+def _write_gpkg_layer(path: Path, name: str, gdf: gpd.GeoDataFrame) -> None:
     out = gdf if gdf.crs.to_epsg() in (4326, 4490) else gdf.to_crs(STORAGE_CRS)
-    if append:
-        pyogrio.write_dataframe(out, path, layer=name, driver="GPKG", use_arrow=False, append=True)
-        return
     pyogrio.write_dataframe(out, path, layer=name, driver="GPKG", use_arrow=False, layer_options={"OVERWRITE": "YES"})
+
+
+_STAGED_MORE = "geogrid_staged_more"
+_STAGED_BOUNDS = "geogrid_staged_bounds"
+
+
+def _stage_parts(path: Path, name: str, parts: Iterable[gpd.GeoDataFrame]) -> None:
+    """Stage a layer given in parts in the private GeoPackage ``path``, in memory bounded by a part.
+
+    The first part becomes the GDAL layer ``name`` with its R-tree (GDAL creates the
+    table, index and registrations). The others go to the layer ``_STAGED_MORE`` without
+    an R-tree, their bounds to the plain table ``_STAGED_BOUNDS`` (GDAL appending to an
+    indexed layer updates the R-tree row by row: 4x slower); the transaction copies them
+    after the first part (:meth:`_Tx.append_staged`).
+    """
+    n = 0
+    for part in parts:
+        if n == 0:
+            _write_gpkg_layer(path, name, part)
+        else:
+            out = part if part.crs.to_epsg() in (4326, 4490) else part.to_crs(STORAGE_CRS)
+            pyogrio.write_dataframe(
+                out,
+                path,
+                layer=_STAGED_MORE,
+                driver="GPKG",
+                use_arrow=True,
+                append=n > 1,
+                layer_options={"SPATIAL_INDEX": "NO"} if n == 1 else None,
+            )
+            b = shapely.bounds(out.geometry.to_numpy())
+            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as con:
+                con.execute("BEGIN")
+                if n == 1:
+                    con.execute(f"CREATE TABLE {_STAGED_BOUNDS} (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)")
+                start = int(con.execute(f"SELECT coalesce(max(id), 0) FROM {_STAGED_BOUNDS}").fetchone()[0])
+                ids = np.arange(start + 1, start + 1 + len(b))
+                con.executemany(
+                    f"INSERT INTO {_STAGED_BOUNDS} VALUES (?, ?, ?, ?, ?)",
+                    zip(
+                        ids.tolist(),
+                        b[:, 0].tolist(),
+                        b[:, 2].tolist(),
+                        b[:, 1].tolist(),
+                        b[:, 3].tolist(),
+                        strict=True,
+                    ),
+                )
+                con.execute("COMMIT")
+        n += 1
+    if n == 0:
+        msg = f"no rows to write to layer {name!r}"
+        raise StoreError(msg)
 
 
 class _Tx:
@@ -1087,13 +1133,15 @@ class _Tx:
         self.guard(name)
         self.bump(name)
 
-    def append_staged(self, name: str, *, source: str) -> None:
+    def append_staged(self, name: str, *, source: str, first: bool = True) -> None:
         """Append the staged rows of layer ``name`` after the stored ones (same order; R-tree and counts kept).
 
-        Refuses (ValidationError) staged ids that the layer already holds. The layer's
-        triggers are set aside during the copy (GDAL's R-tree triggers call functions only
-        GDAL defines; the staged R-tree is copied instead) and put back, all in the
-        transaction.
+        The staged rows are the GDAL layer ``name`` (``first``: with its R-tree) and then the
+        rest of the parts, in ``_STAGED_MORE`` with their bounds in ``_STAGED_BOUNDS`` (see
+        :meth:`GeoPackageStore._writing`). Refuses (ValidationError) staged ids that the
+        layer already holds. The layer's triggers are set aside during the copy (GDAL's
+        R-tree triggers call functions only GDAL defines; the R-tree rows are copied
+        instead) and put back, all in the transaction.
         """
         con, q = self.con, _quote(name)
         id_col = SCHEMAS[LayerKind(name)].id_column if name in _KINDS else None
@@ -1109,11 +1157,22 @@ class _Tx:
             msg = f"store {self.store.path}: layer {name!r} has no geometry column to append to"
             raise StoreError(msg)
         main_geom, staged_geom = str(geom["main"][0]), str(geom["staged"][0])
+        sources: list[tuple[str, str, str]] = []  # (staged table, R-tree rows, ids to skip)
+        if first:
+            sources.append((name, f"staged.{_quote(f'rtree_{name}_{staged_geom}')}", ""))
+        if self.has_table(_STAGED_MORE, "staged"):
+            sources.append((_STAGED_MORE, f"staged.{_STAGED_BOUNDS}", ""))
+        first_rows = int(con.execute(f"SELECT count(*) FROM staged.{q}").fetchone()[0])
         if id_col is not None and id_col.lower() in main_cols:
             qi = _quote(id_col)
-            clash = con.execute(
-                f"SELECT fid - 1, {qi} FROM staged.{q} WHERE {qi} IN (SELECT {qi} FROM main.{q}) ORDER BY fid"
-            ).fetchall()
+            clash: list[tuple[Any, ...]] = []
+            for table, _, _ in sources:
+                base = 0 if table == name else first_rows
+                clash += con.execute(
+                    f"SELECT fid - 1 + ?, {qi} FROM staged.{_quote(table)} WHERE {qi} IN "
+                    f"(SELECT {qi} FROM main.{q}) ORDER BY fid",
+                    (base,),
+                ).fetchall()
             if clash:
                 rows = tuple(int(r[0]) for r in clash)
                 ids = tuple(str(r[1]) for r in clash)
@@ -1135,21 +1194,22 @@ class _Tx:
         ).fetchall()
         for trigger, _ in triggers:
             con.execute(f"DROP TRIGGER main.{_quote(trigger)}")
-        offset = int(con.execute(f"SELECT coalesce(max(fid), 0) FROM main.{q}").fetchone()[0])
-        added = int(con.execute(f"SELECT count(*) FROM staged.{q}").fetchone()[0])
         dst = ", ".join(_quote(t) for t, _ in pairs)
         src = ", ".join(_quote(c) for _, c in pairs)
-        con.execute(f"INSERT INTO main.{q} (fid, {dst}) SELECT fid + ?, {src} FROM staged.{q} ORDER BY fid", (offset,))
-        rtree_main, rtree_staged = f"rtree_{name}_{main_geom}", f"rtree_{name}_{staged_geom}"
-        if self.has_table(rtree_main):
-            if not self.has_table(rtree_staged, "staged"):
-                msg = f"store {self.store.path}: the staged rows of {name!r} have no spatial index"
-                raise StoreError(msg)
-            con.execute(
-                f"INSERT INTO main.{_quote(rtree_main)} SELECT id + ?, minx, maxx, miny, maxy "
-                f"FROM staged.{_quote(rtree_staged)}",
+        rtree_main = f"rtree_{name}_{main_geom}"
+        added = 0
+        for table, rtree_rows, _ in sources:
+            offset = int(con.execute(f"SELECT coalesce(max(fid), 0) FROM main.{q}").fetchone()[0])
+            cur = con.execute(
+                f"INSERT INTO main.{q} (fid, {dst}) SELECT fid + ?, {src} FROM staged.{_quote(table)} ORDER BY fid",
                 (offset,),
             )
+            added += cur.rowcount
+            if self.has_table(rtree_main):
+                con.execute(
+                    f"INSERT INTO main.{_quote(rtree_main)} SELECT id + ?, minx, maxx, miny, maxy FROM {rtree_rows}",
+                    (offset,),
+                )
         for _, sql in triggers:
             con.execute(sql)
         if self.has_table("gpkg_ogr_contents"):
@@ -1163,9 +1223,12 @@ class _Tx:
             "min_y = min(coalesce(min_y, s.mny), coalesce(s.mny, min_y)), "
             "max_x = max(coalesce(max_x, s.mxx), coalesce(s.mxx, max_x)), "
             "max_y = max(coalesce(max_y, s.mxy), coalesce(s.mxy, max_y)) "
-            "FROM (SELECT min_x AS mnx, min_y AS mny, max_x AS mxx, max_y AS mxy FROM staged.gpkg_contents "
-            "WHERE lower(table_name) = lower(?)) AS s WHERE lower(main.gpkg_contents.table_name) = lower(?)",
-            (name, name),
+            f"FROM (SELECT min(minx) AS mnx, min(miny) AS mny, max(maxx) AS mxx, max(maxy) AS mxy FROM "
+            f"(SELECT min_x AS minx, min_y AS miny, max_x AS maxx, max_y AS maxy FROM staged.gpkg_contents "
+            f"WHERE lower(table_name) = lower(?) AND ? UNION ALL SELECT min(minx), min(miny), max(maxx), max(maxy) "
+            f"FROM {'staged.' + _STAGED_BOUNDS if self.has_table(_STAGED_BOUNDS, 'staged') else '(SELECT NULL AS minx, NULL AS miny, NULL AS maxx, NULL AS maxy)'})) "
+            "AS s WHERE lower(main.gpkg_contents.table_name) = lower(?)",
+            (name, int(first), name),
         )
         self.guard(name)
         self.bump(name)

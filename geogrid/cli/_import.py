@@ -103,7 +103,7 @@ def _limit_option(name: str, default: int, help_text: str) -> Callable[[F], F]:
 @click.option(
     "--chunk-rows",
     type=click.IntRange(min=1),
-    default=200_000,
+    default=50_000,
     show_default=True,
     help="rows of a CSV of incidents or cameras read, checked and staged at a time (memory use)",
 )
