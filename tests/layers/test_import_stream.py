@@ -283,3 +283,31 @@ def test_read_layer_chunks_refuses_what_it_cannot_stream(tmp_path):
     csv = _incidents_csv(tmp_path / "g.csv", 3)
     with pytest.raises(ValueError, match="grids need polygons"):
         read_layer_chunks(csv, "grids")
+
+
+def test_the_datum_hint_of_a_large_file_comes_from_a_sample_of_its_points(tmp_path):
+    from layers import datum
+
+    store = _grid_store(tmp_path / "city.gpkg")
+    n = 130_000
+    rng = np.random.default_rng(9)
+    # Along the grids' east edge: copied from Gaode (GCJ-02, ~600 m east) most of them lie beyond it.
+    lon, lat = rng.uniform(117.19, 117.1995, n), rng.uniform(39.01, 39.19, n)
+    glon, glat = datum.wgs84_to_gcj02(lon, lat)
+    src = tmp_path / "高德.csv"
+    pd.DataFrame(
+        {
+            "编号": [f"G{i}" for i in range(n)],
+            "经度": np.round(glon, 6),
+            "纬度": np.round(glat, 6),
+            "上报时间": "2024-05-01 08:00:00",
+            "类别": "环境卫生",
+            "来源": "hotline",
+            "状态": "reported",
+        }
+    ).to_csv(src, index=False)
+    options = [o for o in OPTIONS if o not in ("--closed-col", "结案时间", "--description-col", "描述")]
+    r = _import(src, "--into", store.path, *options, "--chunk-rows", "40000")
+    assert r.exit_code == 0, r.output
+    assert "points sampled from 130,000 lie outside the grids" in r.stderr, r.stderr
+    assert "--datum gcj02" in r.stderr
