@@ -229,6 +229,23 @@ class Store(ABC):
         newer network.
         """
 
+    def write_chunks(
+        self,
+        name: str,
+        parts: Iterable[gpd.GeoDataFrame],
+        *,
+        mode: str = "replace",
+        metadata: Mapping[str, Any] | None = None,
+        source: str | None = None,
+    ) -> int:
+        """Write point layer ``name`` given in parts, replacing it or appending to it, in one transaction.
+
+        Memory is bounded by a part; if the parts raise, an appended id is already stored,
+        or the writer dies, the layer is left as it was. Returns the layer's row count.
+        """
+        what = "writing a layer in parts"
+        raise self._unsupported(what)
+
     def layer_stamp(self, name: str) -> Hashable | None:
         """Return a token that changes whenever layer ``name`` changes (None: this backend cannot tell)."""
         return None
