@@ -192,13 +192,15 @@ def test_kill_9_during_an_import_leaves_the_store_as_before_or_fully_imported(tm
     assert _import(ok, "--into", store.path, *OPTIONS).exit_code == 0
     before = _dump(store.path)
     wal = Path(f"{store.path}-wal")
+    tmp = tmp_path / "tmp"  # the killed writer's staging folder stays behind: here, not in /tmp
+    tmp.mkdir()
     killed_before = 0
     for moment in ("staging", "writing", "writing"):
         cmd = [sys.executable, "-c", _IMPORT, "import", str(big_csv), "--into", str(store.path), *OPTIONS]
         with subprocess.Popen(
             [*cmd, "--chunk-rows", "20000", "--mode", "append"],
             cwd=ROOT,
-            env=ENV,
+            env={**ENV, "TMPDIR": str(tmp)},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -207,7 +209,7 @@ def test_kill_9_during_an_import_leaves_the_store_as_before_or_fully_imported(tm
             deadline = time.monotonic() + 600
             # staging: once the first parts are read; writing: once the transaction has grown the WAL
             while proc.poll() is None and time.monotonic() < deadline:
-                if moment == "staging" and any(Path(p).name.startswith("geogrid-stage-") for p in _tmp_entries()):
+                if moment == "staging" and any(p.name.startswith("geogrid-stage-") for p in tmp.iterdir()):
                     time.sleep(1.0)
                     break
                 if moment == "writing" and wal.exists() and wal.stat().st_size > start + (1 << 20):
@@ -225,12 +227,6 @@ def test_kill_9_during_an_import_leaves_the_store_as_before_or_fully_imported(tm
             assert len(GeoPackageStore(store.path).read("incidents")) == 201_000
             break
     assert killed_before >= 1
-
-
-def _tmp_entries() -> list[str]:
-    import tempfile
-
-    return os.listdir(tempfile.gettempdir())
 
 
 _MEASURE = textwrap.dedent(
