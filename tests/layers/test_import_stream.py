@@ -307,3 +307,17 @@ def test_the_datum_hint_of_a_large_file_comes_from_a_sample_of_its_points(tmp_pa
     assert r.exit_code == 0, r.output
     assert "points sampled from 130,000 lie outside the grids" in r.stderr, r.stderr
     assert "--datum gcj02" in r.stderr
+
+
+def test_a_problem_in_several_parts_is_listed_once_with_its_count_and_the_first_line_further_on(tmp_path):
+    src = _incidents_csv(tmp_path / "s.csv", 9)
+    lines = src.read_text(encoding="utf-8").split("\n")
+    for row in (1, 6, 7):
+        lines[row + 2] = lines[row + 2].replace(",reported,", ",lost,").replace(",closed,", ",lost,")
+    src.write_text("\n".join(lines), encoding="utf-8")
+    parts = read_layer_chunks(src, "incidents", columns=MAPPING, tz="Asia/Shanghai", chunk_rows=3)
+    with pytest.raises(ValueError, match="1 problem") as err:
+        list(parts)
+    # row 0's description spans two lines: data row 1 starts on line 4
+    assert "status has unknown value(s) 'lost' at row 1 (id 'E0000001'): allowed:" in str(err.value)
+    assert "(line 4 of the file); and 2 more row(s) further on, the first at row 6 (line 9)" in str(err.value)
