@@ -444,11 +444,11 @@ def _csv_names(path: Path, sep: str) -> list[str]:
     return names
 
 
-def _arrow_csv_options(names: list[str], sep: str, block_size: int = 1 << 24) -> dict[str, Any]:
+def _arrow_csv_options(names: list[str], sep: str, block_size: int = 1 << 24, threads: bool = True) -> dict[str, Any]:
     import pyarrow.csv as pacsv
 
     return {
-        "read_options": pacsv.ReadOptions(block_size=block_size, encoding="utf8"),
+        "read_options": pacsv.ReadOptions(block_size=block_size, use_threads=threads, encoding="utf8"),
         "parse_options": pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
         "convert_options": pacsv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.string()),
@@ -521,8 +521,9 @@ def _iter_csv_arrow(
 
     names = _csv_names(path, sep)
     with open(path, "rb") as fh:
-        # 1 MiB blocks: Arrow parses a few blocks ahead, so its memory grows with the block size
-        reader = pacsv.open_csv(fh, **_arrow_csv_options(names, sep, block_size=1 << 20))
+        # 1 MiB blocks, read when asked for: a threaded reader reads and parses ahead (its memory grows
+        # with the block size, and the file position no longer says how far the parts have got)
+        reader = pacsv.open_csv(fh, **_arrow_csv_options(names, sep, block_size=1 << 20, threads=False))
 
         def frame_of(batches: list[pa.RecordBatch]) -> pd.DataFrame:
             frame = pa.Table.from_batches(batches, schema=reader.schema).to_pandas(

@@ -212,6 +212,8 @@ def _import_csv_in_parts(
 
         def progress(done: int) -> None:
             bar.update(done - bar.n)
+            if done >= bar.total:  # what is left: the last parts, then one transaction into the store
+                bar.set_description(f"writing {src.name} into {into.name}")
 
         parts = read_layer_chunks(
             src,
