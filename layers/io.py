@@ -22,9 +22,9 @@ import mmap
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,19 @@ from layers.errors import InputTooLargeError, Problem, StoreError, ValidationErr
 from layers.schema import SCHEMAS, LayerKind
 from layers.validate import OPTION_FOR_COLUMN, check_frame, finish_frame
 
-__all__ = ["FORMATS", "MAPPING_KEYS", "Limits", "describe", "read_layer", "write_csv", "write_layer"]
+if TYPE_CHECKING:
+    from layers._csv_stream import LayerChunks
+
+__all__ = [
+    "FORMATS",
+    "MAPPING_KEYS",
+    "Limits",
+    "describe",
+    "read_layer",
+    "read_layer_chunks",
+    "write_csv",
+    "write_layer",
+]
 
 FORMATS: dict[str, str] = {
     ".gpkg": "gpkg",
@@ -423,25 +435,35 @@ def _read_csv_text(path: Path, encoding: str, sep: str, limits: Limits) -> pd.Da
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
-def _read_csv_arrow(path: Path, sep: str, limits: Limits) -> pd.DataFrame:
-    import pyarrow.csv as pacsv
-
+def _csv_names(path: Path, sep: str) -> list[str]:
     header = pd.read_csv(path, dtype="string", encoding="utf-8-sig", sep=sep, nrows=0)
     names = [str(c) for c in header.columns]
     if len(set(names)) != len(names):
         msg = "duplicate column names"
         raise pa.ArrowInvalid(msg)  # pandas renames them ("a.1"); keep its behaviour
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=1 << 24, encoding="utf8"),
-        parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
+    return names
+
+
+def _arrow_csv_options(names: list[str], sep: str, block_size: int = 1 << 24, threads: bool = True) -> dict[str, Any]:
+    import pyarrow.csv as pacsv
+
+    return {
+        "read_options": pacsv.ReadOptions(block_size=block_size, use_threads=threads, encoding="utf8"),
+        "parse_options": pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.string()),
             null_values=_PANDAS_NA_TEXT,
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
         ),
-    )
+    }
+
+
+def _read_csv_arrow(path: Path, sep: str, limits: Limits) -> pd.DataFrame:
+    import pyarrow.csv as pacsv
+
+    names = _csv_names(path, sep)
+    reader = pacsv.open_csv(path, **_arrow_csv_options(names, sep))
     batches = []
     rows = 0
     for batch in reader:
@@ -452,6 +474,97 @@ def _read_csv_arrow(path: Path, sep: str, limits: Limits) -> pd.DataFrame:
     frame = table.to_pandas(types_mapper=lambda _t: pd.StringDtype("pyarrow"))
     frame.columns = names
     return frame
+
+
+def _iter_csv_text(
+    path: Path, encoding: str, sep: str, limits: Limits, chunk_rows: int, progress: Callable[[int], None] | None
+) -> Iterator[pd.DataFrame]:
+    """Yield the CSV's rows as text columns, ``chunk_rows`` at a time (a file with no rows: one empty part).
+
+    The streamed form of :func:`_read_csv_text`: Arrow's reader for UTF-8, pandas for other
+    encodings and for files Arrow refuses (pandas then starts again and skips the rows
+    already given). ``progress`` is called with the bytes read so far.
+    """
+    done = 0
+    if encoding.replace("_", "-").lower() in ("utf-8-sig", "utf-8", "utf8"):
+        try:
+            for part in _iter_csv_arrow(path, sep, limits, chunk_rows, progress):
+                done += len(part)
+                yield part
+            return
+        except pa.ArrowInvalid:
+            pass  # pandas reports what is wrong, with the row
+    compact = pd.StringDtype("pyarrow")
+    given = done > 0
+    with (
+        open(path, "rb") as fh,
+        pd.read_csv(fh, dtype="string", encoding=encoding, sep=sep, chunksize=chunk_rows) as reader,
+    ):
+        rows = 0
+        for chunk in reader:
+            start, rows = rows, rows + len(chunk)
+            _check_count(rows, limits, path.name)
+            if rows <= done:
+                continue
+            if progress is not None:
+                progress(fh.tell())
+            given = True
+            yield chunk.iloc[max(done - start, 0) :].astype(compact).reset_index(drop=True)
+    if not given:  # a header and no rows
+        yield pd.read_csv(path, dtype="string", encoding=encoding, sep=sep).astype(compact)
+
+
+def _iter_csv_arrow(
+    path: Path, sep: str, limits: Limits, chunk_rows: int, progress: Callable[[int], None] | None
+) -> Iterator[pd.DataFrame]:
+    import pyarrow.csv as pacsv
+
+    names = _csv_names(path, sep)
+    with open(path, "rb") as fh:
+        # 1 MiB blocks, read when asked for: a threaded reader reads and parses ahead (its memory grows
+        # with the block size, and the file position no longer says how far the parts have got)
+        reader = pacsv.open_csv(fh, **_arrow_csv_options(names, sep, block_size=1 << 20, threads=False))
+
+        def frame_of(batches: list[pa.RecordBatch]) -> pd.DataFrame:
+            frame = pa.Table.from_batches(batches, schema=reader.schema).to_pandas(
+                types_mapper=lambda _t: pd.StringDtype("pyarrow")
+            )
+            frame.columns = names
+            return frame
+
+        pending: list[pa.RecordBatch] = []
+        held = rows = 0
+        for batch in reader:
+            rows += batch.num_rows
+            _check_count(rows, limits, path.name)
+            pending.append(batch)
+            held += batch.num_rows
+            if progress is not None:
+                progress(fh.tell())
+            while held >= chunk_rows:
+                table = pa.Table.from_batches(pending, schema=reader.schema)
+                yield frame_of(table.slice(0, chunk_rows).to_batches())
+                rest = table.slice(chunk_rows)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held or not rows:
+            yield frame_of(pending)
+
+
+def _iter_csv_parts(
+    path: Path, encoding: str, sep: str, limits: Limits, chunk_rows: int, progress: Callable[[int], None] | None
+) -> Iterator[pd.DataFrame]:
+    """:func:`_iter_csv_text`, with text that cannot be decoded or parsed reported as :func:`_read_csv` does."""
+    try:
+        yield from _iter_csv_text(path, encoding, sep, limits, chunk_rows, progress)
+    except UnicodeDecodeError as err:
+        msg = (
+            f"{path.name} is not valid {encoding} text at byte {err.start:,}: save it as UTF-8, or name its "
+            "encoding with --encoding gbk (Python: encoding='gbk')"
+        )
+        raise ValidationError(path.name, [Problem("bad_encoding", msg)]) from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        msg = f"{path.name} cannot be parsed as CSV: {err}"
+        raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
 
 
 def _read_csv(
@@ -479,12 +592,20 @@ def _read_csv(
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         msg = f"{path.name} cannot be parsed as CSV: {err}"
         raise ValidationError(path.name, [Problem("unreadable_file", msg)]) from err
-    names = [str(c) for c in frame.columns]
+    xy = _csv_xy_columns([str(c) for c in frame.columns], columns, problems)
+    geoms = _csv_points(frame, xy, problems)
+    crs, assumed = _csv_crs(xy, crs)
+    used = [c for c in (xy["x"], xy["y"]) if c is not None]
+    return frame.drop(columns=used), geoms, crs, assumed
+
+
+def _csv_xy_columns(names: list[str], columns: Mapping[str, str], problems: list[Problem]) -> dict[str, str | None]:
+    """Return the CSV's x and y columns (mapped, or found by name); missing ones become problems."""
     has = ", ".join(repr(c) for c in names) or "none"
     xy: dict[str, str | None] = {}
     for key, candidates in (("x", _X_NAMES), ("y", _Y_NAMES)):
         if key in columns:
-            if columns[key] not in frame.columns:
+            if columns[key] not in names:
                 msg = f"--{key}-col {columns[key]!r}: no such column; the file has {has}"
                 problems.append(Problem("unknown_mapped_column", msg))
                 xy[key] = None
@@ -496,6 +617,13 @@ def _read_csv(
                 what = "longitude / x" if key == "x" else "latitude / y"
                 msg = f"no {what} column found: name it with --{key}-col NAME (Python: columns={{{key!r}: NAME}}); the file has {has}"
                 problems.append(Problem("missing_column", msg))
+    return xy
+
+
+def _csv_points(
+    frame: pd.DataFrame, xy: Mapping[str, str | None], problems: list[Problem], row_offset: int = 0
+) -> np.ndarray:
+    """Points from the x/y text columns; text that is not a number becomes a problem naming its rows."""
     n = len(frame)
     coords = {}
     for key in ("x", "y"):
@@ -507,14 +635,17 @@ def _read_csv(
         num = pd.to_numeric(text, errors="coerce").astype("float64")
         bad = (text.notna() & (text != "") & num.isna()).to_numpy(dtype=bool)
         if bad.any():
-            rows = tuple(int(r) for r in np.flatnonzero(bad))
+            rows = tuple(int(r) + row_offset for r in np.flatnonzero(bad))
             sample = ", ".join(repr(str(v)) for v in text[bad].unique()[:3])
             shown = ", ".join(str(r) for r in rows[:10]) + (f" (+{len(rows) - 10} more)" if len(rows) > 10 else "")
             msg = f"column {name!r} is not a number ({sample}) at rows {shown}: write decimal degrees such as 117.2"
             problems.append(Problem("bad_coordinate", msg, rows))
         coords[key] = num.to_numpy()
-    geoms = np.asarray(shapely.points(coords["x"], coords["y"]), dtype=object)
-    assumed = False
+    return np.asarray(shapely.points(coords["x"], coords["y"]), dtype=object)
+
+
+def _csv_crs(xy: Mapping[str, str | None], crs: object) -> tuple[object, bool]:
+    """Return the CRS of a CSV and whether it was assumed (EPSG:4326 for lon/lat column names)."""
     xname, yname = xy["x"], xy["y"]
     if (
         crs is None
@@ -523,9 +654,8 @@ def _read_csv(
         and xname.strip().lower() in _LONLAT_NAMES
         and yname.strip().lower() in _LONLAT_NAMES
     ):
-        crs, assumed = "EPSG:4326", True
-    used = [c for c in (xy["x"], xy["y"]) if c is not None]
-    return frame.drop(columns=used), geoms, crs, assumed
+        return "EPSG:4326", True
+    return crs, False
 
 
 def read_layer(
@@ -682,6 +812,100 @@ def read_layer(
         checked,
         transform=transform,
         attrs={"source": str(path), "datum": d, "crs_assumed": assumed},
+    )
+
+
+def read_layer_chunks(
+    src: str | os.PathLike[str],
+    kind: LayerKind | str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    crs: object = None,
+    datum: str = "wgs84",
+    limits: Limits | None = None,
+    tz: str | None = None,
+    encoding: str | None = None,
+    chunk_rows: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> LayerChunks:
+    r"""Read a CSV layer of points in parts of ``chunk_rows`` rows, each checked at the door.
+
+    The streamed form of :func:`read_layer` for CSV files of incidents or cameras, in
+    memory bounded by the part size (plus 12 bytes a row to find duplicate ids): every
+    check of :func:`read_layer` runs on every row, problems name rows of the whole file
+    (0-based) and its line numbers, and the parts are what :func:`read_layer` would
+    return, cut into pieces (same rows, order, dtypes and geometry).
+
+    Parameters
+    ----------
+    src, kind, columns, crs, datum, limits, tz, encoding
+        As for :func:`read_layer`; ``src`` is a CSV (``.csv``, ``.txt``, ``.tsv``).
+    chunk_rows
+        Rows per part (default 50,000).
+    progress
+        Called with the number of bytes of the file read so far (for a progress bar).
+
+    Returns
+    -------
+    LayerChunks
+        Iterate over it once for the GeoDataFrame parts. The iteration raises
+        :class:`~layers.errors.ValidationError` at its end if any row had a problem (no
+        part is yielded after the first problem), so a consumer that writes the parts in
+        one transaction writes nothing. Afterwards, its ``rows``, ``source_crs``,
+        ``crs_assumed``, ``datum``, ``warnings`` and ``sample`` (up to 100,000 of the
+        points, drawn uniformly) describe the whole file.
+
+    Raises
+    ------
+    ValidationError
+        If the file is not a CSV or the kind is ``grids`` (before any part is read).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "cams.csv"
+    >>> _ = p.write_text("camera_id,lon,lat,heading_deg,fov_deg,range_m,status\n"
+    ...                  "C1,117.2,39.1,90,60,50,online\nC2,117.3,39.2,0,360,30,online\n"
+    ...                  "C3,117.4,39.3,45,90,40,offline\n", encoding="utf-8")
+    >>> parts = read_layer_chunks(p, "cameras", chunk_rows=2)
+    >>> [len(part) for part in parts], parts.rows
+    ([2, 1], 3)
+    """
+    from layers._csv_stream import DEFAULT_CHUNK_ROWS, LayerChunks
+
+    path = Path(src)
+    try:
+        kind = LayerKind(kind)
+    except ValueError as err:
+        msg = f"unknown layer kind {kind!r}: use one of {', '.join(k.value for k in LayerKind)}"
+        raise ValidationError(path.name, [Problem("unknown_kind", msg)]) from err
+    d = str(datum).lower().replace("-", "").replace("_", "")
+    if d not in DATUMS:
+        msg = f"unknown datum {datum!r}: use one of {', '.join(DATUMS)}"
+        raise ValidationError(path.name, [Problem("unknown_datum", msg)])
+    if not path.exists():
+        msg = f"{path} does not exist"
+        raise StoreError(msg)
+    if _format_of(path) != "csv":
+        msg = f"{path.name}: read_layer_chunks reads CSV files; use read_layer for this file"
+        raise ValidationError(path.name, [Problem("wrong_format", msg)])
+    if kind is LayerKind.GRIDS:
+        msg = "a CSV holds points; grids need polygons: give a GeoPackage, GeoJSON, GeoParquet or Shapefile"
+        raise ValidationError(path.name, [Problem("wrong_format", msg)])
+    limits = limits or Limits()
+    if path.is_file():
+        check_file_size(path, limits)
+    return LayerChunks(
+        path,
+        kind,
+        columns=dict(columns or {}),
+        crs=crs,
+        datum=d,
+        limits=limits,
+        tz=tz,
+        encoding=encoding,
+        chunk_rows=int(chunk_rows or DEFAULT_CHUNK_ROWS),
+        progress=progress,
     )
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -43,7 +43,15 @@ import geopandas as gpd
 import shapely
 
 from layers._guards import Limits, check_wkb
-from layers.errors import EditConflict, InputTooLargeError, NotFoundError, StoreError
+from layers.errors import (
+    EditConflict,
+    InputTooLargeError,
+    NotFoundError,
+    Problem,
+    StoreError,
+    ValidationError,
+    format_ids,
+)
 from layers.schema import SCHEMAS, STORAGE_CRS, LayerKind, coerce_dtypes
 from layers.store import (
     _EDIT_LOG_COLUMNS,
@@ -443,21 +451,33 @@ class PostGISStore(Store):
             )
 
     def _load_layer(self, con: Any, name: str, gdf: gpd.GeoDataFrame) -> None:
+        staging, cols = self._create_staging(con, name, gdf)
+        self._copy_rows(con, staging, cols, gdf)
+        self._swap_in(con, name, staging)
+
+    def _create_staging(self, con: Any, name: str, gdf: gpd.GeoDataFrame) -> tuple[str, list[str]]:
+        """Create an empty staging table with the columns of ``gdf``; return its name and the columns."""
         from psycopg import sql
 
-        out = gdf if gdf.crs.to_epsg() in (4326, 4490) else gdf.to_crs(STORAGE_CRS)
-        geom_col = out.geometry.name
-        cols = [c for c in out.columns if c != geom_col]
+        geom_col = gdf.geometry.name
+        cols = [str(c) for c in gdf.columns if c != geom_col]
         for c in cols:
             _check_column(str(c), name)
         staging = f"{name}__staging_{secrets.token_hex(4)}"
         con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(self.schema, staging)))
         col_defs: list[sql.Composable] = [sql.SQL("fid bigserial")]
-        col_defs += [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_pg_type(out[c]))) for c in cols]
+        col_defs += [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_pg_type(gdf[c]))) for c in cols]
         col_defs.append(sql.SQL("geometry geometry(Geometry, 4326)"))
         con.execute(
             sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(self.schema, staging), sql.SQL(", ").join(col_defs))
         )
+        return staging, cols
+
+    def _copy_rows(self, con: Any, staging: str, cols: list[str], gdf: gpd.GeoDataFrame) -> None:
+        """COPY the rows of ``gdf`` (in the storage CRS) into the staging table, in order."""
+        from psycopg import sql
+
+        out = gdf if gdf.crs.to_epsg() in (4326, 4490) else gdf.to_crs(STORAGE_CRS)
         wkb = shapely.to_wkb(shapely.set_srid(np.asarray(out.geometry.array), 4326), hex=True, include_srid=True)
         frame = pd.DataFrame({c: out[c].astype(object).where(out[c].notna(), None) for c in cols}, index=out.index)
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -467,6 +487,11 @@ class PostGISStore(Store):
         with con.cursor() as cur, cur.copy(copy_sql) as copy:
             for row, g in zip(frame.itertuples(index=False, name=None), wkb, strict=True):
                 copy.write_row((*row, g))
+
+    def _swap_in(self, con: Any, name: str, staging: str) -> None:
+        """Replace table ``name`` by the staging table (key, spatial index, guard triggers)."""
+        from psycopg import sql
+
         con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(self.schema, name)))
         con.execute(
             sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(self.schema, staging), sql.Identifier(name))
@@ -478,6 +503,95 @@ class PostGISStore(Store):
             )
         )
         self._guard(con, name)
+
+    def write_chunks(
+        self,
+        name: str,
+        parts: Iterable[gpd.GeoDataFrame],
+        *,
+        mode: str = "replace",
+        metadata: Mapping[str, Any] | None = None,
+        source: str | None = None,
+    ) -> int:
+        """Write layer ``name`` given in parts (incidents, cameras) in one transaction; return its row count.
+
+        As :meth:`layers.store.GeoPackageStore.write_chunks`: each part is COPied into a
+        staging table as it arrives (memory bounded by a part); then the staging table
+        replaces the layer, or its rows are appended after the stored ones in their order.
+        A problem raised by the parts, an id already stored, a failure or a killed writer
+        leave the layer as it was (one transaction).
+        """
+        from psycopg import sql
+
+        if name == _GRIDS or mode not in ("replace", "append"):
+            msg = f"write_chunks writes point layers with mode 'replace' or 'append', not {name!r} / {mode!r}"
+            raise StoreError(msg)
+        _refuse_internal_names({name: None})
+        _check_name(name, "layer name")
+        with self._connect() as con, con.transaction():
+            con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            staging: str | None = None
+            cols: list[str] = []
+            for part in parts:
+                if part.crs is None:
+                    msg = f"layer {name!r} has no CRS; the store keeps {STORAGE_CRS}: set it before writing"
+                    raise StoreError(msg)
+                if staging is None:
+                    staging, cols = self._create_staging(con, name, part)
+                self._copy_rows(con, staging, cols, part)
+            if staging is None:
+                msg = f"no rows to write to layer {name!r}"
+                raise StoreError(msg)
+            if mode == "append" and name in self._tables(con):
+                self._append_staging(con, name, staging, cols, source=source or name)
+            else:
+                self._swap_in(con, name, staging)
+            self._write_metadata(con, dict(metadata or {}))
+            row = con.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self.schema, name))).fetchone()
+            return int(row[0])
+
+    def _append_staging(self, con: Any, name: str, staging: str, cols: list[str], *, source: str) -> None:
+        """Append the staging table's rows after those of ``name`` (ids already there refused), then drop it."""
+        from psycopg import sql
+
+        table, stage = sql.Identifier(self.schema, name), sql.Identifier(self.schema, staging)
+        have = {
+            str(r[0]): str(r[1])
+            for r in con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = %s",
+                (self.schema, name),
+            )
+        }
+        id_col = SCHEMAS[LayerKind(name)].id_column if name in {k.value for k in LayerKind} else None
+        if id_col is not None and id_col in have and id_col in cols:
+            qi = sql.Identifier(id_col)
+            clash = con.execute(
+                sql.SQL("SELECT s.fid, s.{} FROM {} s WHERE s.{} IN (SELECT {} FROM {}) ORDER BY s.fid").format(
+                    qi, stage, qi, qi, table
+                )
+            ).fetchall()
+            if clash:
+                first = int(con.execute(sql.SQL("SELECT min(fid) FROM {}").format(stage)).fetchone()[0])
+                rows = tuple(int(r[0]) - first for r in clash)
+                ids = tuple(str(r[1]) for r in clash)
+                msg = (
+                    f"{id_col} {format_ids(ids)} already in the store at rows "
+                    f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}: give new ids, "
+                    "or use --mode replace to replace the whole layer"
+                )
+                raise ValidationError(source, [Problem("id_exists", msg, rows, ids)])
+        for c in cols:
+            if c not in have:
+                decl = con.execute(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+                    "AND attname = %s",
+                    (f'"{self.schema}"."{staging}"', c),
+                ).fetchone()[0]
+                con.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, sql.Identifier(c), sql.SQL(decl)))
+        names = sql.SQL(", ").join([sql.Identifier(c) for c in [*cols, "geometry"]])
+        con.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY fid").format(table, names, names, stage))
+        con.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy_table(self, con: Any, src: str, dst: str) -> None:
         """Replace table ``dst`` by a copy of ``src`` made in the database (same columns, types and order)."""

@@ -32,7 +32,7 @@ import stat
 import sys
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,16 @@ import pyogrio
 import shapely
 
 from layers._guards import Limits, check_wkb
-from layers.errors import EditConflict, InputTooLargeError, NetworkChanged, NotFoundError, StoreError
+from layers.errors import (
+    EditConflict,
+    InputTooLargeError,
+    NetworkChanged,
+    NotFoundError,
+    Problem,
+    StoreError,
+    ValidationError,
+    format_ids,
+)
 from layers.schema import SCHEMAS, STORAGE_CRS, LayerKind, coerce_dtypes
 
 __all__ = ["SCHEMA_VERSION", "GeoPackageStore", "PlanInfo", "Store", "VersionInfo", "file_lock", "open_store"]
@@ -220,6 +229,23 @@ class Store(ABC):
         network is still at that version: what was read and changed is not written over a
         newer network.
         """
+
+    def write_chunks(
+        self,
+        name: str,
+        parts: Iterable[gpd.GeoDataFrame],
+        *,
+        mode: str = "replace",
+        metadata: Mapping[str, Any] | None = None,
+        source: str | None = None,
+    ) -> int:
+        """Write point layer ``name`` given in parts, replacing it or appending to it, in one transaction.
+
+        Memory is bounded by a part; if the parts raise, an appended id is already stored,
+        or the writer dies, the layer is left as it was. Returns the layer's row count.
+        """
+        what = "writing a layer in parts"
+        raise self._unsupported(what)
 
     def layer_stamp(self, name: str) -> Hashable | None:
         """Return a token that changes whenever layer ``name`` changes (None: this backend cannot tell)."""
@@ -500,12 +526,19 @@ class GeoPackageStore(Store):
         return con
 
     @contextlib.contextmanager
-    def _writing(self, staged: Mapping[str, gpd.GeoDataFrame] | None = None) -> Iterator[_Tx]:
+    def _writing(
+        self,
+        staged: Mapping[str, gpd.GeoDataFrame] | None = None,
+        *,
+        streamed: Mapping[str, Iterable[gpd.GeoDataFrame]] | None = None,
+    ) -> Iterator[_Tx]:
         """Yield one SQLite transaction on the store (BEGIN IMMEDIATE: one writer at a time).
 
         ``staged`` layers are first written to a private GeoPackage in the temporary
         folder (GDAL builds their tables, R-trees and registrations there); the body
-        installs them with :meth:`_Tx.install`. The body's changes commit together or
+        installs them with :meth:`_Tx.install` (or appends them, :meth:`_Tx.append_staged`);
+        ``streamed`` layers come in parts, each added to the private GeoPackage as it
+        arrives (memory bounded by a part; see :func:`_stage_parts`). The body's changes commit together or
         not at all: a writer killed at any point leaves the store as it was or fully
         updated, its file mode and owner untouched. Disk-full and permission failures
         become StoreError naming the cause.
@@ -517,10 +550,12 @@ class GeoPackageStore(Store):
             try:
                 for name, gdf in (staged or {}).items():
                     _write_gpkg_layer(stage, name, gdf)
+                for name, parts in (streamed or {}).items():
+                    _stage_parts(stage, name, parts)
                 if not self.path.exists():
                     self._create()
                 con = stack.enter_context(contextlib.closing(self._connect()))
-                if staged:
+                if staged or streamed:
                     con.execute("ATTACH DATABASE ? AS staged", (str(stage),))
                 con.execute("BEGIN IMMEDIATE")  # first, on its own: record edits made outside geogrid
                 try:
@@ -601,6 +636,47 @@ class GeoPackageStore(Store):
                     tx.log(author or "import", None, "import", {"network_version": before + 1}, None, None, at)
                     extra["network_version"] = before + 1
             tx.write_metadata(extra)
+
+    def write_chunks(
+        self,
+        name: str,
+        parts: Iterable[gpd.GeoDataFrame],
+        *,
+        mode: str = "replace",
+        metadata: Mapping[str, Any] | None = None,
+        source: str | None = None,
+    ) -> int:
+        """Write layer ``name`` given in parts (incidents, cameras) in one transaction; return its row count.
+
+        The streamed form of :meth:`write` for large point layers: each part is staged as
+        it arrives (memory bounded by a part), then the layer is replaced (``mode="replace"``)
+        or the rows are appended after the stored ones, in their order (``"append"``), in
+        one SQLite transaction. If the parts raise (a problem found at the door), a new id
+        is already in the layer, or the writer is killed, the store is left exactly as it
+        was. The grid network is written whole, with :meth:`write` (it is a version).
+
+        Raises
+        ------
+        ValidationError
+            If an appended id is already in the layer (``id_exists``, naming the rows of
+            the parts, 0-based), or whatever the parts raise.
+        StoreError
+            For ``grids``, an unknown ``mode``, or a write that fails.
+        """
+        if name == "grids" or mode not in ("replace", "append"):
+            msg = f"write_chunks writes point layers with mode 'replace' or 'append', not {name!r} / {mode!r}"
+            raise StoreError(msg)
+        _refuse_internal_names({name: None})
+        with self._writing(streamed={name: parts}) as tx:
+            tx.adopt_outside_edits()
+            if mode == "append" and tx.has_table(name):
+                tx.append_staged(name, source=source or name)
+            else:
+                tx.install(name)
+                if tx.has_table(_STAGED_MORE, "staged"):
+                    tx.append_staged(name, source=source or name, first=False)
+            tx.write_metadata(dict(metadata or {}))
+            return int(tx.con.execute(f"SELECT count(*) FROM main.{_quote(name)}").fetchone()[0])
 
     def layer_stamp(self, name: str) -> Hashable | None:
         """Return a token that changes whenever layer ``name`` changes (for caches).
@@ -943,6 +1019,59 @@ def _write_gpkg_layer(path: Path, name: str, gdf: gpd.GeoDataFrame) -> None:
     pyogrio.write_dataframe(out, path, layer=name, driver="GPKG", use_arrow=False, layer_options={"OVERWRITE": "YES"})
 
 
+_STAGED_MORE = "geogrid_staged_more"
+_STAGED_BOUNDS = "geogrid_staged_bounds"
+
+
+def _stage_parts(path: Path, name: str, parts: Iterable[gpd.GeoDataFrame]) -> None:
+    """Stage a layer given in parts in the private GeoPackage ``path``, in memory bounded by a part.
+
+    The first part becomes the GDAL layer ``name`` with its R-tree (GDAL creates the
+    table, index and registrations). The others go to the layer ``_STAGED_MORE`` without
+    an R-tree, their bounds to the plain table ``_STAGED_BOUNDS`` (GDAL appending to an
+    indexed layer updates the R-tree row by row: 4x slower); the transaction copies them
+    after the first part (:meth:`_Tx.append_staged`).
+    """
+    n = 0
+    for part in parts:
+        if n == 0:
+            _write_gpkg_layer(path, name, part)
+        else:
+            out = part if part.crs.to_epsg() in (4326, 4490) else part.to_crs(STORAGE_CRS)
+            pyogrio.write_dataframe(
+                out,
+                path,
+                layer=_STAGED_MORE,
+                driver="GPKG",
+                use_arrow=True,
+                append=n > 1,
+                layer_options={"SPATIAL_INDEX": "NO"} if n == 1 else None,
+            )
+            b = shapely.bounds(out.geometry.to_numpy())
+            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as con:
+                con.execute("BEGIN")
+                if n == 1:
+                    con.execute(f"CREATE TABLE {_STAGED_BOUNDS} (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)")
+                start = int(con.execute(f"SELECT coalesce(max(id), 0) FROM {_STAGED_BOUNDS}").fetchone()[0])
+                ids = np.arange(start + 1, start + 1 + len(b))
+                con.executemany(
+                    f"INSERT INTO {_STAGED_BOUNDS} VALUES (?, ?, ?, ?, ?)",
+                    zip(
+                        ids.tolist(),
+                        b[:, 0].tolist(),
+                        b[:, 2].tolist(),
+                        b[:, 1].tolist(),
+                        b[:, 3].tolist(),
+                        strict=True,
+                    ),
+                )
+                con.execute("COMMIT")
+        n += 1
+    if n == 0:
+        msg = f"no rows to write to layer {name!r}"
+        raise StoreError(msg)
+
+
 class _Tx:
     """One write transaction on a GeoPackage store (see :meth:`GeoPackageStore._writing`)."""
 
@@ -1019,6 +1148,106 @@ class _Tx:
         for kind, _, sql in ddl:
             if kind in ("index", "trigger"):
                 con.execute(sql)
+        self.guard(name)
+        self.bump(name)
+
+    def append_staged(self, name: str, *, source: str, first: bool = True) -> None:
+        """Append the staged rows of layer ``name`` after the stored ones (same order; R-tree and counts kept).
+
+        The staged rows are the GDAL layer ``name`` (``first``: with its R-tree) and then the
+        rest of the parts, in ``_STAGED_MORE`` with their bounds in ``_STAGED_BOUNDS`` (see
+        :meth:`GeoPackageStore._writing`). Refuses (ValidationError) staged ids that the
+        layer already holds. The layer's triggers are set aside during the copy (GDAL's
+        R-tree triggers call functions only GDAL defines; the R-tree rows are copied
+        instead) and put back, all in the transaction.
+        """
+        con, q = self.con, _quote(name)
+        id_col = SCHEMAS[LayerKind(name)].id_column if name in _KINDS else None
+        main_cols = {r[1].lower(): r[1] for r in con.execute(f"PRAGMA main.table_info({q})")}
+        staged_info = [(r[1], r[2]) for r in con.execute(f"PRAGMA staged.table_info({q})") if r[1] != "fid"]
+        geom = {
+            schema: con.execute(
+                f"SELECT column_name FROM {schema}.gpkg_geometry_columns WHERE lower(table_name) = lower(?)", (name,)
+            ).fetchone()
+            for schema in ("main", "staged")
+        }
+        if geom["main"] is None or geom["staged"] is None:
+            msg = f"store {self.store.path}: layer {name!r} has no geometry column to append to"
+            raise StoreError(msg)
+        main_geom, staged_geom = str(geom["main"][0]), str(geom["staged"][0])
+        sources: list[tuple[str, str, str]] = []  # (staged table, R-tree rows, ids to skip)
+        if first:
+            sources.append((name, f"staged.{_quote(f'rtree_{name}_{staged_geom}')}", ""))
+        if self.has_table(_STAGED_MORE, "staged"):
+            sources.append((_STAGED_MORE, f"staged.{_STAGED_BOUNDS}", ""))
+        first_rows = int(con.execute(f"SELECT count(*) FROM staged.{q}").fetchone()[0])
+        if id_col is not None and id_col.lower() in main_cols:
+            qi = _quote(id_col)
+            clash: list[tuple[Any, ...]] = []
+            for table, _, _ in sources:
+                base = 0 if table == name else first_rows
+                clash += con.execute(
+                    f"SELECT fid - 1 + ?, {qi} FROM staged.{_quote(table)} WHERE {qi} IN "
+                    f"(SELECT {qi} FROM main.{q}) ORDER BY fid",
+                    (base,),
+                ).fetchall()
+            if clash:
+                rows = tuple(int(r[0]) for r in clash)
+                ids = tuple(str(r[1]) for r in clash)
+                msg = (
+                    f"{id_col} {format_ids(ids)} already in the store at rows "
+                    f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}: give new ids, "
+                    "or use --mode replace to replace the whole layer"
+                )
+                raise ValidationError(source, [Problem("id_exists", msg, rows, ids)])
+        pairs: list[tuple[str, str]] = []
+        for col, decl in staged_info:
+            target = main_geom if col == staged_geom else main_cols.get(col.lower())
+            if target is None:
+                con.execute(f"ALTER TABLE main.{q} ADD COLUMN {_quote(col)} {decl}")
+                target = col
+            pairs.append((target, col))
+        triggers = con.execute(
+            "SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger' AND lower(tbl_name) = lower(?)", (name,)
+        ).fetchall()
+        for trigger, _ in triggers:
+            con.execute(f"DROP TRIGGER main.{_quote(trigger)}")
+        dst = ", ".join(_quote(t) for t, _ in pairs)
+        src = ", ".join(_quote(c) for _, c in pairs)
+        rtree_main = f"rtree_{name}_{main_geom}"
+        added = 0
+        for table, rtree_rows, _ in sources:
+            offset = int(con.execute(f"SELECT coalesce(max(fid), 0) FROM main.{q}").fetchone()[0])
+            cur = con.execute(
+                f"INSERT INTO main.{q} (fid, {dst}) SELECT fid + ?, {src} FROM staged.{_quote(table)} ORDER BY fid",
+                (offset,),
+            )
+            added += cur.rowcount
+            if self.has_table(rtree_main):
+                con.execute(
+                    f"INSERT INTO main.{_quote(rtree_main)} SELECT id + ?, minx, maxx, miny, maxy FROM {rtree_rows}",
+                    (offset,),
+                )
+        for _, sql in triggers:
+            con.execute(sql)
+        if self.has_table("gpkg_ogr_contents"):
+            con.execute(
+                "UPDATE main.gpkg_ogr_contents SET feature_count = feature_count + ? WHERE lower(table_name) = lower(?)",
+                (added, name),
+            )
+        con.execute(
+            "UPDATE main.gpkg_contents SET "
+            "min_x = min(coalesce(min_x, s.mnx), coalesce(s.mnx, min_x)), "
+            "min_y = min(coalesce(min_y, s.mny), coalesce(s.mny, min_y)), "
+            "max_x = max(coalesce(max_x, s.mxx), coalesce(s.mxx, max_x)), "
+            "max_y = max(coalesce(max_y, s.mxy), coalesce(s.mxy, max_y)) "
+            f"FROM (SELECT min(minx) AS mnx, min(miny) AS mny, max(maxx) AS mxx, max(maxy) AS mxy FROM "
+            f"(SELECT min_x AS minx, min_y AS miny, max_x AS maxx, max_y AS maxy FROM staged.gpkg_contents "
+            f"WHERE lower(table_name) = lower(?) AND ? UNION ALL SELECT min(minx), min(miny), max(maxx), max(maxy) "
+            f"FROM {'staged.' + _STAGED_BOUNDS if self.has_table(_STAGED_BOUNDS, 'staged') else '(SELECT NULL AS minx, NULL AS miny, NULL AS maxx, NULL AS maxy)'})) "
+            "AS s WHERE lower(main.gpkg_contents.table_name) = lower(?)",
+            (name, int(first), name),
+        )
         self.guard(name)
         self.bump(name)
 

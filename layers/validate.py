@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,11 +103,16 @@ class _Checked:
     warnings: list[str] = field(default_factory=list)  # the input is accepted; given once it is
 
 
+_ROW_OFFSET: ContextVar[int] = ContextVar("_ROW_OFFSET", default=0)
+"""Position of a checked part's first row in the whole input (check_frame's ``row_offset``)."""
+
+
 def _rows_ids(mask: np.ndarray, ids: np.ndarray | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
     rows = np.flatnonzero(mask)
+    off = _ROW_OFFSET.get()
     if ids is None:
-        return tuple(int(r) for r in rows), ()
-    return tuple(int(r) for r in rows), tuple("" if pd.isna(ids[r]) else str(ids[r]) for r in rows)
+        return tuple(int(r) + off for r in rows), ()
+    return tuple(int(r) + off for r in rows), tuple("" if pd.isna(ids[r]) else str(ids[r]) for r in rows)
 
 
 def _where(rows: Sequence[int], ids: Sequence[str]) -> str:
@@ -803,24 +809,36 @@ def check_frame(
     count_vertices: bool = True,
     extra: Sequence[Problem] = (),
     hierarchy: bool = True,
+    row_offset: int = 0,
+    unique_ids: bool = True,
 ) -> _Checked:
-    """Run every door check; return the problems and the parsed columns (private to layers)."""
+    """Run every door check; return the problems and the parsed columns (private to layers).
+
+    For one part of a larger input (:func:`layers.io.read_layer_chunks`): ``row_offset`` is
+    the position of the part's first row, so problems name rows of the whole input, and
+    ``unique_ids=False`` leaves duplicate ids to the caller, who sees every part.
+    """
     schema = SCHEMAS[LayerKind(kind)]
     limits = limits or Limits()
     checked = _Checked(problems=list(extra))
-    checked.crs = _check_crs(crs, checked.problems, from_file)
-    ids = (
-        _to_str(frame[schema.id_column]).to_numpy(dtype=object, na_value=None)
-        if schema.id_column in frame.columns
-        else None
-    )
-    _check_geometry(geoms, schema, checked.crs, ids, limits, checked, count_vertices=count_vertices)
-    _check_columns(frame, schema, ids, tz, from_file, checked)
-    _check_ids(frame, schema, ids, checked)
-    if schema.kind is LayerKind.GRIDS and hierarchy:
-        _check_hierarchy(ids, checked)
-    if schema.kind is LayerKind.INCIDENTS:
-        _check_incident_times(ids, checked)
+    token = _ROW_OFFSET.set(int(row_offset))
+    try:
+        checked.crs = _check_crs(crs, checked.problems, from_file)
+        ids = (
+            _to_str(frame[schema.id_column]).to_numpy(dtype=object, na_value=None)
+            if schema.id_column in frame.columns
+            else None
+        )
+        _check_geometry(geoms, schema, checked.crs, ids, limits, checked, count_vertices=count_vertices)
+        _check_columns(frame, schema, ids, tz, from_file, checked)
+        if unique_ids:
+            _check_ids(frame, schema, ids, checked)
+        if schema.kind is LayerKind.GRIDS and hierarchy:
+            _check_hierarchy(ids, checked)
+        if schema.kind is LayerKind.INCIDENTS:
+            _check_incident_times(ids, checked)
+    finally:
+        _ROW_OFFSET.reset(token)
     return checked
 
 
@@ -832,8 +850,13 @@ def finish_frame(
     *,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    warn: bool = True,
 ) -> gpd.GeoDataFrame:
-    """Build the canonical frame from checked parts (schema columns first, storage CRS)."""
+    """Build the canonical frame from checked parts (schema columns first, storage CRS).
+
+    ``warn=False`` leaves the warnings in ``attrs["warnings"]`` for a caller that gives them once
+    for a whole input read in parts.
+    """
     schema = SCHEMAS[LayerKind(kind)]
     data = frame.drop(columns=[c for c in frame.columns if c == "geometry"]).copy()
     for name, values in checked.parsed.items():
@@ -864,7 +887,7 @@ def finish_frame(
     gdf.attrs["source_crs"] = crs.to_string()
     if checked.warnings:
         gdf.attrs["warnings"] = list(checked.warnings)
-    for text in checked.warnings:  # the caller of validate_layer / read_layer is 3 frames up
+    for text in checked.warnings if warn else ():  # the caller of validate_layer / read_layer is 3 frames up
         warnings.warn(text, OutsideCRSAreaWarning, stacklevel=3)
     for k, v in (attrs or {}).items():
         gdf.attrs[k] = v
@@ -971,7 +994,7 @@ def _door(
     return frame, geoms, checked
 
 
-def datum_shift_hint(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> str | None:
+def datum_shift_hint(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, *, of_total: int | None = None) -> str | None:
     """Say whether WGS-84 ``points`` fit the ``grids`` far better read as GCJ-02 or BD-09 (None: no sign of it).
 
     Points copied from a Chinese web map (Gaode/AMap, Tencent: GCJ-02; Baidu: BD-09) but
@@ -986,6 +1009,8 @@ def datum_shift_hint(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> str |
         Points in EPSG:4326, as imported (no datum conversion applied).
     grids
         The grids they belong to, in EPSG:4326 (the top level gives the outline).
+    of_total
+        If ``points`` is a sample, the number of points it was drawn from (named in the message).
 
     Returns
     -------
@@ -1013,8 +1038,9 @@ def datum_shift_hint(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> str |
     if outside < max(10, 0.05 * n) or out_conv * 3 > outside:
         return None
     label = {"gcj02": "GCJ-02 (Gaode/AMap, Tencent)", "bd09": "BD-09 (Baidu)"}[name]
+    of = f"{n:,} points" if of_total is None else f"{n:,} points sampled from {of_total:,}"
     return (
-        f"{outside:,} of {n:,} points lie outside the grids, but read as {label} only {out_conv:,} would: "
+        f"{outside:,} of {of} lie outside the grids, but read as {label} only {out_conv:,} would: "
         f"coordinates from a Chinese web map are {label}, shifted 300-600 m from WGS-84. If the data comes "
         f"from such a map, import it again with --datum {name} (Python: datum={name!r})"
     )

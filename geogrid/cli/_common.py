@@ -150,11 +150,19 @@ def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
 
 
-def progress_bar(total: int, desc: str) -> tqdm:
-    """Return a transient progress bar on stderr, shown only when stderr is a terminal."""
+def progress_bar(total: int, desc: str, *, unit: str = "step") -> tqdm:
+    """Return a transient progress bar on stderr, shown only when stderr is a terminal (``unit="B"``: bytes)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=unit == "B",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    )
 
 
 def measure_option(name: str, default: float, unit: str, help_text: str) -> Callable[[F], F]:

@@ -11,10 +11,18 @@ import pandas as pd
 
 import geopandas as gpd
 
-from geogrid.cli._common import STORE_OR_PATH, column_mapping_options, handle_errors, limit_options, login_name, main
+from geogrid.cli._common import (
+    STORE_OR_PATH,
+    column_mapping_options,
+    handle_errors,
+    limit_options,
+    login_name,
+    main,
+    progress_bar,
+)
 from layers.datum import DATUMS
 from layers.errors import GeogridWarning, Problem, StoreError, ValidationError, format_ids
-from layers.io import Limits, describe, read_layer
+from layers.io import FORMATS, Limits, describe, read_layer, read_layer_chunks
 from layers.schema import SCHEMAS, LayerKind
 from layers.store import Store, open_store
 from layers.validate import datum_shift_hint, validate_layer
@@ -92,6 +100,13 @@ def merge_into_store(
     help="replace the store's layer, or append to it (ids must be new)",
 )
 @limit_options
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=50_000,
+    show_default=True,
+    help="rows of a CSV of incidents or cameras read, checked and staged at a time (memory use)",
+)
 @handle_errors
 def import_layer(
     src: Path,
@@ -107,6 +122,7 @@ def import_layer(
     max_vertices: int,
     max_depth: int,
     max_file_bytes: int,
+    chunk_rows: int,
 ) -> None:
     r"""Check SRC at the door and write it into the store as the KIND layer.
 
@@ -114,6 +130,8 @@ def import_layer(
     Every problem of the file is listed at once, with its rows and the fix, and
     nothing is written (exit status 2). Invalid polygons of grids are kept and
     counted: `geogrid check` reports them and `geogrid repair` fixes them.
+    A CSV of incidents or cameras is read in parts of --chunk-rows rows, so its
+    size does not bound memory; it is written in one transaction all the same.
 
     \b
     Examples:
@@ -123,13 +141,28 @@ def import_layer(
     """
     lk = LayerKind(kind)
     limits = Limits(max_depth=max_depth, max_vertices=max_vertices, max_file_bytes=max_file_bytes)
+    if isinstance(into, Path) and into.is_dir():
+        msg = f"--into {into} is a folder: name the GeoPackage file to write, e.g. {into / 'city.gpkg'}"
+        raise StoreError(msg)
+    if lk is not LayerKind.GRIDS and src.is_file() and FORMATS.get(src.suffix.lower()) == "csv":
+        _import_csv_in_parts(
+            src,
+            lk,
+            into,
+            columns=columns,
+            crs=crs,
+            datum=datum,
+            limits=limits,
+            tz=tz,
+            encoding=encoding,
+            mode=mode,
+            chunk_rows=chunk_rows,
+        )
+        return
     gdf = read_layer(
         src, lk, columns=columns, layer=layer, crs=crs, datum=datum, limits=limits, tz=tz, encoding=encoding
     )
     info: dict[str, Any] = describe(gdf)
-    if isinstance(into, Path) and into.is_dir():
-        msg = f"--into {into} is a folder: name the GeoPackage file to write, e.g. {into / 'city.gpkg'}"
-        raise StoreError(msg)
     store = open_store(into)
     based_on = store.network_version() if lk is LayerKind.GRIDS else None  # before reading what is appended to
     if lk is not LayerKind.GRIDS and info["datum"] == "wgs84" and store.has("grids"):
@@ -138,15 +171,7 @@ def import_layer(
             warnings.warn(hint, GeogridWarning, stacklevel=1)
     out = merge_into_store(store, lk, gdf, mode=mode, source=src.name)
     store.write({lk.value: out}, metadata={f"{lk.value}_source": src.name}, author=login_name(), based_on=based_on)
-    crs_note = " (assumed from the lon/lat column names; pass --crs to override)" if info["crs_assumed"] else ""
-    lines = [
-        f"imported {info['rows']:,} {lk.value} from {src.name} into {into} "
-        f"({mode}; the layer now has {len(out):,} rows)",
-        f"CRS seen: {info['source_crs']}{crs_note}; stored as EPSG:4326",
-        "datum: WGS-84, no conversion"
-        if info["datum"] == "wgs84"
-        else f"datum: {info['datum'].upper()} converted to WGS-84",
-    ]
+    lines = _summary(lk, src, into, mode, info["rows"], len(out), info)
     if lk is LayerKind.GRIDS:
         n_bad = info["invalid_geometries"]
         if n_bad:
@@ -157,3 +182,63 @@ def import_layer(
         else:
             lines.append("invalid geometries kept: 0")
     click.echo("\n".join(lines))
+
+
+def _summary(
+    lk: LayerKind, src: Path, into: Path | str, mode: str, rows: int, now: int, info: dict[str, Any]
+) -> list[str]:
+    crs_note = " (assumed from the lon/lat column names; pass --crs to override)" if info["crs_assumed"] else ""
+    return [
+        f"imported {rows:,} {lk.value} from {src.name} into {into} ({mode}; the layer now has {now:,} rows)",
+        f"CRS seen: {info['source_crs']}{crs_note}; stored as EPSG:4326",
+        "datum: WGS-84, no conversion"
+        if info["datum"] == "wgs84"
+        else f"datum: {info['datum'].upper()} converted to WGS-84",
+    ]
+
+
+def _import_csv_in_parts(
+    src: Path,
+    lk: LayerKind,
+    into: Path | str,
+    *,
+    columns: dict[str, str],
+    crs: str | None,
+    datum: str,
+    limits: Limits,
+    tz: str | None,
+    encoding: str | None,
+    mode: str,
+    chunk_rows: int,
+) -> None:
+    """Import a CSV of points part by part: read, check and stage each, then write them in one transaction."""
+    store = open_store(into)
+    into_name = into.name if isinstance(into, Path) else "the store"
+    with progress_bar(src.stat().st_size, f"importing {src.name}", unit="B") as bar:
+
+        def progress(done: int) -> None:
+            bar.update(done - bar.n)
+            if done >= bar.total:  # what is left: the last parts, then one transaction into the store
+                bar.set_description(f"writing {src.name} into {into_name}")
+
+        parts = read_layer_chunks(
+            src,
+            lk,
+            columns=columns,
+            crs=crs,
+            datum=datum,
+            limits=limits,
+            tz=tz,
+            encoding=encoding,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
+        now = store.write_chunks(lk.value, parts, mode=mode, metadata={f"{lk.value}_source": src.name}, source=src.name)
+    if parts.datum == "wgs84" and store.has("grids") and len(parts.sample):
+        sample = gpd.GeoDataFrame(geometry=gpd.points_from_xy(parts.sample[:, 0], parts.sample[:, 1]), crs="EPSG:4326")
+        total = None if len(sample) == parts.rows else parts.rows
+        hint = datum_shift_hint(sample, store.read("grids"), of_total=total)
+        if hint is not None:
+            warnings.warn(hint, GeogridWarning, stacklevel=1)
+    info = {"source_crs": parts.source_crs, "crs_assumed": parts.crs_assumed, "datum": parts.datum}
+    click.echo("\n".join(_summary(lk, src, into, mode, parts.rows, now, info)))

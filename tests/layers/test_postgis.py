@@ -244,3 +244,51 @@ def test_a_reader_waits_for_a_save_in_progress_and_sees_it_whole(store, monkeypa
         saver.join(30)
     ((frame, info),) = got
     assert (info.version, frame["households"].tolist()) == (1, [11, 11])
+
+
+def _many_incidents(n: int, first: int = 0) -> gpd.GeoDataFrame:
+    i = range(first, first + n)
+    return gpd.GeoDataFrame(
+        {
+            "incident_id": [f"e{k}" for k in i],
+            "reported_at": pd.Timestamp("2025-03-01 08:00", tz="UTC") + pd.to_timedelta(list(i), unit="min"),
+            "category": ["环境卫生"] * n,
+            "source": ["hotline"] * n,
+            "status": ["handling"] * n,
+        },
+        geometry=[shapely.Point(117.2 + k * 1e-5, 39.1) for k in i],
+        crs="EPSG:4326",
+    )
+
+
+def _in_parts(gdf: gpd.GeoDataFrame, size: int):
+    for start in range(0, len(gdf), size):
+        yield gdf.iloc[start : start + size]
+
+
+def test_a_layer_written_in_parts_equals_the_layer_written_whole_replace_and_append(store, tiny_grids):
+    whole = _many_incidents(250)
+    store.write({"grids": tiny_grids, "incidents": whole})
+    expected = store.read("incidents")
+    assert store.write_chunks("incidents", _in_parts(whole.iloc[:100], 40), mode="replace") == 100
+    assert store.write_chunks("incidents", _in_parts(whole.iloc[100:], 60), mode="append") == 250
+    assert_geodataframe_equal(store.read("incidents"), expected)
+
+
+def test_parts_that_fail_or_clash_leave_the_layer_as_it_was(store, tiny_grids):
+    store.write({"grids": tiny_grids, "incidents": _many_incidents(50)})
+    before = snapshot(store)
+
+    def failing():
+        yield _many_incidents(30, first=1000)
+        msg = "a problem found deep in the file"
+        raise ValueError(msg)
+
+    with pytest.raises(ValueError, match="deep in the file"):
+        store.write_chunks("incidents", failing(), mode="append")
+    assert snapshot(store) == before
+    new = _many_incidents(80, first=1000)
+    new.loc[79, "incident_id"] = "e49"  # the last row of the last part
+    with pytest.raises(ValueError, match=r"incident_id 'e49' already in the store at rows 79:"):
+        store.write_chunks("incidents", _in_parts(new, 25), mode="append")
+    assert snapshot(store) == before
