@@ -706,8 +706,8 @@ def _weld_vertices(net: Network, geom: dict[str, shapely.Geometry | None]) -> No
     neighbour). Their edges then differ and the result is not a coverage (the guard reports an
     ``edge_mismatch``). Every cluster of vertices within 1e-6 m becomes one: a vertex of the
     original layer where the cluster has one, else the lowest coordinate, the same in every grid
-    and on every level; repeated vertices are then dropped. A grid that welding would make
-    invalid keeps its unwelded form (the guard then judges it).
+    and on every level; repeated vertices are then dropped. If welding would make any grid invalid
+    (a ring of rounding size collapsing), no grid is welded (the guard then judges the result).
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -734,13 +734,19 @@ def _weld_vertices(net: Network, geom: dict[str, shapely.Geometry | None]) -> No
     np.minimum.at(best, label, key)
     rep = best[label] % n
     moved = rep[inv] != inv
+    welded: dict[str, shapely.Geometry] = {}
     for k in np.unique(owner[moved]):
         g = geoms[k]
         coords = shapely.get_coordinates(g, include_z=bool(shapely.has_z(g)))
         coords[:, :2] = uniq[rep[inv[owner == k]]]
-        welded = shapely.remove_repeated_points(shapely.set_coordinates(g, coords), 0.0)
-        if shapely.is_valid(welded) and not shapely.is_empty(welded):
-            geom[gids[k]] = welded
+        try:  # a ring of rounding size collapses to fewer than 3 points: GEOS refuses to build it
+            w = shapely.remove_repeated_points(shapely.set_coordinates(g, coords), 0.0)
+        except shapely.errors.GEOSException:
+            return
+        if not shapely.is_valid(w) or shapely.is_empty(w):
+            return
+        welded[gids[k]] = w
+    geom.update(welded)  # all or none: a grid welded beside one left as it was would not match it
 
 
 def _apportion(
