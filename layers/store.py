@@ -1066,31 +1066,10 @@ def _stage_parts(path: Path, name: str, parts: Iterable[gpd.GeoDataFrame]) -> No
                     ),
                 )
                 con.execute("COMMIT")
-            del out, b
         n += 1
-        del part
-        _release_freed_memory()
     if n == 0:
         msg = f"no rows to write to layer {name!r}"
         raise StoreError(msg)
-
-
-def _release_freed_memory() -> None:
-    """Hand memory freed by a staged part back to the system, so the next part does not add to it.
-
-    Arrow's allocator (mimalloc) and glibc's keep freed pages in per-thread heaps and arenas; which
-    thread frees what depends on scheduling, so without this a streamed import's peak varied from
-    ~0.4 GB to ~1.2 GB at 1 M rows between runs (a full CI run under load).
-    """
-    import ctypes
-    import ctypes.util
-
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
-    libc = ctypes.util.find_library("c")
-    if libc and sys.platform.startswith("linux"):
-        ctypes.CDLL(libc).malloc_trim(0)
 
 
 class _Tx:
