@@ -20,7 +20,10 @@ WELD_FOUND = (8000065, 9103321)
 # reshape with cascade whose result the guard calls an edge_mismatch (5.1 m between streets s2 and s3)
 # where the reference finds it sound; 9212353: a reshape the generator expects refused (cascade=False) is
 # accepted, and the reference finds the result sound (engine or generator: not yet known)
-OPEN = (9206665, 9212353)
+OPEN = {
+    9206665: "cascade reshape refused for a 5.1 m edge_mismatch (s2|s3) the reference does not see",
+    9212353: "reshape (cascade=False) the generator expects refused is accepted; the reference calls it sound",
+}
 
 
 @pytest.mark.parametrize(
@@ -30,7 +33,7 @@ OPEN = (9206665, 9212353)
         *FOUND,
         *CHECK_FOUND,
         *WELD_FOUND,
-        *(pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="open: found by the long lane")) for s in OPEN),
+        *(pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=f"open: {why}")) for s, why in OPEN.items()),
     ],
 )
 def test_edit_case(seed: int) -> None:
