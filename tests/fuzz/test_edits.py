@@ -9,21 +9,17 @@ from tests.fuzz.edits import KINDS, run_case
 SEEDS = range(2 * len(KINDS) * 4)  # every edit kind once in each CRS and encoding
 # seeds of the long lane that once failed (engine or generator); 1000437: a reshape line only 0.24 m
 # beyond the outline (within snap_m) was expected refused; 5000491, 5001463: a transfer_area region far
-# from the receiving grid but thinner than snap_m, accepted as a silent no-op
-FOUND = (550, 841, 988, 2676, 1000437, 5000491, 5001463)
+# from the receiving grid but thinner than snap_m, accepted as a silent no-op; 9212353: a reshape vertex
+# 0.97 m beyond the outline (snapped back onto it) was expected refused, now borderline
+FOUND = (550, 841, 988, 2676, 1000437, 5000491, 5001463, 9212353)
 CHECK_FOUND = (1323, 2176)  # a sound split the check once called an edge_mismatch (a flag on the outline)
 # 8000065: a reshape line's end noded into two grids in two floating-point forms 5.8e-11 m apart; the
 # guard rightly saw an edge_mismatch (the result was no coverage); the engine now welds such vertices;
 # 9103321: welding collapsed a ring of rounding size (a GEOS crash), now all grids or none are welded
-WELD_FOUND = (8000065, 9103321)
-# Open, found by the 36-minute lane of 2026-12-07 on the final code and failing before the weld too: a
-# reshape with cascade whose result the guard calls an edge_mismatch (5.1 m between streets s2 and s3)
-# where the reference finds it sound; 9212353: a reshape the generator expects refused (cascade=False) is
-# accepted, and the reference finds the result sound (engine or generator: not yet known)
-OPEN = {
-    9206665: "cascade reshape refused for a 5.1 m edge_mismatch (s2|s3) the reference does not see",
-    9212353: "reshape (cascade=False) the generator expects refused is accepted; the reference calls it sound",
-}
+# 9206665 (found by the 36-minute lane of 2026-12-07): two streets one ULP apart left their district a
+# hole of zero area, whose collapse made the all-or-none weld give up; collapsed rings are now dropped
+WELD_FOUND = (8000065, 9103321, 9206665)
+OPEN: dict[int, str] = {}  # seeds that fail today, each with its reason (strict xfails)
 
 
 @pytest.mark.parametrize(

@@ -642,3 +642,48 @@ def test_a_crossing_point_noded_into_two_grids_is_one_vertex_in_both():
 
     u = np.unique(shapely.get_coordinates(new.geometry.to_numpy()), axis=0)
     assert len(cKDTree(u).query_pairs(1e-6)) == 0  # no two distinct vertices within 1e-6 m (UTM)
+
+
+def test_a_hole_of_rounding_size_between_two_streets_is_welded_away():
+    # Fuzz seed 9206665: a reshape line along an existing edge left two streets one ULP apart at a
+    # vertex, so their district got a hole of zero area there. Welding collapsed that hole to two
+    # points, the district would have been invalid, and (all or none) no grid was welded: the guard
+    # then refused the sound edit for 5.1 m of edge_mismatch between the streets.
+    from tests.fuzz.edits import Case, make_edit
+
+    case = Case(9206665)
+    edit = make_edit(case)
+    assert edit is not None
+    name, fn, params, _ = edit
+    assert name == "reshape_boundary" and params["cascade"]
+    new, _cs = fn(case.grids, **params)
+    assert check_grids(new).sound
+    assert (
+        shapely.get_num_interior_rings(new.geometry.to_numpy()).sum()
+        == shapely.get_num_interior_rings(case.grids.geometry.to_numpy()).sum()
+    )
+
+
+def test_welding_drops_only_rings_that_collapse():
+    from geogrid._edits_impl import _with_coordinates
+
+    hole = [(5, 5), (5 + 1e-9, 5), (5, 5 + 1e-9), (5, 5)]
+    poly = shapely.Polygon([(0, 0), (10, 0), (10, 10), (0, 10), (0, 0)], [hole])
+    xy = shapely.get_coordinates(poly)
+    xy[5:] = (5, 5)  # the hole's vertices welded into one
+    out = _with_coordinates(poly, xy)
+    assert (
+        out.geom_type == "Polygon"
+        and not out.interiors
+        and out.normalize().equals_exact(shapely.Polygon(poly.exterior).normalize(), 0)
+    )
+    multi = shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(5, 5, 5 + 1e-9, 5 + 1e-9)])
+    xy = shapely.get_coordinates(multi)
+    xy[5:] = (5, 5)  # the second part is of rounding size
+    out = _with_coordinates(multi, xy)
+    assert out.geom_type == "MultiPolygon" and len(out.geoms) == 1 and out.area == 1
+    kept = shapely.Polygon([(0, 0), (10, 0), (10, 10), (0, 10), (0, 0)], [[(2, 2), (3, 2), (3, 3), (2, 2)]])
+    xy = shapely.get_coordinates(kept)
+    assert _with_coordinates(kept, xy).equals_exact(kept, 0)
+    tiny = shapely.box(0, 0, 1e-9, 1e-9)
+    assert _with_coordinates(tiny, np.zeros((5, 2))) is None
