@@ -669,6 +669,7 @@ def read_layer(
     limits: Limits | None = None,
     tz: str | None = None,
     encoding: str | None = None,
+    hierarchy: bool = True,
 ) -> gpd.GeoDataFrame:
     r"""Read a grid, incident or camera layer from a file, checked at the door.
 
@@ -702,6 +703,10 @@ def read_layer(
         Timezone of naive timestamps, e.g. ``"Asia/Shanghai"``.
     encoding
         Text encoding of CSV / Shapefile attributes (e.g. ``"gbk"``); CSV defaults to UTF-8.
+    hierarchy
+        Check the grids' parent links within the file (default). ``False`` for grids
+        appended below a stored layer: their parents may be stored ones, so the caller
+        checks the combined layer.
 
     Returns
     -------
@@ -786,6 +791,7 @@ def read_layer(
         from_file=True,
         count_vertices=fmt == "parquet",
         extra=problems,
+        hierarchy=hierarchy,
     )
     if d != "wgs84" and checked.crs is not None and not checked.crs.is_geographic:
         checked.problems.append(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import pandas as pd
 
 import geopandas as gpd
@@ -58,11 +59,15 @@ def merge_into_store(
             "or use --mode replace to replace the whole layer"
         )
         raise ValidationError(source, [Problem("id_exists", msg, rows, ids)])
-    combined = pd.concat([existing, new], ignore_index=True)
-    combined = gpd.GeoDataFrame(combined, geometry="geometry", crs=new.crs)
     if kind is LayerKind.GRIDS:
-        combined = validate_layer(combined, kind, source=f"{source} appended to the stored grids")
-    return combined
+        # checked with the file's rows first, so a problem's rows are the file's; the stored grids follow
+        checked = pd.concat([new, existing], ignore_index=True)
+        checked = gpd.GeoDataFrame(checked, geometry="geometry", crs=new.crs)
+        checked = validate_layer(checked, kind, source=f"{source} appended to the stored grids")
+        n = len(new)
+        return checked.iloc[np.r_[n : len(checked), 0:n]].reset_index(drop=True)
+    combined = pd.concat([existing, new], ignore_index=True)
+    return gpd.GeoDataFrame(combined, geometry="geometry", crs=new.crs)
 
 
 @main.command("import")
@@ -159,11 +164,22 @@ def import_layer(
             chunk_rows=chunk_rows,
         )
         return
+    store = open_store(into)
+    # grids appended to stored ones may hang below them: their links are checked with the stored layer
+    below_stored = lk is LayerKind.GRIDS and mode == "append" and store.has(lk.value)
     gdf = read_layer(
-        src, lk, columns=columns, layer=layer, crs=crs, datum=datum, limits=limits, tz=tz, encoding=encoding
+        src,
+        lk,
+        columns=columns,
+        layer=layer,
+        crs=crs,
+        datum=datum,
+        limits=limits,
+        tz=tz,
+        encoding=encoding,
+        hierarchy=not below_stored,
     )
     info: dict[str, Any] = describe(gdf)
-    store = open_store(into)
     based_on = store.network_version() if lk is LayerKind.GRIDS else None  # before reading what is appended to
     if lk is not LayerKind.GRIDS and info["datum"] == "wgs84" and store.has("grids"):
         hint = datum_shift_hint(gdf, store.read("grids"))

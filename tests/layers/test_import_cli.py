@@ -112,6 +112,33 @@ def test_append_refuses_ids_already_in_the_store(tmp_path, tiny_grids):
     assert "--mode replace" in r.stderr
 
 
+def test_append_grids_below_the_stored_ones(tmp_path, tiny_grids):
+    # A planner imports districts and streets first, then each street's basic grids as they are
+    # drawn: the appended grids' parents are in the store, not in their file.
+    top, basic = tiny_grids[tiny_grids.level < 2], tiny_grids[tiny_grids.level == 2]
+    store = tmp_path / "city.gpkg"
+    top.to_file(tmp_path / "top.gpkg")
+    assert invoke(tmp_path / "top.gpkg", "--kind", "grids", "--into", store).exit_code == 0
+    basic.to_file(tmp_path / "basic.gpkg")
+    r = invoke(tmp_path / "basic.gpkg", "--kind", "grids", "--into", store, "--mode", "append")
+    assert r.exit_code == 0, r.output
+    stored = GeoPackageStore(store).read("grids")
+    assert list(stored["grid_id"]) == ["D", "S1", "S2", "G1", "G2", "G3", "G4"]  # stored rows first
+    assert stored.set_index("grid_id").loc["G3", "parent_id"] == "S2"
+    # a parent neither in the file nor in the store is named with the file's row; nothing is written
+    orphan = basic.iloc[[1]].assign(grid_id="G9", parent_id="S7")
+    orphan.to_file(tmp_path / "orphan.gpkg")
+    r = invoke(tmp_path / "orphan.gpkg", "--kind", "grids", "--into", store, "--mode", "append")
+    assert r.exit_code == 2
+    assert "parent_id 'S7' does not exist at row 0 (id 'G9')" in r.stderr
+    assert len(GeoPackageStore(store).read("grids")) == 7
+    # into a store without grids, append is a replace and the file's own links are checked
+    r = invoke(tmp_path / "basic.gpkg", "--kind", "grids", "--into", tmp_path / "new.gpkg", "--mode", "append")
+    assert r.exit_code == 2
+    assert "unknown_parent" in r.stderr
+    assert not (tmp_path / "new.gpkg").exists()
+
+
 def test_vertex_limit_option(tmp_path):
     import geopandas as gpd
 
