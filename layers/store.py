@@ -27,6 +27,8 @@ import errno
 import json
 import os
 import re
+import shutil
+import socket
 import sqlite3
 import stat
 import sys
@@ -545,7 +547,9 @@ class GeoPackageStore(Store):
         """
         self._refuse_read_only()
         with contextlib.ExitStack() as stack:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="geogrid-stage-"))
+            tmp_root = Path(tempfile.gettempdir())
+            _sweep_stale(tmp_root, "geogrid-stage-")  # what writers killed before their cleanup left behind
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix=_owned("geogrid-stage-"), dir=tmp_root))
             stage = Path(folder) / "staged.gpkg"
             try:
                 for name, gdf in (staged or {}).items():
@@ -582,7 +586,8 @@ class GeoPackageStore(Store):
 
     def _create(self) -> None:
         """Create a new, empty GeoPackage at the store's path (atomically: another creator may win)."""
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new.gpkg", dir=self.path.parent)
+        _sweep_stale(self.path.parent, f".{self.path.name}.", ".new.gpkg")
+        fd, tmp_name = tempfile.mkstemp(prefix=_owned(f".{self.path.name}."), suffix=".new.gpkg", dir=self.path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
         tmp.unlink()
@@ -1019,6 +1024,45 @@ def _write_gpkg_layer(path: Path, name: str, gdf: gpd.GeoDataFrame) -> None:
     pyogrio.write_dataframe(out, path, layer=name, driver="GPKG", use_arrow=False, layer_options={"OVERWRITE": "YES"})
 
 
+def _owned(prefix: str) -> str:
+    """``prefix`` + this host and process, for temporary files :func:`_sweep_stale` may remove once it died."""
+    return f"{prefix}{_HOST}-{os.getpid()}-"
+
+
+def _sweep_stale(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Remove the temporary files and folders of writers that died in ``folder`` (kill -9, power loss).
+
+    Only entries named by :func:`_owned` on this host whose process no longer exists: a staging
+    folder of a killed 10-million-row import holds gigabytes. A process of another host (a shared
+    folder) or a live one is never touched; a failure to remove is ignored.
+    """
+    head = f"{prefix}{_HOST}-"
+    try:
+        entries = [e for e in folder.iterdir() if e.name.startswith(head) and e.name.endswith(suffix)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(head) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40] or "host"
 _STAGED_MORE = "geogrid_staged_more"
 _STAGED_BOUNDS = "geogrid_staged_bounds"
 

@@ -320,15 +320,17 @@ _FIRST_WRITER = textwrap.dedent(
 )
 
 
-def _first_write(path: Path, *, at: str = "none", kill_after_s: float | None = None) -> float | None:
+def _first_write(
+    path: Path, *, at: str = "none", kill_after_s: float | None = None, tmp: Path | None = None
+) -> float | None:
     """Run a brand-new store's first write; kill it at hook ``at`` or ``kill_after_s`` after it starts.
 
-    Returns the write's duration in seconds if it was acknowledged, else None.
+    Returns the write's duration in seconds if it was acknowledged, else None. ``tmp``: its TMPDIR.
     """
     with subprocess.Popen(
         [sys.executable, "-c", _FIRST_WRITER, str(path), at],
         cwd=ROOT,
-        env=ENV,
+        env=ENV if tmp is None else {**ENV, "TMPDIR": str(tmp)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -400,6 +402,33 @@ def test_kill_9_at_random_points_of_a_new_stores_first_write(tmp_path):
         acknowledged = _first_write(path, kill_after_s=rng.uniform(0.0, 1.2 * took)) is not None
         seen.append(_after_a_killed_first_write(path, acknowledged, whole))
     assert len(seen) == 8
+
+
+@pytest.mark.slow
+def test_what_killed_writers_leave_behind_is_removed_by_the_next_write(tmp_path):
+    """A writer killed while staging leaves its folder in TMPDIR, one killed while creating the store its
+    ``.new.gpkg``: the next write removes both, and nothing of a live process or of another host."""
+    from layers.store import _HOST
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    path = tmp_path / "new.gpkg"
+    assert _first_write(path, at="staging", tmp=tmp) is None
+    assert _first_write(path, at="creating", tmp=tmp) is None
+    staged = [p for p in tmp.iterdir() if p.name.startswith("geogrid-stage-")]
+    created = list(tmp_path.glob(".new.gpkg.*.new.gpkg"))
+    assert staged and created, "the killed writers left nothing: the test no longer reaches its case"
+    keep = [
+        tmp / f"geogrid-stage-{_HOST}-{os.getpid()}-live",  # this test's own process is alive
+        tmp / "geogrid-stage-another_host-1-x",
+        tmp_path / ".new.gpkg.another_host-1-x.new.gpkg",
+    ]
+    for p in keep:
+        p.mkdir() if p.parent == tmp else p.write_bytes(b"")
+    assert _first_write(path, tmp=tmp) is not None
+    assert not any(p.exists() for p in staged + created)
+    assert all(p.exists() for p in keep)
+    assert GeoPackageStore(path).layer_names() == ["grids"]
 
 
 # -- full disk, read-only and foreign-owned files --------------------------------------------------
