@@ -226,7 +226,10 @@ def _repair_grids(
     for lv in sorted({int(v) for v in level[usable]}):
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
-        level_rim = _settle(rim, np.flatnonzero(usable & (level == lv)), above, parent_row, out, frame)
+        shared = _LevelSegments.of(
+            _by_id(np.flatnonzero(usable & (level == lv)), ids), above, parent_row, out, segments.get(lv - 1)
+        )
+        level_rim = _settle(rim, shared, above, parent_row, out, frame)
         skip: set[int] = set()
         earlier: list[tuple[_impl.Refusal, int | None]] = []  # refusals of the grids left out of the rerun
         while True:
@@ -251,6 +254,7 @@ def _repair_grids(
                     segments,
                     level_rim,
                     start,
+                    shared,
                 )
             outcome = fast or _repair_level(
                 lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, rim=level_rim
@@ -331,9 +335,44 @@ def _door_invalid_rows(grids: gpd.GeoDataFrame) -> np.ndarray | None:
     return rows if rows.size == count else None
 
 
+@dataclass
+class _LevelSegments:
+    """The edge segments of a level's grids and of their parents, and their family twins, computed once.
+
+    ``rows``: the level's usable grids in id order. :func:`_settle` and the incremental path
+    (when it repairs exactly these rows) share them: computed once per level, not twice.
+    """
+
+    rows: np.ndarray
+    cs: _himpl.Segments  # of geoms[rows]
+    ps: _himpl.Segments | None  # of the parents geoms[above] (None on the top level)
+    cgroup: np.ndarray | None  # position in ``above`` of each row's parent (-1: none)
+    fam: np.ndarray | None  # each of cs's segments twinned in its family (the parent's outline reversed)
+    pfam: np.ndarray | None  # each of ps's segments twinned in its family
+
+    @classmethod
+    def of(
+        cls,
+        rows: np.ndarray,
+        above: np.ndarray,
+        parent_row: np.ndarray,
+        geoms: np.ndarray,
+        known: tuple[np.ndarray, _himpl.Segments] | None,
+    ) -> _LevelSegments:
+        """Segments of ``geoms[rows]`` and of ``geoms[above]`` (``known``: the cached segments of a parent level)."""
+        cs = _himpl.Segments.of(geoms[rows])
+        if not above.size:
+            return cls(rows, cs, None, None, None, None)
+        ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(geoms[above])
+        pos = {int(r): i for i, r in enumerate(above)}
+        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        fam, pfam = _family_twins(cs, ps, cgroup)
+        return cls(rows, cs, ps, cgroup, fam, pfam)
+
+
 def _settle(
     rim: _impl.Outline | None,
-    rows: np.ndarray,
+    shared: _LevelSegments,
     above: np.ndarray,
     parent_row: np.ndarray,
     geoms: np.ndarray,
@@ -348,13 +387,11 @@ def _settle(
     Computed once per level on all its grids, so the full rebuild and the incremental path
     (which snaps a part of the level) leave the same pairs of vertices apart.
     """
+    rows, cs = shared.rows, shared.cs
     if rim is None or rows.size == 0:
         return rim
-    cs = _himpl.Segments.of(geoms[rows])
-    if above.size:
-        pos = {int(r): i for i, r in enumerate(above)}
-        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
-        tw, _ = _family_twins(cs, _himpl.Segments.of(geoms[above]), cgroup)
+    if shared.fam is not None:
+        tw, cgroup = shared.fam.copy(), shared.cgroup
         parts, part_parent = shapely.get_parts(_himpl.polygonal(geoms[above]), return_index=True)
         outline, ring_part = shapely.get_rings(parts, return_index=True)
         ring_parent = part_parent[ring_part]
@@ -652,6 +689,7 @@ def _repair_level_incremental(
     segments: dict[int, tuple[np.ndarray, _himpl.Segments]],
     rim: _impl.Outline | None = None,
     before: np.ndarray | None = None,
+    shared: _LevelSegments | None = None,
 ) -> _Outcome | None:
     """Repair level ``lv`` by rebuilding only the grids in play; None: take the full rebuild.
 
@@ -671,7 +709,9 @@ def _repair_level_incremental(
     Refusals, a parent without children, a face of rounding size (a 0 m² sliver: whether it
     forms depends on the noding of the whole linework) or a level mostly in play go to the
     full rebuild, which decides them.
-    ``segments`` caches the edge segments of levels left unchanged, for their children.
+    ``segments`` caches the edge segments of levels left unchanged, for their children;
+    ``shared``, the level's segments and family twins as :func:`_settle` computed them, saves
+    computing them again when it holds exactly ``rows``.
     """
     n = rows.size
     if n == 0 or above.size == 0:
@@ -682,10 +722,19 @@ def _repair_level_incremental(
     if (cgroup < 0).any():
         return None
     par = geoms[above]
-    known = segments.get(lv - 1)
-    ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(par)
-    cs = _himpl.Segments.of(cells)
-    fam0, pfam = _family_twins(cs, ps, cgroup)
+    if (
+        shared is not None
+        and shared.ps is not None
+        and shared.fam is not None
+        and shared.pfam is not None
+        and np.array_equal(shared.rows, rows)
+    ):
+        cs, ps, fam0, pfam = shared.cs, shared.ps, shared.fam, shared.pfam
+    else:
+        known = segments.get(lv - 1)
+        ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(par)
+        cs = _himpl.Segments.of(cells)
+        fam0, pfam = _family_twins(cs, ps, cgroup)
     play = np.zeros(n, dtype=bool)
     play[cs.cell[~fam0]] = True
     play |= made_valid[rows]
