@@ -406,9 +406,14 @@ def _settle(
         k = cs.key[loose]
         probes = shapely.points(np.concatenate([k[:, :2], k[:, 2:], (k[:, :2] + k[:, 2:]) / 2]))
         seg_of = np.tile(np.arange(loose.size), 3)
-        pi, ri = shapely.STRtree(frame.local(outline)).query(
+        # only the rings of the loose segments' parents can count (below): the others stay out of the tree
+        ring_at = (
+            np.arange(len(outline)) if cgroup is None else np.flatnonzero(np.isin(ring_parent, cgroup[cs.cell[loose]]))
+        )
+        pi, ri = shapely.STRtree(frame.local(outline[ring_at])).query(
             frame.local(probes), predicate="dwithin", distance=_impl.ON_OUTLINE_M
         )
+        ri = ring_at[ri]
         if cgroup is not None:  # the segment's own parent's rings only
             own = ring_parent[ri] == cgroup[cs.cell[loose[seg_of[pi]]]]
             pi = pi[own]
@@ -418,7 +423,8 @@ def _settle(
     ends = cs.key.reshape(-1, 2)
     z = ends[:, 0] + 1j * ends[:, 1]
     off = np.repeat(~tw, 2)
-    return _impl.Outline(rim.rings, rim.local, np.setdiff1d(z[~off], z[off]))
+    # settled: an end of an edge in place and of none out of place (snap_vertices tests the few it needs)
+    return _impl.Outline(rim.rings, rim.local, z[~off], z[off])
 
 
 def _void(key: np.ndarray) -> np.ndarray:
@@ -507,6 +513,7 @@ def _repair_level(
         rim_owner,
         rim.local if rim is not None else None,
         rim.settled if rim is not None else None,
+        rim.unsettled if rim is not None else None,
     )
     arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen], parent_lines=parent_lines, holders=holders)
     nf = len(arr.faces)
