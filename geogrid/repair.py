@@ -54,7 +54,7 @@ from geogrid import _repair_impl as _impl
 from geogrid.hierarchy import REPORTED_PROBLEM_KINDS, _as_geometry
 from layers.crs import ensure_crs, metric_crs, to_crs_object
 from layers.errors import TopologyError, ValidationError, format_ids
-from layers.validate import validate_layer
+from layers.validate import invalid_rows_at_door
 
 __all__ = ["REPAIR_ACTIONS", "RepairResult", "repair_grids"]
 
@@ -316,23 +316,17 @@ def _repair_grids(
 def _door_invalid_rows(grids: gpd.GeoDataFrame) -> np.ndarray | None:
     """Raise the door problems that make the layer unusable (as ``check_grids``).
 
-    Returns the positions of the invalid polygons when the layer passed the door and
-    it named them all, else None (then validity is tested here).
+    Returns the positions of the invalid polygons when the layer passed the door, else
+    None (then validity is tested here). The door's canonical frame is not built: only
+    its verdict is needed.
     """
     try:
-        canon = validate_layer(grids, "grids", source="grids")
+        return invalid_rows_at_door(grids, "grids", source="grids")
     except ValidationError as err:
         fatal = [p for p in err.problems if p.kind not in REPORTED_PROBLEM_KINDS]
         if fatal:
             raise ValidationError(err.source, fatal) from err
         return None
-    count = int(canon.attrs.get("invalid_geometries", 0))
-    named = [str(i) for i in canon.attrs.get("invalid_geometry_ids", [])]
-    if len(named) != count:
-        return None
-    # the canonical frame keeps the row order; ids named more than once: test validity here
-    rows = np.flatnonzero(canon["grid_id"].astype(str).isin(named).to_numpy(dtype=bool))
-    return rows if rows.size == count else None
 
 
 @dataclass
