@@ -318,10 +318,11 @@ def _door_invalid_rows(grids: gpd.GeoDataFrame) -> np.ndarray | None:
 
     Returns the positions of the invalid polygons when the layer passed the door, else
     None (then validity is tested here). The door's canonical frame is not built: only
-    its verdict is needed.
+    its verdict is needed, and not its hierarchy pass: every problem it finds is a
+    refusal here (``hierarchy_findings``), never an error.
     """
     try:
-        return invalid_rows_at_door(grids, "grids", source="grids")
+        return invalid_rows_at_door(grids, "grids", source="grids", hierarchy=False)
     except ValidationError as err:
         fatal = [p for p in err.problems if p.kind not in REPORTED_PROBLEM_KINDS]
         if fatal:

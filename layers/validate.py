@@ -976,13 +976,17 @@ def count_invalid_at_door(
     return int(_door(gdf, kind, source=source, hierarchy=hierarchy)[2].invalid_rows.size)
 
 
-def invalid_rows_at_door(gdf: gpd.GeoDataFrame, kind: LayerKind | str, *, source: str = "<frame>") -> np.ndarray:
+def invalid_rows_at_door(
+    gdf: gpd.GeoDataFrame, kind: LayerKind | str, *, source: str = "<frame>", hierarchy: bool = True
+) -> np.ndarray:
     """Run :func:`validate_layer`'s checks without building the canonical frame.
 
     For callers that keep their own frame (repair): returns the positions of the invalid
     polygons, raises the same :class:`ValidationError` and gives the same warnings.
+    ``hierarchy=False`` skips the grid hierarchy pass, for a caller that reports those
+    problems itself.
     """
-    _, _, checked = _door(gdf, kind, source=source)
+    _, _, checked = _door(gdf, kind, source=source, hierarchy=hierarchy)
     for text in checked.warnings:
         warnings.warn(text, OutsideCRSAreaWarning, stacklevel=2)  # at the caller, as validate_layer
     return checked.invalid_rows
