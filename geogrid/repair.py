@@ -1067,20 +1067,19 @@ def _log_frame(log: _impl.Change, crs: Any) -> gpd.GeoDataFrame:
         arr[:] = values
         return arr[order]
 
-    df = pd.DataFrame(
-        {
-            "action": pd.Series(col(log.action), dtype=object),
-            "level": pd.Series(np.array(log.level, dtype=np.int64)[order], dtype="int64"),
-            "grid_id": pd.Series(col(log.grid_id), dtype=object),
-            "parent_id": pd.Series(col(log.parent_id), dtype=object),
-            "other_ids": pd.Series(col(log.other_ids), dtype=object),
-            "area_m2": pd.Series(np.array(log.area_m2, dtype=float)[order], dtype="float64"),
-            "distance_m": pd.Series(np.array(log.distance_m, dtype=float)[order], dtype="float64"),
-            "message": pd.Series(col(log.message), dtype=object),
-        }
-    )
-    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(col(log.geometry), crs=crs), crs=crs)
-    return gdf[_LOG_COLUMNS]
+    index = pd.RangeIndex(n)  # built in column order, as one frame: no alignment, no reordering copy
+    data = {
+        "action": pd.Series(col(log.action), index=index, dtype=object),
+        "level": pd.Series(np.array(log.level, dtype=np.int64)[order], index=index, dtype="int64"),
+        "grid_id": pd.Series(col(log.grid_id), index=index, dtype=object),
+        "parent_id": pd.Series(col(log.parent_id), index=index, dtype=object),
+        "other_ids": pd.Series(col(log.other_ids), index=index, dtype=object),
+        "area_m2": pd.Series(np.array(log.area_m2, dtype=float)[order], index=index, dtype="float64"),
+        "distance_m": pd.Series(np.array(log.distance_m, dtype=float)[order], index=index, dtype="float64"),
+        "message": pd.Series(col(log.message), index=index, dtype=object),
+        "geometry": gpd.GeoSeries(col(log.geometry), index=index, crs=crs),
+    }
+    return gpd.GeoDataFrame(data, geometry="geometry", crs=crs)
 
 
 def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
