@@ -790,12 +790,24 @@ def _repair_level_incremental(
             lo, hi = np.searchsorted(z_sorted, za), np.searchsorted(z_sorted, za, side="right")
             return set(cell_sorted[lo:hi].tolist())
 
-        pz = np.unique(z)
+        pz = z_sorted[np.concatenate([[True], z_sorted[1:] != z_sorted[:-1]])]  # np.unique(z), sorted once
         pxy = np.column_stack([pz.real, pz.imag])
         if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, rings):
             return None
     untwinned_p = np.flatnonzero(~pfam)
     par_tree = shapely.STRtree(par)
+    # each parent's segments, for the envelope test below
+    seg_by_parent = np.argsort(ps.cell, kind="stable")
+    seg_count = np.bincount(ps.cell, minlength=len(par))
+    seg_start = np.cumsum(seg_count) - seg_count
+    seg_env = np.column_stack(
+        [
+            np.minimum(ps.key[:, 0], ps.key[:, 2]),
+            np.minimum(ps.key[:, 1], ps.key[:, 3]),
+            np.maximum(ps.key[:, 0], ps.key[:, 2]),
+            np.maximum(ps.key[:, 1], ps.key[:, 3]),
+        ]
+    )
     for _ in range(6):
         play = vertices.partners(play)
         if play.sum() > _FULL_SHARE * n:
@@ -803,12 +815,18 @@ def _repair_level_incremental(
         inplay = np.flatnonzero(play)
         box = shapely.bounds(cells[inplay]) + np.array([-reach, -reach, reach, reach])
         boxes = shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])
-        # Segments of the parents whose envelope meets a box (a segment's envelope lies in its parent's):
-        # only those become lines for the envelope test.
-        cand = np.flatnonzero(np.isin(ps.cell, par_tree.query(boxes)[1]))
-        seg_lines = shapely.linestrings(ps.key[cand].reshape(-1, 2, 2))
-        near = cand[np.unique(shapely.STRtree(boxes).query(seg_lines)[0])]
-        near = np.union1d(untwinned_p, near)
+        # The parents' segments whose envelope meets a box's: a segment's envelope lies in its parent's,
+        # so only the boxes meeting that parent's envelope are tested, in numpy, with the comparisons
+        # of an STRtree's envelope test (touching counts).
+        bi, pj = par_tree.query(boxes)
+        cnt = seg_count[pj]
+        total = int(cnt.sum())
+        seg = seg_by_parent[np.repeat(seg_start[pj], cnt) + np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
+        e, b_env = seg_env[seg], box[np.repeat(bi, cnt)]
+        meets = (
+            (b_env[:, 0] <= e[:, 2]) & (b_env[:, 2] >= e[:, 0]) & (b_env[:, 1] <= e[:, 3]) & (b_env[:, 3] >= e[:, 1])
+        )
+        near = np.union1d(untwinned_p, seg[meets])
         seg_lines = shapely.linestrings(ps.key[near].reshape(-1, 2, 2))
         kept = np.flatnonzero(~play)
         outcome = _repair_level(
