@@ -106,8 +106,11 @@ class Outline:
     rings: np.ndarray
     local: shapely.Geometry
     settled: np.ndarray | None = None
-    """Vertices (``x + iy``, input coordinates) of the level being repaired whose every edge is
-    already shared exactly: two of them are no near miss and never join (see :func:`snap_vertices`)."""
+    """Vertices (``x + iy``, input coordinates; any order, repeats allowed) of the level being
+    repaired with an edge already shared exactly; those not also in ``unsettled`` (every edge
+    in place) are settled: two of them are no near miss and never join (see :func:`snap_vertices`)."""
+    unsettled: np.ndarray | None = None
+    """Vertices (as ``settled``) with an edge not in place."""
 
 
 def outline_of(top: np.ndarray, frame: Frame) -> Outline:
@@ -194,6 +197,7 @@ def snap_vertices(
     outline_owner: int | None = None,
     outline: shapely.Geometry | None = None,
     settled: np.ndarray | None = None,
+    unsettled: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Snap the vertices of ``geoms`` that lie within ``snap_m`` of each other or of ``anchors``.
 
@@ -204,7 +208,8 @@ def snap_vertices(
     the jurisdiction between them never join (a vertex where a seam meets one side of a
     narrow notch stays off the other side), while two a near miss apart along it do.
     Two ``settled`` points (``x + iy``, input coordinates: vertices whose every edge is
-    shared exactly) never join either: a short edge of a sound coverage is no near miss,
+    shared exactly; those in ``settled`` and not in ``unsettled``, as :class:`Outline` holds
+    them) never join either: a short edge of a sound coverage is no near miss,
     and joining its ends would move grids that need no repair.
 
     Returns the snapped geometries (possibly invalid: only their linework is used),
@@ -254,7 +259,12 @@ def snap_vertices(
     if a.size and settled is not None and settled.size:
         orig = np.empty((len(uniq), 2))
         orig[inverse] = allxy
-        fixed = np.isin(orig[:, 0] + 1j * orig[:, 1], settled)
+        ends = np.unique(np.concatenate([a, b]))  # only the points of a pair need the test
+        z = orig[ends, 0] + 1j * orig[ends, 1]
+        fixed = np.zeros(len(uniq), dtype=bool)
+        fixed[ends] = _member(z, settled)
+        if unsettled is not None and unsettled.size:
+            fixed[ends] &= ~_member(z, unsettled)
         both = fixed[a] & fixed[b]
         a, b = a[~both], b[~both]
     if a.size and outline is not None and outline_owner is not None and anchor_owner is not None:
@@ -289,6 +299,20 @@ def snap_vertices(
         where[i] = new_xy[changed & (owner == i)]
     out = shapely.set_coordinates(geoms.copy(), new_xy)
     return out, moved_n, moved_d, where
+
+
+def _member(z: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``np.isin(z, pool)`` for a few complex ``z`` and a large unsorted ``pool``: sorts only ``z``."""
+    out = np.zeros(z.size, dtype=bool)
+    if z.size == 0 or pool.size == 0:
+        return out
+    order = np.argsort(z, kind="stable")
+    zs = z[order]
+    at = np.minimum(np.searchsorted(zs, pool), zs.size - 1)
+    found = np.zeros(zs.size, dtype=bool)
+    found[at[zs[at] == pool]] = True  # the first of each run of equal values
+    out[order] = found[np.searchsorted(zs, zs)]
+    return out
 
 
 def _across_outline(

@@ -54,7 +54,7 @@ from geogrid import _repair_impl as _impl
 from geogrid.hierarchy import REPORTED_PROBLEM_KINDS, _as_geometry
 from layers.crs import ensure_crs, metric_crs, to_crs_object
 from layers.errors import TopologyError, ValidationError, format_ids
-from layers.validate import validate_layer
+from layers.validate import invalid_rows_at_door
 
 __all__ = ["REPAIR_ACTIONS", "RepairResult", "repair_grids"]
 
@@ -226,7 +226,10 @@ def _repair_grids(
     for lv in sorted({int(v) for v in level[usable]}):
         rows = _by_id(np.flatnonzero(ok & (level == lv)), ids)
         above = _by_id(np.flatnonzero(usable & (level == lv - 1)), ids) if lv else np.zeros(0, dtype=np.int64)
-        level_rim = _settle(rim, np.flatnonzero(usable & (level == lv)), above, parent_row, out, frame)
+        shared = _LevelSegments.of(
+            _by_id(np.flatnonzero(usable & (level == lv)), ids), above, parent_row, out, segments.get(lv - 1)
+        )
+        level_rim = _settle(rim, shared, above, parent_row, out, frame)
         skip: set[int] = set()
         earlier: list[tuple[_impl.Refusal, int | None]] = []  # refusals of the grids left out of the rerun
         while True:
@@ -251,6 +254,7 @@ def _repair_grids(
                     segments,
                     level_rim,
                     start,
+                    shared,
                 )
             outcome = fast or _repair_level(
                 lv, use, above, frozen, ids, parent_row, out, frame, snap_m, max_gap_m2, exempt_g, ~valid, rim=level_rim
@@ -312,28 +316,58 @@ def _repair_grids(
 def _door_invalid_rows(grids: gpd.GeoDataFrame) -> np.ndarray | None:
     """Raise the door problems that make the layer unusable (as ``check_grids``).
 
-    Returns the positions of the invalid polygons when the layer passed the door and
-    it named them all, else None (then validity is tested here).
+    Returns the positions of the invalid polygons when the layer passed the door, else
+    None (then validity is tested here). The door's canonical frame is not built: only
+    its verdict is needed, and not its hierarchy pass: every problem it finds is a
+    refusal here (``hierarchy_findings``), never an error.
     """
     try:
-        canon = validate_layer(grids, "grids", source="grids")
+        return invalid_rows_at_door(grids, "grids", source="grids", hierarchy=False)
     except ValidationError as err:
         fatal = [p for p in err.problems if p.kind not in REPORTED_PROBLEM_KINDS]
         if fatal:
             raise ValidationError(err.source, fatal) from err
         return None
-    count = int(canon.attrs.get("invalid_geometries", 0))
-    named = [str(i) for i in canon.attrs.get("invalid_geometry_ids", [])]
-    if len(named) != count:
-        return None
-    # the canonical frame keeps the row order; ids named more than once: test validity here
-    rows = np.flatnonzero(canon["grid_id"].astype(str).isin(named).to_numpy(dtype=bool))
-    return rows if rows.size == count else None
+
+
+@dataclass
+class _LevelSegments:
+    """The edge segments of a level's grids and of their parents, and their family twins, computed once.
+
+    ``rows``: the level's usable grids in id order. :func:`_settle` and the incremental path
+    (when it repairs exactly these rows) share them: computed once per level, not twice.
+    """
+
+    rows: np.ndarray
+    cs: _himpl.Segments  # of geoms[rows]
+    ps: _himpl.Segments | None  # of the parents geoms[above] (None on the top level)
+    cgroup: np.ndarray | None  # position in ``above`` of each row's parent (-1: none)
+    fam: np.ndarray | None  # each of cs's segments twinned in its family (the parent's outline reversed)
+    pfam: np.ndarray | None  # each of ps's segments twinned in its family
+
+    @classmethod
+    def of(
+        cls,
+        rows: np.ndarray,
+        above: np.ndarray,
+        parent_row: np.ndarray,
+        geoms: np.ndarray,
+        known: tuple[np.ndarray, _himpl.Segments] | None,
+    ) -> _LevelSegments:
+        """Segments of ``geoms[rows]`` and of ``geoms[above]`` (``known``: the cached segments of a parent level)."""
+        cs = _himpl.Segments.of(geoms[rows])
+        if not above.size:
+            return cls(rows, cs, None, None, None, None)
+        ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(geoms[above])
+        pos = {int(r): i for i, r in enumerate(above)}
+        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        fam, pfam = _family_twins(cs, ps, cgroup)
+        return cls(rows, cs, ps, cgroup, fam, pfam)
 
 
 def _settle(
     rim: _impl.Outline | None,
-    rows: np.ndarray,
+    shared: _LevelSegments,
     above: np.ndarray,
     parent_row: np.ndarray,
     geoms: np.ndarray,
@@ -348,13 +382,11 @@ def _settle(
     Computed once per level on all its grids, so the full rebuild and the incremental path
     (which snaps a part of the level) leave the same pairs of vertices apart.
     """
+    rows, cs = shared.rows, shared.cs
     if rim is None or rows.size == 0:
         return rim
-    cs = _himpl.Segments.of(geoms[rows])
-    if above.size:
-        pos = {int(r): i for i, r in enumerate(above)}
-        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
-        tw, _ = _family_twins(cs, _himpl.Segments.of(geoms[above]), cgroup)
+    if shared.fam is not None:
+        tw, cgroup = shared.fam.copy(), shared.cgroup
         parts, part_parent = shapely.get_parts(_himpl.polygonal(geoms[above]), return_index=True)
         outline, ring_part = shapely.get_rings(parts, return_index=True)
         ring_parent = part_parent[ring_part]
@@ -369,9 +401,14 @@ def _settle(
         k = cs.key[loose]
         probes = shapely.points(np.concatenate([k[:, :2], k[:, 2:], (k[:, :2] + k[:, 2:]) / 2]))
         seg_of = np.tile(np.arange(loose.size), 3)
-        pi, ri = shapely.STRtree(frame.local(outline)).query(
+        # only the rings of the loose segments' parents can count (below): the others stay out of the tree
+        ring_at = (
+            np.arange(len(outline)) if cgroup is None else np.flatnonzero(np.isin(ring_parent, cgroup[cs.cell[loose]]))
+        )
+        pi, ri = shapely.STRtree(frame.local(outline[ring_at])).query(
             frame.local(probes), predicate="dwithin", distance=_impl.ON_OUTLINE_M
         )
+        ri = ring_at[ri]
         if cgroup is not None:  # the segment's own parent's rings only
             own = ring_parent[ri] == cgroup[cs.cell[loose[seg_of[pi]]]]
             pi = pi[own]
@@ -381,7 +418,8 @@ def _settle(
     ends = cs.key.reshape(-1, 2)
     z = ends[:, 0] + 1j * ends[:, 1]
     off = np.repeat(~tw, 2)
-    return _impl.Outline(rim.rings, rim.local, np.setdiff1d(z[~off], z[off]))
+    # settled: an end of an edge in place and of none out of place (snap_vertices tests the few it needs)
+    return _impl.Outline(rim.rings, rim.local, z[~off], z[off])
 
 
 def _void(key: np.ndarray) -> np.ndarray:
@@ -470,6 +508,7 @@ def _repair_level(
         rim_owner,
         rim.local if rim is not None else None,
         rim.settled if rim is not None else None,
+        rim.unsettled if rim is not None else None,
     )
     arr = _impl.arrange(snapped, par, frame, exempt, geoms[frozen], parent_lines=parent_lines, holders=holders)
     nf = len(arr.faces)
@@ -652,6 +691,7 @@ def _repair_level_incremental(
     segments: dict[int, tuple[np.ndarray, _himpl.Segments]],
     rim: _impl.Outline | None = None,
     before: np.ndarray | None = None,
+    shared: _LevelSegments | None = None,
 ) -> _Outcome | None:
     """Repair level ``lv`` by rebuilding only the grids in play; None: take the full rebuild.
 
@@ -671,7 +711,9 @@ def _repair_level_incremental(
     Refusals, a parent without children, a face of rounding size (a 0 m² sliver: whether it
     forms depends on the noding of the whole linework) or a level mostly in play go to the
     full rebuild, which decides them.
-    ``segments`` caches the edge segments of levels left unchanged, for their children.
+    ``segments`` caches the edge segments of levels left unchanged, for their children;
+    ``shared``, the level's segments and family twins as :func:`_settle` computed them, saves
+    computing them again when it holds exactly ``rows``.
     """
     n = rows.size
     if n == 0 or above.size == 0:
@@ -682,10 +724,19 @@ def _repair_level_incremental(
     if (cgroup < 0).any():
         return None
     par = geoms[above]
-    known = segments.get(lv - 1)
-    ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(par)
-    cs = _himpl.Segments.of(cells)
-    fam0, pfam = _family_twins(cs, ps, cgroup)
+    if (
+        shared is not None
+        and shared.ps is not None
+        and shared.fam is not None
+        and shared.pfam is not None
+        and np.array_equal(shared.rows, rows)
+    ):
+        cs, ps, fam0, pfam = shared.cs, shared.ps, shared.fam, shared.pfam
+    else:
+        known = segments.get(lv - 1)
+        ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(par)
+        cs = _himpl.Segments.of(cells)
+        fam0, pfam = _family_twins(cs, ps, cgroup)
     play = np.zeros(n, dtype=bool)
     play[cs.cell[~fam0]] = True
     play |= made_valid[rows]
@@ -739,12 +790,24 @@ def _repair_level_incremental(
             lo, hi = np.searchsorted(z_sorted, za), np.searchsorted(z_sorted, za, side="right")
             return set(cell_sorted[lo:hi].tolist())
 
-        pz = np.unique(z)
+        pz = z_sorted[np.concatenate([[True], z_sorted[1:] != z_sorted[:-1]])]  # np.unique(z), sorted once
         pxy = np.column_stack([pz.real, pz.imag])
         if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, rings):
             return None
     untwinned_p = np.flatnonzero(~pfam)
     par_tree = shapely.STRtree(par)
+    # each parent's segments, for the envelope test below
+    seg_by_parent = np.argsort(ps.cell, kind="stable")
+    seg_count = np.bincount(ps.cell, minlength=len(par))
+    seg_start = np.cumsum(seg_count) - seg_count
+    seg_env = np.column_stack(
+        [
+            np.minimum(ps.key[:, 0], ps.key[:, 2]),
+            np.minimum(ps.key[:, 1], ps.key[:, 3]),
+            np.maximum(ps.key[:, 0], ps.key[:, 2]),
+            np.maximum(ps.key[:, 1], ps.key[:, 3]),
+        ]
+    )
     for _ in range(6):
         play = vertices.partners(play)
         if play.sum() > _FULL_SHARE * n:
@@ -752,12 +815,18 @@ def _repair_level_incremental(
         inplay = np.flatnonzero(play)
         box = shapely.bounds(cells[inplay]) + np.array([-reach, -reach, reach, reach])
         boxes = shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])
-        # Segments of the parents whose envelope meets a box (a segment's envelope lies in its parent's):
-        # only those become lines for the envelope test.
-        cand = np.flatnonzero(np.isin(ps.cell, par_tree.query(boxes)[1]))
-        seg_lines = shapely.linestrings(ps.key[cand].reshape(-1, 2, 2))
-        near = cand[np.unique(shapely.STRtree(boxes).query(seg_lines)[0])]
-        near = np.union1d(untwinned_p, near)
+        # The parents' segments whose envelope meets a box's: a segment's envelope lies in its parent's,
+        # so only the boxes meeting that parent's envelope are tested, in numpy, with the comparisons
+        # of an STRtree's envelope test (touching counts).
+        bi, pj = par_tree.query(boxes)
+        cnt = seg_count[pj]
+        total = int(cnt.sum())
+        seg = seg_by_parent[np.repeat(seg_start[pj], cnt) + np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
+        e, b_env = seg_env[seg], box[np.repeat(bi, cnt)]
+        meets = (
+            (b_env[:, 0] <= e[:, 2]) & (b_env[:, 2] >= e[:, 0]) & (b_env[:, 1] <= e[:, 3]) & (b_env[:, 3] >= e[:, 1])
+        )
+        near = np.union1d(untwinned_p, seg[meets])
         seg_lines = shapely.linestrings(ps.key[near].reshape(-1, 2, 2))
         kept = np.flatnonzero(~play)
         outcome = _repair_level(
@@ -1016,20 +1085,19 @@ def _log_frame(log: _impl.Change, crs: Any) -> gpd.GeoDataFrame:
         arr[:] = values
         return arr[order]
 
-    df = pd.DataFrame(
-        {
-            "action": pd.Series(col(log.action), dtype=object),
-            "level": pd.Series(np.array(log.level, dtype=np.int64)[order], dtype="int64"),
-            "grid_id": pd.Series(col(log.grid_id), dtype=object),
-            "parent_id": pd.Series(col(log.parent_id), dtype=object),
-            "other_ids": pd.Series(col(log.other_ids), dtype=object),
-            "area_m2": pd.Series(np.array(log.area_m2, dtype=float)[order], dtype="float64"),
-            "distance_m": pd.Series(np.array(log.distance_m, dtype=float)[order], dtype="float64"),
-            "message": pd.Series(col(log.message), dtype=object),
-        }
-    )
-    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(col(log.geometry), crs=crs), crs=crs)
-    return gdf[_LOG_COLUMNS]
+    index = pd.RangeIndex(n)  # built in column order, as one frame: no alignment, no reordering copy
+    data = {
+        "action": pd.Series(col(log.action), index=index, dtype=object),
+        "level": pd.Series(np.array(log.level, dtype=np.int64)[order], index=index, dtype="int64"),
+        "grid_id": pd.Series(col(log.grid_id), index=index, dtype=object),
+        "parent_id": pd.Series(col(log.parent_id), index=index, dtype=object),
+        "other_ids": pd.Series(col(log.other_ids), index=index, dtype=object),
+        "area_m2": pd.Series(np.array(log.area_m2, dtype=float)[order], index=index, dtype="float64"),
+        "distance_m": pd.Series(np.array(log.distance_m, dtype=float)[order], index=index, dtype="float64"),
+        "message": pd.Series(col(log.message), index=index, dtype=object),
+        "geometry": gpd.GeoSeries(col(log.geometry), index=index, crs=crs),
+    }
+    return gpd.GeoDataFrame(data, geometry="geometry", crs=crs)
 
 
 def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:

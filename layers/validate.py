@@ -52,7 +52,14 @@ from layers.errors import (
 )
 from layers.schema import SCHEMAS, STORAGE_CRS, Column, LayerKind, LayerSchema, coerce_dtypes
 
-__all__ = ["OPTION_FOR_COLUMN", "Limits", "count_invalid_at_door", "datum_shift_hint", "validate_layer"]
+__all__ = [
+    "OPTION_FOR_COLUMN",
+    "Limits",
+    "count_invalid_at_door",
+    "datum_shift_hint",
+    "invalid_rows_at_door",
+    "validate_layer",
+]
 
 OPTION_FOR_COLUMN: dict[str, str] = {
     "grid_id": "id",
@@ -967,6 +974,22 @@ def count_invalid_at_door(
     skips the grid hierarchy pass, for a caller that reports those problems itself.
     """
     return int(_door(gdf, kind, source=source, hierarchy=hierarchy)[2].invalid_rows.size)
+
+
+def invalid_rows_at_door(
+    gdf: gpd.GeoDataFrame, kind: LayerKind | str, *, source: str = "<frame>", hierarchy: bool = True
+) -> np.ndarray:
+    """Run :func:`validate_layer`'s checks without building the canonical frame.
+
+    For callers that keep their own frame (repair): returns the positions of the invalid
+    polygons, raises the same :class:`ValidationError` and gives the same warnings.
+    ``hierarchy=False`` skips the grid hierarchy pass, for a caller that reports those
+    problems itself.
+    """
+    _, _, checked = _door(gdf, kind, source=source, hierarchy=hierarchy)
+    for text in checked.warnings:
+        warnings.warn(text, OutsideCRSAreaWarning, stacklevel=2)  # at the caller, as validate_layer
+    return checked.invalid_rows
 
 
 def _door(

@@ -660,3 +660,18 @@ def test_incremental_equals_full_rebuild_on_faces_of_rounding_size(name, opts):
     # noded by the other (5001073). Such a level goes to the full rebuild.
     g = gpd.read_parquet(Path(__file__).parents[1] / "data" / f"{name}.parquet")
     _incremental_equals_full(g, **opts)
+
+
+def test_projected_data_beyond_its_zone_is_repaired_with_the_doors_warning():
+    # UTM 50N is meant for 114..120 E; these districts lie at 123 E, as real data uses a zone past its
+    # strip: repair warns as the door does (validate_layer) and repairs (here: a 0.5 m overlap).
+    from pyproj import Transformer
+
+    from layers.errors import OutsideCRSAreaWarning
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32650", always_xy=True).transform(123.0, 39.0)
+    g = _top_level({"A": shapely.box(x, y, x + 100.5, y + 100), "B": shapely.box(x + 100, y, x + 200, y + 100)})
+    with pytest.warns(OutsideCRSAreaWarning, match=r"km beyond the area of use of EPSG:32650"):
+        result = repair_grids(g)
+    assert result.log["action"].tolist() == ["overlap_resolved"]
+    assert check_grids(result.grids).sound

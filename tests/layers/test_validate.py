@@ -12,8 +12,8 @@ import geopandas as gpd
 import shapely
 from geopandas.testing import assert_geodataframe_equal
 
-from layers.errors import InputTooLargeError, ValidationError
-from layers.validate import Limits, count_invalid_at_door, validate_layer
+from layers.errors import InputTooLargeError, OutsideCRSAreaWarning, ValidationError
+from layers.validate import Limits, count_invalid_at_door, invalid_rows_at_door, validate_layer
 from tests import geometries as geo
 
 
@@ -737,3 +737,21 @@ def test_count_invalid_at_door_raises_what_validate_layer_raises_and_counts_inva
         count_invalid_at_door(orphan, "grids")
     # The topology check reports the hierarchy itself and skips that pass.
     assert count_invalid_at_door(orphan, "grids", hierarchy=False) == 1
+
+
+def test_invalid_rows_at_door_names_the_rows_validate_layer_counts_and_raises_and_warns_alike():
+    bowtie = shapely.Polygon([(117.0, 39.0), (117.01, 39.01), (117.01, 39.0), (117.0, 39.01)])
+    g = gpd.GeoDataFrame(
+        {"grid_id": ["a", "b", "c"], "parent_id": [None, "a", "a"], "level": [0, 1, 1]},
+        geometry=[shapely.box(117, 39, 117.1, 39.1), shapely.box(117, 39, 117.05, 39.1), bowtie],
+        crs="EPSG:4326",
+    )
+    assert invalid_rows_at_door(g, "grids").tolist() == [2]
+    assert validate_layer(g, "grids").attrs["invalid_geometry_ids"] == ["c"]
+    orphan = g.assign(parent_id=[None, "a", "x"])
+    with pytest.raises(ValidationError, match="unknown_parent"):
+        invalid_rows_at_door(orphan, "grids")
+    assert invalid_rows_at_door(orphan, "grids", hierarchy=False).tolist() == [2]
+    # Projected data beyond its CRS's area of use: the same warning as validate_layer gives.
+    with pytest.warns(OutsideCRSAreaWarning, match=r"km beyond the area of use of EPSG:32650 at row 0"):
+        assert invalid_rows_at_door(_square_at(123.0, 39.0, "EPSG:32650"), "grids").size == 0
