@@ -522,7 +522,7 @@ def emerging(
             incidents,
             grids,
             level=level,
-            period=period.upper(),
+            period=period,
             time_lag=time_lag,
             weights=w,
             alpha=alpha,
