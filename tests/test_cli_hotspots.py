@@ -307,7 +307,7 @@ def test_emerging_options_reach_emerging_hotspots(small_store):
             ["--time-lag", 0, "--alpha", 0.1, "--no-fdr", "--min-share", 0.5, "--strict", "--p-method", "normal"],
             {"time_lag": 0, "alpha": 0.1, "fdr": False, "min_share": 0.5, "strict": True, "p_method": "normal"},
         ),
-        (["--period", "q", "--population", "population"], {"period": "Q", "population": "population"}),
+        (["--period", "Q", "--population", "population"], {"period": "Q", "population": "population"}),
     ):
         out = run_emerging(path, "--level", 2, *args, "--json")
         assert out.exit_code == 0, out.stderr

@@ -435,14 +435,9 @@ def hotspots(
 
 @main.command("emerging")
 @click.argument("src", type=STORE_OR_PATH)
-@_analysis_options(
-    "print a JSON object {periods: [...], grids: [{grid_id, level, count, pattern, hot_periods, cold_periods, "
-    "history, withheld_periods, withheld, trend_z, trend_p, trend_tau, count_trend_tau, count_trend_p}]}",
-    window=reported_window_options,
-)
 @click.option(
     "--period",
-    type=click.Choice(["M", "W", "Q", "D"], case_sensitive=False),
+    type=click.Choice(["M", "W", "Q", "D"]),
     default="M",
     show_default=True,
     help="the time step: M month, W week, Q quarter, D day (in the store's time zone)",
@@ -471,6 +466,11 @@ def hotspots(
     "or historical",
 )
 @click.option("--strict", is_flag=True, help="ArcGIS's rules only (no 'historical' for a hot spot that ended)")
+@_analysis_options(
+    "print a JSON object {periods: [...], grids: [{grid_id, level, count, pattern, hot_periods, cold_periods, "
+    "history, withheld_periods, withheld, trend_z, trend_p, trend_tau, count_trend_tau, count_trend_p}]}",
+    window=reported_window_options,
+)
 @handle_errors
 def emerging(
     src: str | Path,
