@@ -185,7 +185,9 @@ def _analysis_options(json_help: str, *, window: Callable[[F], F]) -> Callable[[
             help="expect counts in proportion to this grid column (e.g. population): hot spots of risk, "
             "not of where people live (binomial test)",
         ),
-        click.option("--seed", type=int, default=0, show_default=True, help="seed of the permutations"),
+        click.option(
+            "--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="seed of the permutations"
+        ),
         click.option(
             "--weights",
             default="queen",
