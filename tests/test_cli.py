@@ -48,7 +48,18 @@ def test_every_command_has_help_with_example_blocks_kept():
         assert out.exit_code == 0, path
         assert "\\b" not in out.output, f"raw \\b marker printed in `geogrid {' '.join(path)} --help`"
         seen.append(" ".join(path))
-    for expected in ("demo", "import", "check", "repair", "serve", "stats", "hotspots", "coverage", "plan edit"):
+    for expected in (
+        "demo",
+        "import",
+        "check",
+        "repair",
+        "serve",
+        "stats",
+        "hotspots",
+        "emerging",
+        "coverage",
+        "plan edit",
+    ):
         assert expected in seen
 
 

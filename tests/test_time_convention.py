@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from api.app import create_app
 from api.settings import Settings
 from geogrid.cli import main
-from geogrid.hotspots import emerging_hotspots, incident_hotspots
+from geogrid.hotspots import emerging_hotspots, incident_clusters, incident_hotspots
 from geogrid.stats import grid_stats
 from layers.store import GeoPackageStore
 from layers.times import parse_interval, time_window
@@ -65,6 +65,7 @@ def test_every_command_endpoint_and_map_selects_the_same_incidents(small_demo):
     counts["geogrid hotspots"] = sum(
         r["count"] for r in _cli("hotspots", path, "--level", 3, "--since", SINCE, "--until", UNTIL, "--json")
     )
+    counts |= _clusters_and_emerging(path, inc, grids)
     with TestClient(create_app(Settings(store=path))) as client:
         for route in ("stats", "hotspots"):
             doc = client.get(f"/{route}?level=3&since={SINCE}&until={UNTIL}").json()
@@ -75,6 +76,32 @@ def test_every_command_endpoint_and_map_selects_the_same_incidents(small_demo):
         page = client.get(f"/maps/command-centre?since={SINCE}&until={UNTIL}").text
         counts["command-centre map"] = int(re.search(r"事件 <b>([\d,]+)</b>", page).group(1).replace(",", ""))
     assert counts == dict.fromkeys(counts, expected)
+
+
+def _clusters_and_emerging(path: Path, inc: pd.DataFrame, grids: pd.DataFrame, tz: str = "Asia/Shanghai") -> dict:
+    """Incidents counted by Local Moran and emerging hot spots (daily, on communities) in Python, CLI and HTTP."""
+    window = {"since": SINCE, "until": UNTIL, "tz": tz}
+    counts = {
+        "incident_clusters": int(incident_clusters(inc, grids, level=3, **window)["count"].sum()),
+        "emerging_hotspots (communities, daily)": int(
+            emerging_hotspots(inc, grids, level=2, period="D", **window)["count"].sum()
+        ),
+    }
+    rows = _cli(
+        "hotspots", path, "--statistic", "local-moran", "--level", 3, "--since", SINCE, "--until", UNTIL, "--json"
+    )
+    counts["geogrid hotspots --statistic local-moran"] = sum(r["count"] for r in rows)
+    doc = _cli("emerging", path, "--level", 2, "--period", "D", "--since", SINCE, "--until", UNTIL, "--json")
+    counts["geogrid emerging --period D"] = sum(r["count"] for r in doc["grids"])
+    with TestClient(create_app(Settings(store=path))) as client:
+        for url in (
+            f"/hotspots?statistic=local-moran&level=3&since={SINCE}&until={UNTIL}",
+            f"/emerging?level=2&period=D&since={SINCE}&until={UNTIL}",
+        ):
+            r = client.get(url)
+            assert r.status_code == 200, r.text
+            counts[f"GET {url.split('&')[0]}"] = sum(f["properties"]["count"] for f in r.json()["features"])
+    return counts
 
 
 def test_closed_at_filters_closed_at(small_demo):
@@ -127,6 +154,7 @@ def test_a_store_in_another_time_zone_selects_the_same_incidents_everywhere(smal
     for command in ("stats", "hotspots"):
         rows = _cli(command, path, "--level", 3, "--since", SINCE, "--until", UNTIL, "--json")
         counts[f"geogrid {command}"] = sum(r["count"] for r in rows)
+    counts |= _clusters_and_emerging(path, inc, grids, tz)
     with TestClient(create_app(Settings(store=path))) as client:
         for route in ("stats", "hotspots"):
             doc = client.get(f"/{route}?level=3&since={SINCE}&until={UNTIL}").json()
@@ -224,3 +252,35 @@ def test_gdal_date_where_counts_right(small_demo):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "datetime=2025-12-01T%2F.." in out.stderr  # what GDAL 3.6 sent
     assert f"Feature Count: {expected}" in out.stdout, out.stdout[-2000:]
+
+
+def test_clusters_and_emerging_in_a_paris_store_equal_the_python_calls_with_its_time_zone(small_demo, tmp_path):
+    """The CLI and the API read a Europe/Paris store's days as the Python call with tz="Europe/Paris" does."""
+    from layers.store import open_store
+    from tests._frames import rows_of
+
+    demo, _ = small_demo
+    path = tmp_path / "paris.gpkg"
+    GeoPackageStore(path).write(demo.layers(), metadata={**demo.metadata, "time_zone": "Europe/Paris"})
+    store = open_store(path)
+    grids, inc = store.read("grids"), store.read("incidents")
+    window = {"since": "2025-03-01", "until": "2025-03-31"}
+    clusters = incident_clusters(inc, grids, level=3, tz="Europe/Paris", **window)
+    emerging = emerging_hotspots(inc, grids, level=2, period="W", tz="Europe/Paris", **window)
+    # Shanghai's days would give other counts: the test can tell the time zones apart
+    assert clusters["count"].tolist() != incident_clusters(inc, grids, level=3, **window)["count"].tolist()
+    assert emerging["count"].tolist() != emerging_hotspots(inc, grids, level=2, period="W", **window)["count"].tolist()
+    moran_fields = [c for c in clusters.columns if c != "geometry"]
+    emerging_fields = [c for c in emerging.columns if c != "geometry"]
+
+    args = ("--since", window["since"], "--until", window["until"], "--json")
+    assert _cli("hotspots", path, "--statistic", "local-moran", "--level", 3, *args) == rows_of(clusters, moran_fields)
+    doc = _cli("emerging", path, "--level", 2, "--period", "W", *args)
+    assert doc == {"periods": emerging.attrs["periods"], "grids": rows_of(emerging, emerging_fields)}
+    query = f"since={window['since']}&until={window['until']}"
+    with TestClient(create_app(Settings(store=path))) as client:
+        moran_doc = client.get(f"/hotspots?statistic=local-moran&level=3&{query}").json()
+        emerging_doc = client.get(f"/emerging?level=2&period=W&{query}").json()
+    assert [f["properties"] for f in moran_doc["features"]] == rows_of(clusters, moran_fields)
+    assert emerging_doc["periods"] == emerging.attrs["periods"]
+    assert [f["properties"] for f in emerging_doc["features"]] == rows_of(emerging, emerging_fields)

@@ -1,10 +1,13 @@
 """Checks and analyses as GeoJSON: thin over the engine, with the Python API's parameters.
 
 ``/checks`` is :func:`geogrid.hierarchy.check_grids`; ``/stats`` :func:`geogrid.stats.grid_stats`;
-``/hotspots`` :func:`geogrid.hotspots.incident_hotspots`; ``/coverage``
+``/hotspots`` :func:`geogrid.hotspots.incident_hotspots` (``statistic=local-moran``:
+:func:`geogrid.hotspots.incident_clusters`); ``/emerging``
+:func:`geogrid.hotspots.emerging_hotspots`; ``/coverage``
 :func:`geogrid.coverage.grid_coverage`; ``/coverage/blind-spots``
 :func:`geogrid.coverage.blind_spots`. Each answers a GeoJSON FeatureCollection in
-EPSG:4326 (CRS84 axis order), one feature per row of the engine's result.
+EPSG:4326 (CRS84 axis order), one feature per row of the engine's result. The query
+parameters are those of the ``geogrid`` command of the same name.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from api.pages import iso_day, known_query_parameters, parse_period
 from api.routers.ogc import AUTH_ERRORS, GEOJSON
 from geogrid.coverage import blind_spots, grid_coverage
 from geogrid.hierarchy import check_grids
-from geogrid.hotspots import incident_hotspots
+from geogrid.hotspots import emerging_hotspots, incident_clusters, incident_hotspots
 from geogrid.stats import grid_stats
 from layers.errors import NotFoundError
 from layers.store import Store
@@ -57,6 +60,43 @@ Since = Annotated[
     date | None, BeforeValidator(iso_day), Query(description="first day, YYYY-MM-DD (the store's time zone)")
 ]
 Until = Annotated[date | None, BeforeValidator(iso_day), Query(description="last day, YYYY-MM-DD (included)")]
+Category = Annotated[str | None, Query(min_length=1, description="only this category")]
+Permutations = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=99999,
+        description="0: the p_method test; 99 or more: two-sided permutation mid-p",
+        json_schema_extra={"anyOf": [{"enum": [0]}, {"minimum": 99}]},  # 1-98 is refused: say so in the document
+    ),
+]
+CubePermutations = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=9999,
+        description="0: the p_method test; 99 to 9999: two-sided permutation mid-p of every grid-period",
+        json_schema_extra={"anyOf": [{"enum": [0]}, {"minimum": 99}]},
+    ),
+]
+"""Fewer than /hotspots allows: every grid-period is permuted (990 grids × 52 weeks × 9,999: 43 s on one core)."""
+Seed = Annotated[int, Query(ge=0, le=2**32 - 1, description="seed of the permutations")]
+PMethod = Annotated[
+    Literal["binomial", "normal"],
+    Query(
+        description="binomial: test of each neighbourhood's count given the total, scaled for "
+        "overdispersion (calibrated at any count); "
+        "normal: ArcGIS's normal p of the z-score"
+    ),
+]
+Population = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="a grid column (e.g. population) the expected counts are proportional to (binomial test)",
+    ),
+]
 
 
 def _layer(store: Store, cache: CacheDep, name: str) -> gpd.GeoDataFrame:
@@ -143,55 +183,51 @@ def stats(
     return _geojson(result)
 
 
-@router.get("/hotspots", summary="Gi* hot spots of incidents", responses=_FC)
+def _incidents_of_level(
+    store: Store, cache: CacheDep, level: int | None, permutations: int
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Return the grids and incidents of a hot-spot request, its level and permutations checked (400/404)."""
+    if 0 < permutations < 99:
+        msg = f"permutations={permutations}: use 0 (the p_method test) or at least 99"
+        raise InvalidParameterError(msg)
+    grids, incidents = _layer(store, cache, "grids"), _layer(store, cache, "incidents")
+    _check_level(grids, level)
+    return grids, incidents
+
+
+@router.get("/hotspots", summary="Gi* hot spots, or Local Moran clusters, of incidents", responses=_FC)
 def hotspots(
     store: StoreDep,
     cache: CacheDep,
     level: Level = None,
     since: Since = None,
     until: Until = None,
-    category: Annotated[str | None, Query(min_length=1, description="only this category")] = None,
-    permutations: Annotated[
-        int,
+    category: Category = None,
+    statistic: Annotated[
+        Literal["gi", "local-moran"],
         Query(
-            ge=0,
-            le=99999,
-            description="0: normal p of the z-score (ArcGIS); 99 or more: two-sided permutation mid-p",
-            json_schema_extra={"anyOf": [{"enum": [0]}, {"minimum": 99}]},  # 1-98 is refused: say so in the document
+            description="gi: Getis-Ord Gi* hot and cold spots (bin); "
+            "local-moran: Local Moran clusters HH, LL and outliers HL, LH (cluster)"
         ),
-    ] = 0,
-    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+    ] = "gi",
+    permutations: Permutations = 0,
+    seed: Seed = 0,
     fdr: Annotated[float, Query(gt=0, lt=1, description="false discovery rate for 'significant'")] = 0.05,
-    p_method: Annotated[
-        Literal["binomial", "normal"],
-        Query(
-            description="binomial: test of each neighbourhood's count given the total, scaled for "
-            "overdispersion (calibrated at any count); "
-            "normal: ArcGIS's normal p of the z-score"
-        ),
-    ] = "binomial",
-    population: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=64,
-            description="a grid column (e.g. population) the expected counts are proportional to (binomial test)",
-        ),
-    ] = None,
+    p_method: PMethod = "binomial",
+    population: Population = None,
 ) -> Response:
     """Return :func:`~geogrid.hotspots.incident_hotspots` per grid of one level (default: the finest).
 
-    Grids too sparse to judge have ``bin`` 0 and the reason in ``withheld``
+    With ``statistic=local-moran``: :func:`~geogrid.hotspots.incident_clusters` (``i``,
+    ``z``, ``quadrant``, ``p``, ``p_fdr``, ``cluster``). Grids too sparse to judge have
+    ``bin`` 0 (``cluster`` "withheld") and the reason in ``withheld``
     (:data:`geogrid.hotspots.WITHHELD_REASONS`).
     """
-    if 0 < permutations < 99:
-        msg = f"permutations={permutations}: use 0 (normal p) or at least 99"
-        raise InvalidParameterError(msg)
-    grids, incidents = _layer(store, cache, "grids"), _layer(store, cache, "incidents")
-    _check_level(grids, level)
+    grids, incidents = _incidents_of_level(store, cache, level, permutations)
     first, last = _dates(since, until)
+    run = incident_clusters if statistic == "local-moran" else incident_hotspots
     result = _run(
-        lambda: incident_hotspots(
+        lambda: run(
             incidents,
             grids,
             level=level,
@@ -207,6 +243,65 @@ def hotspots(
         )
     )
     return _geojson(result)
+
+
+@router.get("/emerging", summary="Emerging hot spots of incidents", responses=_FC)
+def emerging(
+    store: StoreDep,
+    cache: CacheDep,
+    level: Level = None,
+    since: Since = None,
+    until: Until = None,
+    category: Category = None,
+    period: Annotated[
+        Literal["M", "W", "Q", "D"], Query(description="the time step: M month, W week, Q quarter, D day")
+    ] = "M",
+    time_lag: Annotated[
+        int, Query(ge=0, le=366, description="preceding periods in a bin's neighbourhood (0: each period alone)")
+    ] = 1,
+    alpha: Annotated[float, Query(gt=0, lt=1, description="significance level of the bins and of the trend")] = 0.05,
+    fdr: Annotated[bool, Query(description="adjust the bins' p for the false-discovery rate")] = True,
+    min_share: Annotated[
+        float, Query(gt=0, le=1, description="share of hot periods for persistent, intensifying... (ArcGIS: 0.9)")
+    ] = 0.9,
+    strict: Annotated[
+        bool, Query(description="ArcGIS's rules only (no 'historical' for a hot spot that ended)")
+    ] = False,
+    permutations: CubePermutations = 0,
+    seed: Seed = 0,
+    p_method: PMethod = "binomial",
+    population: Population = None,
+) -> Response:
+    """Return :func:`~geogrid.hotspots.emerging_hotspots` per grid of one level (default: the finest).
+
+    Each grid's ``pattern`` (new, consecutive, intensifying... hot spot, or no pattern) and
+    ``history`` (a character per period, oldest first: H hot, C cold, - withheld, . neither);
+    the collection's ``periods`` member names the periods.
+    """
+    grids, incidents = _incidents_of_level(store, cache, level, permutations)
+    first, last = _dates(since, until)
+    result = _run(
+        lambda: emerging_hotspots(
+            incidents,
+            grids,
+            level=level,
+            period=period,
+            time_lag=time_lag,
+            alpha=alpha,
+            fdr=fdr,
+            min_share=min_share,
+            strict=strict,
+            category=category,
+            since=first,
+            until=last,
+            tz=store_time_zone(store.metadata()),
+            p_method=p_method,
+            population=population,
+            permutations=permutations,
+            seed=seed,
+        )
+    )
+    return _geojson(result, periods=result.attrs["periods"])
 
 
 @router.get("/coverage", summary="Camera coverage per grid", responses=_FC)

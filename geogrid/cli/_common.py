@@ -39,7 +39,8 @@ def main() -> None:
     \b
     Analyse:
       geogrid stats demo.gpkg --level 3   counts, rates, closing times per grid
-      geogrid hotspots demo.gpkg          Getis-Ord Gi* with FDR control
+      geogrid hotspots demo.gpkg          Getis-Ord Gi* with FDR control, or --statistic local-moran
+      geogrid emerging demo.gpkg          new, intensifying, persistent... hot spots by month
       geogrid coverage demo.gpkg          what the cameras see, per grid
     \b
     Redraw and repair:
@@ -227,6 +228,18 @@ def column_mapping_options(func: F, *, serves: frozenset[str] | None = None) -> 
 
 def time_window_options(func: F) -> F:
     """``--since``, ``--until`` and ``--time-field``: one time window, read as :mod:`layers.times` reads it."""
+    func = click.option(
+        "--time-field",
+        type=click.Choice(["reported_at", "closed_at"]),
+        default="reported_at",
+        show_default=True,
+        help="the time --since/--until filter",
+    )(func)
+    return reported_window_options(func)
+
+
+def reported_window_options(func: F) -> F:
+    """``--since`` and ``--until`` on the time reported: :func:`time_window_options` without ``--time-field``."""
     for decorator in reversed(
         (
             click.option(
@@ -234,13 +247,6 @@ def time_window_options(func: F) -> F:
             ),
             click.option(
                 "--until", default=None, metavar="DATE", help="to DATE, the whole day included (store time zone)"
-            ),
-            click.option(
-                "--time-field",
-                type=click.Choice(["reported_at", "closed_at"]),
-                default="reported_at",
-                show_default=True,
-                help="the time --since/--until filter",
             ),
         )
     ):

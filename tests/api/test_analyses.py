@@ -157,3 +157,162 @@ def test_hotspots_of_an_empty_period(full_client):
 @pytest.mark.parametrize("url", ["/checks?levle=1", "/maps/command-centre?sinse=2025-01-01", "/stats?until=0"])
 def test_unknown_parameters_and_non_dates_are_400(full_client, url):
     assert full_client.get(url).status_code == 400
+
+
+# -- Local Moran clusters and emerging hot spots on the small demo district ---------------------------------
+@pytest.fixture(scope="module")
+def demo_api(small_demo):
+    """A client on the small demo's store, and its grids and incidents as the store gives them back."""
+    from api import Settings, create_app
+    from layers.store import open_store
+    from tests.api._support import TestClient
+
+    _, path = small_demo
+    store = open_store(path)
+    with TestClient(create_app(Settings(store=path))) as c:
+        yield c, store.read("grids"), store.read("incidents")
+
+
+def _same_as(doc, expected):
+    """Every feature's properties equal the engine's row, column by column, in the engine's order."""
+    from tests._frames import rows_of
+
+    assert doc["type"] == "FeatureCollection"
+    fields = [c for c in expected.columns if c != expected.geometry.name]
+    assert [f["properties"] for f in doc["features"]] == rows_of(expected, fields)
+    assert all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in doc["features"])
+
+
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        (
+            "level=3&since=2025-04-01&until=2025-09-30",
+            {"level": 3, "since": "2025-04-01", "until": "2025-09-30"},
+        ),
+        (
+            "level=2&category=占道经营&population=population",
+            {"level": 2, "category": "占道经营", "population": "population"},
+        ),
+        (
+            "level=2&p_method=normal&permutations=199&seed=4&fdr=0.1",
+            {"level": 2, "p_method": "normal", "permutations": 199, "seed": 4, "fdr": 0.1},
+        ),
+    ],
+    ids=["window", "category-per-resident", "normal-permutations-fdr"],
+)
+def test_local_moran_route_is_incident_clusters(demo_api, query, kwargs):
+    from geogrid.hotspots import incident_clusters
+
+    client, grids, incidents = demo_api
+    r = client.get(f"/hotspots?statistic=local-moran&{query}")
+    assert r.status_code == 200, r.text
+    expected = incident_clusters(incidents, grids, **kwargs)
+    _same_as(r.json(), expected)
+    if query.startswith("level=3"):  # a half year on the basic grids: clusters and outliers to show
+        assert {f["properties"]["cluster"] for f in r.json()["features"]} >= {"HH", "LH", "not significant"}
+
+
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        (
+            "level=2&category=占道经营&period=W&since=2025-09-01&until=2025-12-31",
+            {"level": 2, "category": "占道经营", "period": "W", "since": "2025-09-01", "until": "2025-12-31"},
+        ),
+        (
+            "level=2&time_lag=0&alpha=0.1&fdr=false&min_share=0.5&strict=true&p_method=normal",
+            {
+                "level": 2,
+                "time_lag": 0,
+                "alpha": 0.1,
+                "fdr": False,
+                "min_share": 0.5,
+                "strict": True,
+                "p_method": "normal",
+            },
+        ),
+        ("level=2&period=Q&population=population", {"level": 2, "period": "Q", "population": "population"}),
+    ],
+    ids=["weekly-category-window", "arcgis-options", "quarterly-per-resident"],
+)
+def test_emerging_route_is_emerging_hotspots(demo_api, query, kwargs):
+    from geogrid.hotspots import emerging_hotspots
+
+    client, grids, incidents = demo_api
+    r = client.get(f"/emerging?{query}")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/geo+json"
+    expected = emerging_hotspots(incidents, grids, **kwargs)
+    doc = r.json()
+    assert doc["periods"] == expected.attrs["periods"]
+    _same_as(doc, expected)
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "message"),
+    [
+        ("/hotspots?statistic=moran", 400, "statistic (query): Input should be 'gi' or 'local-moran'"),
+        ("/hotspots?statistic=local-moran&level=9", 404, "level 9 does not occur in the grids"),
+        ("/hotspots?statistic=local-moran&permutations=5", 400, "permutations=5: use 0"),
+        (
+            "/hotspots?statistic=local-moran&category=没有这类",
+            404,
+            "category '没有这类' does not occur in the incidents",
+        ),
+        ("/emerging?period=Y", 400, "period (query): Input should be 'M', 'W', 'Q' or 'D'"),
+        ("/emerging?time_lag=-1", 400, "time_lag (query): Input should be greater than or equal to 0"),
+        ("/emerging?alpha=0", 400, "alpha (query): Input should be greater than 0"),
+        ("/emerging?min_share=1.5", 400, "min_share (query): Input should be less than or equal to 1"),
+        ("/emerging?fdr=maybe", 400, "fdr (query): Input should be a valid boolean"),
+        ("/emerging?permutations=5", 400, "permutations=5: use 0"),
+        ("/emerging?permutations=10000", 400, "permutations (query): Input should be less than or equal to 9999"),
+        ("/emerging?level=9", 404, "level 9 does not occur in the grids"),
+        ("/emerging?since=2025-13-01", 400, "since (query): Input should be a valid date"),
+        ("/emerging?until=last-week", 400, "'last-week' is not a date: write YYYY-MM-DD"),
+        ("/emerging?since=2025-10-15", 400, "the cube has 2 period(s); emerging hot spots need at least 3"),
+        ("/emerging?since=2025-12-20", 400, "holds no whole period 'M'"),
+        ("/emerging?population=residents", 400, "population='residents' is not a column of the grids"),
+        ("/emerging?category=没有这类", 404, "category '没有这类' does not occur in the incidents"),
+        ("/emerging?time_field=closed_at", 400, "unknown query parameter(s) time_field"),
+    ],
+    ids=[
+        "statistic",
+        "moran-level",
+        "moran-permutations",
+        "moran-category",
+        "period",
+        "time-lag",
+        "alpha",
+        "min-share",
+        "fdr",
+        "permutations",
+        "cube-permutations",
+        "level",
+        "date",
+        "not-a-date",
+        "two-periods",
+        "no-whole-period",
+        "population",
+        "category",
+        "time-field",
+    ],
+)
+def test_bad_parameters_of_clusters_and_emerging(demo_api, url, status, message):
+    client, _, _ = demo_api
+    r = client.get(url)
+    assert r.status_code == status, r.text
+    assert message in r.json()["description"]
+
+
+def test_the_api_document_describes_clusters_and_emerging(demo_api):
+    client, _, _ = demo_api
+    paths = client.get("/openapi.json").json()["paths"]
+    hot = {p["name"]: p for p in paths["/hotspots"]["get"]["parameters"]}
+    assert hot["statistic"]["schema"]["enum"] == ["gi", "local-moran"]
+    emerging = {p["name"]: p for p in paths["/emerging"]["get"]["parameters"]}
+    assert set(emerging) == {
+        *("level", "since", "until", "category", "period", "time_lag", "alpha", "fdr", "min_share", "strict"),
+        *("permutations", "seed", "p_method", "population"),
+    }
+    assert emerging["period"]["schema"]["enum"] == ["M", "W", "Q", "D"]

@@ -38,6 +38,7 @@ EXPECTED_POLICIES = {
     ("GET", "/checks"): "viewer",
     ("GET", "/stats"): "viewer",
     ("GET", "/hotspots"): "viewer",
+    ("GET", "/emerging"): "viewer",
     ("GET", "/coverage"): "viewer",
     ("GET", "/coverage/blind-spots"): "viewer",
     ("GET", "/plans"): "viewer",
@@ -52,7 +53,10 @@ EXPECTED_POLICIES = {
     ("POST", "/login"): "public",
     ("POST", "/logout"): "public",
 }
-EXAMPLE_PATHS = {"/static": "/static/vendor/leaflet-1.9.3/leaflet.js"}
+EXAMPLE_PATHS = {
+    "/static": "/static/vendor/leaflet-1.9.3/leaflet.js",
+    "/emerging": "/emerging?period=D",  # the tiny district's incidents span two months: too few for months
+}
 RANK = {"public": 0, "viewer": 1, "planner": 2, "admin": 3}
 
 
