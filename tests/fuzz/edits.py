@@ -318,6 +318,9 @@ def make_edit(case: Case) -> Edit | None:
                 reg = shapely.buffer(region, pad) if pad else region
                 take = shapely.intersection(reg, outline)
                 ok = _n_parts(shapely.union(case.geom[a], take)) <= max(1, _n_parts(case.geom[a]))
+                if not cascade:  # documented: the region must stay in a's parent (seed 9411720: it reached
+                    # 13.7 m² of a third grid of another parent near a junction, and was rightly refused)
+                    ok &= shapely.area(shapely.difference(take, case.geom[case.parent[a]])) < 1e-3
                 chain = [(lv, a)] + ([(k, _ancestor(case, a, k)) for k in range(lv - 1, -1, -1)] if cascade else [])
                 for k, tgt in chain:
                     ok &= _n_parts(shapely.union(case.geom[tgt], take)) <= max(1, _n_parts(case.geom[tgt]))
