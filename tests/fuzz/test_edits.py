@@ -21,7 +21,11 @@ CHECK_FOUND = (1323, 2176)  # a sound split the check once called an edge_mismat
 # 9206665 (found by the 36-minute lane of 2026-12-07): two streets one ULP apart left their district a
 # hole of zero area, whose collapse made the all-or-none weld give up; collapsed rings are now dropped
 WELD_FOUND = (8000065, 9103321, 9206665)
-OPEN: dict[int, str] = {}  # seeds that fail today, each with its reason (strict xfails)
+OPEN: dict[int, str] = {  # seeds that fail today, each with its reason (strict xfails)
+    # found by a 32-minute lane of 2026-12-07 on the final code: probably the generator's (its transfer verdict
+    # does not look at the levels below the receiving grid), not yet checked
+    9818472: "level-1 transfer refused: child 'c14' (2 parts) would fall into 3; the generator expected acceptance",
+}
 
 
 @pytest.mark.parametrize(
