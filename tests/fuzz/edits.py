@@ -328,6 +328,18 @@ def make_edit(case: Case) -> Edit | None:
                         if g != tgt and shapely.intersects(case.geom[g], reg):
                             rest = shapely.difference(case.geom[g], reg)
                             ok &= _n_wide_parts(rest, thin) <= _n_parts(case.geom[g])
+                # below, a one-part grid cut in pieces becomes one grid per piece (new ids), but a multi-part
+                # grid must not gain parts (seed 9818472: a level-1 transfer cut a 2.4 m wide, 91 m² piece
+                # off a two-part child of the giving street, and was rightly refused)
+                for g in case.ids:
+                    if (
+                        case.level[g] > lv
+                        and _n_parts(case.geom[g]) > 1
+                        and _ancestor(case, g, lv) != a
+                        and shapely.intersects(case.geom[g], reg)
+                    ):
+                        rest = shapely.difference(case.geom[g], reg)
+                        ok &= _n_wide_parts(rest, thin) <= _n_parts(case.geom[g])
                 return bool(ok)
 
             params = {"region": case.to_input(region), "to_grid": a, "cascade": cascade}
