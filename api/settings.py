@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
     """Largest request body accepted, in bytes; larger ones get 413 (chunked bodies are counted as they arrive)."""
 
+    emerging_max_bins: int = Field(default=1_000_000, ge=1)
+    """Largest space-time cube ``/emerging`` computes, in bins (grids × periods; ~1–3 kB of memory
+    each); larger requests get 400 saying how to narrow them."""
+
+    emerging_max_permuted_bins: int = Field(default=600_000_000, ge=1)
+    """Largest bins × permutations ``/emerging`` computes (990 grids × 52 weeks × 9,999: 43 s on one core)."""
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Origins allowed to call the API from a browser (``"https://a.example,https://b.example"``); default none."""
 

@@ -802,6 +802,8 @@ def emerging_hotspots(
     min_total: float = MIN_INCIDENTS,
     min_expected: float = MIN_EXPECTED,
     min_neighbourhood: float = MIN_NEIGHBOURHOOD,
+    max_bins: int | None = None,
+    max_permuted_bins: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Emerging hot-spot analysis on a space-time cube of incident counts (grid × period).
 
@@ -877,6 +879,11 @@ def emerging_hotspots(
     min_total, min_expected, min_neighbourhood
         The minimum counts (see :func:`gi_star`; defaults :data:`MIN_INCIDENTS`,
         :data:`MIN_EXPECTED`, :data:`MIN_NEIGHBOURHOOD`) over the space-time cube.
+    max_bins, max_permuted_bins
+        Refuse (``ValueError``, before any work) a cube of more than ``max_bins`` bins (grids
+        × periods; memory grows with them, ~1–3 kB a bin), or, with ``permutations``, more
+        than ``max_permuted_bins`` bins × permutations (the time). None: no limit. A
+        service sets them; the message says how to make the cube smaller.
 
     Returns
     -------
@@ -900,6 +907,9 @@ def emerging_hotspots(
     pos = _data._assign(inc, g)
     per = _data._periods(inc["reported_at"], period, tz)
     span = _data._whole_periods(inc["reported_at"], period, tz, since, until)
+    if span is not None:  # None: no incident at all (the cube says so)
+        t = span[1].ordinal - span[0].ordinal + 1
+        _within_limits(len(g), t, period, permutations, max_bins, max_permuted_bins)
     counts, axis = _data._cube(pos, per, len(g), span)
     n, t = counts.shape
     if t < 3:
@@ -951,6 +961,32 @@ def emerging_hotspots(
     if population is not None:
         out.attrs["expected_from"] = population
     return out
+
+
+def _within_limits(
+    n: int, t: int, period: str, permutations: int, max_bins: int | None, max_permuted_bins: int | None
+) -> None:
+    """Refuse a cube of ``n`` grids × ``t`` periods larger than the limits (ValueError saying how to shrink it)."""
+    bins = n * t
+    order = "DWMQ"
+    longer = order[order.index(period.upper()) + 1 :] if period.upper() in order else ""
+    step = f"a longer period ({', '.join(longer)}), " if longer else ""
+    shrink = f"a shorter since..until window, {step}a coarser level or one category"
+    if max_bins is not None and bins > max_bins:
+        msg = (
+            f"the cube would have {bins:,} bins ({n:,} grids x {t:,} periods of {period!r}), more than the "
+            f"{max_bins:,} allowed: use {shrink}"
+        )
+        raise ValueError(msg)
+    if max_permuted_bins is not None and permutations and bins * permutations > max_permuted_bins:
+        most = max_permuted_bins // bins
+        fewer = f"at most {most:,} permutations or " if most >= 99 else ""
+        msg = (
+            f"{permutations:,} permutations of {bins:,} bins ({n:,} grids x {t:,} periods of {period!r}) "
+            f"exceed the {max_permuted_bins:,} bin-permutations allowed: use {fewer}permutations=0 (the "
+            f"p_method test), or {shrink}"
+        )
+        raise ValueError(msg)
 
 
 def _emerging(

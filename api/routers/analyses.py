@@ -25,7 +25,7 @@ from pydantic import BeforeValidator
 import geopandas as gpd
 
 from api.auth import require_viewer
-from api.deps import CacheDep, StoreDep
+from api.deps import CacheDep, SettingsDep, StoreDep
 from api.errors import ErrorBody
 from api.features import InvalidParameterError
 from api.pages import iso_day, known_query_parameters, parse_period
@@ -249,6 +249,7 @@ def hotspots(
 def emerging(
     store: StoreDep,
     cache: CacheDep,
+    settings: SettingsDep,
     level: Level = None,
     since: Since = None,
     until: Until = None,
@@ -276,7 +277,9 @@ def emerging(
 
     Each grid's ``pattern`` (new, consecutive, intensifying... hot spot, or no pattern) and
     ``history`` (a character per period, oldest first: H hot, C cold, - withheld, . neither);
-    the collection's ``periods`` member names the periods.
+    the collection's ``periods`` member names the periods. A cube larger than the service's
+    limits (``GEOGRID_EMERGING_MAX_BINS``, ``GEOGRID_EMERGING_MAX_PERMUTED_BINS``) is refused
+    with 400, before any work.
     """
     grids, incidents = _incidents_of_level(store, cache, level, permutations)
     first, last = _dates(since, until)
@@ -299,6 +302,8 @@ def emerging(
             population=population,
             permutations=permutations,
             seed=seed,
+            max_bins=settings.emerging_max_bins,
+            max_permuted_bins=settings.emerging_max_permuted_bins,
         )
     )
     return _geojson(result, periods=result.attrs["periods"])

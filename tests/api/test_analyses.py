@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -303,6 +305,29 @@ def test_bad_parameters_of_clusters_and_emerging(demo_api, url, status, message)
     r = client.get(url)
     assert r.status_code == status, r.text
     assert message in r.json()["description"]
+
+
+def test_emerging_beyond_the_service_limits_is_400_naming_the_way_out(small_demo):
+    """GEOGRID_EMERGING_MAX_BINS / _MAX_PERMUTED_BINS guard the service: 400 before any work, with the cube's size."""
+    from api import Settings, create_app
+    from tests.api._support import TestClient
+
+    _, path = small_demo
+    with TestClient(create_app(Settings(store=path, emerging_max_bins=20_000, emerging_max_permuted_bins=10**6))) as c:
+        r = c.get("/emerging?period=D")
+        assert r.status_code == 400, r.text
+        assert re.search(
+            r"the cube would have [\d,]+ bins \([\d,]+ grids x [\d,]+ periods of 'D'\), more than "
+            r"the 20,000 allowed: use a shorter since..until window, a longer period \(W, M, Q\)",
+            r.json()["description"],
+        ), r.json()["description"]
+        r = c.get("/emerging?period=M&permutations=9999")
+        assert r.status_code == 400, r.text
+        assert "exceed the 1,000,000 bin-permutations allowed" in r.json()["description"]
+        assert c.get("/emerging?period=M&level=1&permutations=99").status_code == 200
+    defaults = Settings(store=path)
+    assert defaults.emerging_max_permuted_bins >= 990 * 52 * 9999  # the documented weekly cube of the demo, at the cap
+    assert defaults.emerging_max_bins < 10**7
 
 
 def test_the_api_document_describes_clusters_and_emerging(demo_api):

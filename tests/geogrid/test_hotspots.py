@@ -541,6 +541,38 @@ def test_local_moran_withholds_and_states_its_inference():
     assert perm.attrs["permutations_needed"]["95%"] == _st.permutations_needed(int(perm["withheld"].isna().sum()), 0.05)
 
 
+def test_emerging_hotspots_refuses_a_cube_beyond_its_limits_before_any_work(monkeypatch):
+    """36 grids x 12 months = 432 bins: the limits hold at 432 and refuse at 431, naming the way out."""
+    from geogrid import _hotspots_data
+
+    grids = lattice(6)
+    inc = synthetic_incidents(grids, np.full((36, 12), 2.0), seed=1)
+    window = {"period": "M", "since": "2025-01-01", "until": "2025-12-31"}
+    full = emerging_hotspots(inc, grids, max_bins=432, **window)
+    assert len(full.attrs["periods"]) == 12
+    permuted = emerging_hotspots(inc, grids, permutations=99, max_permuted_bins=432 * 99, **window)
+    assert permuted.attrs["inference"].startswith("permutation (99")
+    built = []
+    monkeypatch.setattr(_hotspots_data, "_cube", lambda *a: built.append(a))  # refused before the cube is built
+    with pytest.raises(ValueError, match=r"432 bins \(36 grids x 12 periods of 'M'\), more than the 431 allowed"):
+        emerging_hotspots(inc, grids, max_bins=431, **window)
+    with pytest.raises(ValueError, match=r"a longer period \(Q\), a coarser level or one category"):
+        emerging_hotspots(inc, grids, max_bins=431, **window)
+    with pytest.raises(
+        ValueError, match=r"999 permutations of 432 bins .* use at most 229 permutations or permutations=0"
+    ):
+        emerging_hotspots(inc, grids, permutations=999, max_permuted_bins=99_000, **window)
+    with pytest.raises(ValueError, match=r"use permutations=0 \(the p_method test\)"):
+        emerging_hotspots(inc, grids, permutations=99, max_permuted_bins=432 * 99 - 1, **window)
+    days = {**window, "period": "D"}
+    with pytest.raises(
+        ValueError, match=r"13,140 bins \(36 grids x 365 periods of 'D'\).* a longer period \(W, M, Q\)"
+    ):
+        emerging_hotspots(inc, grids, max_bins=10_000, **days)
+    assert built == []
+    assert emerging_hotspots.__kwdefaults__["max_bins"] is None  # no limit unless asked (the service sets one)
+
+
 def test_emerging_bins_withheld_on_a_sparse_cube():
     n = 8
     grids = lattice(n)
