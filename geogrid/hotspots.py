@@ -55,6 +55,7 @@ __all__ = [
     "knox_test",
     "local_moran",
     "mann_kendall",
+    "parse_weights",
 ]
 
 EHSA_CATEGORIES: tuple[str, ...] = _st.EHSA_CATEGORIES
@@ -67,6 +68,28 @@ _QUADRANTS = {1: "HH", 2: "LH", 3: "LL", 4: "HL"}
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def parse_weights(text: str, *, name: str = "weights") -> str | float:
+    """Read neighbours written as text (a command line, a query string): queen, rook or a distance in metres.
+
+    Returns ``"queen"``, ``"rook"`` or the distance band as a float, as the ``weights``
+    parameter of the analyses takes them; anything else raises ``ValueError`` naming
+    ``name`` and what to write.
+
+    >>> parse_weights("rook"), parse_weights("300")
+    ('rook', 300.0)
+    """
+    if text in ("queen", "rook"):
+        return text
+    try:
+        band = float(text)
+    except ValueError:
+        band = math.nan
+    if not (math.isfinite(band) and band > 0):
+        msg = f"{name} {text!r} is not understood: use queen, rook or a distance in metres (> 0)"
+        raise ValueError(msg)
+    return band
+
+
 def adjust_fdr(p: Any) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (q-values) controlling the false-discovery rate.
 

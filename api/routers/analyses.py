@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import pandas as pd
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, StringConstraints
 
 import geopandas as gpd
 
@@ -32,7 +32,7 @@ from api.pages import iso_day, known_query_parameters, parse_period
 from api.routers.ogc import AUTH_ERRORS, GEOJSON
 from geogrid.coverage import blind_spots, grid_coverage
 from geogrid.hierarchy import check_grids
-from geogrid.hotspots import emerging_hotspots, incident_clusters, incident_hotspots
+from geogrid.hotspots import emerging_hotspots, incident_clusters, incident_hotspots, parse_weights
 from geogrid.stats import grid_stats
 from layers.errors import NotFoundError
 from layers.store import Store
@@ -60,7 +60,30 @@ Since = Annotated[
     date | None, BeforeValidator(iso_day), Query(description="first day, YYYY-MM-DD (the store's time zone)")
 ]
 Until = Annotated[date | None, BeforeValidator(iso_day), Query(description="last day, YYYY-MM-DD (included)")]
-Category = Annotated[str | None, Query(min_length=1, description="only this category")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Category = Annotated[
+    list[Text] | None, Query(description="only this category (repeatable: category=A&category=B, as the CLI's)")
+]
+TimeField = Annotated[
+    Literal["reported_at", "closed_at"], Query(description="the time since/until filter: reported or closed")
+]
+_POSITIVE = r"(0*[1-9][0-9]{0,4}(\.[0-9]{1,3})?|0*\.[0-9]{0,2}[1-9])"  # 0.001 to 99999.999, no exponent
+WeightsText = Annotated[
+    str,
+    Query(
+        max_length=32,
+        pattern=rf"^(queen|rook|{_POSITIVE})$",
+        description="neighbours: queen, rook, or a distance band in metres (e.g. 300; at most 99999.999)",
+    ),
+]
+OverdueAfter = Annotated[
+    str,
+    Query(
+        max_length=32,
+        pattern=rf"^{_POSITIVE}(min|h|D)$",
+        description="open longer than this is overdue: minutes, hours or days (e.g. 90min, 72h, 3D)",
+    ),
+]
 Permutations = Annotated[
     int,
     Query(
@@ -166,9 +189,12 @@ def stats(
     level: Level = None,
     since: Since = None,
     until: Until = None,
-    category: Annotated[str | None, Query(min_length=1, description="only this category")] = None,
-    source: Annotated[str | None, Query(min_length=1, description="only this source")] = None,
+    category: Category = None,
+    source: Annotated[list[Text] | None, Query(description="only this source (repeatable)")] = None,
+    time_field: TimeField = "reported_at",
     by: Annotated[Literal["category", "source"] | None, Query(description="one row per grid and value")] = None,
+    overdue_after: OverdueAfter = "72h",
+    smooth: Annotated[bool, Query(description="add empirical-Bayes smoothed rates (*_eb)")] = False,
 ) -> Response:
     """Return :func:`~geogrid.stats.grid_stats` (counts, rates, closing times) per grid."""
     grids, incidents = _layer(store, cache, "grids"), _layer(store, cache, "incidents")
@@ -177,10 +203,29 @@ def stats(
     tz = store_time_zone(store.metadata())
     result = _run(
         lambda: grid_stats(
-            incidents, grids, level=level, since=first, until=last, category=category, source=source, by=by, tz=tz
+            incidents,
+            grids,
+            level=level,
+            since=first,
+            until=last,
+            category=category,
+            source=source,
+            by=by,
+            overdue_after=overdue_after,
+            smooth=smooth,
+            tz=tz,
+            time_field=time_field,
         )
     )
     return _geojson(result)
+
+
+def _weights(text: str) -> str | float:
+    """Read the ``weights`` query parameter as the analyses take it (400: neither queen, rook nor metres)."""
+    try:
+        return parse_weights(text)
+    except ValueError as err:
+        raise InvalidParameterError(str(err)) from err
 
 
 def _incidents_of_level(
@@ -203,6 +248,7 @@ def hotspots(
     since: Since = None,
     until: Until = None,
     category: Category = None,
+    time_field: TimeField = "reported_at",
     statistic: Annotated[
         Literal["gi", "local-moran"],
         Query(
@@ -215,6 +261,7 @@ def hotspots(
     fdr: Annotated[float, Query(gt=0, lt=1, description="false discovery rate for 'significant'")] = 0.05,
     p_method: PMethod = "binomial",
     population: Population = None,
+    weights: WeightsText = "queen",
 ) -> Response:
     """Return :func:`~geogrid.hotspots.incident_hotspots` per grid of one level (default: the finest).
 
@@ -223,6 +270,7 @@ def hotspots(
     ``bin`` 0 (``cluster`` "withheld") and the reason in ``withheld``
     (:data:`geogrid.hotspots.WITHHELD_REASONS`).
     """
+    w = _weights(weights)
     grids, incidents = _incidents_of_level(store, cache, level, permutations)
     first, last = _dates(since, until)
     run = incident_clusters if statistic == "local-moran" else incident_hotspots
@@ -235,6 +283,8 @@ def hotspots(
             since=first,
             until=last,
             tz=store_time_zone(store.metadata()),
+            time_field=time_field,
+            weights=w,
             permutations=permutations,
             seed=seed,
             fdr=fdr,
@@ -272,6 +322,7 @@ def emerging(
     seed: Seed = 0,
     p_method: PMethod = "binomial",
     population: Population = None,
+    weights: WeightsText = "queen",
 ) -> Response:
     """Return :func:`~geogrid.hotspots.emerging_hotspots` per grid of one level (default: the finest).
 
@@ -281,6 +332,7 @@ def emerging(
     limits (``GEOGRID_EMERGING_MAX_BINS``, ``GEOGRID_EMERGING_MAX_PERMUTED_BINS``) is refused
     with 400, before any work.
     """
+    w = _weights(weights)
     grids, incidents = _incidents_of_level(store, cache, level, permutations)
     first, last = _dates(since, until)
     result = _run(
@@ -290,6 +342,7 @@ def emerging(
             level=level,
             period=period,
             time_lag=time_lag,
+            weights=w,
             alpha=alpha,
             fdr=fdr,
             min_share=min_share,

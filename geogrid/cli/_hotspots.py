@@ -104,15 +104,12 @@ def _records(result: gpd.GeoDataFrame, fields: dict[str, type]) -> list[dict[str
 
 def _weights(weights: str) -> str | float:
     """Read ``--weights``: queen, rook or a distance band in metres."""
-    if weights in ("queen", "rook"):
-        return weights
+    from geogrid.hotspots import parse_weights
+
     try:
-        band = float(weights)
-    except ValueError:
-        band = math.nan
-    if not (math.isfinite(band) and band > 0):
-        fail(f"--weights {weights!r} is not understood: use queen, rook or a distance in metres (> 0)")
-    return band
+        return parse_weights(weights, name="--weights")
+    except ValueError as err:
+        fail(str(err))
 
 
 def _check_output(as_json: bool, out: Path | None) -> None:

@@ -200,8 +200,19 @@ def _same_as(doc, expected):
             "level=2&p_method=normal&permutations=199&seed=4&fdr=0.1",
             {"level": 2, "p_method": "normal", "permutations": 199, "seed": 4, "fdr": 0.1},
         ),
+        (
+            "level=2&category=占道经营&category=噪音扰民&weights=rook&time_field=closed_at&since=2025-06-01",
+            {
+                "level": 2,
+                "category": ["占道经营", "噪音扰民"],
+                "weights": "rook",
+                "time_field": "closed_at",
+                "since": "2025-06-01",
+            },
+        ),
+        ("level=3&weights=400", {"level": 3, "weights": 400.0}),
     ],
-    ids=["window", "category-per-resident", "normal-permutations-fdr"],
+    ids=["window", "category-per-resident", "normal-permutations-fdr", "two-categories-rook-closed", "distance-band"],
 )
 def test_local_moran_route_is_incident_clusters(demo_api, query, kwargs):
     from geogrid.hotspots import incident_clusters
@@ -235,8 +246,12 @@ def test_local_moran_route_is_incident_clusters(demo_api, query, kwargs):
             },
         ),
         ("level=2&period=Q&population=population", {"level": 2, "period": "Q", "population": "population"}),
+        (
+            "level=2&category=环境卫生&category=违章停车&weights=300",
+            {"level": 2, "category": ["环境卫生", "违章停车"], "weights": 300.0},
+        ),
     ],
-    ids=["weekly-category-window", "arcgis-options", "quarterly-per-resident"],
+    ids=["weekly-category-window", "arcgis-options", "quarterly-per-resident", "two-categories-distance-band"],
 )
 def test_emerging_route_is_emerging_hotspots(demo_api, query, kwargs):
     from geogrid.hotspots import emerging_hotspots
@@ -263,6 +278,13 @@ def test_emerging_route_is_emerging_hotspots(demo_api, query, kwargs):
             "category '没有这类' does not occur in the incidents",
         ),
         ("/emerging?period=Y", 400, "period (query): Input should be 'M', 'W', 'Q' or 'D'"),
+        ("/emerging?weights=bishop", 400, "weights (query): String should match pattern"),
+        ("/hotspots?weights=-5", 400, "weights (query): String should match pattern"),
+        ("/hotspots?weights=nan", 400, "weights (query): String should match pattern"),
+        ("/hotspots?time_field=updated_at", 400, "time_field (query): Input should be 'reported_at' or 'closed_at'"),
+        ("/hotspots?category=", 400, "category.0 (query): String should have at least 1 character"),
+        ("/stats?overdue_after=soon", 400, "overdue_after (query): String should match pattern"),
+        ("/stats?source=", 400, "source.0 (query): String should have at least 1 character"),
         ("/emerging?time_lag=-1", 400, "time_lag (query): Input should be greater than or equal to 0"),
         ("/emerging?alpha=0", 400, "alpha (query): Input should be greater than 0"),
         ("/emerging?min_share=1.5", 400, "min_share (query): Input should be less than or equal to 1"),
@@ -284,6 +306,13 @@ def test_emerging_route_is_emerging_hotspots(demo_api, query, kwargs):
         "moran-permutations",
         "moran-category",
         "period",
+        "weights-word",
+        "weights-negative",
+        "weights-nan",
+        "time-field-unknown",
+        "empty-category",
+        "overdue",
+        "empty-source",
         "time-lag",
         "alpha",
         "min-share",
@@ -305,6 +334,53 @@ def test_bad_parameters_of_clusters_and_emerging(demo_api, url, status, message)
     r = client.get(url)
     assert r.status_code == status, r.text
     assert message in r.json()["description"]
+
+
+@pytest.mark.parametrize(
+    ("query", "kwargs"),
+    [
+        ("level=2&weights=rook&time_field=closed_at", {"level": 2, "weights": "rook", "time_field": "closed_at"}),
+        (
+            "level=3&weights=250.5&category=小广告&category=市政设施",
+            {"level": 3, "weights": 250.5, "category": ["小广告", "市政设施"]},
+        ),
+    ],
+    ids=["rook-closed", "distance-two-categories"],
+)
+def test_gi_route_takes_the_cli_options(demo_api, query, kwargs):
+    """/hotspots has the options of `geogrid hotspots`: weights, time_field, a repeated category."""
+    client, grids, incidents = demo_api
+    r = client.get(f"/hotspots?{query}")
+    assert r.status_code == 200, r.text
+    expected = incident_hotspots(incidents, grids, **kwargs)
+    _same_as(r.json(), expected)
+    queen = incident_hotspots(incidents, grids, **{**kwargs, "weights": "queen"})
+    assert not np.allclose(expected["z"].to_numpy(float), queen["z"].to_numpy(float), equal_nan=True)  # it matters
+
+
+def test_stats_route_takes_the_cli_options(demo_api):
+    """/stats has the options of `geogrid stats`: time_field, repeated category and source, overdue_after, smooth."""
+    client, grids, incidents = demo_api
+    query = (
+        "level=2&time_field=closed_at&since=2025-03-01&category=环境卫生&category=小广告&source=hotline"
+        "&source=grid_worker&overdue_after=24h&smooth=true"
+    )
+    r = client.get(f"/stats?{query}")
+    assert r.status_code == 200, r.text
+    kwargs = {
+        "level": 2,
+        "time_field": "closed_at",
+        "since": "2025-03-01",
+        "category": ["环境卫生", "小广告"],
+        "source": ["hotline", "grid_worker"],
+        "overdue_after": "24h",
+        "smooth": True,
+    }
+    expected = grid_stats(incidents, grids, tz="Asia/Shanghai", **kwargs)
+    _same_as(r.json(), expected)
+    assert "per_km2_eb" in r.json()["features"][0]["properties"]
+    one = grid_stats(incidents, grids, tz="Asia/Shanghai", **{**kwargs, "category": ["环境卫生"]})
+    assert expected["count"].sum() > one["count"].sum()  # both categories were counted, not the last one
 
 
 def test_emerging_beyond_the_service_limits_is_400_naming_the_way_out(small_demo):
@@ -338,6 +414,8 @@ def test_the_api_document_describes_clusters_and_emerging(demo_api):
     emerging = {p["name"]: p for p in paths["/emerging"]["get"]["parameters"]}
     assert set(emerging) == {
         *("level", "since", "until", "category", "period", "time_lag", "alpha", "fdr", "min_share", "strict"),
-        *("permutations", "seed", "p_method", "population"),
+        *("permutations", "seed", "p_method", "population", "weights"),
     }
+    assert set(hot) - set(emerging) == {"statistic", "time_field"}
+    assert hot["category"]["schema"]["type"] == "array"  # repeatable, as the CLI's --category
     assert emerging["period"]["schema"]["enum"] == ["M", "W", "Q", "D"]
