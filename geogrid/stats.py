@@ -31,6 +31,7 @@ the day or time they name, dates and zone-less times in the store's time zone; s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -306,6 +307,29 @@ def _per(count: npt.NDArray[Any], base: pd.Series | None, scale: float = 1.0) ->
         return np.where(b > 0, count * scale / b, np.nan)
 
 
+_UNITS = {
+    **dict.fromkeys(("d", "day", "days"), "D"),
+    **dict.fromkeys(("w", "week", "weeks"), "W"),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "min"),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
+}
+_NUMBER_UNIT = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]+)\s*")
+
+
+def _duration(value: pd.Timedelta | str) -> pd.Timedelta:
+    """Read a duration such as ``"72h"``, ``"3d"``, ``"3D"``, ``"90min"`` or ``"2 weeks"`` (units in any case).
+
+    pandas 3 warns on ``"3d"``, ``"2w"`` or ``"72H"`` (only ``D``, ``W``, ``h`` are to stay)
+    and will refuse them: a number and a unit are read here; other text goes to ``pd.Timedelta``.
+    """
+    if isinstance(value, str):
+        m = _NUMBER_UNIT.fullmatch(value)
+        if m is not None and m.group(2).lower() in _UNITS:
+            return pd.Timedelta(float(m.group(1)), unit=_UNITS[m.group(2).lower()])
+    return pd.Timedelta(value)
+
+
 def grid_stats(
     incidents: gpd.GeoDataFrame,
     grids: gpd.GeoDataFrame,
@@ -408,7 +432,7 @@ def grid_stats(
         msg = f"time_field={time_field!r}: use 'reported_at' or 'closed_at' (a column of the incidents)"
         raise ValueError(msg)
     try:
-        overdue_td = pd.Timedelta(overdue_after)
+        overdue_td = _duration(overdue_after)
     except (ValueError, TypeError) as err:
         msg = f"overdue_after={overdue_after!r} is not a duration ({err}): write e.g. '72h', '3d' or '90min'"
         raise ValueError(msg) from err

@@ -80,8 +80,8 @@ OverdueAfter = Annotated[
     str,
     Query(
         max_length=32,
-        pattern=rf"^{_POSITIVE}(min|h|D)$",
-        description="open longer than this is overdue: minutes, hours or days (e.g. 90min, 72h, 3D)",
+        pattern=rf"^{_POSITIVE}(min|h|d|D)$",
+        description="open longer than this is overdue: minutes, hours or days (e.g. 90min, 72h, 3d)",
     ),
 ]
 Permutations = Annotated[

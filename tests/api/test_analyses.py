@@ -363,7 +363,7 @@ def test_stats_route_takes_the_cli_options(demo_api):
     client, grids, incidents = demo_api
     query = (
         "level=2&time_field=closed_at&since=2025-03-01&category=环境卫生&category=小广告&source=hotline"
-        "&source=grid_worker&overdue_after=24h&smooth=true"
+        "&source=grid_worker&overdue_after=2d&smooth=true"
     )
     r = client.get(f"/stats?{query}")
     assert r.status_code == 200, r.text
@@ -373,7 +373,7 @@ def test_stats_route_takes_the_cli_options(demo_api):
         "since": "2025-03-01",
         "category": ["环境卫生", "小广告"],
         "source": ["hotline", "grid_worker"],
-        "overdue_after": "24h",
+        "overdue_after": "48h",
         "smooth": True,
     }
     expected = grid_stats(incidents, grids, tz="Asia/Shanghai", **kwargs)

@@ -96,6 +96,14 @@ def test_overdue_defaults_to_the_latest_time_in_the_data(incidents, grids):
     assert s.loc["G1", "overdue"] == 0
 
 
+@pytest.mark.parametrize("written", ["5d", "5D", "120H", "120 hours", "7200min", "0.5 weeks", "5 days"])
+def test_overdue_after_in_any_unit_spelling_without_pandas_warnings(incidents, grids, written):
+    """pandas 3 warns on "5d", "120H" (and will refuse them); they are read as users write them (warnings are errors here)."""
+    same = grid_stats(incidents, grids, level=2, overdue_after=pd.Timedelta(hours=120 if "week" not in written else 84))
+    got = grid_stats(incidents, grids, level=2, overdue_after=written)
+    assert got["overdue"].tolist() == same["overdue"].tolist()
+
+
 def test_window_and_filters(incidents, grids):
     s = grid_stats(incidents, grids, level=2, since=T0 + pd.Timedelta(hours=1), until=T0 + pd.Timedelta(hours=3))
     assert s["count"].tolist() == [2, 1, 0, 0]  # both ends include the instant they name
