@@ -359,8 +359,7 @@ class _LevelSegments:
         if not above.size:
             return cls(rows, cs, None, None, None, None)
         ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(geoms[above])
-        pos = {int(r): i for i, r in enumerate(above)}
-        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        cgroup = _parent_pos(rows, above, parent_row)
         fam, pfam = _family_twins(cs, ps, cgroup)
         return cls(rows, cs, ps, cgroup, fam, pfam)
 
@@ -431,6 +430,13 @@ def _metric_crs_of(lon: float, lat: float) -> Any:
     return metric_crs(lon, lat)
 
 
+def _parent_pos(rows: np.ndarray, above: np.ndarray, parent_row: np.ndarray) -> np.ndarray:
+    """Position in ``above`` of each row's parent (-1: none, or not in ``above``)."""
+    at = np.full(len(parent_row) + 1, -1, dtype=np.int64)  # the last slot answers parent_row -1
+    at[above] = np.arange(above.size)
+    return at[np.asarray(parent_row)[rows]]
+
+
 def _by_id(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Rows in grid-id order: positions then break ties the same way whatever the row order."""
     return rows[np.argsort(ids[rows].astype(str), kind="stable")]
@@ -483,8 +489,7 @@ def _repair_level(
         par = None
         pid: list[str | None] = [None]
     else:
-        pos = {int(r): i for i, r in enumerate(above)}
-        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        cgroup = _parent_pos(rows, above, parent_row)
         par = geoms[above]
         pid = [str(ids[r]) for r in above]
 
@@ -636,11 +641,18 @@ def _repair_level(
                 )
             at += len(parts)
     geoms_out: dict[int, shapely.Geometry] = {}
-    for c in range(n):
-        fs = np.flatnonzero(owner == c)
-        if fs.size == 0:
-            continue
-        new = _impl.union_faces(arr.faces[fs])
+    by_owner = np.argsort(owner, kind="stable")  # each grid's faces, in face order
+    first_face = np.searchsorted(owner[by_owner], np.arange(n + 1))
+    has_face = first_face[1:] > first_face[:-1]
+    rebuilt = {
+        c: _impl.union_faces(arr.faces[by_owner[first_face[c] : first_face[c + 1]]])
+        for c in np.flatnonzero(has_face).tolist()
+    }
+    # the grids kept as they were unless their vertices changed: compared all at once
+    quiet = [c for c in rebuilt if not moved_n[c] and c not in touched and not made_valid[rows[c]]]
+    same = _same_vertices(cells[quiet], [rebuilt[c] for c in quiet])
+    renoded = {c for c, kept in zip(quiet, same.tolist(), strict=True) if not kept}
+    for c, new in rebuilt.items():
         if moved_n[c]:
             touched.add(c)
             msg = f"{moved_n[c]} vertex(es) of grid {gid[c]!r} snapped to a neighbour's or the parent's, by up to {moved_d[c]:.3g} m"
@@ -654,9 +666,9 @@ def _repair_level(
         else:
             # Untouched, but a neighbour's vertex may now lie on its edge: it takes that vertex too.
             # Or the noding dropped a zero-width spike along a neighbour's edge.
-            had = set(map(tuple, shapely.get_coordinates(cells[c])))
-            has = set(map(tuple, shapely.get_coordinates(new)))
-            if had != has:
+            if c in renoded:
+                had = set(map(tuple, shapely.get_coordinates(cells[c])))
+                has = set(map(tuple, shapely.get_coordinates(new)))
                 added, gone = sorted(has - had), sorted(had - has)
                 msg = (
                     f"grid {gid[c]!r} re-noded to match its neighbours' edges exactly "
@@ -666,6 +678,31 @@ def _repair_level(
                 log.add("noded", lv, gid[c], parent_of(c), (), msg, where)
                 geoms_out[int(rows[c])] = new
     return _Outcome(geoms_out, log, refusals, arr.overlapped, float(arr.area.min()) if nf else float("inf"))
+
+
+def _same_vertices(old: np.ndarray, new: list[shapely.Geometry]) -> np.ndarray:
+    """Whether each ``old[i]`` has the same set of vertices as ``new[i]`` (all pairs in a few numpy passes)."""
+    out = np.ones(len(old), dtype=bool)
+    if len(old) == 0:
+        return out
+    sides = []
+    for geoms in (old, np.array(new, dtype=object)):
+        xy, at = shapely.get_coordinates(geoms, return_index=True)
+        order = np.lexsort((xy[:, 1], xy[:, 0], at))
+        xy, at = xy[order], at[order]
+        first = np.ones(at.size, dtype=bool)  # each geometry's distinct points once
+        first[1:] = (at[1:] != at[:-1]) | (xy[1:, 0] != xy[:-1, 0]) | (xy[1:, 1] != xy[:-1, 1])
+        sides.append((xy[first], at[first]))
+    xy = np.concatenate([sides[0][0], sides[1][0]])
+    at = np.concatenate([sides[0][1], sides[1][1]])
+    order = np.lexsort((xy[:, 1], xy[:, 0], at))
+    xy, at = xy[order], at[order]
+    start = np.ones(at.size, dtype=bool)
+    start[1:] = (at[1:] != at[:-1]) | (xy[1:, 0] != xy[:-1, 0]) | (xy[1:, 1] != xy[:-1, 1])
+    run = np.flatnonzero(start)
+    alone = np.diff(np.append(run, at.size)) == 1  # a point of one side only
+    out[at[run[alone]]] = False
+    return out
 
 
 _FULL_SHARE = 0.6
@@ -719,8 +756,7 @@ def _repair_level_incremental(
     if n == 0 or above.size == 0:
         return None
     cells = geoms[rows]
-    pos = {int(r): i for i, r in enumerate(above)}
-    cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+    cgroup = _parent_pos(rows, above, parent_row)
     if (cgroup < 0).any():
         return None
     par = geoms[above]
@@ -959,10 +995,9 @@ class _Vertices:
         """Index the vertices of ``cells``."""
         raw, cell = shapely.get_coordinates(cells, return_index=True)
         xy = (raw - np.array(frame.origin)) * np.array(frame.scale)
-        uniq, point = _impl.unique_xy(xy)
+        uniq, point, by_point = _impl.unique_xy_grouped(xy)
         input_z = np.empty(len(uniq), dtype=complex)
         input_z[point] = raw[:, 0] + 1j * raw[:, 1]
-        by_point = np.argsort(point, kind="stable")
         own_start = np.concatenate([[0], np.cumsum(np.bincount(point, minlength=len(uniq)))])
         scale = snap_m if snap_m > 0 else 1.0
         bucket = np.floor(uniq / scale).astype(np.int64)
