@@ -517,14 +517,24 @@ def twinned(
 ) -> np.ndarray:
     """Whether each segment occurs exactly twice in its group, once in each direction.
 
-    Equal segments are brought together by sorting a 64-bit hash of (key, group), one
-    ``argsort`` instead of a four- or five-column ``lexsort``; runs are then told apart
-    by the full key. Should two different keys share a hash (never seen), the exact
-    lexicographic sort is used instead.
+    Equal segments are brought together by a 64-bit hash of (key, group) in a hash table
+    (``pandas.factorize``: no sort); each class of equal hashes is checked to hold one key.
+    Should two different keys share a hash (never seen), the runs of a sort are used instead
+    (:func:`_twin_runs`: by hash, told apart by the full key, else the exact lexicographic sort).
     """
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
-    order, run, good, _start = _twin_runs(key, forward, group, key_hash)
+    # Runs as classes of equal hashes, by a hash table (no sort), when each class holds one key.
+    g = None if group is None else np.asarray(group)
+    run, hashes = pd.factorize(_row_hash(key, g, key_hash))
+    member = np.empty(len(hashes), dtype=np.int64)
+    member[run] = np.arange(len(key))  # some segment of each class
+    of = member[run]
+    if (key[of] == key).all() and (g is None or (g[of] == g).all()):
+        count = np.bincount(run)
+        fwd = np.bincount(run, weights=forward)
+        return ((count == 2) & (fwd == 1))[run]
+    order, run, good, _start = _twin_runs(key, forward, group, key_hash)  # a hash collision (or NaN)
     out = np.empty(len(key), dtype=bool)
     out[order] = good[run]
     return out

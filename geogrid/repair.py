@@ -811,6 +811,7 @@ def _repair_level_incremental(
     odd = shapely.linestrings(np.concatenate([cs.key[~fam0], ps.key[~pfam]]).reshape(-1, 2, 2))
     # crosses or within, in one pass: the segment's interior meets the grid's interior
     a, b = tree.query(odd)
+    a, b = a[~play[b]], b[~play[b]]  # a grid in play already needs no test
     play[b[shapely.relate_pattern(odd[a], cells[b], "T********")]] = True
     vertices = _Vertices.of(cells, frame, snap_m)
     if snap_m > 0 and len(ps.key):
