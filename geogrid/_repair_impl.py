@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 import shapely
 
-from geogrid._hierarchy_impl import Frame, fill_holes, holes_of, polygonal
+from geogrid._hierarchy_impl import Frame, _row_hash, fill_holes, holes_of, polygonal
 
 __all__: list[str] = []
 
@@ -357,6 +358,13 @@ def snap_vertices(
     return out, moved_n, moved_d, where
 
 
+def isin_float(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``np.isin(values, pool)`` for floats, by a hash table (no sort): -0.0 equals 0.0, NaN nothing."""
+    bits = np.ascontiguousarray(values + 0.0).view(np.uint64)
+    found = pd.Series(bits, copy=False).isin(np.ascontiguousarray(pool + 0.0).view(np.uint64)).to_numpy(dtype=bool)
+    return found & ~np.isnan(values)
+
+
 def _member(z: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """``np.isin(z, pool)`` for a few complex ``z`` and a large unsorted ``pool``: sorts only ``z``."""
     out = np.zeros(z.size, dtype=bool)
@@ -409,13 +417,30 @@ class Arrangement:
 
 
 def _segment_keys(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every segment of ``lines`` as one 32-byte key (lexicographically smaller end first, -0.0 as 0.0)."""
+    """Every segment of ``lines`` as an (m, 4) key (lexicographically smaller end first, -0.0 as 0.0)."""
     xy, line = shapely.get_coordinates(lines, return_index=True)
     same = line[1:] == line[:-1]
     p, q = xy[:-1][same], xy[1:][same]
     fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
     key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)]) + 0.0
-    return np.ascontiguousarray(key).view(np.dtype((np.void, 32))).ravel(), line[:-1][same]
+    return np.ascontiguousarray(key), line[:-1][same]
+
+
+def _rows_in(key: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Which rows of ``key`` are a row of ``pool`` (both (m, 4) floats, -0.0 as 0.0, no NaN in ``key``).
+
+    By 64-bit row hashes in a hash table, each row compared with a pool row of its hash; exact
+    when every hash class of the pool holds one row (else a byte-wise sort decides).
+    """
+    hp, hk = _row_hash(pool, None), _row_hash(key, None)
+    code, classes = pd.factorize(np.concatenate([hp, hk]))
+    some = np.full(len(classes), -1, dtype=np.int64)
+    some[code[: len(hp)]] = np.arange(len(hp))  # a pool row of each class (-1: none)
+    if not (pool[some[code[: len(hp)]]] == pool).all():  # a collision in the pool (or NaN): sort
+        void = np.dtype((np.void, 32))
+        return np.isin(np.ascontiguousarray(key).view(void).ravel(), np.ascontiguousarray(pool).view(void).ravel())
+    at = some[code[len(hp) :]]
+    return (at >= 0) & (pool[np.maximum(at, 0)] == key).all(axis=1)
 
 
 def _has_segment(segments: np.ndarray, rings: np.ndarray) -> np.ndarray:
@@ -425,9 +450,9 @@ def _has_segment(segments: np.ndarray, rings: np.ndarray) -> np.ndarray:
         return out
     seg_key, seg_of = _segment_keys(segments)
     ring_key, _ = _segment_keys(rings)
-    if seg_key.size != len(segments) or np.isnan(shapely.get_coordinates(segments)).any():
+    if len(seg_key) != len(segments) or np.isnan(shapely.get_coordinates(segments)).any():
         return out  # not all two-point lines (or NaN): keep every one
-    out[seg_of[np.isin(seg_key, ring_key)]] = True
+    out[seg_of[_rows_in(seg_key, ring_key)]] = True
     return out
 
 

@@ -863,7 +863,10 @@ def _repair_level_incremental(
         meets = (
             (b_env[:, 0] <= e[:, 2]) & (b_env[:, 2] >= e[:, 0]) & (b_env[:, 1] <= e[:, 3]) & (b_env[:, 3] >= e[:, 1])
         )
-        near = np.union1d(untwinned_p, seg[meets])
+        near_mask = np.zeros(len(ps.key), dtype=bool)  # np.union1d, sorted by marking
+        near_mask[untwinned_p] = True
+        near_mask[seg[meets]] = True
+        near = np.flatnonzero(near_mask)
         seg_lines = shapely.linestrings(ps.key[near].reshape(-1, 2, 2))
         kept = np.flatnonzero(~play)
         outcome = _repair_level(
@@ -946,12 +949,14 @@ def _lost_twins(
     changed = np.array(sorted(at[r] for r in outcome.geoms), dtype=np.int64)
     new = _himpl.Segments.of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
     new.cell = changed[new.cell]
-    was = np.isin(cs.cell, changed)
+    was = np.zeros(len(rows), dtype=bool)
+    was[changed] = True
+    was = was[cs.cell]
     touched = np.concatenate([cs.key[was], new.key]) @ _HASH  # equal keys hash equal; collisions only add work
-    keep = ~play[cs.cell] & np.isin(cs.key @ _HASH, touched)
+    keep = ~play[cs.cell] & _impl.isin_float(cs.key @ _HASH, touched)
     if not keep.any():
         return np.zeros(0, dtype=np.int64)
-    pk = np.isin(ps.key @ _HASH, touched)
+    pk = _impl.isin_float(ps.key @ _HASH, touched)
     sub = _himpl.Segments(ps.key[pk], ps.forward[pk], ps.cell[pk])
     m = int(keep.sum())
     status = []
