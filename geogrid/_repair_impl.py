@@ -414,6 +414,7 @@ class Arrangement:
     held: np.ndarray  # covered by a frozen (refused, left as is) grid or a holder: not a gap
     overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders under a grid
     groups: dict[int, list[int]] = field(default_factory=dict)  # every parent of a face in overlapping parents
+    valid: np.ndarray | None = None  # the cells as arranged, made valid and polygonal
 
 
 def _segment_keys(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -533,7 +534,7 @@ def arrange(
         for f in np.flatnonzero(out).tolist():
             also.pop(f, None)
     area, _ = frame.measure_input(faces)
-    return Arrangement(faces, cover, group, area, held, overlapped, also)
+    return Arrangement(faces, cover, group, area, held, overlapped, also, valid)
 
 
 def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -398,22 +398,36 @@ def _settle(
     if loose.size and len(outline):
         # along the outline: both ends and the middle of the segment lie on one of the parent's rings
         k = cs.key[loose]
-        probes = shapely.points(np.concatenate([k[:, :2], k[:, 2:], (k[:, :2] + k[:, 2:]) / 2]))
-        seg_of = np.tile(np.arange(loose.size), 3)
+        group = np.zeros(loose.size, dtype=np.int64) if cgroup is None else cgroup[cs.cell[loose]]
         # only the rings of the loose segments' parents can count (below): the others stay out of the tree
-        ring_at = (
-            np.arange(len(outline)) if cgroup is None else np.flatnonzero(np.isin(ring_parent, cgroup[cs.cell[loose]]))
-        )
-        pi, ri = shapely.STRtree(frame.local(outline[ring_at])).query(
-            frame.local(probes), predicate="dwithin", distance=_impl.ON_OUTLINE_M
-        )
-        ri = ring_at[ri]
-        if cgroup is not None:  # the segment's own parent's rings only
-            own = ring_parent[ri] == cgroup[cs.cell[loose[seg_of[pi]]]]
-            pi = pi[own]
-        hits = np.zeros((3, loose.size), dtype=bool)
-        hits.ravel()[np.unique(pi)] = True
-        tw[loose[hits.all(axis=0)]] = True
+        ring_at = np.arange(len(outline)) if cgroup is None else np.flatnonzero(np.isin(ring_parent, group))
+        tree = shapely.STRtree(frame.local(outline[ring_at]))
+
+        def on_outline(xy: np.ndarray, of: np.ndarray) -> np.ndarray:
+            """Whether each point lies on a ring of its parent ``of``: each distinct (point, parent) once."""
+            order = np.lexsort((xy[:, 1], xy[:, 0], of))
+            first = np.ones(order.size, dtype=bool)
+            step = xy[order[1:]] != xy[order[:-1]]
+            first[1:] = step[:, 0] | step[:, 1] | (of[order[1:]] != of[order[:-1]])
+            distinct = order[first]
+            pi, ri = tree.query(
+                frame.local(shapely.points(xy[distinct])), predicate="dwithin", distance=_impl.ON_OUTLINE_M
+            )
+            ri = ring_at[ri]
+            if cgroup is not None:  # the segment's own parent's rings only
+                pi = pi[ring_parent[ri] == of[distinct[pi]]]
+            hit = np.zeros(distinct.size, dtype=bool)
+            hit[pi] = True
+            out = np.empty(order.size, dtype=bool)
+            out[order] = hit[np.cumsum(first) - 1]
+            return out
+
+        # both ends on the outline, then the middle (of those segments only)
+        ends = on_outline(np.concatenate([k[:, :2], k[:, 2:]]), np.concatenate([group, group]))
+        along = np.flatnonzero(ends[: loose.size] & ends[loose.size :])
+        if along.size:
+            middle = on_outline((k[along, :2] + k[along, 2:]) / 2, group[along])
+            tw[loose[along[middle]]] = True
     ends = cs.key.reshape(-1, 2)
     z = ends[:, 0] + 1j * ends[:, 1]
     off = np.repeat(~tw, 2)
@@ -586,7 +600,11 @@ def _repair_level(
         refusals.append((_impl.Refusal("gap", lv, (str(pid[g]),), msg, float(arr.area[f]), arr.faces[f]), None))
 
     # grids that would vanish or lose most of their area to clipping: refused
-    cell_area, _ = frame.measure_input(_himpl.polygonal(shapely.make_valid(cells)))
+    # the cells made valid: as arranged when snapping moved nothing (the same geometries)
+    valid_cells = (
+        arr.valid if snapped is cells and arr.valid is not None else _himpl.polygonal(shapely.make_valid(cells))
+    )
+    cell_area, _ = frame.measure_input(valid_cells)
     clipped_area = np.zeros(n)
     clipped_into: dict[int, set[str]] = {}
     for c, f in lost:
@@ -1142,6 +1160,12 @@ def _log_frame(log: _impl.Change, crs: Any) -> gpd.GeoDataFrame:
 
 
 def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
+    if not refusals:  # the usual case: a copy of the empty frame costs a tenth of building it
+        return _NO_REFUSALS.copy()
+    return _build_refusal_frame(refusals)
+
+
+def _build_refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "kind": pd.Series([r.kind for r in refusals], dtype=object),
@@ -1152,3 +1176,6 @@ def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
             "geometry": pd.Series([r.geometry for r in refusals], dtype=object),
         }
     )
+
+
+_NO_REFUSALS = _build_refusal_frame([])
