@@ -1039,32 +1039,39 @@ class _Vertices:
         if self.snap_m <= 0 or len(self.xy) == 0 or len(anchors) == 0:
             return False
         own_z = self.input_z
-        order_z = np.argsort(own_z)
+        order_z: np.ndarray | None = None  # sorted when first needed
         bucket = np.floor(anchors / self.snap_m).astype(np.int64)
         for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                key = (bucket[:, 0] + dx) * 4_294_967_296 + bucket[:, 1] + dy
-                start = np.searchsorted(self.sorted_key, key)
-                count = np.searchsorted(self.sorted_key, key, side="right") - start
-                total = int(count.sum())
-                if total == 0:
-                    continue
-                a = np.repeat(np.arange(len(anchors)), count)
-                v = self.order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
-                d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
-                hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
-                for ai, b in zip(a[hit].tolist(), v[hit].tolist(), strict=True):
-                    za = anchors_input[ai, 0] + 1j * anchors_input[ai, 1]
-                    if rings(za) & rings(own_z[b]):
-                        continue  # one parent has both points
-                    at = np.searchsorted(own_z[order_z], za)
-                    if at < len(order_z) and own_z[order_z[at]] == za:
-                        u = order_z[at]
-                        ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
-                        if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
-                            continue  # one grid has both points
-                    return True
+            a, v = self._in_buckets(bucket, dx)
+            d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
+            hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
+            for ai, b in zip(a[hit].tolist(), v[hit].tolist(), strict=True):
+                za = anchors_input[ai, 0] + 1j * anchors_input[ai, 1]
+                if rings(za) & rings(own_z[b]):
+                    continue  # one parent has both points
+                if order_z is None:
+                    order_z = np.argsort(own_z)
+                at = np.searchsorted(own_z[order_z], za)
+                if at < len(order_z) and own_z[order_z[at]] == za:
+                    u = order_z[at]
+                    ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
+                    if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
+                        continue  # one grid has both points
+                return True
         return False
+
+    def _in_buckets(self, bucket: np.ndarray, dx: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (probe, point) of each probe (its ``bucket``) with the points of the buckets at ``dx``, ``dy`` -1..1.
+
+        The three buckets of one column are consecutive keys: one range of the sorted keys.
+        """
+        base = (bucket[:, 0] + dx) * 4_294_967_296 + bucket[:, 1]
+        start = np.searchsorted(self.sorted_key, base - 1)
+        count = np.searchsorted(self.sorted_key, base + 1, side="right") - start
+        total = int(count.sum())
+        a = np.repeat(np.arange(len(bucket)), count)
+        v = self.order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
+        return a, v
 
     def partners(self, play: np.ndarray) -> np.ndarray:
         """``play`` and, transitively, every grid that has a point snapping could join to one in play.
@@ -1086,26 +1093,17 @@ class _Vertices:
             probe = np.flatnonzero(fresh)
             grew = False
             for dx in (-1, 0, 1):
-                for dy in (-1, 0, 1):
-                    key = (self.bucket[probe, 0] + dx) * 4_294_967_296 + self.bucket[probe, 1] + dy
-                    start = np.searchsorted(self.sorted_key, key)
-                    count = np.searchsorted(self.sorted_key, key, side="right") - start
-                    total = int(count.sum())
-                    if total == 0:
-                        continue
-                    u = np.repeat(probe, count)
-                    v = self.order[
-                        np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-                    ]
-                    d2 = ((self.xy[u] - self.xy[v]) ** 2).sum(axis=1)
-                    near = (u != v) & (d2 <= self.snap_m * self.snap_m)
-                    for a, b in zip(u[near].tolist(), v[near].tolist(), strict=True):
-                        oa = self.own_cells[self.own_start[a] : self.own_start[a + 1]]
-                        ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
-                        if np.intersect1d(oa, ob).size == 0 and not (play[oa].all() and play[ob].all()):
-                            play[oa] = True
-                            play[ob] = True
-                            grew = True
+                i, v = self._in_buckets(self.bucket[probe], dx)
+                u = probe[i]
+                d2 = ((self.xy[u] - self.xy[v]) ** 2).sum(axis=1)
+                near = (u != v) & (d2 <= self.snap_m * self.snap_m)
+                for a, b in zip(u[near].tolist(), v[near].tolist(), strict=True):
+                    oa = self.own_cells[self.own_start[a] : self.own_start[a + 1]]
+                    ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
+                    if np.intersect1d(oa, ob).size == 0 and not (play[oa].all() and play[ob].all()):
+                        play[oa] = True
+                        play[ob] = True
+                        grew = True
             if not grew:
                 return play
 
