@@ -184,8 +184,8 @@ def _repair_grids(
     crs = ensure_crs(grids.crs, what="grids")
     invalid_rows = _door_invalid_rows(grids)
     ids = grids["grid_id"].astype(str).to_numpy(dtype=object)
-    parent_s = grids["parent_id"].astype("string").str.strip()
-    parents = parent_s.mask(parent_s == "").to_numpy(dtype=object, na_value=None)
+    parents = grids["parent_id"].astype("string").str.strip().to_numpy(dtype=object, na_value=None)
+    parents[parents == ""] = None  # a blank parent_id is none
     level = pd.to_numeric(grids["level"]).to_numpy(dtype=np.int64)
     raw = np.asarray(grids.geometry.array, dtype=object)
     usable = ~(shapely.is_missing(raw) | shapely.is_empty(raw))
