@@ -284,7 +284,9 @@ def snap_vertices(
     if n == 0 or snap_m <= 0:
         return geoms, moved_n, moved_d, where
     xy, owner = shapely.get_coordinates(geoms, return_index=True)
-    axy = shapely.get_coordinates(anchors) if anchors.size else np.zeros((0, 2))
+    axy, aowner = (
+        shapely.get_coordinates(anchors, return_index=True) if anchors.size else (np.zeros((0, 2)), np.zeros(0, int))
+    )
     allxy = np.concatenate([axy, xy])
     is_anchor = np.arange(len(allxy)) < len(axy)
     o, k = np.array(frame.origin), np.array(frame.scale)
@@ -295,7 +297,6 @@ def snap_vertices(
     # Only vertices of different grids are near-coincident; a grid's own short edges stay.
     # (Owner ids: grids 0..n-1, the anchors' rings n..; two vertices link when no grid or
     # ring owns both.)
-    _, aowner = shapely.get_coordinates(anchors, return_index=True) if anchors.size else (None, np.zeros(0, int))
     if anchor_owner is not None and aowner.size:
         aowner = anchor_owner[aowner]
     who = np.concatenate([aowner + n, owner]).astype(np.int64)

@@ -932,7 +932,7 @@ def _overlapping_kept(outcome: _Outcome, cells: np.ndarray, kept: np.ndarray) ->
     if not outcome.geoms or kept.size == 0:
         return np.zeros(0, dtype=np.int64)
     new = np.array(list(outcome.geoms.values()), dtype=object)
-    ni, ki = shapely.STRtree(cells[kept]).query(new, predicate="intersects")
+    ni, ki = shapely.STRtree(cells[kept]).query(new)  # envelopes only: the pattern fails on disjoint pairs anyway
     inner = shapely.relate_pattern(new[ni], cells[kept][ki], "T********")
     return np.unique(kept[ki[inner]])
 
@@ -963,8 +963,8 @@ def _lost_twins(
     """
     if not outcome.geoms:
         return np.zeros(0, dtype=np.int64)
-    at = {int(r): i for i, r in enumerate(rows)}
-    changed = np.array(sorted(at[r] for r in outcome.geoms), dtype=np.int64)
+    by_row = np.argsort(rows)
+    changed = np.sort(by_row[np.searchsorted(rows[by_row], np.fromiter(outcome.geoms, dtype=np.int64))])
     new = _himpl.Segments.of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
     new.cell = changed[new.cell]
     was = np.zeros(len(rows), dtype=bool)
