@@ -543,11 +543,15 @@ def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tupl
     if pending.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     tree = shapely.STRtree(faces)
-    a, b = tree.query(faces[pending], predicate="intersects")
+    a, b = tree.query(faces[pending])  # envelopes only: disjoint pairs share no length, dropped below
     a = pending[a]
     keep = a != b
     a, b = a[keep], b[keep]
-    common = shapely.intersection(shapely.boundary(faces[a]), shapely.boundary(faces[b]))
+    need = np.zeros(len(faces), dtype=bool)
+    need[a] = need[b] = True
+    rim = np.full(len(faces), None, dtype=object)
+    rim[need] = shapely.boundary(faces[need])  # each face's once
+    common = shapely.intersection(rim[a], rim[b])
     _, length = frame.measure_input(common)
     keep = length > 0
     return a[keep], b[keep], length[keep]

@@ -39,7 +39,6 @@ equals a full rebuild of every level (same grids, log and refusals).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -838,16 +837,11 @@ def _repair_level_incremental(
         # own ring's ownership, decides those snaps; the partial anchor set here does not match it.
         pts = ps.key.reshape(-1, 2)
         z = pts[:, 0] + 1j * pts[:, 1]
-        by_z = np.argsort(z)
+        by_z = np.argsort(z, kind="stable")  # a merge sort: faster on the partly ordered points of rings
         z_sorted, cell_sorted = z[by_z], np.repeat(ps.cell, 2)[by_z]
-
-        def rings(za: complex) -> set[int]:  # the parents that have this point
-            lo, hi = np.searchsorted(z_sorted, za), np.searchsorted(z_sorted, za, side="right")
-            return set(cell_sorted[lo:hi].tolist())
-
         pz = z_sorted[np.concatenate([[True], z_sorted[1:] != z_sorted[:-1]])]  # np.unique(z), sorted once
         pxy = np.column_stack([pz.real, pz.imag])
-        if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, rings):
+        if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, z_sorted, cell_sorted):
             return None
     untwinned_p = np.flatnonzero(~pfam)
     par_tree = shapely.STRtree(par)
@@ -1029,35 +1023,47 @@ class _Vertices:
         order = np.argsort(key, kind="stable")
         return cls(uniq, cell[by_point], own_start, point, cell, bucket, order, key[order], snap_m, input_z)
 
-    def near(self, anchors: np.ndarray, anchors_input: np.ndarray, rings: Callable[[complex], set[int]]) -> bool:
+    def near(self, anchors: np.ndarray, anchors_input: np.ndarray, ring_z: np.ndarray, ring_of: np.ndarray) -> bool:
         """Whether snapping would join a point of the level to one of ``anchors`` (local metres).
 
         As in :func:`geogrid._repair_impl.snap_vertices`: two distinct points within ``snap_m``
-        join unless one grid has both, or one parent (``rings``: the parents having each anchor)
-        has both. ``anchors_input``: the anchors in input coordinates, to find which grids have them.
+        join unless one grid has both, or one parent has both (``ring_z``: the parents' points as
+        ``x + iy``, sorted; ``ring_of``: the parent of each). ``anchors_input``: the anchors in
+        input coordinates, to find which grids and parents have them.
         """
         if self.snap_m <= 0 or len(self.xy) == 0 or len(anchors) == 0:
             return False
         own_z = self.input_z
-        order_z: np.ndarray | None = None  # sorted when first needed
         bucket = np.floor(anchors / self.snap_m).astype(np.int64)
-        for dx in (-1, 0, 1):
-            a, v = self._in_buckets(bucket, dx)
-            d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
-            hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
-            for ai, b in zip(a[hit].tolist(), v[hit].tolist(), strict=True):
-                za = anchors_input[ai, 0] + 1j * anchors_input[ai, 1]
-                if rings(za) & rings(own_z[b]):
-                    continue  # one parent has both points
-                if order_z is None:
-                    order_z = np.argsort(own_z)
-                at = np.searchsorted(own_z[order_z], za)
-                if at < len(order_z) and own_z[order_z[at]] == za:
-                    u = order_z[at]
-                    ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
-                    if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
-                        continue  # one grid has both points
-                return True
+        pairs = [self._in_buckets(bucket, dx) for dx in (-1, 0, 1)]
+        a, v = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+        d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
+        hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
+        a, v = a[hit], v[hit]
+        if a.size == 0:
+            return False
+        # one parent has both points: the parents of each end, as ranges of ring_z, compared pairwise
+        za = anchors_input[a, 0] + 1j * anchors_input[a, 1]
+        lo_a, hi_a = np.searchsorted(ring_z, za), np.searchsorted(ring_z, za, side="right")
+        lo_b, hi_b = np.searchsorted(ring_z, own_z[v]), np.searchsorted(ring_z, own_z[v], side="right")
+        n_a = hi_a - lo_a
+        h = np.repeat(np.arange(a.size), n_a)
+        i = np.repeat(lo_a, n_a) + np.arange(h.size) - np.repeat(np.cumsum(n_a) - n_a, n_a)
+        n_b = (hi_b - lo_b)[h]
+        hh = np.repeat(h, n_b)
+        j = np.repeat(lo_b[h], n_b) + np.arange(hh.size) - np.repeat(np.cumsum(n_b) - n_b, n_b)
+        shared = np.zeros(a.size, dtype=bool)
+        shared[hh[ring_of[np.repeat(i, n_b)] == ring_of[j]]] = True
+        order_z = np.argsort(own_z)
+        for t in np.flatnonzero(~shared).tolist():
+            b = int(v[t])
+            at = np.searchsorted(own_z[order_z], za[t])
+            if at < len(order_z) and own_z[order_z[at]] == za[t]:
+                u = order_z[at]
+                ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
+                if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
+                    continue  # one grid has both points
+            return True
         return False
 
     def _in_buckets(self, bucket: np.ndarray, dx: int) -> tuple[np.ndarray, np.ndarray]:
