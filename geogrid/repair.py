@@ -283,14 +283,15 @@ def _repair_grids(
         )
         raise TopologyError(msg, findings=refused)
 
-    result = grids.copy()
     changed = np.flatnonzero(
         np.fromiter((a is not b for a, b in zip(out, raw, strict=True)), dtype=bool, count=len(raw))
     )
-    if changed.size:
-        geo = np.asarray(result.geometry.array, dtype=object).copy()
+    if not changed.size:
+        result = grids.copy()
+    else:  # set_geometry returns a new frame (copy-on-write): no deep copy of the input first
+        geo = raw.copy()
         geo[changed] = out[changed]
-        result = result.set_geometry(gpd.GeoSeries(geo, index=result.index, crs=crs), crs=crs)
+        result = grids.set_geometry(gpd.GeoSeries(geo, index=grids.index, crs=crs), crs=crs)
         result = result.rename_geometry(grids.geometry.name) if result.geometry.name != grids.geometry.name else result
     logframe = _log_frame(log, crs)
     acts = logframe["action"].to_numpy(dtype=object)
