@@ -1014,7 +1014,10 @@ class _Vertices:
         """Index the vertices of ``cells``."""
         raw, cell = shapely.get_coordinates(cells, return_index=True)
         xy = (raw - np.array(frame.origin)) * np.array(frame.scale)
-        uniq, point, by_point = _impl.unique_xy_grouped(xy)
+        # distinct points by a hash table, numbered as first met (nothing below depends on the numbering)
+        point, distinct = pd.factorize(xy[:, 0] + 1j * xy[:, 1], use_na_sentinel=False)
+        uniq = np.column_stack([distinct.real, distinct.imag])
+        by_point = np.argsort(point, kind="stable")
         input_z = np.empty(len(uniq), dtype=complex)
         input_z[point] = raw[:, 0] + 1j * raw[:, 1]
         own_start = np.concatenate([[0], np.cumsum(np.bincount(point, minlength=len(uniq)))])
