@@ -451,8 +451,9 @@ class Segments:
         xy_s, ring_s = shapely.get_coordinates(geoms[s_cell], return_index=True)
         first = np.ones(len(ring_s), dtype=bool)  # coordinates come ring by ring
         first[1:] = ring_s[1:] != ring_s[:-1]
-        rel = xy_s - xy_s[np.flatnonzero(first)[np.cumsum(first) - 1]]
-        cross = rel[:-1, 0] * rel[1:, 1] - rel[1:, 0] * rel[:-1, 1]
+        start = np.flatnonzero(first)[np.cumsum(first) - 1]  # each point's ring's first point
+        rx, ry = xy_s[:, 0] - xy_s[start, 0], xy_s[:, 1] - xy_s[start, 1]
+        cross = rx[:-1] * ry[1:] - rx[1:] * ry[:-1]
         cross[first[1:]] = 0.0
         area2 = np.bincount(ring_s[:-1], weights=cross, minlength=s_cell.size)
         b = shapely.bounds(geoms[s_cell])
@@ -475,15 +476,17 @@ class Segments:
             xy, ring_of = xy_s, ring_s
         cell_of_ring = np.concatenate([s_cell, o_cell[ring_cell]])
         clockwise = np.concatenate([area2 < 0, np.zeros(len(rings), dtype=bool)])
-        p, q = xy[:-1], xy[1:]
+        x, y = xy[:, 0], xy[:, 1]  # column by column: a third of the time of (m, 2) blocks
+        px, py, qx, qy = x[:-1], y[:-1], x[1:], y[1:]
         # segments join consecutive points of a ring; repeated points are not segments
-        sel = np.flatnonzero((ring_of[1:] == ring_of[:-1]) & ((p[:, 0] != q[:, 0]) | (p[:, 1] != q[:, 1])))
-        p, q, ring = p[sel], q[sel], ring_of[sel]
+        sel = np.flatnonzero((ring_of[1:] == ring_of[:-1]) & ((px != qx) | (py != qy)))
+        px, py, qx, qy, ring = px[sel], py[sel], qx[sel], qy[sel], ring_of[sel]
         cell = cell_of_ring[ring]
-        fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
-        key = np.empty((len(p), 4))
-        key[:, :2] = np.where(fwd[:, None], p, q)
-        key[:, 2:] = np.where(fwd[:, None], q, p)
+        fwd = (px < qx) | ((px == qx) & (py < qy))
+        key = np.empty((sel.size, 4))
+        for j, (lo, hi) in enumerate(((px, qx), (py, qy), (qx, px), (qy, py))):
+            np.copyto(key[:, j], hi)  # the smaller end first
+            np.copyto(key[:, j], lo, where=fwd)
         fwd ^= clockwise[ring]  # a clockwise exterior runs the other way once oriented
         return cls(key, fwd, cell)
 
@@ -517,14 +520,24 @@ def twinned(
 ) -> np.ndarray:
     """Whether each segment occurs exactly twice in its group, once in each direction.
 
-    Equal segments are brought together by sorting a 64-bit hash of (key, group), one
-    ``argsort`` instead of a four- or five-column ``lexsort``; runs are then told apart
-    by the full key. Should two different keys share a hash (never seen), the exact
-    lexicographic sort is used instead.
+    Equal segments are brought together by a 64-bit hash of (key, group) in a hash table
+    (``pandas.factorize``: no sort); each class of equal hashes is checked to hold one key.
+    Should two different keys share a hash (never seen), the runs of a sort are used instead
+    (:func:`_twin_runs`: by hash, told apart by the full key, else the exact lexicographic sort).
     """
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
-    order, run, good, _start = _twin_runs(key, forward, group, key_hash)
+    # Runs as classes of equal hashes, by a hash table (no sort), when each class holds one key.
+    g = None if group is None else np.asarray(group)
+    run, hashes = pd.factorize(_row_hash(key, g, key_hash))
+    member = np.empty(len(hashes), dtype=np.int64)
+    member[run] = np.arange(len(key))  # some segment of each class
+    of = member[run]
+    if (key[of] == key).all() and (g is None or (g[of] == g).all()):
+        count = np.bincount(run)
+        fwd = np.bincount(run, weights=forward)
+        return ((count == 2) & (fwd == 1))[run]
+    order, run, good, _start = _twin_runs(key, forward, group, key_hash)  # a hash collision (or NaN)
     out = np.empty(len(key), dtype=bool)
     out[order] = good[run]
     return out

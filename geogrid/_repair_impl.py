@@ -3,7 +3,7 @@
 Plan per level, parents first (a level is repaired against its repaired parents):
 
 1. *Snap*: vertices of the level (and of the parents' outlines) closer than the snap
-   distance are clustered (an STRtree ``dwithin`` query, then connected components);
+   distance are clustered (pairs within the distance, then connected components);
    each cluster moves to one representative: a parent vertex if there is one, else the
    coordinate most grids already share, else the smallest.
 2. *Arrange*: the outlines of the snapped grids and of their parents are noded
@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 import shapely
 
-from geogrid._hierarchy_impl import Frame, fill_holes, holes_of, polygonal
+from geogrid._hierarchy_impl import Frame, _row_hash, fill_holes, holes_of, polygonal
 
 __all__: list[str] = []
 
@@ -169,8 +170,68 @@ def union_faces(faces: np.ndarray) -> shapely.Geometry:
 
 def unique_xy(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(xy, axis=0, return_inverse=True)`` (same order), 4x faster through complex numbers."""
-    z, inverse = np.unique(xy[:, 0] + 1j * xy[:, 1], return_inverse=True)
-    return np.column_stack([z.real, z.imag]), inverse.ravel()
+    uniq, inverse, _ = unique_xy_grouped(xy)
+    return uniq, inverse
+
+
+def unique_xy_grouped(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`unique_xy` and the rows grouped by point: ``np.argsort(inverse, kind="stable")``.
+
+    One stable sort of ``x + iy`` (a merge sort: faster than ``np.unique``'s on the partly
+    ordered coordinates of rings) gives all three.
+    """
+    z = xy[:, 0] + 1j * xy[:, 1]
+    order = np.argsort(z, kind="stable")
+    zs = z[order]
+    first = np.ones(zs.size, dtype=bool)
+    first[1:] = zs[1:] != zs[:-1]
+    inverse = np.empty(zs.size, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    u = zs[first]
+    return np.column_stack([u.real, u.imag]), inverse, order
+
+
+def near_pairs(xy: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``a < b`` of the points ``xy`` (distinct) at most ``distance`` apart, in any order.
+
+    The pairs of ``STRtree(points).query(points, predicate="dwithin", distance=distance)``,
+    with the distance GEOS computes (``sqrt(dx * dx + dy * dy)``), without building a point
+    or a tree: points bucketed in squares a little wider than ``distance``, each bucket's
+    points against its own and the next column's three buckets (sorted by bucket, those are
+    two runs).
+    """
+    none = np.zeros(0, dtype=np.int64)
+    if len(xy) < 2:
+        return none, none
+    cell = np.floor(xy / (distance * (1 + 1e-7)))  # a pair is at most one bucket apart
+    cell -= cell.min(axis=0)
+    stride = float(cell[:, 1].max()) + 3.0  # a column's keys and the buckets either side of it
+    if (float(cell[:, 0].max()) + 2.0) * stride >= 2.0**62:  # too many buckets for an int64 key
+        pts = shapely.points(xy)
+        a, b = shapely.STRtree(pts).query(pts, predicate="dwithin", distance=distance)
+        return a[a < b], b[a < b]
+    bucket = cell.astype(np.int64)
+    step = int(stride)
+    key = bucket[:, 0] * step + bucket[:, 1]
+    order = np.argsort(key)
+    sk = key[order]
+    out_a, out_b = [], []
+    for dx in (0, 1):
+        lo = np.searchsorted(sk, sk + (dx * step - 1))
+        hi = np.searchsorted(sk, sk + (dx * step + 1), side="right")
+        count = hi - lo
+        i = np.repeat(np.arange(sk.size), count)
+        j = np.repeat(lo, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        if dx == 0:  # each pair of one column twice: once
+            once = i < j
+            i, j = i[once], j[once]
+        a, b = order[i], order[j]
+        d = xy[a] - xy[b]
+        ok = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1]) <= distance
+        a, b = a[ok], b[ok]
+        out_a.append(np.minimum(a, b))
+        out_b.append(np.maximum(a, b))
+    return np.concatenate(out_a), np.concatenate(out_b)
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -223,22 +284,19 @@ def snap_vertices(
     if n == 0 or snap_m <= 0:
         return geoms, moved_n, moved_d, where
     xy, owner = shapely.get_coordinates(geoms, return_index=True)
-    axy = shapely.get_coordinates(anchors) if anchors.size else np.zeros((0, 2))
+    axy, aowner = (
+        shapely.get_coordinates(anchors, return_index=True) if anchors.size else (np.zeros((0, 2)), np.zeros(0, int))
+    )
     allxy = np.concatenate([axy, xy])
     is_anchor = np.arange(len(allxy)) < len(axy)
     o, k = np.array(frame.origin), np.array(frame.scale)
     loc = (allxy - o) * k
     # Exact duplicates first (shared vertices): the query then runs on distinct points.
     uniq, inverse = unique_xy(loc)
-    pts = shapely.points(uniq)
-    tree = shapely.STRtree(pts)
-    a, b = tree.query(pts, predicate="dwithin", distance=snap_m)
-    keep = a < b
-    a, b = a[keep], b[keep]
+    a, b = near_pairs(uniq, snap_m)
     # Only vertices of different grids are near-coincident; a grid's own short edges stay.
     # (Owner ids: grids 0..n-1, the anchors' rings n..; two vertices link when no grid or
     # ring owns both.)
-    _, aowner = shapely.get_coordinates(anchors, return_index=True) if anchors.size else (None, np.zeros(0, int))
     if anchor_owner is not None and aowner.size:
         aowner = anchor_owner[aowner]
     who = np.concatenate([aowner + n, owner]).astype(np.int64)
@@ -301,6 +359,13 @@ def snap_vertices(
     return out, moved_n, moved_d, where
 
 
+def isin_float(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``np.isin(values, pool)`` for floats, by a hash table (no sort): -0.0 equals 0.0, NaN nothing."""
+    bits = np.ascontiguousarray(values + 0.0).view(np.uint64)
+    found = pd.Series(bits, copy=False).isin(np.ascontiguousarray(pool + 0.0).view(np.uint64)).to_numpy(dtype=bool)
+    return found & ~np.isnan(values)
+
+
 def _member(z: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """``np.isin(z, pool)`` for a few complex ``z`` and a large unsorted ``pool``: sorts only ``z``."""
     out = np.zeros(z.size, dtype=bool)
@@ -350,16 +415,34 @@ class Arrangement:
     held: np.ndarray  # covered by a frozen (refused, left as is) grid or a holder: not a gap
     overlapped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # holders under a grid
     groups: dict[int, list[int]] = field(default_factory=dict)  # every parent of a face in overlapping parents
+    valid: np.ndarray | None = None  # the cells as arranged, made valid and polygonal
 
 
 def _segment_keys(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every segment of ``lines`` as one 32-byte key (lexicographically smaller end first, -0.0 as 0.0)."""
+    """Every segment of ``lines`` as an (m, 4) key (lexicographically smaller end first, -0.0 as 0.0)."""
     xy, line = shapely.get_coordinates(lines, return_index=True)
     same = line[1:] == line[:-1]
     p, q = xy[:-1][same], xy[1:][same]
     fwd = (p[:, 0] < q[:, 0]) | ((p[:, 0] == q[:, 0]) & (p[:, 1] < q[:, 1]))
     key = np.column_stack([np.where(fwd[:, None], p, q), np.where(fwd[:, None], q, p)]) + 0.0
-    return np.ascontiguousarray(key).view(np.dtype((np.void, 32))).ravel(), line[:-1][same]
+    return np.ascontiguousarray(key), line[:-1][same]
+
+
+def _rows_in(key: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Which rows of ``key`` are a row of ``pool`` (both (m, 4) floats, -0.0 as 0.0, no NaN in ``key``).
+
+    By 64-bit row hashes in a hash table, each row compared with a pool row of its hash; exact
+    when every hash class of the pool holds one row (else a byte-wise sort decides).
+    """
+    hp, hk = _row_hash(pool, None), _row_hash(key, None)
+    code, classes = pd.factorize(np.concatenate([hp, hk]))
+    some = np.full(len(classes), -1, dtype=np.int64)
+    some[code[: len(hp)]] = np.arange(len(hp))  # a pool row of each class (-1: none)
+    if not (pool[some[code[: len(hp)]]] == pool).all():  # a collision in the pool (or NaN): sort
+        void = np.dtype((np.void, 32))
+        return np.isin(np.ascontiguousarray(key).view(void).ravel(), np.ascontiguousarray(pool).view(void).ravel())
+    at = some[code[len(hp) :]]
+    return (at >= 0) & (pool[np.maximum(at, 0)] == key).all(axis=1)
 
 
 def _has_segment(segments: np.ndarray, rings: np.ndarray) -> np.ndarray:
@@ -369,9 +452,9 @@ def _has_segment(segments: np.ndarray, rings: np.ndarray) -> np.ndarray:
         return out
     seg_key, seg_of = _segment_keys(segments)
     ring_key, _ = _segment_keys(rings)
-    if seg_key.size != len(segments) or np.isnan(shapely.get_coordinates(segments)).any():
+    if len(seg_key) != len(segments) or np.isnan(shapely.get_coordinates(segments)).any():
         return out  # not all two-point lines (or NaN): keep every one
-    out[seg_of[np.isin(seg_key, ring_key)]] = True
+    out[seg_of[_rows_in(seg_key, ring_key)]] = True
     return out
 
 
@@ -452,7 +535,7 @@ def arrange(
         for f in np.flatnonzero(out).tolist():
             also.pop(f, None)
     area, _ = frame.measure_input(faces)
-    return Arrangement(faces, cover, group, area, held, overlapped, also)
+    return Arrangement(faces, cover, group, area, held, overlapped, also, valid)
 
 
 def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -460,11 +543,15 @@ def shared_lengths(faces: np.ndarray, pending: np.ndarray, frame: Frame) -> tupl
     if pending.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     tree = shapely.STRtree(faces)
-    a, b = tree.query(faces[pending], predicate="intersects")
+    a, b = tree.query(faces[pending])  # envelopes only: disjoint pairs share no length, dropped below
     a = pending[a]
     keep = a != b
     a, b = a[keep], b[keep]
-    common = shapely.intersection(shapely.boundary(faces[a]), shapely.boundary(faces[b]))
+    need = np.zeros(len(faces), dtype=bool)
+    need[a] = need[b] = True
+    rim = np.full(len(faces), None, dtype=object)
+    rim[need] = shapely.boundary(faces[need])  # each face's once
+    common = shapely.intersection(rim[a], rim[b])
     _, length = frame.measure_input(common)
     keep = length > 0
     return a[keep], b[keep], length[keep]

@@ -39,7 +39,6 @@ equals a full rebuild of every level (same grids, log and refusals).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -184,8 +183,8 @@ def _repair_grids(
     crs = ensure_crs(grids.crs, what="grids")
     invalid_rows = _door_invalid_rows(grids)
     ids = grids["grid_id"].astype(str).to_numpy(dtype=object)
-    parent_s = grids["parent_id"].astype("string").str.strip()
-    parents = parent_s.mask(parent_s == "").to_numpy(dtype=object, na_value=None)
+    parents = grids["parent_id"].astype("string").str.strip().to_numpy(dtype=object, na_value=None)
+    parents[parents == ""] = None  # a blank parent_id is none
     level = pd.to_numeric(grids["level"]).to_numpy(dtype=np.int64)
     raw = np.asarray(grids.geometry.array, dtype=object)
     usable = ~(shapely.is_missing(raw) | shapely.is_empty(raw))
@@ -284,14 +283,15 @@ def _repair_grids(
         )
         raise TopologyError(msg, findings=refused)
 
-    result = grids.copy()
     changed = np.flatnonzero(
         np.fromiter((a is not b for a, b in zip(out, raw, strict=True)), dtype=bool, count=len(raw))
     )
-    if changed.size:
-        geo = np.asarray(result.geometry.array, dtype=object).copy()
+    if not changed.size:
+        result = grids.copy()
+    else:  # set_geometry returns a new frame (copy-on-write): no deep copy of the input first
+        geo = raw.copy()
         geo[changed] = out[changed]
-        result = result.set_geometry(gpd.GeoSeries(geo, index=result.index, crs=crs), crs=crs)
+        result = grids.set_geometry(gpd.GeoSeries(geo, index=grids.index, crs=crs), crs=crs)
         result = result.rename_geometry(grids.geometry.name) if result.geometry.name != grids.geometry.name else result
     logframe = _log_frame(log, crs)
     acts = logframe["action"].to_numpy(dtype=object)
@@ -359,8 +359,7 @@ class _LevelSegments:
         if not above.size:
             return cls(rows, cs, None, None, None, None)
         ps = known[1] if known is not None and np.array_equal(known[0], above) else _himpl.Segments.of(geoms[above])
-        pos = {int(r): i for i, r in enumerate(above)}
-        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        cgroup = _parent_pos(rows, above, parent_row)
         fam, pfam = _family_twins(cs, ps, cgroup)
         return cls(rows, cs, ps, cgroup, fam, pfam)
 
@@ -399,22 +398,36 @@ def _settle(
     if loose.size and len(outline):
         # along the outline: both ends and the middle of the segment lie on one of the parent's rings
         k = cs.key[loose]
-        probes = shapely.points(np.concatenate([k[:, :2], k[:, 2:], (k[:, :2] + k[:, 2:]) / 2]))
-        seg_of = np.tile(np.arange(loose.size), 3)
+        group = np.zeros(loose.size, dtype=np.int64) if cgroup is None else cgroup[cs.cell[loose]]
         # only the rings of the loose segments' parents can count (below): the others stay out of the tree
-        ring_at = (
-            np.arange(len(outline)) if cgroup is None else np.flatnonzero(np.isin(ring_parent, cgroup[cs.cell[loose]]))
-        )
-        pi, ri = shapely.STRtree(frame.local(outline[ring_at])).query(
-            frame.local(probes), predicate="dwithin", distance=_impl.ON_OUTLINE_M
-        )
-        ri = ring_at[ri]
-        if cgroup is not None:  # the segment's own parent's rings only
-            own = ring_parent[ri] == cgroup[cs.cell[loose[seg_of[pi]]]]
-            pi = pi[own]
-        hits = np.zeros((3, loose.size), dtype=bool)
-        hits.ravel()[np.unique(pi)] = True
-        tw[loose[hits.all(axis=0)]] = True
+        ring_at = np.arange(len(outline)) if cgroup is None else np.flatnonzero(np.isin(ring_parent, group))
+        tree = shapely.STRtree(frame.local(outline[ring_at]))
+
+        def on_outline(xy: np.ndarray, of: np.ndarray) -> np.ndarray:
+            """Whether each point lies on a ring of its parent ``of``: each distinct (point, parent) once."""
+            order = np.lexsort((xy[:, 1], xy[:, 0], of))
+            first = np.ones(order.size, dtype=bool)
+            step = xy[order[1:]] != xy[order[:-1]]
+            first[1:] = step[:, 0] | step[:, 1] | (of[order[1:]] != of[order[:-1]])
+            distinct = order[first]
+            pi, ri = tree.query(
+                frame.local(shapely.points(xy[distinct])), predicate="dwithin", distance=_impl.ON_OUTLINE_M
+            )
+            ri = ring_at[ri]
+            if cgroup is not None:  # the segment's own parent's rings only
+                pi = pi[ring_parent[ri] == of[distinct[pi]]]
+            hit = np.zeros(distinct.size, dtype=bool)
+            hit[pi] = True
+            out = np.empty(order.size, dtype=bool)
+            out[order] = hit[np.cumsum(first) - 1]
+            return out
+
+        # both ends on the outline, then the middle (of those segments only)
+        ends = on_outline(np.concatenate([k[:, :2], k[:, 2:]]), np.concatenate([group, group]))
+        along = np.flatnonzero(ends[: loose.size] & ends[loose.size :])
+        if along.size:
+            middle = on_outline((k[along, :2] + k[along, 2:]) / 2, group[along])
+            tw[loose[along[middle]]] = True
     ends = cs.key.reshape(-1, 2)
     z = ends[:, 0] + 1j * ends[:, 1]
     off = np.repeat(~tw, 2)
@@ -429,6 +442,13 @@ def _void(key: np.ndarray) -> np.ndarray:
 
 def _metric_crs_of(lon: float, lat: float) -> Any:
     return metric_crs(lon, lat)
+
+
+def _parent_pos(rows: np.ndarray, above: np.ndarray, parent_row: np.ndarray) -> np.ndarray:
+    """Position in ``above`` of each row's parent (-1: none, or not in ``above``)."""
+    at = np.full(len(parent_row) + 1, -1, dtype=np.int64)  # the last slot answers parent_row -1
+    at[above] = np.arange(above.size)
+    return at[np.asarray(parent_row)[rows]]
 
 
 def _by_id(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -483,8 +503,7 @@ def _repair_level(
         par = None
         pid: list[str | None] = [None]
     else:
-        pos = {int(r): i for i, r in enumerate(above)}
-        cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+        cgroup = _parent_pos(rows, above, parent_row)
         par = geoms[above]
         pid = [str(ids[r]) for r in above]
 
@@ -581,7 +600,11 @@ def _repair_level(
         refusals.append((_impl.Refusal("gap", lv, (str(pid[g]),), msg, float(arr.area[f]), arr.faces[f]), None))
 
     # grids that would vanish or lose most of their area to clipping: refused
-    cell_area, _ = frame.measure_input(_himpl.polygonal(shapely.make_valid(cells)))
+    # the cells made valid: as arranged when snapping moved nothing (the same geometries)
+    valid_cells = (
+        arr.valid if snapped is cells and arr.valid is not None else _himpl.polygonal(shapely.make_valid(cells))
+    )
+    cell_area, _ = frame.measure_input(valid_cells)
     clipped_area = np.zeros(n)
     clipped_into: dict[int, set[str]] = {}
     for c, f in lost:
@@ -636,11 +659,18 @@ def _repair_level(
                 )
             at += len(parts)
     geoms_out: dict[int, shapely.Geometry] = {}
-    for c in range(n):
-        fs = np.flatnonzero(owner == c)
-        if fs.size == 0:
-            continue
-        new = _impl.union_faces(arr.faces[fs])
+    by_owner = np.argsort(owner, kind="stable")  # each grid's faces, in face order
+    first_face = np.searchsorted(owner[by_owner], np.arange(n + 1))
+    has_face = first_face[1:] > first_face[:-1]
+    rebuilt = {
+        c: _impl.union_faces(arr.faces[by_owner[first_face[c] : first_face[c + 1]]])
+        for c in np.flatnonzero(has_face).tolist()
+    }
+    # the grids kept as they were unless their vertices changed: compared all at once
+    quiet = [c for c in rebuilt if not moved_n[c] and c not in touched and not made_valid[rows[c]]]
+    same = _same_vertices(cells[quiet], [rebuilt[c] for c in quiet])
+    renoded = {c for c, kept in zip(quiet, same.tolist(), strict=True) if not kept}
+    for c, new in rebuilt.items():
         if moved_n[c]:
             touched.add(c)
             msg = f"{moved_n[c]} vertex(es) of grid {gid[c]!r} snapped to a neighbour's or the parent's, by up to {moved_d[c]:.3g} m"
@@ -654,9 +684,9 @@ def _repair_level(
         else:
             # Untouched, but a neighbour's vertex may now lie on its edge: it takes that vertex too.
             # Or the noding dropped a zero-width spike along a neighbour's edge.
-            had = set(map(tuple, shapely.get_coordinates(cells[c])))
-            has = set(map(tuple, shapely.get_coordinates(new)))
-            if had != has:
+            if c in renoded:
+                had = set(map(tuple, shapely.get_coordinates(cells[c])))
+                has = set(map(tuple, shapely.get_coordinates(new)))
                 added, gone = sorted(has - had), sorted(had - has)
                 msg = (
                     f"grid {gid[c]!r} re-noded to match its neighbours' edges exactly "
@@ -666,6 +696,31 @@ def _repair_level(
                 log.add("noded", lv, gid[c], parent_of(c), (), msg, where)
                 geoms_out[int(rows[c])] = new
     return _Outcome(geoms_out, log, refusals, arr.overlapped, float(arr.area.min()) if nf else float("inf"))
+
+
+def _same_vertices(old: np.ndarray, new: list[shapely.Geometry]) -> np.ndarray:
+    """Whether each ``old[i]`` has the same set of vertices as ``new[i]`` (all pairs in a few numpy passes)."""
+    out = np.ones(len(old), dtype=bool)
+    if len(old) == 0:
+        return out
+    sides = []
+    for geoms in (old, np.array(new, dtype=object)):
+        xy, at = shapely.get_coordinates(geoms, return_index=True)
+        order = np.lexsort((xy[:, 1], xy[:, 0], at))
+        xy, at = xy[order], at[order]
+        first = np.ones(at.size, dtype=bool)  # each geometry's distinct points once
+        first[1:] = (at[1:] != at[:-1]) | (xy[1:, 0] != xy[:-1, 0]) | (xy[1:, 1] != xy[:-1, 1])
+        sides.append((xy[first], at[first]))
+    xy = np.concatenate([sides[0][0], sides[1][0]])
+    at = np.concatenate([sides[0][1], sides[1][1]])
+    order = np.lexsort((xy[:, 1], xy[:, 0], at))
+    xy, at = xy[order], at[order]
+    start = np.ones(at.size, dtype=bool)
+    start[1:] = (at[1:] != at[:-1]) | (xy[1:, 0] != xy[:-1, 0]) | (xy[1:, 1] != xy[:-1, 1])
+    run = np.flatnonzero(start)
+    alone = np.diff(np.append(run, at.size)) == 1  # a point of one side only
+    out[at[run[alone]]] = False
+    return out
 
 
 _FULL_SHARE = 0.6
@@ -719,8 +774,7 @@ def _repair_level_incremental(
     if n == 0 or above.size == 0:
         return None
     cells = geoms[rows]
-    pos = {int(r): i for i, r in enumerate(above)}
-    cgroup = np.array([pos.get(int(parent_row[r]), -1) for r in rows], dtype=np.int64)
+    cgroup = _parent_pos(rows, above, parent_row)
     if (cgroup < 0).any():
         return None
     par = geoms[above]
@@ -775,6 +829,7 @@ def _repair_level_incremental(
     odd = shapely.linestrings(np.concatenate([cs.key[~fam0], ps.key[~pfam]]).reshape(-1, 2, 2))
     # crosses or within, in one pass: the segment's interior meets the grid's interior
     a, b = tree.query(odd)
+    a, b = a[~play[b]], b[~play[b]]  # a grid in play already needs no test
     play[b[shapely.relate_pattern(odd[a], cells[b], "T********")]] = True
     vertices = _Vertices.of(cells, frame, snap_m)
     if snap_m > 0 and len(ps.key):
@@ -783,16 +838,11 @@ def _repair_level_incremental(
         # own ring's ownership, decides those snaps; the partial anchor set here does not match it.
         pts = ps.key.reshape(-1, 2)
         z = pts[:, 0] + 1j * pts[:, 1]
-        by_z = np.argsort(z)
+        by_z = np.argsort(z, kind="stable")  # a merge sort: faster on the partly ordered points of rings
         z_sorted, cell_sorted = z[by_z], np.repeat(ps.cell, 2)[by_z]
-
-        def rings(za: complex) -> set[int]:  # the parents that have this point
-            lo, hi = np.searchsorted(z_sorted, za), np.searchsorted(z_sorted, za, side="right")
-            return set(cell_sorted[lo:hi].tolist())
-
         pz = z_sorted[np.concatenate([[True], z_sorted[1:] != z_sorted[:-1]])]  # np.unique(z), sorted once
         pxy = np.column_stack([pz.real, pz.imag])
-        if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, rings):
+        if vertices.near((pxy - np.array(frame.origin)) * np.array(frame.scale), pxy, z_sorted, cell_sorted):
             return None
     untwinned_p = np.flatnonzero(~pfam)
     par_tree = shapely.STRtree(par)
@@ -826,7 +876,10 @@ def _repair_level_incremental(
         meets = (
             (b_env[:, 0] <= e[:, 2]) & (b_env[:, 2] >= e[:, 0]) & (b_env[:, 1] <= e[:, 3]) & (b_env[:, 3] >= e[:, 1])
         )
-        near = np.union1d(untwinned_p, seg[meets])
+        near_mask = np.zeros(len(ps.key), dtype=bool)  # np.union1d, sorted by marking
+        near_mask[untwinned_p] = True
+        near_mask[seg[meets]] = True
+        near = np.flatnonzero(near_mask)
         seg_lines = shapely.linestrings(ps.key[near].reshape(-1, 2, 2))
         kept = np.flatnonzero(~play)
         outcome = _repair_level(
@@ -874,7 +927,7 @@ def _overlapping_kept(outcome: _Outcome, cells: np.ndarray, kept: np.ndarray) ->
     if not outcome.geoms or kept.size == 0:
         return np.zeros(0, dtype=np.int64)
     new = np.array(list(outcome.geoms.values()), dtype=object)
-    ni, ki = shapely.STRtree(cells[kept]).query(new, predicate="intersects")
+    ni, ki = shapely.STRtree(cells[kept]).query(new)  # envelopes only: the pattern fails on disjoint pairs anyway
     inner = shapely.relate_pattern(new[ni], cells[kept][ki], "T********")
     return np.unique(kept[ki[inner]])
 
@@ -905,16 +958,18 @@ def _lost_twins(
     """
     if not outcome.geoms:
         return np.zeros(0, dtype=np.int64)
-    at = {int(r): i for i, r in enumerate(rows)}
-    changed = np.array(sorted(at[r] for r in outcome.geoms), dtype=np.int64)
+    by_row = np.argsort(rows)
+    changed = np.sort(by_row[np.searchsorted(rows[by_row], np.fromiter(outcome.geoms, dtype=np.int64))])
     new = _himpl.Segments.of(np.array([outcome.geoms[int(rows[c])] for c in changed], dtype=object))
     new.cell = changed[new.cell]
-    was = np.isin(cs.cell, changed)
+    was = np.zeros(len(rows), dtype=bool)
+    was[changed] = True
+    was = was[cs.cell]
     touched = np.concatenate([cs.key[was], new.key]) @ _HASH  # equal keys hash equal; collisions only add work
-    keep = ~play[cs.cell] & np.isin(cs.key @ _HASH, touched)
+    keep = ~play[cs.cell] & _impl.isin_float(cs.key @ _HASH, touched)
     if not keep.any():
         return np.zeros(0, dtype=np.int64)
-    pk = np.isin(ps.key @ _HASH, touched)
+    pk = _impl.isin_float(ps.key @ _HASH, touched)
     sub = _himpl.Segments(ps.key[pk], ps.forward[pk], ps.cell[pk])
     m = int(keep.sum())
     status = []
@@ -959,10 +1014,12 @@ class _Vertices:
         """Index the vertices of ``cells``."""
         raw, cell = shapely.get_coordinates(cells, return_index=True)
         xy = (raw - np.array(frame.origin)) * np.array(frame.scale)
-        uniq, point = _impl.unique_xy(xy)
+        # distinct points by a hash table, numbered as first met (nothing below depends on the numbering)
+        point, distinct = pd.factorize(xy[:, 0] + 1j * xy[:, 1], use_na_sentinel=False)
+        uniq = np.column_stack([distinct.real, distinct.imag])
+        by_point = np.argsort(point, kind="stable")
         input_z = np.empty(len(uniq), dtype=complex)
         input_z[point] = raw[:, 0] + 1j * raw[:, 1]
-        by_point = np.argsort(point, kind="stable")
         own_start = np.concatenate([[0], np.cumsum(np.bincount(point, minlength=len(uniq)))])
         scale = snap_m if snap_m > 0 else 1.0
         bucket = np.floor(uniq / scale).astype(np.int64)
@@ -970,42 +1027,61 @@ class _Vertices:
         order = np.argsort(key, kind="stable")
         return cls(uniq, cell[by_point], own_start, point, cell, bucket, order, key[order], snap_m, input_z)
 
-    def near(self, anchors: np.ndarray, anchors_input: np.ndarray, rings: Callable[[complex], set[int]]) -> bool:
+    def near(self, anchors: np.ndarray, anchors_input: np.ndarray, ring_z: np.ndarray, ring_of: np.ndarray) -> bool:
         """Whether snapping would join a point of the level to one of ``anchors`` (local metres).
 
         As in :func:`geogrid._repair_impl.snap_vertices`: two distinct points within ``snap_m``
-        join unless one grid has both, or one parent (``rings``: the parents having each anchor)
-        has both. ``anchors_input``: the anchors in input coordinates, to find which grids have them.
+        join unless one grid has both, or one parent has both (``ring_z``: the parents' points as
+        ``x + iy``, sorted; ``ring_of``: the parent of each). ``anchors_input``: the anchors in
+        input coordinates, to find which grids and parents have them.
         """
         if self.snap_m <= 0 or len(self.xy) == 0 or len(anchors) == 0:
             return False
         own_z = self.input_z
-        order_z = np.argsort(own_z)
         bucket = np.floor(anchors / self.snap_m).astype(np.int64)
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                key = (bucket[:, 0] + dx) * 4_294_967_296 + bucket[:, 1] + dy
-                start = np.searchsorted(self.sorted_key, key)
-                count = np.searchsorted(self.sorted_key, key, side="right") - start
-                total = int(count.sum())
-                if total == 0:
-                    continue
-                a = np.repeat(np.arange(len(anchors)), count)
-                v = self.order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
-                d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
-                hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
-                for ai, b in zip(a[hit].tolist(), v[hit].tolist(), strict=True):
-                    za = anchors_input[ai, 0] + 1j * anchors_input[ai, 1]
-                    if rings(za) & rings(own_z[b]):
-                        continue  # one parent has both points
-                    at = np.searchsorted(own_z[order_z], za)
-                    if at < len(order_z) and own_z[order_z[at]] == za:
-                        u = order_z[at]
-                        ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
-                        if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
-                            continue  # one grid has both points
-                    return True
+        pairs = [self._in_buckets(bucket, dx) for dx in (-1, 0, 1)]
+        a, v = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+        d2 = ((anchors[a] - self.xy[v]) ** 2).sum(axis=1)
+        hit = (d2 > 0) & (d2 <= self.snap_m * self.snap_m)
+        a, v = a[hit], v[hit]
+        if a.size == 0:
+            return False
+        # one parent has both points: the parents of each end, as ranges of ring_z, compared pairwise
+        za = anchors_input[a, 0] + 1j * anchors_input[a, 1]
+        lo_a, hi_a = np.searchsorted(ring_z, za), np.searchsorted(ring_z, za, side="right")
+        lo_b, hi_b = np.searchsorted(ring_z, own_z[v]), np.searchsorted(ring_z, own_z[v], side="right")
+        n_a = hi_a - lo_a
+        h = np.repeat(np.arange(a.size), n_a)
+        i = np.repeat(lo_a, n_a) + np.arange(h.size) - np.repeat(np.cumsum(n_a) - n_a, n_a)
+        n_b = (hi_b - lo_b)[h]
+        hh = np.repeat(h, n_b)
+        j = np.repeat(lo_b[h], n_b) + np.arange(hh.size) - np.repeat(np.cumsum(n_b) - n_b, n_b)
+        shared = np.zeros(a.size, dtype=bool)
+        shared[hh[ring_of[np.repeat(i, n_b)] == ring_of[j]]] = True
+        order_z = np.argsort(own_z)
+        for t in np.flatnonzero(~shared).tolist():
+            b = int(v[t])
+            at = np.searchsorted(own_z[order_z], za[t])
+            if at < len(order_z) and own_z[order_z[at]] == za[t]:
+                u = order_z[at]
+                ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
+                if np.intersect1d(ob, self.own_cells[self.own_start[u] : self.own_start[u + 1]]).size:
+                    continue  # one grid has both points
+            return True
         return False
+
+    def _in_buckets(self, bucket: np.ndarray, dx: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (probe, point) of each probe (its ``bucket``) with the points of the buckets at ``dx``, ``dy`` -1..1.
+
+        The three buckets of one column are consecutive keys: one range of the sorted keys.
+        """
+        base = (bucket[:, 0] + dx) * 4_294_967_296 + bucket[:, 1]
+        start = np.searchsorted(self.sorted_key, base - 1)
+        count = np.searchsorted(self.sorted_key, base + 1, side="right") - start
+        total = int(count.sum())
+        a = np.repeat(np.arange(len(bucket)), count)
+        v = self.order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
+        return a, v
 
     def partners(self, play: np.ndarray) -> np.ndarray:
         """``play`` and, transitively, every grid that has a point snapping could join to one in play.
@@ -1027,26 +1103,17 @@ class _Vertices:
             probe = np.flatnonzero(fresh)
             grew = False
             for dx in (-1, 0, 1):
-                for dy in (-1, 0, 1):
-                    key = (self.bucket[probe, 0] + dx) * 4_294_967_296 + self.bucket[probe, 1] + dy
-                    start = np.searchsorted(self.sorted_key, key)
-                    count = np.searchsorted(self.sorted_key, key, side="right") - start
-                    total = int(count.sum())
-                    if total == 0:
-                        continue
-                    u = np.repeat(probe, count)
-                    v = self.order[
-                        np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-                    ]
-                    d2 = ((self.xy[u] - self.xy[v]) ** 2).sum(axis=1)
-                    near = (u != v) & (d2 <= self.snap_m * self.snap_m)
-                    for a, b in zip(u[near].tolist(), v[near].tolist(), strict=True):
-                        oa = self.own_cells[self.own_start[a] : self.own_start[a + 1]]
-                        ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
-                        if np.intersect1d(oa, ob).size == 0 and not (play[oa].all() and play[ob].all()):
-                            play[oa] = True
-                            play[ob] = True
-                            grew = True
+                i, v = self._in_buckets(self.bucket[probe], dx)
+                u = probe[i]
+                d2 = ((self.xy[u] - self.xy[v]) ** 2).sum(axis=1)
+                near = (u != v) & (d2 <= self.snap_m * self.snap_m)
+                for a, b in zip(u[near].tolist(), v[near].tolist(), strict=True):
+                    oa = self.own_cells[self.own_start[a] : self.own_start[a + 1]]
+                    ob = self.own_cells[self.own_start[b] : self.own_start[b + 1]]
+                    if np.intersect1d(oa, ob).size == 0 and not (play[oa].all() and play[ob].all()):
+                        play[oa] = True
+                        play[ob] = True
+                        grew = True
             if not grew:
                 return play
 
@@ -1101,6 +1168,12 @@ def _log_frame(log: _impl.Change, crs: Any) -> gpd.GeoDataFrame:
 
 
 def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
+    if not refusals:  # the usual case: a copy of the empty frame costs a tenth of building it
+        return _NO_REFUSALS.copy()
+    return _build_refusal_frame(refusals)
+
+
+def _build_refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "kind": pd.Series([r.kind for r in refusals], dtype=object),
@@ -1111,3 +1184,6 @@ def _refusal_frame(refusals: list[_impl.Refusal]) -> pd.DataFrame:
             "geometry": pd.Series([r.geometry for r in refusals], dtype=object),
         }
     )
+
+
+_NO_REFUSALS = _build_refusal_frame([])
