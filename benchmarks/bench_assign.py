@@ -51,6 +51,12 @@ def _demo_grids() -> gpd.GeoDataFrame:
     return grids[grids["level"] == 3].reset_index(drop=True)
 
 
+def _as_multipolygons(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Every grid a MultiPolygon, as a GeoPackage round trip leaves them."""
+    parts = np.asarray(grids.geometry.array, dtype=object)
+    return grids.set_geometry(gpd.GeoSeries(shapely.multipolygons(parts[:, None]), index=grids.index, crs=grids.crs))
+
+
 def _case(name: str, make_grids: Any, n_points: int, repeat: int, notes: str) -> Case:
     def setup() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, int]:
         grids = make_grids()
@@ -97,6 +103,13 @@ def cases(scale: str) -> list[Case]:
             n_points,
             repeat,
             f"{n_points:,} uniform points (seed 0) over the demo district's 990 basic grids (demo seed 0)",
+        ),
+        _case(
+            f"assign_{n_points // 1000}k_into_990_multipolygon",
+            lambda: _as_multipolygons(_demo_grids()),
+            n_points,
+            repeat,
+            f"as assign_{n_points // 1000}k_into_990 with every grid a MultiPolygon (a GeoPackage round trip)",
         ),
         _case(
             f"assign_{n_points // 1000}k_into_{n_vor // 1000}k",
