@@ -182,7 +182,11 @@ async def _invalid_request(request: Request, err: Exception) -> JSONResponse:
     for e in err.errors():
         loc = [str(p) for p in e.get("loc", ())]
         in_body = in_body or (bool(loc) and loc[0] == "body")
-        parts.append(f"{'.'.join(loc[1:]) or '.'.join(loc)} ({loc[0] if loc else '?'}): {e.get('msg', 'invalid')}")
+        if len(loc) == 3 and loc[0] == "query" and loc[2].isdigit():  # one value of a repeated parameter
+            where = f"{loc[1]} (query, value {int(loc[2]) + 1})"
+        else:
+            where = f"{'.'.join(loc[1:]) or '.'.join(loc)} ({loc[0] if loc else '?'})"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
     # OGC API – Features: an invalid query parameter is a 400; an invalid body keeps FastAPI's 422.
     status = 422 if in_body else 400
     return error_response(status, _HTTP_CODES[status], "; ".join(parts) or "invalid request")
