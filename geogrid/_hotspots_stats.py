@@ -507,9 +507,16 @@ def _space_time_adjacency(adj: sp.csr_array, n_periods: int, time_lag: int) -> s
     """Neighbours in the cube (node ``g * T + t``): spatial neighbours and self, at ``t - time_lag .. t``."""
     n = adj.shape[0]
     spatial = sp.csr_array(_binary_offdiag(adj) + sp.eye_array(n, format="csr"))
-    t = np.arange(n_periods)
-    lag = (t[:, None] - t[None, :] >= 0) & (t[:, None] - t[None, :] <= time_lag)
-    cube = sp.kron(spatial, sp.csr_array(lag.astype(np.float64)), format="csr")
+    # period t sees s when 0 <= t - s <= time_lag: the diagonal and time_lag sub-diagonals, built sparse
+    # (a dense T x T mask took 900 MB and 2.7 s for 26 years of days)
+    k = min(time_lag, n_periods - 1)
+    lag = sp.diags_array(
+        [np.ones(n_periods - j) for j in range(k + 1)],
+        offsets=[-j for j in range(k + 1)],
+        shape=(n_periods, n_periods),
+        format="csr",
+    )
+    cube = sp.kron(spatial, lag, format="csr")
     return _binary_offdiag(cube)
 
 
