@@ -325,8 +325,9 @@ def _duration(value: pd.Timedelta | str) -> pd.Timedelta:
     """
     if isinstance(value, str):
         m = _NUMBER_UNIT.fullmatch(value)
-        if m is not None and m.group(2).lower() in _UNITS:
-            return pd.Timedelta(float(m.group(1)), unit=_UNITS[m.group(2).lower()])
+        unit = "" if m is None or m.group(2) == "M" else m.group(2).lower()  # "3M" (months?) is pandas' to refuse
+        if m is not None and unit in _UNITS:
+            return pd.Timedelta(float(m.group(1)), unit=_UNITS[unit])
     return pd.Timedelta(value)
 
 

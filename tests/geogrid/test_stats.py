@@ -104,6 +104,11 @@ def test_overdue_after_in_any_unit_spelling_without_pandas_warnings(incidents, g
     assert got["overdue"].tolist() == same["overdue"].tolist()
 
 
+def test_overdue_after_of_months_is_refused_not_read_as_minutes(incidents, grids):
+    with pytest.raises(ValueError, match=r"overdue_after='3M' is not a duration"):
+        grid_stats(incidents, grids, level=2, overdue_after="3M")
+
+
 def test_window_and_filters(incidents, grids):
     s = grid_stats(incidents, grids, level=2, since=T0 + pd.Timedelta(hours=1), until=T0 + pd.Timedelta(hours=3))
     assert s["count"].tolist() == [2, 1, 0, 0]  # both ends include the instant they name
