@@ -40,9 +40,10 @@ LONG_LANE_5 = (
 OPEN: dict[int, str] = {
     # 61-minute lane of 2026-12-07 (fourth session); fails the same on 4ea0dac, before that session's speed-ups.
     # A sound layer (check and reference: no finding) whose two level-1 grids have vertices one ULP apart at an
-    # enclave between top-level grids: level 1 is re-noded (areas unchanged), the moved parent vertices leave
-    # the children's 0.48 m edge unsettled, and snap_m=1.0 joins its ends: G0002/G0005 change by 14.8 m².
-    11001577: "sound layer changed: a ULP-level parent re-noding unsettles a 0.48 m child edge that then snaps",
+    # enclave between top-level grids: level 1 is re-noded (areas unchanged); the parent's new vertex, one ULP
+    # from its old (settled) one, is an unsettled anchor, and snap_m=1.0 joins a settled child vertex 0.48 m
+    # away to it: G0002/G0005 change by 14.8 m² (CORRECTNESS.md).
+    11001577: "sound layer changed: a parent vertex re-noded by one ULP is an unsettled anchor a 0.48 m edge snaps to",
 }
 SEEDS = [
     *range(0, 100),
