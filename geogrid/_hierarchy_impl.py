@@ -515,6 +515,25 @@ def _row_hash(key: np.ndarray, group: np.ndarray | None, base: np.ndarray | None
     return h
 
 
+def row_classes(
+    key: np.ndarray, group: np.ndarray | None = None, key_hash: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Class of each row of ``key`` (and ``group``): equal rows, equal class (-0.0 as 0.0), numbered as met.
+
+    By a 64-bit hash of each row in a hash table (``pandas.factorize``: no sort), each class then
+    checked to hold one row value. None when two different rows share a hash (never seen) or a
+    row holds NaN: the caller then sorts exactly.
+    """
+    g = None if group is None else np.asarray(group)
+    run, hashes = pd.factorize(_row_hash(key, g, key_hash))
+    member = np.empty(len(hashes), dtype=np.int64)
+    member[run] = np.arange(len(key))  # some row of each class
+    of = member[run]
+    if (key[of] == key).all() and (g is None or (g[of] == g).all()):
+        return run
+    return None
+
+
 def twinned(
     key: np.ndarray, forward: np.ndarray, group: np.ndarray | None = None, *, key_hash: np.ndarray | None = None
 ) -> np.ndarray:
@@ -527,13 +546,8 @@ def twinned(
     """
     if len(key) == 0:
         return np.zeros(0, dtype=bool)
-    # Runs as classes of equal hashes, by a hash table (no sort), when each class holds one key.
-    g = None if group is None else np.asarray(group)
-    run, hashes = pd.factorize(_row_hash(key, g, key_hash))
-    member = np.empty(len(hashes), dtype=np.int64)
-    member[run] = np.arange(len(key))  # some segment of each class
-    of = member[run]
-    if (key[of] == key).all() and (g is None or (g[of] == g).all()):
+    run = row_classes(key, group, key_hash)
+    if run is not None:
         count = np.bincount(run)
         fwd = np.bincount(run, weights=forward)
         return ((count == 2) & (fwd == 1))[run]

@@ -32,7 +32,7 @@ import pandas as pd
 
 import shapely
 
-from geogrid._hierarchy_impl import Frame, _row_hash, fill_holes, holes_of, polygonal
+from geogrid._hierarchy_impl import Frame, fill_holes, holes_of, polygonal, row_classes
 
 __all__: list[str] = []
 
@@ -191,6 +191,12 @@ def unique_xy_grouped(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.column_stack([u.real, u.imag]), inverse, order
 
 
+def ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``start[k], start[k] + 1, ..., start[k] + count[k] - 1`` for every k, concatenated (no Python loop)."""
+    total = int(count.sum())
+    return np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+
+
 def near_pairs(xy: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``a < b`` of the points ``xy`` (distinct) at most ``distance`` apart, in any order.
 
@@ -221,7 +227,7 @@ def near_pairs(xy: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]
         hi = np.searchsorted(sk, sk + (dx * step + 1), side="right")
         count = hi - lo
         i = np.repeat(np.arange(sk.size), count)
-        j = np.repeat(lo, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        j = ranges(lo, count)
         if dx == 0:  # each pair of one column twice: once
             once = i < j
             i, j = i[once], j[once]
@@ -308,8 +314,7 @@ def snap_vertices(
     # Pair t is co-owned when some owner o of a[t] also owns b[t]: is b[t]*m + o a key?
     count = stop[a] - start[a]
     pair = np.repeat(np.arange(a.size), count)
-    steps = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    o = o_of[np.repeat(start[a], count) + steps]
+    o = o_of[ranges(start[a], count)]
     probe = b[pair].astype(np.int64) * m + o
     at = np.minimum(np.searchsorted(pair_keys, probe), len(pair_keys) - 1)
     shared = np.bincount(pair[pair_keys[at] == probe], minlength=a.size) > 0
@@ -431,18 +436,16 @@ def _segment_keys(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _rows_in(key: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """Which rows of ``key`` are a row of ``pool`` (both (m, 4) floats, -0.0 as 0.0, no NaN in ``key``).
 
-    By 64-bit row hashes in a hash table, each row compared with a pool row of its hash; exact
-    when every hash class of the pool holds one row (else a byte-wise sort decides).
+    Classes of equal rows over both by a hash table (:func:`~geogrid._hierarchy_impl.row_classes`);
+    a byte-wise sort decides when that cannot (a hash collision).
     """
-    hp, hk = _row_hash(pool, None), _row_hash(key, None)
-    code, classes = pd.factorize(np.concatenate([hp, hk]))
-    some = np.full(len(classes), -1, dtype=np.int64)
-    some[code[: len(hp)]] = np.arange(len(hp))  # a pool row of each class (-1: none)
-    if not (pool[some[code[: len(hp)]]] == pool).all():  # a collision in the pool (or NaN): sort
+    code = row_classes(np.concatenate([pool, key]))
+    if code is None:  # a hash collision (or NaN): sort
         void = np.dtype((np.void, 32))
         return np.isin(np.ascontiguousarray(key).view(void).ravel(), np.ascontiguousarray(pool).view(void).ravel())
-    at = some[code[len(hp) :]]
-    return (at >= 0) & (pool[np.maximum(at, 0)] == key).all(axis=1)
+    in_pool = np.zeros(int(code.max()) + 1, dtype=bool)
+    in_pool[code[: len(pool)]] = True
+    return in_pool[code[len(pool) :]]
 
 
 def _has_segment(segments: np.ndarray, rings: np.ndarray) -> np.ndarray:

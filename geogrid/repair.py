@@ -870,8 +870,7 @@ def _repair_level_incremental(
         # of an STRtree's envelope test (touching counts).
         bi, pj = par_tree.query(boxes)
         cnt = seg_count[pj]
-        total = int(cnt.sum())
-        seg = seg_by_parent[np.repeat(seg_start[pj], cnt) + np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
+        seg = seg_by_parent[_impl.ranges(seg_start[pj], cnt)]
         e, b_env = seg_env[seg], box[np.repeat(bi, cnt)]
         meets = (
             (b_env[:, 0] <= e[:, 2]) & (b_env[:, 2] >= e[:, 0]) & (b_env[:, 1] <= e[:, 3]) & (b_env[:, 3] >= e[:, 1])
@@ -1052,10 +1051,10 @@ class _Vertices:
         lo_b, hi_b = np.searchsorted(ring_z, own_z[v]), np.searchsorted(ring_z, own_z[v], side="right")
         n_a = hi_a - lo_a
         h = np.repeat(np.arange(a.size), n_a)
-        i = np.repeat(lo_a, n_a) + np.arange(h.size) - np.repeat(np.cumsum(n_a) - n_a, n_a)
+        i = _impl.ranges(lo_a, n_a)
         n_b = (hi_b - lo_b)[h]
         hh = np.repeat(h, n_b)
-        j = np.repeat(lo_b[h], n_b) + np.arange(hh.size) - np.repeat(np.cumsum(n_b) - n_b, n_b)
+        j = _impl.ranges(lo_b[h], n_b)
         shared = np.zeros(a.size, dtype=bool)
         shared[hh[ring_of[np.repeat(i, n_b)] == ring_of[j]]] = True
         order_z = np.argsort(own_z)
@@ -1078,9 +1077,8 @@ class _Vertices:
         base = (bucket[:, 0] + dx) * 4_294_967_296 + bucket[:, 1]
         start = np.searchsorted(self.sorted_key, base - 1)
         count = np.searchsorted(self.sorted_key, base + 1, side="right") - start
-        total = int(count.sum())
         a = np.repeat(np.arange(len(bucket)), count)
-        v = self.order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
+        v = self.order[_impl.ranges(start, count)]
         return a, v
 
     def partners(self, play: np.ndarray) -> np.ndarray:

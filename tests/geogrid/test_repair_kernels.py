@@ -124,3 +124,12 @@ def test_twinned_by_hash_table_equals_the_exact_sort(seed, grouped):
     expected = np.empty(len(key), dtype=bool)
     expected[order] = good[run]
     np.testing.assert_array_equal(himpl.twinned(key, forward, group), expected)
+
+
+def test_ranges_equal_the_concatenated_aranges():
+    rng = np.random.default_rng(0)
+    start = rng.integers(0, 50, 200)
+    count = rng.integers(0, 5, 200)  # empty ranges too
+    expected = np.concatenate([np.arange(s, s + c) for s, c in zip(start, count, strict=True)])
+    np.testing.assert_array_equal(impl.ranges(start, count), expected)
+    assert impl.ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).size == 0
