@@ -277,7 +277,9 @@ def snap_vertices(
     Two ``settled`` points (``x + iy``, input coordinates: vertices whose every edge is
     shared exactly; those in ``settled`` and not in ``unsettled``, as :class:`Outline` holds
     them) never join either: a short edge of a sound coverage is no near miss,
-    and joining its ends would move grids that need no repair.
+    and joining its ends would move grids that need no repair. A point within
+    :data:`ON_OUTLINE_M` of a settled point (a rounding apart) joins it and counts as
+    settled against every other point.
 
     Returns the snapped geometries (possibly invalid: only their linework is used),
     the number of moved vertices and the largest move (m) per geometry, and the new
@@ -328,7 +330,14 @@ def snap_vertices(
         fixed[ends] = _member(z, settled)
         if unsettled is not None and unsettled.size:
             fixed[ends] &= ~_member(z, unsettled)
-        both = fixed[a] & fixed[b]
+        # A settled place is one up to rounding: a point within ON_OUTLINE_M of a settled one (a
+        # parent vertex its own level's re-noding moved by a ULP) joins that one and is settled
+        # for every other pair, so a short edge ending there stays as well.
+        tiny = np.hypot(*(uniq[a] - uniq[b]).T) <= ON_OUTLINE_M
+        weld = tiny & (fixed[a] != fixed[b])
+        welded = fixed.copy()
+        welded[a[weld]] = welded[b[weld]] = True
+        both = (fixed[a] & fixed[b]) | (welded[a] & welded[b] & ~tiny)
         a, b = a[~both], b[~both]
     if a.size and outline is not None and outline_owner is not None and anchor_owner is not None:
         across = _across_outline(uniq, a, b, anchors[np.asarray(anchor_owner) == outline_owner], outline, frame)

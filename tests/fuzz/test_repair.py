@@ -36,21 +36,20 @@ LONG_LANE_5 = (
     5004867,
     5005254,
 )
+# 11001577 (61-minute lane of 2026-12-07, fourth session; fixed in the fifth): a sound layer whose two
+# level-1 grids had vertices one ULP apart at an enclave between top-level grids. Level 1 was re-noded, the
+# parent's new vertex (one ULP from its old, settled one) was an unsettled anchor, and snap_m=1.0 joined a
+# settled child vertex 0.48 m away to it: a settled place is now one up to rounding (snap_vertices).
+LONG_LANE_11 = (11001577,)
 # Open: found by a long lane and failing today.
-OPEN: dict[int, str] = {
-    # 61-minute lane of 2026-12-07 (fourth session); fails the same on 4ea0dac, before that session's speed-ups.
-    # A sound layer (check and reference: no finding) whose two level-1 grids have vertices one ULP apart at an
-    # enclave between top-level grids: level 1 is re-noded (areas unchanged); the parent's new vertex, one ULP
-    # from its old (settled) one, is an unsettled anchor, and snap_m=1.0 joins a settled child vertex 0.48 m
-    # away to it: G0002/G0005 change by 14.8 m² (CORRECTNESS.md).
-    11001577: "sound layer changed: a parent vertex re-noded by one ULP is an unsettled anchor a 0.48 m edge snaps to",
-}
+OPEN: dict[int, str] = {}
 SEEDS = [
     *range(0, 100),
     367,
     *LONG_LANE,
     *LONG_LANE_3,
     *LONG_LANE_5,
+    *LONG_LANE_11,
     *(pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=f"open: {why}")) for s, why in OPEN.items()),
 ]
 

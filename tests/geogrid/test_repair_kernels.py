@@ -133,3 +133,41 @@ def test_ranges_equal_the_concatenated_aranges():
     expected = np.concatenate([np.arange(s, s + c) for s, c in zip(start, count, strict=True)])
     np.testing.assert_array_equal(impl.ranges(start, count), expected)
     assert impl.ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).size == 0
+
+
+def _short_edge_beside_a_ulp_anchor() -> tuple[np.ndarray, np.ndarray, himpl.Frame, tuple[float, float], float]:
+    """A child square with a 0.48 m edge on its bottom side, and its parent's ring whose vertex at the
+    edge's right end lies one ULP off (what re-noding the parent level leaves, seed 11001577)."""
+    from pyproj import CRS
+
+    from layers.crs import metric_crs
+
+    x0, y0 = 500000.0, 4000000.0
+    a, b = (x0 + 50.0, y0), (x0 + 50.48, y0)
+    p = (float(np.nextafter(b[0], np.inf)), y0)
+    child = shapely.Polygon([(x0, y0), a, b, (x0 + 100, y0), (x0 + 100, y0 + 100), (x0, y0 + 100)])
+    parent = shapely.LinearRing([(x0, y0), p, (x0 + 100, y0), (x0 + 100, y0 + 100), (x0, y0 + 100)])
+    frame = himpl.Frame.build(CRS.from_epsg(32650), np.array(child.bounds), None, metric_crs)
+    return np.array([child], dtype=object), np.array([parent], dtype=object), frame, a, p[0]
+
+
+def test_a_settled_place_is_one_up_to_rounding():
+    """Both ends of the short edge are settled; the parent's vertex a ULP from one end joins that end and
+    keeps the other (0.48 m away, within snap_m) where it is."""
+    geoms, anchors, frame, a, px = _short_edge_beside_a_ulp_anchor()
+    xy = shapely.get_coordinates(geoms)
+    settled = xy[:, 0] + 1j * xy[:, 1]
+    out, moved_n, moved_d, _ = impl.snap_vertices(geoms, anchors, frame, 1.0, settled=settled)
+    got = shapely.get_coordinates(out)
+    assert tuple(got[1]) == a  # the settled end away from the anchor stays
+    assert got[2, 0] == px  # the end a ULP from the anchor joins it
+    assert moved_n.tolist() == [1] and moved_d[0] < 1e-9
+
+
+def test_without_settled_ends_the_short_edge_snaps_shut():
+    """The control: nothing settled, so the 0.48 m edge is a near miss and both ends go to the anchor."""
+    geoms, anchors, frame, _, px = _short_edge_beside_a_ulp_anchor()
+    out, moved_n, _, _ = impl.snap_vertices(geoms, anchors, frame, 1.0)
+    got = shapely.get_coordinates(out)
+    assert got[1, 0] == got[2, 0] == px
+    assert moved_n.tolist() == [2]
