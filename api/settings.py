@@ -149,8 +149,8 @@ class Settings(BaseSettings):
     """Largest request body accepted, in bytes; larger ones get 413 (chunked bodies are counted as they arrive)."""
 
     emerging_max_bins: int = Field(default=1_000_000, ge=1)
-    """Largest space-time cube ``/emerging`` computes, in bins (grids × periods; ~1–3 kB of memory
-    each); larger requests get 400 saying how to narrow them."""
+    """Largest space-time cube ``/emerging`` computes, in bins (grids × periods; ~0.6 kB of memory
+    each beyond the data); larger requests get 400 saying how to narrow them."""
 
     emerging_max_permuted_bins: int = Field(default=600_000_000, ge=1)
     """Largest bins × permutations ``/emerging`` computes (990 grids × 52 weeks × 9,999: 43 s on one core)."""

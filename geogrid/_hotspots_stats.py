@@ -50,14 +50,19 @@ EHSA_CATEGORIES = (
 
 # -- weights -------------------------------------------------------------------------------
 def _binary_offdiag(adj: Any) -> sp.csr_array:
-    """Return ``adj`` as a binary CSR matrix without its diagonal."""
+    """Return ``adj`` as a binary CSR matrix without its diagonal (``adj`` itself if it is one; never change the result)."""
     a = sp.csr_array(adj, dtype=np.float64)
     n = a.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(a.indptr))
+    # 32-bit indices where they fit (scipy keeps 64 if either array has it): a space-time cube's
+    # neighbours are millions, each index 4 bytes less
+    idx = np.int32 if max(a.nnz, max(a.shape)) < 2**31 else np.int64
+    rows = np.repeat(np.arange(n, dtype=idx), np.diff(a.indptr))
     keep = (a.indices != rows) & (a.data != 0)
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
+    if keep.all() and a.indices.dtype == idx and a.indptr.dtype == idx and (a.data == 1).all():
+        return a  # binary, no diagonal already (a space-time cube: no second copy of its millions)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))]).astype(idx)
     # The neighbour order within a row is kept: it is the summation order of the spatial lag.
-    return sp.csr_array((np.ones(int(keep.sum())), a.indices[keep], indptr), shape=a.shape)
+    return sp.csr_array((np.ones(int(keep.sum())), a.indices[keep].astype(idx), indptr), shape=a.shape)
 
 
 # -- conditional permutations ------------------------------------------------------------------
@@ -168,20 +173,30 @@ class _GiStar:
     islands: np.ndarray
 
 
-def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) -> _GiStar:
-    """Gi* with binary weights and a self-weight of 1, as ``esda.G_Local(y, w, transform="B", star=True)``."""
+def _gi_star(
+    y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int, w_star: sp.csr_array | None = None
+) -> _GiStar:
+    """Gi* with binary weights and a self-weight of 1, as ``esda.G_Local(y, w, transform="B", star=True)``.
+
+    ``w_star``: ``_binary_offdiag(adj)`` plus the identity, if the caller has it (a space-time
+    cube's is hundreds of megabytes: not built twice).
+    """
     from scipy import stats  # lazy: scipy.stats costs ~1 s at import
 
     y = np.asarray(y, dtype=np.float64)
     n = y.size
-    adj = _binary_offdiag(adj)
-    islands = np.diff(adj.indptr) == 0
+    if w_star is None:
+        adj = _binary_offdiag(adj)
+        islands = np.diff(adj.indptr) == 0
+    else:  # each row of w_star: the neighbours and the site itself
+        islands = np.diff(w_star.indptr) == 1
     nan = np.full(n, np.nan)
     if n == 0 or y.sum() == 0 or np.all(y == y[0]):
         # Nothing to test: no incidents in the window, or every grid has the same value
         # (Gi* is 0/0 there). Report "no pattern" rather than a division warning.
         return _GiStar(g=nan, z=nan.copy(), p_sim=nan.copy(), p_norm=nan.copy(), p_perm=nan.copy(), islands=islands)
-    w_star = sp.csr_array(adj + sp.eye_array(n, format="csr"))
+    if w_star is None:
+        w_star = sp.csr_array(adj + sp.eye_array(n, format="csr"))
     g, z = _gi_star_z(y[:, None], w_star)
     g, z = g[:, 0], z[:, 0]
     p_norm = stats.norm.sf(np.abs(z))
@@ -192,6 +207,8 @@ def _gi_star(y: np.ndarray, adj: sp.csr_array, *, permutations: int, seed: int) 
         def stat(lag: np.ndarray, zi: np.ndarray, self_w: np.ndarray) -> np.ndarray:
             return (lag + self_w * zi) / ysum
 
+        if w_star is not None:
+            adj = _binary_offdiag(adj)
         at_least, greater, equal = _permute(y, adj, adj.data, np.ones(n), g, permutations, seed, stat)
         p_sim = _directed_p(g, at_least, permutations)
         p_perm = _mid_p_two_sided(greater, equal, permutations)

@@ -393,7 +393,7 @@ def _infer(
         )
         if ok.sum() >= 3 and not np.all(y[ok] == y[ok][0]):
             if statistic == "gi":
-                r: Any = _st._gi_star(y[ok], sub, permutations=permutations, seed=seed)
+                r: Any = _st._gi_star(y[ok], sub, permutations=permutations, seed=seed, w_star=w_star)
                 count_test, on = _st._count_test, w_star
             else:
                 r = _st._local_moran(y[ok], sub, permutations=permutations, seed=seed)
@@ -904,7 +904,7 @@ def emerging_hotspots(
         :data:`MIN_EXPECTED`, :data:`MIN_NEIGHBOURHOOD`) over the space-time cube.
     max_bins, max_permuted_bins
         Refuse (``ValueError``, before any work) a cube of more than ``max_bins`` bins (grids
-        × periods; memory grows with them, ~1–3 kB a bin), or, with ``permutations``, more
+        × periods; memory grows with them, ~0.6 kB a bin), or, with ``permutations``, more
         than ``max_permuted_bins`` bins × permutations (the time). None: no limit. A
         service sets them; the message says how to make the cube smaller.
 

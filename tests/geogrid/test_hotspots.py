@@ -782,3 +782,30 @@ def test_space_time_neighbours_equal_the_dense_definition(n_periods, time_lag):
     expected = np.kron(spatial > 0, lag).astype(float)
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_binary_offdiag_equals_its_definition_with_32_bit_indices(seed, index):
+    """Binary, no diagonal, explicit zeros dropped, each row's neighbour order kept (the lag's summation
+    order); indices 32-bit whatever the input's, and a matrix already in that form comes back as is
+    (a daily space-time cube's neighbours are millions: no second copy)."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    dense = np.where(rng.random((n, n)) < 0.2, rng.choice([0.0, 0.5, 2.0, 1.0], (n, n)), 0.0)
+    a = scipy.sparse.csr_array(dense)
+    order = [rng.permutation(np.arange(a.indptr[i], a.indptr[i + 1])) for i in range(n)]
+    perm = np.concatenate(order).astype(np.int64)  # rows' neighbours in a scrambled order, explicit zeros kept
+    a = scipy.sparse.csr_array((a.data[perm], a.indices[perm].astype(index), a.indptr.astype(index)), shape=(n, n))
+    got = _st._binary_offdiag(a)
+    expected = (dense != 0).astype(float)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_array_equal(got.toarray(), expected)
+    assert got.indices.dtype == got.indptr.dtype == np.int32
+    assert set(got.data) <= {1.0}
+    for i in range(n):  # the order within a row
+        row = a.indices[a.indptr[i] : a.indptr[i + 1]][(a.data[a.indptr[i] : a.indptr[i + 1]] != 0)]
+        np.testing.assert_array_equal(got.indices[got.indptr[i] : got.indptr[i + 1]], row[row != i])
+    again = _st._binary_offdiag(got)
+    assert np.shares_memory(again.indices, got.indices) and np.shares_memory(again.data, got.data)
+    np.testing.assert_array_equal(again.toarray(), expected)
