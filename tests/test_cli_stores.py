@@ -114,3 +114,40 @@ def test_import_into_a_postgis_url_stores_what_a_geopackage_stores(tiny_grids, t
         assert a.drop(columns="geometry").astype(str).equals(b.drop(columns="geometry").astype(str)), layer
         assert a.geometry.geom_equals_exact(b.geometry, tolerance=1e-9).all(), layer
     assert [v.version for v in stores["url"].versions()] == [1]
+
+
+_CSV_OPTIONS = ["--kind", "incidents", "--id-col", "编号", "--time-col", "时间", "--category-col", "类别",
+                "--source-col", "来源", "--status-col", "状态", "--x-col", "经度", "--y-col", "纬度",
+                "--tz", "Asia/Shanghai"]  # fmt: skip
+_HEADER = "编号,时间,类别,来源,状态,经度,纬度\n"
+
+
+@pytest.mark.parametrize("where", ["file", "url"])
+def test_a_file_with_no_rows_does_not_replace_stored_incidents_unless_allowed(both, tmp_path, where):
+    """A header-only CSV (an export that went wrong) imported with the default --mode replace: refused, naming
+    how many rows it would delete and the flag, the store unchanged; --allow-empty empties the layer; appending
+    it adds nothing; an empty GeoPackage layer (the one-shot path) is refused the same way."""
+    into = dict(zip(("file", "url"), both, strict=True))[where]
+    store = open_store(into)
+    before = {k: store.read(k) for k in ("grids", "incidents", "cameras")}
+    empty = tmp_path / "事件.csv"
+    empty.write_text(_HEADER, encoding="utf-8")
+    gpkg = tmp_path / "事件.gpkg"
+    before["incidents"].iloc[:0].to_file(gpkg, layer="incidents")  # the columns, no row
+    for src, extra in ((empty, _CSV_OPTIONS), (gpkg, ["--kind", "incidents"])):
+        r = invoke("import", str(src), "--into", into, *extra)
+        assert r.exit_code == 2, r.output
+        assert "no rows: --mode replace would delete the 3 incidents stored" in r.stderr
+        assert "--allow-empty" in r.stderr
+        for k, v in before.items():
+            pd.testing.assert_frame_equal(pd.DataFrame(store.read(k)), pd.DataFrame(v))
+    r = invoke("import", str(empty), "--into", into, *_CSV_OPTIONS, "--mode", "append")
+    assert r.exit_code == 0, r.output
+    assert len(store.read("incidents")) == 3
+    r = invoke("import", str(empty), "--into", into, *_CSV_OPTIONS, "--allow-empty")
+    assert r.exit_code == 0, r.output
+    assert len(store.read("incidents")) == 0
+    pd.testing.assert_frame_equal(pd.DataFrame(store.read("grids")), pd.DataFrame(before["grids"]))
+    # nothing stored to lose: an empty layer is what was asked for
+    r = invoke("import", str(empty), "--into", into, *_CSV_OPTIONS)
+    assert r.exit_code == 0, r.output

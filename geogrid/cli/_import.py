@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,11 @@ def merge_into_store(
     show_default=True,
     help="replace the store's layer, or append to it (ids must be new)",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="let a file with no rows replace a stored layer that has rows (deletes them all)",
+)
 @limit_options
 @click.option(
     "--chunk-rows",
@@ -124,6 +130,7 @@ def import_layer(
     tz: str | None,
     encoding: str | None,
     mode: str,
+    allow_empty: bool,
     max_vertices: int,
     max_depth: int,
     max_file_bytes: int,
@@ -133,7 +140,8 @@ def import_layer(
 
     SRC is a GeoPackage, GeoJSON, GeoParquet, Shapefile or CSV (lon/lat columns).
     Every problem of the file is listed at once, with its rows and the fix, and
-    nothing is written (exit status 2). Invalid polygons of grids are kept and
+    nothing is written (exit status 2). A file with no rows does not replace a
+    stored layer that has rows (an export that went wrong) unless --allow-empty. Invalid polygons of grids are kept and
     counted: `geogrid check` reports them and `geogrid repair` fixes them.
     A CSV of incidents or cameras is read in parts of --chunk-rows rows, so its
     size does not bound memory; it is written in one transaction all the same.
@@ -161,6 +169,7 @@ def import_layer(
             tz=tz,
             encoding=encoding,
             mode=mode,
+            allow_empty=allow_empty,
             chunk_rows=chunk_rows,
         )
         return
@@ -185,6 +194,8 @@ def import_layer(
         hint = datum_shift_hint(gdf, store.read("grids"))
         if hint is not None:
             warnings.warn(hint, GeogridWarning, stacklevel=1)
+    if len(gdf) == 0 and mode == "replace" and not allow_empty:
+        _refuse_emptying(store, lk, src.name)
     out = merge_into_store(store, lk, gdf, mode=mode, source=src.name)
     store.write({lk.value: out}, metadata={f"{lk.value}_source": src.name}, author=login_name(), based_on=based_on)
     lines = _summary(lk, src, into, mode, info["rows"], len(out), info)
@@ -225,6 +236,7 @@ def _import_csv_in_parts(
     tz: str | None,
     encoding: str | None,
     mode: str,
+    allow_empty: bool,
     chunk_rows: int,
 ) -> None:
     """Import a CSV of points part by part: read, check and stage each, then write them in one transaction."""
@@ -249,7 +261,19 @@ def _import_csv_in_parts(
             chunk_rows=chunk_rows,
             progress=progress,
         )
-        now = store.write_chunks(lk.value, parts, mode=mode, metadata={f"{lk.value}_source": src.name}, source=src.name)
+
+        def guarded() -> Iterator[gpd.GeoDataFrame]:
+            """Yield the parts; with none holding a row, replacing: refuse before the transaction commits."""
+            rows = 0
+            for part in parts:
+                rows += len(part)
+                yield part
+            if rows == 0 and mode == "replace" and not allow_empty:
+                _refuse_emptying(store, lk, src.name)
+
+        now = store.write_chunks(
+            lk.value, guarded(), mode=mode, metadata={f"{lk.value}_source": src.name}, source=src.name
+        )
     if parts.datum == "wgs84" and store.has("grids") and len(parts.sample):
         sample = gpd.GeoDataFrame(geometry=gpd.points_from_xy(parts.sample[:, 0], parts.sample[:, 1]), crs="EPSG:4326")
         total = None if len(sample) == parts.rows else parts.rows
@@ -258,3 +282,14 @@ def _import_csv_in_parts(
             warnings.warn(hint, GeogridWarning, stacklevel=1)
     info = {"source_crs": parts.source_crs, "crs_assumed": parts.crs_assumed, "datum": parts.datum}
     click.echo("\n".join(_summary(lk, src, into, mode, parts.rows, now, info)))
+
+
+def _refuse_emptying(store: Store, lk: LayerKind, source: str) -> None:
+    """Refuse a file with no rows replacing a stored layer that has rows (ValidationError naming both fixes)."""
+    stored = len(store.read(lk.value)) if store.has(lk.value) else 0
+    if stored:
+        msg = (
+            f"the file has no rows: --mode replace would delete the {stored:,} {lk.value} stored; check the file "
+            "(an export that went wrong?), or pass --allow-empty to empty the layer on purpose"
+        )
+        raise ValidationError(source, [Problem("no_rows", msg, (), ())])
