@@ -17,7 +17,8 @@ The definitions it fixes (the fast path follows them):
 - **overlap**: the polygonal intersection of two grids of one level.
 - **outside_parent**: child - parent; **parent_not_tiled**: parent - union of its own
   children - exempt.
-- **invalid**: ``shapely.is_valid`` is false; the other verdicts use ``make_valid``.
+- **invalid**: ``shapely.is_valid`` is false, or the grid has no geometry (None or empty);
+  the other verdicts use ``make_valid`` (and leave an empty grid out).
 
 Pieces smaller than ``min_area_m2`` are dropped, as in the fast path.
 """
@@ -126,7 +127,8 @@ def check_grids_reference(
 
     fixed = {}
     for i, g in enumerate(geoms):
-        if not usable[i]:
+        if not usable[i]:  # a row with no geometry covers nothing: invalid, as in the fast path
+            rows.append(("invalid", levels[i], (ids[i],), float("nan"), g))
             continue
         if not shapely.is_valid(g):
             rows.append(("invalid", levels[i], (ids[i],), float("nan"), g))

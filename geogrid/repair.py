@@ -534,6 +534,9 @@ def _repair_level(
     owner = np.full(nf, -1, dtype=np.int64)
     candidates: list[list[int]] = [[] for _ in range(nf)]
     kind = np.zeros(nf, dtype=np.int8)  # 0 kept, 1 overlap, 2 gap
+    # the incremental path: a gap in a parent with children, none of them in play (a kept one may
+    # touch it): this arrangement cannot tell who takes it, the full rebuild does
+    unseen = np.zeros(nf, dtype=bool)
     lost: list[tuple[int, int]] = []  # (cell, face) the cell covers but may not keep
     children: dict[int, list[int]] = {}
     for c in range(n):
@@ -557,6 +560,7 @@ def _repair_level(
             candidates[f], kind[f] = own, 1
         elif not arr.held[f]:
             candidates[f], kind[f] = children.get(g, []), 2
+            unseen[f] = with_children is not None and not candidates[f]
 
     # gaps: too large, or in a parent with no children -> refused (left open)
     gap_faces = np.flatnonzero(kind == 2)
@@ -588,11 +592,13 @@ def _repair_level(
                 refusals.append((_impl.Refusal("gap", lv, (str(where),), msg, float(a), part), None))
                 for f in fs[shapely.intersects(part, _impl.interior_points(arr.faces[fs]))]:
                     candidates[f] = []
+                    unseen[f] = False
 
     owner = _impl.assign(arr, candidates, owner, frame)
     for f in np.flatnonzero((owner < 0) & (kind == 1)).tolist():
         owner[f] = candidates[f][0]  # an overlap enclosed by overlaps: the first by id
-    for f in np.flatnonzero((owner < 0) & (kind == 2) & np.array([bool(c) for c in candidates], dtype=bool)).tolist():
+    offered = np.array([bool(c) for c in candidates], dtype=bool) | unseen
+    for f in np.flatnonzero((owner < 0) & (kind == 2) & offered).tolist():
         if arr.area[f] < _NOISE_M2:
             continue
         g = int(arr.group[f])

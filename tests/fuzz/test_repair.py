@@ -40,7 +40,13 @@ LONG_LANE_5 = (
 # level-1 grids had vertices one ULP apart at an enclave between top-level grids. Level 1 was re-noded, the
 # parent's new vertex (one ULP from its old, settled one) was an unsettled anchor, and snap_m=1.0 joined a
 # settled child vertex 0.48 m away to it: a settled place is now one up to rounding (snap_vertices).
-LONG_LANE_11 = (11001577,)
+# From the two 62-minute lanes of the fifth session (seeds 12000000-12008996 and 12500000-12508913), both
+# failing the same before it: 12008212, a gap in a parent none of whose children was in play (a child of
+# the other parent was clipped off there): the incremental path left it unrefused, the full rebuild
+# refuses it (now: such a gap sends the level to the full rebuild); 12507296, an enclave cut that left
+# a grid with no geometry, which the reference skipped (so the layer read as sound) while the fast check
+# and repair call it invalid (now the reference does too).
+LONG_LANE_11 = (11001577, 12008212, 12507296)
 # Open: found by a long lane and failing today.
 OPEN: dict[int, str] = {}
 SEEDS = [

@@ -835,3 +835,15 @@ def test_an_overlap_every_fast_pass_missed_hands_the_level_to_the_exhaustive_pat
     over = check_grids(g, metric_crs=UTM).findings.query("kind == 'overlap'")
     assert over["area_m2"].sum() == pytest.approx(90_000, rel=1e-9)
     agrees_with_reference(g)
+
+
+@pytest.mark.parametrize("empty", [shapely.MultiPolygon(), shapely.Polygon(), None], ids=["multi", "polygon", "none"])
+def test_the_reference_calls_a_grid_with_no_geometry_invalid_as_the_fast_check_does(empty):
+    """A grid an edit or an enclave cut left with no geometry covers nothing: both checks report it invalid (the
+    reference used to skip it, so a layer with an empty grid read as sound: repair seed 12507296)."""
+    from geogrid._reference_check import check_grids_reference
+
+    g = utm_layer([("D", None, 0, sq(0)), ("a", "D", 1, sq(0)), ("b", "D", 1, sq(0))])
+    g.loc[2, "geometry"] = empty
+    for found in (check_grids(g, metric_crs=UTM).findings, check_grids_reference(g, metric_crs_=UTM)):
+        assert found[["kind", "level", "grid_ids"]].values.tolist() == [["invalid", 1, ("b",)]]
