@@ -185,11 +185,12 @@ def _demo_cases(replicates: int) -> list[Case]:
         f"Poisson nulls, {replicates} replicates per rate, seeds 2000 + rate / 3000 + rate; binomial vs normal p; "
         "power: planted persistent/emerging spots; cube z against esda.G_Local",
     )
+
     def cube(data: Any) -> Any:
         from geogrid import _hotspots_data as hd
         from geogrid import _hotspots_stats as st
 
-        demo, basic, w, _ = data
+        demo, _, w, _ = data
         inc = demo.incidents
         g = hd._level_grids(demo.grids, 3)
         span = hd._whole_periods(inc["reported_at"], "W", "Asia/Shanghai", None, None)

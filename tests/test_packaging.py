@@ -100,3 +100,32 @@ def test_declared_dependencies_are_exactly_what_the_packages_import():
     assert not undeclared, f"imported but not declared in [project] dependencies: {undeclared}"
     unused = core - set(imported)
     assert not unused, f"declared in [project] dependencies but never imported by geogrid, layers or api: {unused}"
+
+
+@pytest.mark.parametrize("failing", ["ruff check", "ruff format", "mypy", None])
+def test_the_test_command_stops_on_a_lint_or_type_failure(tmp_path, failing):
+    """`bash scripts/test` (what .ci/run calls) must fail when ruff or mypy fails, before pytest: it once ran
+    `ruff check . && ruff format --check .`, and under `set -e` a failure there did not stop the script, so a
+    lint error passed CI. The tools are stubs on PATH that log their call and fail as asked."""
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "test"
+    script.write_text((ROOT / "scripts" / "test").read_text(encoding="utf-8"), encoding="utf-8")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    for tool in ("python", "ruff", "mypy", "apt-get", "chromium", "chromedriver", "ogr2ogr"):
+        fail = failing is not None and tool == failing.split()[0]
+        sub = f'[ "$1" = "{failing.split()[1]}" ] && exit 1' if fail and " " in failing else ("exit 1" if fail else "")
+        stub = bin_dir / tool
+        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n{sub}\nexit 0\n', encoding="utf-8")
+        stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    calls = log.read_text(encoding="utf-8").splitlines()
+    ran_pytest = any(c.startswith("python -m pytest") for c in calls)
+    if failing is None:
+        assert done.returncode == 0, done.stderr
+        assert ran_pytest and "mypy " in calls and "ruff check ." in calls and "ruff format --check ." in calls
+    else:
+        assert done.returncode != 0
+        assert not ran_pytest, calls
