@@ -108,6 +108,12 @@ def check_grids_reference(
     parents = [None if pd.isna(p) or str(p).strip() == "" else str(p).strip() for p in grids["parent_id"]]
     levels = [int(v) for v in grids["level"]]
     usable = [g is not None and not g.is_empty for g in geoms]
+    if not any(usable):  # nothing to place or measure: each grid is invalid (no geometry), and that is all
+        nothing = pd.DataFrame(
+            [("invalid", lv, (i,), float("nan"), g) for lv, i, g in zip(levels, ids, geoms, strict=True)],
+            columns=_COLUMNS,
+        )
+        return gpd.GeoDataFrame(nothing, geometry=gpd.GeoSeries(nothing["geometry"], crs=crs), crs=crs)
     b = shapely.total_bounds([g for g, u in zip(geoms, usable, strict=True) if u])
     to_wgs = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
     lon, lat = to_wgs.transform((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)

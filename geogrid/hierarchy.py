@@ -351,9 +351,8 @@ def _use_reference(
     kept = {c: [getattr(out, c)[i] for i in keep] for c in cols}
     for c in cols:
         setattr(out, c, kept[c])
-    usable = grids[~(grids.geometry.is_empty | grids.geometry.isna())]
-    ref = check_grids_reference(
-        usable,
+    ref = check_grids_reference(  # every grid: one with no geometry is an invalid finding of the reference too
+        grids,
         gap_width_m=gap_width,
         min_area_m2=min_area,
         outline=outline,

@@ -845,5 +845,9 @@ def test_the_reference_calls_a_grid_with_no_geometry_invalid_as_the_fast_check_d
 
     g = utm_layer([("D", None, 0, sq(0)), ("a", "D", 1, sq(0)), ("b", "D", 1, sq(0))])
     g.loc[2, "geometry"] = empty
-    for found in (check_grids(g, metric_crs=UTM).findings, check_grids_reference(g, metric_crs_=UTM)):
+    fast, ref = check_grids(g, metric_crs=UTM), check_grids(g, metric_crs=UTM, method="reference")
+    for found in (fast.findings, ref.findings, check_grids_reference(g, metric_crs_=UTM)):
         assert found[["kind", "level", "grid_ids"]].values.tolist() == [["invalid", 1, ("b",)]]
+    assert not fast.sound and not ref.sound  # `geogrid check --reference` too
+    g["geometry"] = [empty] * 3  # nothing to measure at all: every grid invalid, no crash
+    assert check_grids_reference(g, metric_crs_=UTM)["grid_ids"].tolist() == [("D",), ("a",), ("b",)]
