@@ -128,4 +128,5 @@ def test_the_test_command_stops_on_a_lint_or_type_failure(tmp_path, failing):
         assert ran_pytest and "mypy " in calls and "ruff check ." in calls and "ruff format --check ." in calls
     else:
         assert done.returncode != 0
+        assert any(c.startswith(failing) for c in calls), calls  # it failed where asked, not on the way there
         assert not ran_pytest, calls
