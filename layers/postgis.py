@@ -221,6 +221,16 @@ class PostGISStore(Store):
             coerce_dtypes(gdf, SCHEMAS[LayerKind(name)])
         return gdf
 
+    def count(self, name: str) -> int:
+        """Return the number of rows of layer ``name`` (0 if there is no such layer): one SQL count."""
+        from psycopg import sql
+
+        with self._connect() as con:
+            if name not in self._tables(con):
+                return 0
+            row = con.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self.schema, name))).fetchone()
+        return int(row[0]) if row else 0
+
     def _read_table(
         self, con: Any, name: str, *, bbox: tuple[float, float, float, float] | None = None
     ) -> gpd.GeoDataFrame:

@@ -215,6 +215,10 @@ class Store(ABC):
     def read(self, name: str, *, bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
         """Read one layer (in the storage CRS), optionally only features within ``bbox`` (lon/lat)."""
 
+    def count(self, name: str) -> int:
+        """Return the number of rows of layer ``name`` (0 if the store has no such layer), without reading them."""
+        return len(self.read(name)) if self.has(name) else 0
+
     @abstractmethod
     def write(
         self,
@@ -405,6 +409,13 @@ class GeoPackageStore(Store):
         if name in _KINDS:
             coerce_dtypes(gdf, SCHEMAS[LayerKind(name)])
         return gdf
+
+    def count(self, name: str) -> int:
+        """Return the number of rows of layer ``name`` (0 if there is no such layer): one SQL count."""
+        if not self.path.exists() or not self.has(name):
+            return 0
+        rows = self._query(f"SELECT count(*) FROM {_quote(name)}")
+        return int(rows[0][0]) if rows else 0
 
     def _read_table(
         self, con: sqlite3.Connection, name: str, *, bbox: tuple[float, float, float, float] | None = None

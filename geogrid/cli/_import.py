@@ -286,7 +286,7 @@ def _import_csv_in_parts(
 
 def _refuse_emptying(store: Store, lk: LayerKind, source: str) -> None:
     """Refuse a file with no rows replacing a stored layer that has rows (ValidationError naming both fixes)."""
-    stored = len(store.read(lk.value)) if store.has(lk.value) else 0
+    stored = store.count(lk.value)
     if stored:
         msg = (
             f"the file has no rows: --mode replace would delete the {stored:,} {lk.value} stored; check the file "

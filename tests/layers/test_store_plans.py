@@ -392,3 +392,12 @@ def test_layers_cannot_overwrite_the_plan_tables(store, name):
     with pytest.raises(StoreError, match="geogrid keeps for its plans"):
         store.write({"grids": two_grids(99), name: two_grids()})
     assert _snapshot(store) == before
+
+
+def test_count_equals_the_rows_read_without_reading_them(store):
+    """``count`` (the import's refusal of an empty file asks it) equals ``len(read)`` on both backends; a layer the
+    store lacks counts 0."""
+    assert store.count("grids") == len(store.read("grids")) == 2
+    assert store.count("incidents") == 0
+    store.write({"extra": store.read("grids").iloc[:1]})
+    assert store.count("extra") == len(store.read("extra")) == 1
