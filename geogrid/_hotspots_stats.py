@@ -53,6 +53,11 @@ def _binary_offdiag(adj: Any) -> sp.csr_array:
     """Return ``adj`` as a binary CSR matrix without its diagonal (``adj`` itself if it is one; never change the result)."""
     a = sp.csr_array(adj, dtype=np.float64)
     n = a.shape[0]
+    if not a.has_canonical_format:  # unsorted, or a repeated (i, j): that is one neighbour, not two
+        key = np.repeat(np.arange(n, dtype=np.int64), np.diff(a.indptr)) * a.shape[1] + a.indices
+        if np.unique(key).size < key.size:
+            a = a.copy()
+            a.sum_duplicates()  # sorts each row: only such a matrix loses its order
     # 32-bit indices where they fit (scipy keeps 64 if either array has it): a space-time cube's
     # neighbours are millions, each index 4 bytes less
     idx = np.int32 if max(a.nnz, max(a.shape)) < 2**31 else np.int64

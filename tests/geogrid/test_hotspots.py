@@ -809,3 +809,14 @@ def test_binary_offdiag_equals_its_definition_with_32_bit_indices(seed, index):
     again = _st._binary_offdiag(got)
     assert np.shares_memory(again.indices, got.indices) and np.shares_memory(again.data, got.data)
     np.testing.assert_array_equal(again.toarray(), expected)
+
+
+def test_binary_offdiag_counts_a_repeated_entry_once():
+    """A weights matrix given with a repeated (i, j) (a non-canonical CSR, as a hand-built COO sums to) names one
+    neighbour: weight 1, not 2 (review finding; Gi*'s neighbourhood sums would count that neighbour twice)."""
+    a = scipy.sparse.csr_array(
+        (np.ones(4), np.array([1, 1, 0, 1], dtype=np.int32), np.array([0, 2, 3, 4], dtype=np.int32)), shape=(3, 3)
+    )
+    assert not a.has_canonical_format
+    got = _st._binary_offdiag(a).toarray()
+    np.testing.assert_array_equal(got, [[0, 1, 0], [1, 0, 0], [0, 1, 0]])
