@@ -108,12 +108,13 @@ def check_grids_reference(
     parents = [None if pd.isna(p) or str(p).strip() == "" else str(p).strip() for p in grids["parent_id"]]
     levels = [int(v) for v in grids["level"]]
     usable = [g is not None and not g.is_empty for g in geoms]
-    if not any(usable):  # nothing to place or measure: each grid is invalid (no geometry), and that is all
-        nothing = pd.DataFrame(
-            [("invalid", lv, (i,), float("nan"), g) for lv, i, g in zip(levels, ids, geoms, strict=True)],
-            columns=_COLUMNS,
-        )
-        return gpd.GeoDataFrame(nothing, geometry=gpd.GeoSeries(nothing["geometry"], crs=crs), crs=crs)
+    rows: list[tuple[str, int, tuple[str, ...], float, shapely.Geometry | None]] = [
+        ("invalid", levels[i], (ids[i],), float("nan"), geoms[i])  # no geometry: covers nothing, as in the fast path
+        for i in range(len(geoms))
+        if not usable[i]
+    ]
+    if not any(usable):  # nothing to place or measure
+        return _as_frame(rows, crs)
     b = shapely.total_bounds([g for g, u in zip(geoms, usable, strict=True) if u])
     to_wgs = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
     lon, lat = to_wgs.transform((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
@@ -123,8 +124,6 @@ def check_grids_reference(
     def area(g: shapely.Geometry) -> float:
         return float(shapely.transform(g, lambda xy: np.column_stack(to_m.transform(xy[:, 0], xy[:, 1]))).area)
 
-    rows: list[tuple[str, int, tuple[str, ...], float, shapely.Geometry | None]] = []
-
     def add(kind: str, level: int, gids: tuple[str, ...], piece: shapely.Geometry) -> None:
         piece = _polygonal(piece)
         a = area(piece) if not piece.is_empty else 0.0
@@ -133,8 +132,7 @@ def check_grids_reference(
 
     fixed = {}
     for i, g in enumerate(geoms):
-        if not usable[i]:  # a row with no geometry covers nothing: invalid, as in the fast path
-            rows.append(("invalid", levels[i], (ids[i],), float("nan"), g))
+        if not usable[i]:
             continue
         if not shapely.is_valid(g):
             rows.append(("invalid", levels[i], (ids[i],), float("nan"), g))
@@ -181,5 +179,11 @@ def check_grids_reference(
         if exempt is not None:
             rest = shapely.difference(rest, exempt)
         add("parent_not_tiled", levels[p], (ids[p],), rest)
+    return _as_frame(rows, crs)
+
+
+def _as_frame(
+    rows: list[tuple[str, int, tuple[str, ...], float, shapely.Geometry | None]], crs: CRS
+) -> gpd.GeoDataFrame:
     df = pd.DataFrame(rows, columns=_COLUMNS)
     return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(df["geometry"], crs=crs), crs=crs)
